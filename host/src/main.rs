@@ -1,0 +1,204 @@
+//! The `switchyard` command: the gateway and its policy tools.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use switchyard::harness;
+use switchyard::policy::{DEFAULT_POLICY_WASM, Limits, Runtime};
+
+#[derive(Parser)]
+#[command(
+    name = "switchyard",
+    version,
+    about = "LLM gateway with sandboxed, team-owned routing policies"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Work with routing-policy components offline.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Run a policy against a case file; exits non-zero if any case fails.
+    Test {
+        /// The policy component (.wasm), or `builtin:default` for the bundled one.
+        plugin: String,
+        /// The case file (JSON; see docs/policy-cases.md).
+        cases: PathBuf,
+        #[command(flatten)]
+        limits: LimitArgs,
+        /// Instructions each case may execute.
+        #[arg(long, default_value_t = 100_000_000)]
+        fuel: u64,
+    },
+    /// Measure decisions per second and decision time on synthetic candidates.
+    Bench {
+        /// The policy component (.wasm), or `builtin:default` for the bundled one.
+        plugin: String,
+        /// Number of candidates offered per decision.
+        #[arg(long, default_value_t = 20)]
+        candidates: usize,
+        /// Sort metric of the synthetic requests.
+        #[arg(long, default_value = "p50_latency")]
+        metric: String,
+        /// How long to measure, in seconds.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
+    /// Load a policy and print what it says about itself.
+    Describe {
+        /// The policy component (.wasm), or `builtin:default` for the bundled one.
+        plugin: String,
+    },
+}
+
+#[derive(clap::Args)]
+struct LimitArgs {
+    /// Deadline of one decision, in milliseconds.
+    #[arg(long, default_value_t = 10)]
+    deadline_ms: u64,
+    /// Memory cap of one decision, in MiB.
+    #[arg(long, default_value_t = 32)]
+    memory_mib: usize,
+}
+
+impl LimitArgs {
+    fn limits(&self, fuel: Option<u64>) -> Limits {
+        Limits {
+            deadline: Duration::from_millis(self.deadline_ms),
+            max_memory_bytes: self.memory_mib << 20,
+            fuel,
+            ..Limits::default()
+        }
+    }
+}
+
+fn read_plugin(plugin: &str) -> Result<Vec<u8>> {
+    if plugin == "builtin:default" {
+        return Ok(DEFAULT_POLICY_WASM.to_vec());
+    }
+    std::fs::read(Path::new(plugin))
+        .with_context(|| format!("cannot read policy component {plugin}"))
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Policy(PolicyCommand::Test {
+            plugin,
+            cases,
+            limits,
+            fuel,
+        }) => {
+            let limits = limits.limits(Some(fuel));
+            let memory_limit = limits.max_memory_bytes;
+            let runtime = Runtime::new(limits)?;
+            let policy = runtime
+                .load(&read_plugin(&plugin)?)
+                .with_context(|| format!("cannot load {plugin}"))?;
+            let text = std::fs::read_to_string(&cases)
+                .with_context(|| format!("cannot read case file {}", cases.display()))?;
+            let file = harness::parse_case_file(&text)
+                .map_err(anyhow::Error::msg)
+                .with_context(|| cases.display().to_string())?;
+            let info = policy.info();
+            println!(
+                "policy {} {} (switchyard:policy@{}, sha256 {}), {} cases from {}\n",
+                info.name,
+                info.version,
+                policy.wit_version(),
+                &policy.sha256()[..12],
+                file.cases.len(),
+                cases.display()
+            );
+            let reports = harness::run_cases(&policy, &file);
+            print!(
+                "{}",
+                harness::render_report(&reports, memory_limit, Some(fuel))
+            );
+            let ok = !reports.is_empty() && reports.iter().all(|r| r.passed());
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Policy(PolicyCommand::Bench {
+            plugin,
+            candidates,
+            metric,
+            seconds,
+            limits,
+        }) => {
+            anyhow::ensure!(candidates > 0, "--candidates must be at least 1");
+            anyhow::ensure!(
+                seconds.is_finite() && seconds > 0.0,
+                "--seconds must be positive"
+            );
+            let runtime = Runtime::new(limits.limits(None))?;
+            let policy = runtime
+                .load(&read_plugin(&plugin)?)
+                .with_context(|| format!("cannot load {plugin}"))?;
+            println!(
+                "policy {} {}: fresh instance per decision, single thread, sort by {metric}\n",
+                policy.info().name,
+                policy.info().version
+            );
+            let report = harness::bench(
+                &policy,
+                candidates,
+                &metric,
+                Duration::from_secs_f64(seconds),
+            );
+            print!("{}", harness::render_bench(&report));
+            Ok(if report.faults == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Policy(PolicyCommand::Describe { plugin }) => {
+            let runtime = Runtime::new(Limits::default())?;
+            let bytes = read_plugin(&plugin)?;
+            let policy = runtime
+                .load(&bytes)
+                .with_context(|| format!("cannot load {plugin}"))?;
+            let info = policy.info();
+            println!("name:        {}", info.name);
+            println!("version:     {}", info.version);
+            println!("wit:         switchyard:policy@{}", policy.wit_version());
+            println!("sha256:      {}", policy.sha256());
+            println!("size:        {} bytes", policy.size());
+            println!(
+                "metrics:     {}",
+                if info.metrics.is_empty() {
+                    "-".to_string()
+                } else {
+                    info.metrics.join(", ")
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

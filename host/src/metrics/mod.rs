@@ -1,0 +1,109 @@
+//! Live metrics as routing sees them.
+//!
+//! This module owns the vocabulary of metric names and windows (seed 001: `15m`
+//! to `7d`) and the [`MetricSource`] trait through which a routing policy reads
+//! metric values. A source is a snapshot taken when a request arrives, so a
+//! policy may read it as often as it likes without taking locks.
+
+mod window;
+
+pub use window::{MAX_WINDOW_SECS, MIN_WINDOW_SECS, WindowError, parse_window};
+
+/// Read-only view of metric values for the candidates of one decision.
+pub trait MetricSource: Send + Sync {
+    /// Value of metric `name` (e.g. `p95_latency`, `uptime`) for candidate
+    /// `candidate` (its `account/model` id) over the last `window_secs`
+    /// seconds; `None` when there is no data.
+    fn metric(&self, candidate: &str, name: &str, window_secs: u32) -> Option<f64>;
+}
+
+/// A source with no data at all: every metric is absent.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoMetrics;
+
+impl MetricSource for NoMetrics {
+    fn metric(&self, _candidate: &str, _name: &str, _window_secs: u32) -> Option<f64> {
+        None
+    }
+}
+
+/// Whether `name` is a live metric a source can answer (as opposed to the static
+/// sort keys `cost` and `performance`, or a typo).
+pub fn is_live_metric(name: &str) -> bool {
+    const PLAIN: &[&str] = &[
+        "avg_latency",
+        "min_latency",
+        "max_latency",
+        "avg_e2e_latency",
+        "min_e2e_latency",
+        "max_e2e_latency",
+        "avg_ttft",
+        "min_ttft",
+        "max_ttft",
+        "uptime",
+        "throughput",
+        "total_requests",
+        "input_tokens",
+        "output_tokens",
+        "total_tokens",
+    ];
+    if PLAIN.contains(&name) {
+        return true;
+    }
+    let Some(rest) = name.strip_prefix('p') else {
+        return false;
+    };
+    let Some((digits, kind)) = rest.split_once('_') else {
+        return false;
+    };
+    matches!(kind, "latency" | "e2e_latency" | "ttft")
+        && !digits.is_empty()
+        && digits.len() <= 3
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && digits.parse::<u32>().is_ok_and(|n| n <= 100)
+}
+
+/// Whether `name` is a valid sort metric for `routing.metric`.
+pub fn is_sort_metric(name: &str) -> bool {
+    name == "cost" || name == "performance" || is_live_metric(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_names_from_seed_are_recognised() {
+        for name in [
+            "avg_latency",
+            "p0_latency",
+            "p50_latency",
+            "p99_latency",
+            "p100_latency",
+            "p95_e2e_latency",
+            "max_e2e_latency",
+            "p90_ttft",
+            "uptime",
+            "throughput",
+            "total_requests",
+            "input_tokens",
+            "output_tokens",
+            "total_tokens",
+        ] {
+            assert!(is_live_metric(name), "{name}");
+        }
+        for name in ["cost", "performance"] {
+            assert!(!is_live_metric(name) && is_sort_metric(name), "{name}");
+        }
+        for name in [
+            "p101_latency",
+            "p_latency",
+            "pxx_latency",
+            "p50_speed",
+            "latency",
+            "",
+        ] {
+            assert!(!is_sort_metric(name), "{name}");
+        }
+    }
+}

@@ -1,0 +1,498 @@
+//! The policy runtime: routing policies as sandboxed WebAssembly components.
+//!
+//! A [`Runtime`] owns one wasmtime engine (component model, pooling allocator,
+//! epoch interruption ticked by one background thread). [`Runtime::load`]
+//! validates and compiles a component into a [`Policy`] (one `Component` and
+//! one `InstancePre` per plugin version). [`Policy::decide`] runs one decision
+//! in a fresh `Store` under a memory cap, a deadline and an output cap, then
+//! validates the plan against the candidates it was offered.
+//!
+//! The contract is `wit/policy.wit`; the types below are generated from it.
+
+mod load;
+mod plan;
+mod sandbox;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+
+use crate::metrics::MetricSource;
+pub use load::LoadError;
+pub use plan::InvalidPlan;
+use sandbox::Sandbox;
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "policy",
+    });
+}
+
+pub use bindings::switchyard::policy::types::{
+    Attempt, Candidate, Health, Info, Level, MetricValue, Plan, PolicyError as Refusal,
+    PolicyErrorKind as RefusalKind, Price, Request, Routing,
+};
+
+/// The version of the `switchyard:policy` WIT package this host is built from.
+pub const WIT_VERSION: &str = "0.1.0";
+
+/// The bundled default policy component, built from `plugins/default-policy`.
+pub static DEFAULT_POLICY_WASM: &[u8] = include_bytes!(env!("SWITCHYARD_DEFAULT_POLICY_WASM"));
+
+/// How much a policy may use. The defaults are the gateway's.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest component accepted by [`Runtime::load`], in bytes.
+    pub max_component_bytes: usize,
+    /// Largest linear memory a decision may grow to, in bytes.
+    pub max_memory_bytes: usize,
+    /// Wall-clock time a decision may run before it is interrupted.
+    pub deadline: Duration,
+    /// Most attempts a plan may hold.
+    pub max_attempts: usize,
+    /// Longest plan label, in bytes.
+    pub max_label_bytes: usize,
+    /// Log lines kept per decision; later ones are dropped and counted.
+    pub max_log_lines: usize,
+    /// Longest log line kept, in bytes; longer lines are truncated.
+    pub max_log_bytes: usize,
+    /// Decisions that may run at once (pooling allocator slots).
+    pub max_concurrent: u32,
+    /// When set, count WebAssembly instructions (fuel) and stop a decision that
+    /// uses more than this. Off in the gateway (it costs speed); the offline
+    /// harness turns it on to report instructions per case.
+    pub fuel: Option<u64>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_component_bytes: 16 << 20,
+            max_memory_bytes: 32 << 20,
+            deadline: Duration::from_millis(10),
+            max_attempts: 64,
+            max_label_bytes: 256,
+            max_log_lines: 16,
+            max_log_bytes: 1024,
+            max_concurrent: 256,
+            fuel: None,
+        }
+    }
+}
+
+/// Why a decision produced no usable plan.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PolicyError {
+    /// The guest trapped (a panic, `unreachable`, an out-of-bounds access, ...).
+    #[error("policy trapped: {0}")]
+    Trap(String),
+    /// The guest ran past the deadline and was interrupted.
+    #[error("policy exceeded its deadline of {0:?}")]
+    DeadlineExceeded(Duration),
+    /// The guest tried to grow its memory past the cap.
+    #[error("policy exceeded its memory limit of {limit} bytes")]
+    MemoryLimit { limit: usize },
+    /// The guest executed more instructions than its fuel allowed (harness only).
+    #[error("policy ran out of fuel after {0} instructions")]
+    FuelExhausted(u64),
+    /// The guest returned a plan the host will not execute.
+    #[error("policy returned an invalid plan: {0}")]
+    InvalidPlan(#[from] InvalidPlan),
+    /// The guest declined to route the request (its own, legitimate answer).
+    #[error("policy found no route ({kind:?}): {message}")]
+    Refused { kind: RefusalKind, message: String },
+    /// No instance could be created (e.g. every pooled slot is busy).
+    #[error("policy could not be instantiated: {0}")]
+    Instantiate(String),
+}
+
+impl PolicyError {
+    /// A fault is the plugin's (or the host's) failure, as opposed to a
+    /// refusal: the gateway answers a fault with the default policy and counts it.
+    pub fn is_fault(&self) -> bool {
+        !matches!(self, PolicyError::Refused { .. })
+    }
+
+    /// Short machine-readable name: `trap`, `deadline`, `memory`, `fuel`,
+    /// `invalid-plan`, `refused`, `instantiate`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PolicyError::Trap(_) => "trap",
+            PolicyError::DeadlineExceeded(_) => "deadline",
+            PolicyError::MemoryLimit { .. } => "memory",
+            PolicyError::FuelExhausted(_) => "fuel",
+            PolicyError::InvalidPlan(_) => "invalid-plan",
+            PolicyError::Refused { .. } => "refused",
+            PolicyError::Instantiate(_) => "instantiate",
+        }
+    }
+}
+
+/// A line a policy logged through `host.log`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogLine {
+    pub level: Level,
+    pub message: String,
+}
+
+/// Resource use of one decision.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DecisionStats {
+    /// Wall time of instantiate + call + validation.
+    pub elapsed: Duration,
+    /// Instructions executed (only when [`Limits::fuel`] is set).
+    pub fuel_consumed: Option<u64>,
+    /// Largest linear memory the guest had, in bytes.
+    pub peak_memory_bytes: usize,
+    /// Calls made to `host.metric`.
+    pub metric_calls: u32,
+    /// Log lines dropped by the rate limit.
+    pub logs_dropped: u32,
+}
+
+/// Everything one decision produced.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub result: Result<Plan, PolicyError>,
+    pub stats: DecisionStats,
+    pub logs: Vec<LogLine>,
+}
+
+/// The engine shared by every loaded policy.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<RuntimeInner>,
+}
+
+struct RuntimeInner {
+    engine: Engine,
+    limits: Limits,
+    ticker_stop: Arc<AtomicBool>,
+    ticker: Option<JoinHandle<()>>,
+}
+
+/// Interval of the epoch ticker; deadlines are counted in these ticks.
+const TICK: Duration = Duration::from_millis(1);
+
+impl Drop for RuntimeInner {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+        if let Some(handle) = self.ticker.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Runtime {
+    /// Creates the engine and starts its epoch ticker thread.
+    pub fn new(limits: Limits) -> Result<Self, LoadError> {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(limits.max_concurrent);
+        pool.total_core_instances(limits.max_concurrent.saturating_mul(8));
+        pool.total_memories(limits.max_concurrent);
+        pool.total_tables(limits.max_concurrent.saturating_mul(8));
+        pool.max_memory_size(limits.max_memory_bytes);
+
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        config.consume_fuel(limits.fuel.is_some());
+        config.max_wasm_stack(512 << 10);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config).map_err(|e| LoadError::Engine(e.to_string()))?;
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        let ticker = {
+            let engine = engine.clone();
+            let stop = ticker_stop.clone();
+            std::thread::Builder::new()
+                .name("policy-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(TICK);
+                        engine.increment_epoch();
+                    }
+                })
+                .map_err(|e| LoadError::Engine(format!("cannot start epoch ticker: {e}")))?
+        };
+        Ok(Self {
+            inner: Arc::new(RuntimeInner {
+                engine,
+                limits,
+                ticker_stop,
+                ticker: Some(ticker),
+            }),
+        })
+    }
+
+    /// The limits every decision of this runtime runs under.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// Validates and compiles a policy component, then asks it to describe itself.
+    pub fn load(&self, bytes: &[u8]) -> Result<Policy, LoadError> {
+        let limits = &self.inner.limits;
+        if bytes.len() > limits.max_component_bytes {
+            return Err(LoadError::TooLarge {
+                size: bytes.len(),
+                limit: limits.max_component_bytes,
+            });
+        }
+        load::check_header(bytes)?;
+        let engine = &self.inner.engine;
+        let component =
+            Component::new(engine, bytes).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        let wit_version = load::check_imports_and_exports(engine, &component)?;
+
+        let mut linker: Linker<Sandbox> = Linker::new(engine);
+        bindings::Policy::add_to_linker::<Sandbox, HasSelf<Sandbox>>(&mut linker, |s| s)
+            .map_err(|e| LoadError::Engine(format!("{e:#}")))?;
+        // Every other import was checked above to be an inert WASI interface
+        // (cli, io, clocks, random) that std guests carry; each of them traps
+        // when called, so a policy gets no capability through them.
+        linker
+            .define_unknown_imports_as_traps(&component)
+            .map_err(|e| LoadError::WorldMismatch(format!("{e:#}")))?;
+        let instance_pre = linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::WorldMismatch(format!("{e:#}")))?;
+        let pre = bindings::PolicyPre::new(instance_pre)
+            .map_err(|e| LoadError::WorldMismatch(format!("{e:#}")))?;
+
+        let mut policy = Policy {
+            inner: Arc::new(PolicyInner {
+                runtime: self.inner.clone(),
+                pre,
+                info: Info {
+                    name: String::new(),
+                    version: String::new(),
+                    metrics: Vec::new(),
+                },
+                sha256: load::sha256_hex(bytes),
+                wit_version,
+                size: bytes.len(),
+            }),
+        };
+        let info = policy.describe().map_err(LoadError::Describe)?;
+        if info.name.len() > limits.max_label_bytes
+            || info.version.len() > limits.max_label_bytes
+            || info.metrics.len() > 32
+        {
+            return Err(LoadError::Describe(PolicyError::InvalidPlan(
+                InvalidPlan::TooLarge("describe() output".into()),
+            )));
+        }
+        if let Some(inner) = Arc::get_mut(&mut policy.inner) {
+            inner.info = info;
+        }
+        Ok(policy)
+    }
+
+    /// Loads the bundled default policy.
+    pub fn load_default(&self) -> Result<Policy, LoadError> {
+        self.load(DEFAULT_POLICY_WASM)
+    }
+}
+
+/// A loaded, validated policy component, ready to decide. Cheap to clone.
+#[derive(Clone)]
+pub struct Policy {
+    inner: Arc<PolicyInner>,
+}
+
+struct PolicyInner {
+    runtime: Arc<RuntimeInner>,
+    pre: bindings::PolicyPre<Sandbox>,
+    info: Info,
+    sha256: String,
+    wit_version: String,
+    size: usize,
+}
+
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policy")
+            .field("name", &self.inner.info.name)
+            .field("version", &self.inner.info.version)
+            .field("sha256", &self.inner.sha256)
+            .field("wit_version", &self.inner.wit_version)
+            .finish()
+    }
+}
+
+impl Policy {
+    /// What the policy said about itself when it was loaded.
+    pub fn info(&self) -> &Info {
+        &self.inner.info
+    }
+
+    /// Hex sha256 of the component bytes.
+    pub fn sha256(&self) -> &str {
+        &self.inner.sha256
+    }
+
+    /// The `switchyard:policy` version the component was built against.
+    pub fn wit_version(&self) -> &str {
+        &self.inner.wit_version
+    }
+
+    /// Size of the component in bytes.
+    pub fn size(&self) -> usize {
+        self.inner.size
+    }
+
+    /// Fills each candidate's `metrics` with the values `describe()` asked for,
+    /// over `window_secs`, read from `source`.
+    pub fn precompute_metrics(
+        &self,
+        candidates: &mut [Candidate],
+        source: &dyn MetricSource,
+        window_secs: u32,
+    ) {
+        let names = &self.inner.info.metrics;
+        for candidate in candidates {
+            candidate.metrics.clear();
+            candidate
+                .metrics
+                .extend(names.iter().map(|name| MetricValue {
+                    name: name.clone(),
+                    value: source.metric(&candidate.id, name, window_secs),
+                }));
+        }
+    }
+
+    /// Decides the route for one request: a validated plan, or why there is none.
+    pub fn decide(
+        &self,
+        request: &Request,
+        candidates: &[Candidate],
+        metrics: Arc<dyn MetricSource>,
+    ) -> Result<Plan, PolicyError> {
+        self.decide_traced(request, candidates, metrics).result
+    }
+
+    /// Like [`Policy::decide`], also returning resource use and log lines.
+    pub fn decide_traced(
+        &self,
+        request: &Request,
+        candidates: &[Candidate],
+        metrics: Arc<dyn MetricSource>,
+    ) -> Decision {
+        let started = Instant::now();
+        let limits = &self.inner.runtime.limits;
+        let mut store = self.new_store(metrics);
+        let outcome = match self.inner.pre.instantiate(&mut store) {
+            Ok(instance) => instance
+                .call_route(&mut store, request, candidates)
+                .map_err(|e| self.classify(&store, e))
+                .and_then(|answer| {
+                    answer.map_err(|refusal| PolicyError::Refused {
+                        kind: refusal.kind,
+                        message: truncate(refusal.message, limits.max_label_bytes * 4),
+                    })
+                }),
+            Err(e) => Err(self.classify_instantiate(&store, e)),
+        };
+        let result = outcome.and_then(|plan| {
+            plan::validate(&plan, request, candidates, limits)?;
+            Ok(plan)
+        });
+        let fuel_consumed = limits.fuel.map(|start| {
+            let left = store.get_fuel().unwrap_or(0);
+            start.saturating_sub(left)
+        });
+        let sandbox = store.into_data();
+        Decision {
+            result,
+            stats: DecisionStats {
+                elapsed: started.elapsed(),
+                fuel_consumed,
+                peak_memory_bytes: sandbox.limiter.peak,
+                metric_calls: sandbox.metric_calls,
+                logs_dropped: sandbox.logs_dropped,
+            },
+            logs: sandbox.logs,
+        }
+    }
+
+    /// Calls the guest's `describe` export in a fresh store.
+    fn describe(&self) -> Result<Info, PolicyError> {
+        let mut store = self.new_store(Arc::new(crate::metrics::NoMetrics));
+        let instance = self
+            .inner
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| self.classify_instantiate(&store, e))?;
+        instance
+            .call_describe(&mut store)
+            .map_err(|e| self.classify(&store, e))
+    }
+
+    fn new_store(&self, metrics: Arc<dyn MetricSource>) -> Store<Sandbox> {
+        let runtime = &self.inner.runtime;
+        let limits = &runtime.limits;
+        let mut store = Store::new(&runtime.engine, Sandbox::new(limits, metrics));
+        store.limiter(|s| &mut s.limiter);
+        // One tick may pass right after we read the epoch: allow one extra.
+        let ticks = limits.deadline.as_micros().div_ceil(TICK.as_micros()) as u64 + 1;
+        store.set_epoch_deadline(ticks);
+        if let Some(fuel) = limits.fuel {
+            // Cannot fail: fuel consumption is enabled whenever `fuel` is set.
+            let _ = store.set_fuel(fuel);
+        }
+        store
+    }
+
+    fn classify_instantiate(&self, store: &Store<Sandbox>, err: wasmtime::Error) -> PolicyError {
+        if store.data().limiter.denied {
+            return PolicyError::MemoryLimit {
+                limit: self.inner.runtime.limits.max_memory_bytes,
+            };
+        }
+        match err.downcast_ref::<wasmtime::Trap>() {
+            Some(_) => self.classify(store, err),
+            None => PolicyError::Instantiate(format!("{err:#}")),
+        }
+    }
+
+    fn classify(&self, store: &Store<Sandbox>, err: wasmtime::Error) -> PolicyError {
+        let limits = &self.inner.runtime.limits;
+        // A denied memory.grow is the root cause even when the guest reports it
+        // as an allocation failure (abort) rather than a growth trap.
+        if store.data().limiter.denied {
+            return PolicyError::MemoryLimit {
+                limit: limits.max_memory_bytes,
+            };
+        }
+        match err.downcast_ref::<wasmtime::Trap>() {
+            Some(wasmtime::Trap::Interrupt) => PolicyError::DeadlineExceeded(limits.deadline),
+            Some(wasmtime::Trap::OutOfFuel) => {
+                PolicyError::FuelExhausted(limits.fuel.unwrap_or_default())
+            }
+            Some(trap) => PolicyError::Trap(trap.to_string()),
+            None => PolicyError::Trap(first_line(&format!("{err:#}"))),
+        }
+    }
+}
+
+fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or_default().to_string()
+}
+
+pub(crate) fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut cut = max;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push('…');
+    }
+    text
+}

@@ -1,0 +1,87 @@
+//! Validation of the plans policies return: the host executes only plans that
+//! name offered candidates, at most once each, within the output cap, and that
+//! never send a feature to a candidate lacking it without stripping it.
+
+use super::{Candidate, Limits, Plan, Request};
+
+/// Why a plan was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidPlan {
+    #[error("the plan has no attempts")]
+    Empty,
+    #[error("attempt {index} names candidate {id:?}, which was not offered")]
+    UnknownCandidate { index: usize, id: String },
+    #[error("candidate {id:?} is attempted more than once")]
+    DuplicateAttempt { id: String },
+    #[error("the plan has {count} attempts; at most {max} are allowed")]
+    TooManyAttempts { count: usize, max: usize },
+    #[error("{0} exceeds the output size cap")]
+    TooLarge(String),
+    #[error("attempt on {id:?} strips {feature:?}, which the request does not use")]
+    StripNotRequested { id: String, feature: String },
+    #[error(
+        "attempt on {id:?} would send feature {feature:?}, which that candidate does not support, without stripping it"
+    )]
+    UnsupportedFeature { id: String, feature: String },
+}
+
+pub(super) fn validate(
+    plan: &Plan,
+    request: &Request,
+    candidates: &[Candidate],
+    limits: &Limits,
+) -> Result<(), InvalidPlan> {
+    if plan.attempts.is_empty() {
+        return Err(InvalidPlan::Empty);
+    }
+    if plan.attempts.len() > limits.max_attempts {
+        return Err(InvalidPlan::TooManyAttempts {
+            count: plan.attempts.len(),
+            max: limits.max_attempts,
+        });
+    }
+    if plan.label.len() > limits.max_label_bytes {
+        return Err(InvalidPlan::TooLarge(format!(
+            "a plan label of {} bytes",
+            plan.label.len()
+        )));
+    }
+    let mut used = vec![false; candidates.len()];
+    for (index, attempt) in plan.attempts.iter().enumerate() {
+        let Some(pos) = candidates.iter().position(|c| c.id == attempt.candidate) else {
+            return Err(InvalidPlan::UnknownCandidate {
+                index,
+                id: super::truncate(attempt.candidate.clone(), limits.max_label_bytes),
+            });
+        };
+        if std::mem::replace(&mut used[pos], true) {
+            return Err(InvalidPlan::DuplicateAttempt {
+                id: attempt.candidate.clone(),
+            });
+        }
+        let candidate = &candidates[pos];
+        if attempt.strip.len() > request.features.len() {
+            return Err(InvalidPlan::TooLarge(format!(
+                "the strip list of the attempt on {:?}",
+                candidate.id
+            )));
+        }
+        for feature in &attempt.strip {
+            if !request.features.contains(feature) {
+                return Err(InvalidPlan::StripNotRequested {
+                    id: candidate.id.clone(),
+                    feature: super::truncate(feature.clone(), limits.max_label_bytes),
+                });
+            }
+        }
+        for feature in &request.features {
+            if !attempt.strip.contains(feature) && !candidate.features.contains(feature) {
+                return Err(InvalidPlan::UnsupportedFeature {
+                    id: candidate.id.clone(),
+                    feature: feature.clone(),
+                });
+            }
+        }
+    }
+    Ok(())
+}

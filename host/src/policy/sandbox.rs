@@ -1,0 +1,96 @@
+//! Per-decision store data: the memory limiter and the host side of the
+//! `switchyard:policy/host` interface.
+
+use std::sync::Arc;
+
+use super::bindings::switchyard::policy::{host, types};
+use super::{Limits, LogLine};
+use crate::metrics::{MAX_WINDOW_SECS, MIN_WINDOW_SECS, MetricSource};
+
+/// Store data of one decision.
+pub(super) struct Sandbox {
+    pub limiter: MemoryLimiter,
+    pub metrics: Arc<dyn MetricSource>,
+    pub metric_calls: u32,
+    pub logs: Vec<LogLine>,
+    pub logs_dropped: u32,
+    max_log_lines: usize,
+    max_log_bytes: usize,
+}
+
+impl Sandbox {
+    pub fn new(limits: &Limits, metrics: Arc<dyn MetricSource>) -> Self {
+        Self {
+            limiter: MemoryLimiter {
+                max_memory: limits.max_memory_bytes,
+                peak: 0,
+                denied: false,
+            },
+            metrics,
+            metric_calls: 0,
+            logs: Vec::new(),
+            logs_dropped: 0,
+            max_log_lines: limits.max_log_lines,
+            max_log_bytes: limits.max_log_bytes,
+        }
+    }
+}
+
+/// Caps linear memory and tables, remembering the peak and whether a growth
+/// was refused (so a trap that follows is reported as a memory-limit fault).
+pub(super) struct MemoryLimiter {
+    pub max_memory: usize,
+    pub peak: usize,
+    pub denied: bool,
+}
+
+/// Most table elements an instance may have.
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+impl wasmtime::ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max_memory {
+            self.denied = true;
+            return Ok(false);
+        }
+        self.peak = self.peak.max(desired);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+impl types::Host for Sandbox {}
+
+impl host::Host for Sandbox {
+    fn metric(&mut self, candidate: String, name: String, window_seconds: u32) -> Option<f64> {
+        self.metric_calls = self.metric_calls.saturating_add(1);
+        if !(MIN_WINDOW_SECS..=MAX_WINDOW_SECS).contains(&window_seconds) {
+            return None;
+        }
+        self.metrics.metric(&candidate, &name, window_seconds)
+    }
+
+    fn log(&mut self, level: types::Level, message: String) {
+        if self.logs.len() >= self.max_log_lines {
+            self.logs_dropped = self.logs_dropped.saturating_add(1);
+            return;
+        }
+        self.logs.push(LogLine {
+            level,
+            message: super::truncate(message, self.max_log_bytes),
+        });
+    }
+}
