@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::metrics::MetricSource;
 use crate::policy::{
-    Candidate, Decision, Health, Plan, Policy, PolicyError, Price, Request, Routing,
+    Candidate, Decision, Health, Plan, Policy, PolicyError, Price, Request, Routing, refusal_name,
 };
 pub use cases::{CaseFile, CaseMetrics};
 
@@ -121,13 +121,13 @@ fn check(expect: &cases::Expect, result: &Result<Plan, PolicyError>) -> Vec<Stri
             failures.push(plan_diff(&want, &got));
         }
     }
-    if let Some(first) = &expect.first {
-        if got.first() != Some(&first.as_str()) {
-            failures.push(format!(
-                "first attempt: expected {first}\n                got      {}",
-                got.first().unwrap_or(&"(none)")
-            ));
-        }
+    if let Some(first) = &expect.first
+        && got.first() != Some(&first.as_str())
+    {
+        failures.push(format!(
+            "first attempt: expected {first}\n                got      {}",
+            got.first().unwrap_or(&"(none)")
+        ));
     }
     for never in &expect.never {
         if let Some(pos) = got.iter().position(|id| id == never) {
@@ -156,13 +156,13 @@ fn check(expect: &cases::Expect, result: &Result<Plan, PolicyError>) -> Vec<Stri
             ));
         }
     }
-    if let Some(n) = expect.attempts {
-        if got.len() != n {
-            failures.push(format!(
-                "attempts: expected {n}, got {} ({got:?})",
-                got.len()
-            ));
-        }
+    if let Some(n) = expect.attempts
+        && got.len() != n
+    {
+        failures.push(format!(
+            "attempts: expected {n}, got {} ({got:?})",
+            got.len()
+        ));
     }
     if let Some(want) = &expect.strips {
         let actual = plan
@@ -189,13 +189,13 @@ fn check(expect: &cases::Expect, result: &Result<Plan, PolicyError>) -> Vec<Stri
             }
         }
     }
-    if let Some(label) = &expect.label {
-        if &plan.label != label {
-            failures.push(format!(
-                "label: expected {label:?}\n       got      {:?}",
-                plan.label
-            ));
-        }
+    if let Some(label) = &expect.label
+        && &plan.label != label
+    {
+        failures.push(format!(
+            "label: expected {label:?}\n       got      {:?}",
+            plan.label
+        ));
     }
     failures
 }
@@ -205,15 +205,6 @@ fn describe_expected_outcome(expect: &cases::Expect) -> String {
         (Some(kind), _) => format!("a refusal of kind {kind}"),
         (None, Some(fault)) => format!("a {fault} fault"),
         (None, None) => "a plan".to_string(),
-    }
-}
-
-fn refusal_name(kind: crate::policy::RefusalKind) -> &'static str {
-    use crate::policy::RefusalKind;
-    match kind {
-        RefusalKind::NoRoute => "no-route",
-        RefusalKind::BadConfig => "bad-config",
-        RefusalKind::Internal => "internal",
     }
 }
 

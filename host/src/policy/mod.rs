@@ -30,6 +30,7 @@ mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "policy",
+        additional_derives: [PartialEq],
     });
 }
 
@@ -104,7 +105,7 @@ pub enum PolicyError {
     #[error("policy returned an invalid plan: {0}")]
     InvalidPlan(#[from] InvalidPlan),
     /// The guest declined to route the request (its own, legitimate answer).
-    #[error("policy found no route ({kind:?}): {message}")]
+    #[error("policy refused to route ({}): {message}", refusal_name(*kind))]
     Refused { kind: RefusalKind, message: String },
     /// No instance could be created (e.g. every pooled slot is busy).
     #[error("policy could not be instantiated: {0}")]
@@ -478,6 +479,15 @@ impl Policy {
             Some(trap) => PolicyError::Trap(trap.to_string()),
             None => PolicyError::Trap(first_line(&format!("{err:#}"))),
         }
+    }
+}
+
+/// The WIT name of a refusal kind: `no-route`, `bad-config`, `internal`.
+pub fn refusal_name(kind: RefusalKind) -> &'static str {
+    match kind {
+        RefusalKind::NoRoute => "no-route",
+        RefusalKind::BadConfig => "bad-config",
+        RefusalKind::Internal => "internal",
     }
 }
 

@@ -65,6 +65,8 @@ use crate::switchyard::policy::types::{
     Attempt, Candidate, Health, Info, Plan, PolicyError, PolicyErrorKind, Request,
 };
 use serde_json::{Map, Value};
+use std::cell::RefCell;
+use std::rc::Rc;
 
 /// Metric lookup: (candidate id, metric name, window in seconds) -> value.
 pub type MetricLookup<'a> = dyn Fn(&str, &str, u32) -> Option<f64> + 'a;
@@ -226,13 +228,13 @@ impl Config {
         };
         let mut config = Config::default();
         if let Some(v) = obj.get("metric") {
-            config.metric = parse_metric(v, "config.metric")?;
+            config.metric = parse_metric(v, At::top("metric"))?;
         }
         if let Some(v) = obj.get("fallbacks") {
-            config.fallbacks = parse_models(v, "config.fallbacks")?;
+            config.fallbacks = parse_models(v, At::top("fallbacks"))?;
         }
         if let Some(v) = obj.get("max_attempts") {
-            config.max_attempts = parse_positive(v, "config.max_attempts")?;
+            config.max_attempts = parse_positive(v, At::top("max_attempts"))?;
         }
         if let Some(v) = obj.get("rules") {
             let list = v
@@ -243,7 +245,7 @@ impl Config {
                 rules.push(parse_rule(r, i)?);
             }
             // Stable: equal priorities keep file order.
-            rules.sort_by(|a: &Rule, b: &Rule| b.priority.cmp(&a.priority));
+            rules.sort_by_key(|r: &Rule| std::cmp::Reverse(r.priority));
             config.rules = rules;
         }
         Ok(config)
@@ -261,7 +263,40 @@ fn kind(v: &Value) -> &'static str {
     }
 }
 
-fn parse_metric(v: &Value, at: &str) -> Result<Option<Metric>, String> {
+/// Where in the config a value sits, formatted only when reporting an error.
+#[derive(Clone, Copy)]
+struct At<'a> {
+    /// Index and name of the rule, for values inside a rule.
+    rule: Option<(usize, &'a str)>,
+    /// Dotted field path below the config or the rule; empty for the rule itself.
+    field: &'a str,
+}
+
+impl<'a> At<'a> {
+    fn top(field: &'a str) -> Self {
+        At { rule: None, field }
+    }
+    fn field(self, field: &'a str) -> Self {
+        At { field, ..self }
+    }
+}
+
+impl std::fmt::Display for At<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.rule {
+            Some((i, name)) => {
+                write!(f, "config.rules[{i}] (`{name}`)")?;
+                if !self.field.is_empty() {
+                    write!(f, ".{}", self.field)?;
+                }
+                Ok(())
+            }
+            None => write!(f, "config.{}", self.field),
+        }
+    }
+}
+
+fn parse_metric(v: &Value, at: At) -> Result<Option<Metric>, String> {
     match v {
         Value::Null => Ok(None),
         Value::String(s) => Metric::parse(s)
@@ -271,7 +306,7 @@ fn parse_metric(v: &Value, at: &str) -> Result<Option<Metric>, String> {
     }
 }
 
-fn parse_models(v: &Value, at: &str) -> Result<Vec<String>, String> {
+fn parse_models(v: &Value, at: At) -> Result<Vec<String>, String> {
     let list = v
         .as_array()
         .ok_or_else(|| format!("{at} must be a list of model names, got {}", kind(v)))?;
@@ -286,14 +321,14 @@ fn parse_models(v: &Value, at: &str) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
-fn parse_positive(v: &Value, at: &str) -> Result<u32, String> {
+fn parse_positive(v: &Value, at: At) -> Result<u32, String> {
     match v.as_u64() {
         Some(n) if n >= 1 && n <= u64::from(u32::MAX) => Ok(n as u32),
         _ => Err(format!("{at} must be an integer from 1 to {}, got {v}", u32::MAX)),
     }
 }
 
-fn parse_string_or_list(v: &Value, at: &str) -> Result<Vec<String>, String> {
+fn parse_string_or_list(v: &Value, at: At) -> Result<Vec<String>, String> {
     match v {
         Value::String(s) => Ok(vec![s.clone()]),
         Value::Array(list) if !list.is_empty() => list
@@ -313,31 +348,32 @@ fn parse_rule(v: &Value, index: usize) -> Result<Rule, String> {
     let obj: &Map<String, Value> = v
         .as_object()
         .ok_or_else(|| format!("config.rules[{index}] must be an object, got {}", kind(v)))?;
-    let at = match obj.get("name") {
-        Some(Value::String(s)) if !s.trim().is_empty() => format!("config.rules[{index}] (`{s}`)"),
+    let name = match obj.get("name") {
+        Some(Value::String(s)) if !s.trim().is_empty() => s.trim(),
         Some(Value::String(_)) => return Err(format!("config.rules[{index}].name is empty")),
         Some(other) => {
             return Err(format!("config.rules[{index}].name must be a string, got {}", kind(other)));
         }
         None => return Err(format!("config.rules[{index}] has no `name`")),
     };
-    let mut rule = Rule::default();
+    let at = At { rule: Some((index, name)), field: "" };
+    let mut rule = Rule { name: name.to_string(), ..Rule::default() };
     for (key, val) in obj {
         match key.as_str() {
-            "name" => rule.name = val.as_str().unwrap_or_default().trim().to_string(),
+            "name" => {}
             "priority" => {
                 rule.priority = val
                     .as_i64()
-                    .ok_or_else(|| format!("{at}.priority must be an integer, got {val}"))?;
+                    .ok_or_else(|| format!("{}.priority must be an integer, got {val}", at))?;
             }
-            "match" => parse_match(val, &at, &mut rule)?,
-            "models" => rule.models = parse_models(val, &format!("{at}.models"))?,
-            "fallbacks" => rule.fallbacks = Some(parse_models(val, &format!("{at}.fallbacks"))?),
-            "metric" => rule.metric = parse_metric(val, &format!("{at}.metric"))?,
+            "match" => parse_match(val, at, &mut rule)?,
+            "models" => rule.models = parse_models(val, at.field("models"))?,
+            "fallbacks" => rule.fallbacks = Some(parse_models(val, at.field("fallbacks"))?),
+            "metric" => rule.metric = parse_metric(val, at.field("metric"))?,
             "timeout_ms" => {
                 rule.timeout_ms = match val {
                     Value::Null => None,
-                    _ => Some(parse_positive(val, &format!("{at}.timeout_ms"))?),
+                    _ => Some(parse_positive(val, at.field("timeout_ms"))?),
                 }
             }
             other => {
@@ -350,7 +386,7 @@ fn parse_rule(v: &Value, index: usize) -> Result<Rule, String> {
     Ok(rule)
 }
 
-fn parse_match(v: &Value, at: &str, rule: &mut Rule) -> Result<(), String> {
+fn parse_match(v: &Value, at: At, rule: &mut Rule) -> Result<(), String> {
     let obj = match v {
         Value::Null => return Ok(()),
         Value::Object(o) => o,
@@ -358,8 +394,8 @@ fn parse_match(v: &Value, at: &str, rule: &mut Rule) -> Result<(), String> {
     };
     for (key, val) in obj {
         match key.as_str() {
-            "step_type" => rule.step_type = Some(parse_string_or_list(val, &format!("{at}.match.step_type"))?),
-            "purpose" => rule.purpose = Some(parse_string_or_list(val, &format!("{at}.match.purpose"))?),
+            "step_type" => rule.step_type = Some(parse_string_or_list(val, at.field("match.step_type"))?),
+            "purpose" => rule.purpose = Some(parse_string_or_list(val, at.field("match.purpose"))?),
             "metadata" => {
                 let m = val.as_object().ok_or_else(|| {
                     format!("{at}.match.metadata must be an object of strings, got {}", kind(val))
@@ -506,13 +542,12 @@ fn resolve(target: &str, cands: &[Candidate], out: &mut Vec<usize>) -> usize {
         }
     }
     out.extend((0..cands.len()).filter(|&i| serves(&cands[i], target)));
-    if out.is_empty() {
-        // `provider/model` whose provider the host filtered out: same model elsewhere.
-        if let Some((_, model)) = target.split_once('/') {
-            if !model.is_empty() {
-                out.extend((0..cands.len()).filter(|&i| serves(&cands[i], model)));
-            }
-        }
+    // `provider/model` whose provider the host filtered out: same model elsewhere.
+    if out.is_empty()
+        && let Some((_, model)) = target.split_once('/')
+        && !model.is_empty()
+    {
+        out.extend((0..cands.len()).filter(|&i| serves(&cands[i], model)));
     }
     0
 }
@@ -531,16 +566,23 @@ pub fn estimated_cost(req: &Request, c: &Candidate) -> f64 {
     (f64::from(req.estimated_input_tokens) * input_price + f64::from(output) * c.price.output) / 1e6
 }
 
+/// Maps an `f64` to a `u64` with the same order as `f64::total_cmp`.
+fn ordered_bits(x: f64) -> u64 {
+    let b = x.to_bits();
+    if b >> 63 == 1 { !b } else { b | (1 << 63) }
+}
+
+/// Sort key of a candidate inside a group; smaller sorts first. Ties on all of
+/// it are broken by id.
 #[derive(Clone, Copy)]
 struct SortKey {
-    health: u8,
-    not_cached: bool,
-    exhausted: bool,
-    no_data: bool,
-    /// Metric value, negated when larger is better, so smaller always sorts first.
-    value: f64,
+    /// health (2 bits) | not cache-affine | headroom exhausted | no metric data
+    flags: u8,
+    /// Metric value (negated when larger is better) as ordered bits.
+    value: u64,
     tier: u8,
-    cost: f64,
+    /// Estimated cost as ordered bits.
+    cost: u64,
     index: usize,
 }
 
@@ -586,7 +628,7 @@ impl<'a> Ranker<'a> {
         let metric: &'a Metric = self.metric;
         let cost = estimated_cost(self.req, c);
         let tier = c.tier;
-        let health = match c.health {
+        let health: u8 = match c.health {
             Health::Healthy => 0,
             Health::Degraded => 1,
             Health::HalfOpen => 2,
@@ -601,7 +643,8 @@ impl<'a> Ranker<'a> {
                 None => (true, 0.0),
             },
         };
-        SortKey { health, not_cached, exhausted, no_data, value, tier, cost, index: i }
+        let flags = (health << 3) | (u8::from(not_cached) << 2) | (u8::from(exhausted) << 1) | u8::from(no_data);
+        SortKey { flags, value: ordered_bits(value), tier, cost: ordered_bits(cost), index: i }
     }
 
     fn sort(&mut self, members: &mut [usize], keys: &mut Vec<SortKey>) {
@@ -615,14 +658,8 @@ impl<'a> Ranker<'a> {
         }
         let cands = self.cands;
         keys.sort_unstable_by(|a, b| {
-            a.health
-                .cmp(&b.health)
-                .then(a.not_cached.cmp(&b.not_cached))
-                .then(a.exhausted.cmp(&b.exhausted))
-                .then(a.no_data.cmp(&b.no_data))
-                .then(a.value.total_cmp(&b.value))
-                .then(a.tier.cmp(&b.tier))
-                .then(a.cost.total_cmp(&b.cost))
+            (a.flags, a.value, a.tier, a.cost)
+                .cmp(&(b.flags, b.value, b.tier, b.cost))
                 .then_with(|| cands[a.index].id.cmp(&cands[b.index].id))
                 .then(a.index.cmp(&b.index))
         });
@@ -639,10 +676,39 @@ fn bad_config(message: String) -> PolicyError {
     PolicyError { kind: PolicyErrorKind::BadConfig, message }
 }
 
-/// Parses `request.config` and decides.
+/// Parses `request.config` (see [`cached_config`]) and decides.
 pub fn route(req: &Request, cands: &[Candidate], lookup: &MetricLookup) -> Result<Plan, PolicyError> {
-    let config = Config::parse(&req.config).map_err(bad_config)?;
+    let config = cached_config(&req.config).map_err(bad_config)?;
     decide(req, cands, &config, lookup)
+}
+
+thread_local! {
+    /// The last config parsed, keyed by its exact text.
+    static LAST_CONFIG: RefCell<Option<(String, Rc<Config>)>> = const { RefCell::new(None) };
+}
+
+/// Parses a config, reusing the previous parse when the text is the same.
+/// A warm instance is reused only for one team, so it sees the same text again
+/// and skips parsing (the bulk of a decision's time when there are rules). A
+/// fresh instance just parses: nothing depends on this state.
+pub fn cached_config(text: &str) -> Result<Rc<Config>, String> {
+    let trimmed = text.trim();
+    if trimmed.is_empty() || trimmed == "{}" || trimmed == "null" {
+        return Ok(Rc::new(Config::default()));
+    }
+    LAST_CONFIG.with(|cell| {
+        if let Ok(slot) = cell.try_borrow()
+            && let Some((t, c)) = slot.as_ref()
+            && t == text
+        {
+            return Ok(Rc::clone(c));
+        }
+        let parsed = Rc::new(Config::parse(text)?);
+        if let Ok(mut slot) = cell.try_borrow_mut() {
+            *slot = Some((text.to_string(), Rc::clone(&parsed)));
+        }
+        Ok(parsed)
+    })
 }
 
 /// Decides with an already parsed config.
@@ -806,7 +872,7 @@ fn no_route(
         }
         let lacking = features.list(unservable);
         format!(
-            "no route for {what}: no candidate serving it supports {} (never stripped), required features: {}",
+            "no route for {what}: no candidate serving it supports {} (features that are never stripped); the request uses {}",
             lacking.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", "),
             features.names.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", ")
         )

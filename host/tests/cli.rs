@@ -1,0 +1,138 @@
+//! `switchyard policy ...` as a policy author runs it.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn switchyard(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(args)
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .output()
+        .expect("run switchyard")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn temp_file(name: &str, contents: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("switchyard-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(name);
+    std::fs::write(&path, contents).expect("write temp file");
+    path
+}
+
+const TWO_CANDIDATES: &str = r#"
+  "candidates": [
+    { "id": "anthropic/claude-opus-4-1", "price": { "input": 15, "output": 75 }, "tier": 1 },
+    { "id": "openai/gpt-5-mini", "price": { "input": 0.25, "output": 2 }, "tier": 2 }
+  ],"#;
+
+#[test]
+fn the_default_policy_case_file_passes_through_the_cli() {
+    let out = switchyard(&[
+        "policy",
+        "test",
+        "builtin:default",
+        "plugins/default-policy/cases/default.json",
+    ]);
+    let text = stdout(&out);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains(" 0 failed"), "{text}");
+    // The table reports instructions and peak memory against the limit.
+    assert!(
+        text.contains("instructions") && text.contains("/ 32.0 MiB"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_wrong_expectation_fails_with_a_readable_diff_and_exit_code_1() {
+    let cases = temp_file(
+        "wrong.json",
+        &format!(
+            r#"{{ {TWO_CANDIDATES}
+              "cases": [
+                {{ "name": "cost: cheapest first (right)",
+                   "request": {{ "routing": {{ "metric": "cost" }} }},
+                   "expect": {{ "plan": ["openai/gpt-5-mini", "anthropic/claude-opus-4-1"] }} }},
+                {{ "name": "cost: expectation is wrong",
+                   "request": {{ "routing": {{ "metric": "cost" }} }},
+                   "expect": {{ "plan": ["anthropic/claude-opus-4-1", "openai/gpt-5-mini"], "label": "cheap" }} }}
+              ] }}"#
+        ),
+    );
+    let out = switchyard(&[
+        "policy",
+        "test",
+        "builtin:default",
+        cases.to_str().expect("utf-8 path"),
+    ]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("1 passed, 1 failed"), "{text}");
+    assert!(text.contains("FAIL cost: expectation is wrong"), "{text}");
+    // Position-by-position plan diff, marking the differing rows.
+    assert!(text.contains("plan differs:"), "{text}");
+    let rows: Vec<&str> = text.lines().filter(|l| l.contains("<-- differs")).collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    assert!(
+        rows[0].contains("anthropic/claude-opus-4-1") && rows[0].contains("openai/gpt-5-mini"),
+        "{text}"
+    );
+    assert!(text.contains("label: expected \"cheap\""), "{text}");
+}
+
+#[test]
+fn bad_inputs_are_reported_not_panicked() {
+    let garbage = temp_file("garbage.wasm", "this is not wasm");
+    let out = switchyard(&[
+        "policy",
+        "test",
+        garbage.to_str().expect("utf-8"),
+        "plugins/default-policy/cases/default.json",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a WebAssembly file"), "{err}");
+
+    let bad_cases = temp_file(
+        "bad.json",
+        r#"{ "cases": [ { "name": "x", "expect": { "frist": "a/b" } } ] }"#,
+    );
+    let out = switchyard(&[
+        "policy",
+        "test",
+        "builtin:default",
+        bad_cases.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown field `frist`"), "{err}");
+}
+
+#[test]
+fn bench_prints_decision_times() {
+    let out = switchyard(&[
+        "policy",
+        "bench",
+        "builtin:default",
+        "--candidates",
+        "20",
+        "--seconds",
+        "0.3",
+    ]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("decisions/s") && text.contains("median") && text.contains("p99"),
+        "{text}"
+    );
+    let row = text.lines().last().expect("a row");
+    assert!(row.starts_with("20 "), "{text}");
+}
