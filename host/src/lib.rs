@@ -1,6 +1,20 @@
 //! Switchyard: an LLM gateway whose routing policy is a sandboxed WebAssembly
 //! component each team owns.
+//!
+//! Data flows one way: [`api`] (HTTP, auth, parsing) → [`features`] →
+//! [`route`] (candidates, [`policy`] decision, attempts) → [`providers`]
+//! (wire formats) → response.
 
+// `RouteError` (an HTTP error with its attempt trail) is returned by value on
+// the error path only; boxing it would cost more than it saves.
+#![allow(clippy::result_large_err)]
+
+pub mod api;
+pub mod catalog;
+pub mod config;
+pub mod features;
 pub mod harness;
 pub mod metrics;
 pub mod policy;
+pub mod providers;
+pub mod route;

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use switchyard::harness;
+use switchyard::config::Config;
 use switchyard::policy::{DEFAULT_POLICY_WASM, Limits, Runtime};
+use switchyard::{api, harness};
 
 #[derive(Parser)]
 #[command(
@@ -22,9 +23,30 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the gateway.
+    Serve {
+        /// The configuration file (TOML; see examples/demo.toml).
+        #[arg(long, short, env = "SWITCHYARD_CONFIG")]
+        config: PathBuf,
+        /// Listen address, overriding `server.listen` of the config.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
     /// Work with routing-policy components offline.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Team API keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Print the sha256 of an API key, as `key_sha256` in a team's config.
+    Hash {
+        /// The key.
+        key: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -103,8 +125,64 @@ fn main() -> ExitCode {
     }
 }
 
+async fn wait_for_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+fn serve(config_path: &Path, listen: Option<std::net::SocketAddr>) -> Result<ExitCode> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let mut config = Config::load(config_path)?;
+    if let Some(addr) = listen {
+        config.server.listen = addr;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let addr = config.server.listen;
+        let grace = config.server.shutdown_grace;
+        let state = api::app_state(config)?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let local = listener.local_addr()?;
+        tracing::info!("switchyard listening on http://{local}");
+        println!("switchyard listening on http://{local}");
+        api::serve(listener, state, grace, wait_for_signal()).await?;
+        tracing::info!("stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
+        Command::Serve { config, listen } => serve(&config, listen),
+        Command::Key(KeyCommand::Hash { key }) => {
+            println!("{}", switchyard::config::hash_key(&key));
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Policy(PolicyCommand::Test {
             plugin,
             cases,

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+pub mod mock;
+
 /// Directory holding the guest components built by `tests/build.rs`.
 pub fn guest_dir() -> PathBuf {
     PathBuf::from(env!("SWITCHYARD_GUEST_DIR"))

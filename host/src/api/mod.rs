@@ -1,0 +1,218 @@
+//! The HTTP surface: OpenAI-compatible endpoints, authentication by team key,
+//! OpenAI-style errors, and a server that drains in-flight requests (open
+//! streams included) on shutdown.
+
+mod chat;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::config::{Config, Team};
+use crate::policy::{Limits, Runtime};
+use crate::route::{Executor, RouteError};
+
+/// Shared state of the HTTP handlers.
+#[derive(Clone)]
+pub struct AppState {
+    pub executor: Arc<Executor>,
+}
+
+/// Builds the executor (policy runtime, default policy, provider adapters).
+pub fn app_state(config: Config) -> anyhow::Result<AppState> {
+    let runtime = Runtime::new(Limits::default())?;
+    let policy = runtime.load_default()?;
+    let mut providers = std::collections::HashMap::new();
+    for account in &config.providers {
+        let adapter = crate::providers::build(account).map_err(anyhow::Error::msg)?;
+        providers.insert(account.name.clone(), adapter);
+    }
+    Ok(AppState {
+        executor: Arc::new(Executor::new(Arc::new(config), policy, providers)),
+    })
+}
+
+/// The router with every endpoint.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(chat::completions))
+        .route("/v1/models", get(models))
+        .route("/healthz", get(healthz))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// Renders a [`RouteError`] as an HTTP response.
+pub fn error_response(error: &RouteError) -> Response {
+    let status = StatusCode::from_u16(error.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut response = (status, axum::Json(error.body())).into_response();
+    if let Some(wait) = error.retry_after {
+        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+    }
+    response
+}
+
+/// The team of the request's API key (`Authorization: Bearer` or `x-api-key`).
+pub fn authenticate<'a>(config: &'a Config, headers: &HeaderMap) -> Result<&'a Team, RouteError> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim);
+    let key = bearer.or_else(|| {
+        headers
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    });
+    let Some(key) = key.filter(|k| !k.is_empty()) else {
+        return Err(RouteError::new(
+            401,
+            "invalid_request_error",
+            "missing_api_key",
+            "You didn't provide an API key: send it as `Authorization: Bearer KEY` or `x-api-key: KEY`.",
+        ));
+    };
+    config.team_for_key(key).ok_or_else(|| {
+        RouteError::new(
+            401,
+            "invalid_request_error",
+            "invalid_api_key",
+            "Incorrect API key provided.",
+        )
+    })
+}
+
+async fn models(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let config = state.executor.config();
+    let team = match authenticate(config, &headers) {
+        Ok(team) => team,
+        Err(e) => return error_response(&e),
+    };
+    let data: Vec<_> = config
+        .catalog
+        .iter()
+        .filter(|m| team.allowed_models.as_ref().is_none_or(|a| a.contains(&m.slug)))
+        .filter_map(|m| {
+            let providers: Vec<&str> = config
+                .providers
+                .iter()
+                .filter(|p| p.models.contains(&m.slug))
+                .filter(|p| team.allowed_providers.as_ref().is_none_or(|a| a.contains(&p.name)))
+                .filter(|p| !team.zdr || p.zdr)
+                .map(|p| p.name.as_str())
+                .collect();
+            (!providers.is_empty()).then(|| {
+                json!({
+                    "id": m.slug,
+                    "object": "model",
+                    "created": 0,
+                    "owned_by": m.vendor.as_deref().unwrap_or("switchyard"),
+                    "pricing": { "input": m.input, "output": m.output, "cached_input": m.cached_input, "unit": "USD per 1M tokens" },
+                    "features": m.features,
+                    "tier": m.tier,
+                    "context_window": m.context_window,
+                    "providers": providers,
+                })
+            })
+        })
+        .collect();
+    axum::Json(json!({ "object": "list", "data": data })).into_response()
+}
+
+async fn healthz() -> Response {
+    axum::Json(json!({ "status": "ok" })).into_response()
+}
+
+async fn not_found() -> Response {
+    error_response(&RouteError::new(
+        404,
+        "invalid_request_error",
+        "unknown_url",
+        "Unknown request URL. Switchyard serves POST /v1/chat/completions, GET /v1/models and GET /healthz.",
+    ))
+}
+
+/// A running gateway.
+pub struct Server {
+    pub addr: SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    /// Starts serving on `listener`.
+    pub fn start(
+        listener: TcpListener,
+        state: AppState,
+        grace: Duration,
+    ) -> std::io::Result<Server> {
+        let addr = listener.local_addr()?;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(serve(listener, state, grace, async move {
+            let _ = rx.await;
+        }));
+        Ok(Server {
+            addr,
+            shutdown: Some(tx),
+            task,
+        })
+    }
+
+    /// Stops accepting, waits for in-flight requests (up to the grace period).
+    pub async fn shutdown(mut self) -> std::io::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.task.await.unwrap_or(Ok(()))
+    }
+}
+
+/// Serves until `signal` resolves, then drains in-flight requests and open
+/// streams for at most `grace`.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    grace: Duration,
+    signal: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
+    let signal = async move {
+        signal.await;
+        tracing::info!("shutting down: draining in-flight requests");
+        let _ = stopping_tx.send(true);
+    };
+    let app = router(state);
+    let server = axum::serve(listener, app).with_graceful_shutdown(signal);
+    let mut stopping = stopping_rx;
+    let deadline = async move {
+        while !*stopping.borrow() {
+            if stopping.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        result = server => result,
+        _ = deadline => {
+            tracing::warn!(grace_secs = grace.as_secs(), "grace period over; closing remaining connections");
+            Ok(())
+        }
+    }
+}

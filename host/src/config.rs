@@ -1,0 +1,549 @@
+//! `switchyard.toml`: provider accounts, models (extending the bundled
+//! catalog), teams and their hashed keys, routing settings and the default
+//! policy's config. Errors name the file, the key and the problem.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::catalog::{Catalog, ModelOverride};
+
+/// A configuration problem, naming where it is.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{file}: {key}: {problem}")]
+pub struct ConfigError {
+    pub file: String,
+    pub key: String,
+    pub problem: String,
+}
+
+/// Kinds of provider account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProviderKind {
+    /// OpenAI's API (Chat Completions), passed through.
+    Openai,
+    /// Anthropic's Messages API, translated.
+    Anthropic,
+    /// Any server speaking OpenAI Chat Completions: Ollama, vLLM, llama.cpp.
+    OpenaiCompatible,
+    /// A built-in fake provider for demos and load tests: no network at all.
+    Simulated,
+}
+
+/// Behaviour of a `simulated` provider account.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimulatedConfig {
+    /// Time to the first token (and, non-streaming, to the answer), in ms.
+    #[serde(default = "default_sim_latency")]
+    pub latency_ms: u64,
+    /// Fraction of requests answered with a 503 (0.0 to 1.0).
+    #[serde(default)]
+    pub failure_rate: f64,
+    /// Fraction of requests answered with a 429 and retry-after (0.0 to 1.0).
+    #[serde(default)]
+    pub rate_limit_rate: f64,
+    /// Text every answer contains.
+    #[serde(default = "default_sim_text")]
+    pub text: String,
+    /// Delay between streamed words, in ms.
+    #[serde(default = "default_sim_word_delay")]
+    pub word_delay_ms: u64,
+}
+
+impl Default for SimulatedConfig {
+    fn default() -> Self {
+        Self {
+            latency_ms: default_sim_latency(),
+            failure_rate: 0.0,
+            rate_limit_rate: 0.0,
+            text: default_sim_text(),
+            word_delay_ms: default_sim_word_delay(),
+        }
+    }
+}
+
+fn default_sim_latency() -> u64 {
+    150
+}
+fn default_sim_word_delay() -> u64 {
+    15
+}
+fn default_sim_text() -> String {
+    "This answer comes from Switchyard's simulated provider: no real model was called.".into()
+}
+
+/// One provider account.
+#[derive(Debug, Clone)]
+pub struct ProviderAccount {
+    pub name: String,
+    pub kind: ProviderKind,
+    pub base_url: String,
+    /// The secret, read from the named environment variable at start-up.
+    pub api_key: Option<String>,
+    pub zdr: bool,
+    pub timeout: Duration,
+    /// Catalog slugs this account serves, in config order.
+    pub models: Vec<String>,
+    /// Upstream model id per slug, where it differs from the catalog's.
+    pub model_ids: BTreeMap<String, String>,
+    pub simulated: Option<SimulatedConfig>,
+}
+
+/// One team.
+#[derive(Debug, Clone)]
+pub struct Team {
+    pub name: String,
+    /// Allowed model slugs; `None` means every model.
+    pub allowed_models: Option<Vec<String>>,
+    /// Allowed provider accounts; `None` means every account.
+    pub allowed_providers: Option<Vec<String>>,
+    /// Only zero-data-retention accounts may serve this team.
+    pub zdr: bool,
+    /// The policy config JSON this team's requests carry (`{}` when none).
+    pub policy_config: String,
+}
+
+/// Executor settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoutingSettings {
+    /// A streaming attempt that sends no content token in this time is replaced.
+    pub first_token_timeout: Duration,
+    /// Base of the jittered exponential backoff between failed attempts.
+    pub backoff_base: Duration,
+    /// Cap of that backoff.
+    pub backoff_max: Duration,
+    /// How long a 402 / quota-exhausted answer keeps an account out.
+    pub quota_cooldown: Duration,
+    /// How long a 429 without retry-after keeps an account out.
+    pub rate_limit_cooldown: Duration,
+}
+
+/// Server settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    /// How long shutdown waits for in-flight requests and open streams.
+    pub shutdown_grace: Duration,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+}
+
+/// The whole, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerSettings,
+    pub routing: RoutingSettings,
+    pub providers: Vec<ProviderAccount>,
+    pub catalog: Catalog,
+    pub teams: Vec<Team>,
+    /// sha256 hex of a key → index into `teams`.
+    pub key_hashes: BTreeMap<String, usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    routing: RawRouting,
+    #[serde(default)]
+    providers: BTreeMap<String, RawProvider>,
+    #[serde(default)]
+    models: BTreeMap<String, ModelOverride>,
+    #[serde(default)]
+    teams: BTreeMap<String, RawTeam>,
+    /// The default policy's config (metric, fallbacks, rules), as in
+    /// plugins/default-policy; teams without their own get this one.
+    #[serde(default)]
+    policy: Option<toml::Table>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<String>,
+    shutdown_grace_secs: Option<u64>,
+    max_body_bytes: Option<usize>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRouting {
+    first_token_timeout_ms: Option<u64>,
+    backoff_base_ms: Option<u64>,
+    backoff_max_ms: Option<u64>,
+    quota_cooldown_secs: Option<u64>,
+    rate_limit_cooldown_secs: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProvider {
+    kind: ProviderKind,
+    base_url: Option<String>,
+    api_key_env: Option<String>,
+    #[serde(default)]
+    zdr: bool,
+    timeout_ms: Option<u64>,
+    models: Vec<String>,
+    #[serde(default)]
+    model_ids: BTreeMap<String, String>,
+    simulated: Option<SimulatedConfig>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTeam {
+    /// sha256 hex digests of the team's API keys (`switchyard key hash KEY`).
+    #[serde(default)]
+    key_sha256: Vec<String>,
+    allowed_models: Option<Vec<String>>,
+    allowed_providers: Option<Vec<String>>,
+    #[serde(default)]
+    zdr: bool,
+    policy_config: Option<toml::Table>,
+}
+
+/// sha256 hex digest of an API key, as stored in the config.
+pub fn hash_key(key: &str) -> String {
+    let digest = Sha256::digest(key.as_bytes());
+    let mut out = String::with_capacity(64);
+    for byte in digest {
+        out.push_str(&format!("{byte:02x}"));
+    }
+    out
+}
+
+impl Config {
+    /// Reads and validates a config file; API keys come from the environment.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            key: "(file)".into(),
+            problem: format!("cannot read: {e}"),
+        })?;
+        Self::parse(&file, &text, &|name| std::env::var(name).ok())
+    }
+
+    /// Parses config text; `env` looks up environment variables.
+    pub fn parse(
+        file: &str,
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let err = |key: &str, problem: String| ConfigError {
+            file: file.to_string(),
+            key: key.to_string(),
+            problem,
+        };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let key = e
+                .span()
+                .map(|span| {
+                    let line = text[..span.start.min(text.len())].lines().count().max(1);
+                    format!("line {line}")
+                })
+                .unwrap_or_else(|| "(syntax)".into());
+            err(&key, e.message().to_string())
+        })?;
+
+        let listen = raw.server.listen.as_deref().unwrap_or("127.0.0.1:4000");
+        let server = ServerSettings {
+            listen: listen.parse().map_err(|e| {
+                err(
+                    "server.listen",
+                    format!("{listen:?} is not an address:port ({e})"),
+                )
+            })?,
+            shutdown_grace: Duration::from_secs(raw.server.shutdown_grace_secs.unwrap_or(30)),
+            max_body_bytes: raw.server.max_body_bytes.unwrap_or(16 << 20),
+        };
+        let r = &raw.routing;
+        let routing = RoutingSettings {
+            first_token_timeout: Duration::from_millis(r.first_token_timeout_ms.unwrap_or(15_000)),
+            backoff_base: Duration::from_millis(r.backoff_base_ms.unwrap_or(50)),
+            backoff_max: Duration::from_millis(r.backoff_max_ms.unwrap_or(1_000)),
+            quota_cooldown: Duration::from_secs(r.quota_cooldown_secs.unwrap_or(300)),
+            rate_limit_cooldown: Duration::from_secs(r.rate_limit_cooldown_secs.unwrap_or(10)),
+        };
+
+        let catalog = Catalog::bundled()
+            .extended(&raw.models)
+            .map_err(|(slug, problem)| err(&format!("models.{slug:?}"), problem))?;
+
+        let mut providers = Vec::new();
+        for (name, p) in &raw.providers {
+            let at = |field: &str| format!("providers.{name}.{field}");
+            if name.is_empty() || name.contains('/') {
+                return Err(err(
+                    &format!("providers.{name:?}"),
+                    "account names must be non-empty and contain no '/'".into(),
+                ));
+            }
+            if p.models.is_empty() {
+                return Err(err(&at("models"), "lists no models".into()));
+            }
+            for (i, slug) in p.models.iter().enumerate() {
+                if catalog.get(slug).is_none() {
+                    return Err(err(
+                        &format!("{}[{i}]", at("models")),
+                        format!(
+                            "unknown model {slug:?}: not in the bundled catalog; declare it under [models.{slug:?}]"
+                        ),
+                    ));
+                }
+            }
+            for slug in p.model_ids.keys() {
+                if !p.models.contains(slug) {
+                    return Err(err(
+                        &at("model_ids"),
+                        format!("{slug:?} is not one of this account's models"),
+                    ));
+                }
+            }
+            let base_url = match (&p.base_url, p.kind) {
+                (Some(url), _) => url.trim_end_matches('/').to_string(),
+                (None, ProviderKind::Openai) => "https://api.openai.com/v1".into(),
+                (None, ProviderKind::Anthropic) => "https://api.anthropic.com".into(),
+                (None, ProviderKind::Simulated) => "simulated://".into(),
+                (None, ProviderKind::OpenaiCompatible) => {
+                    return Err(err(
+                        &at("base_url"),
+                        "is required for openai-compatible accounts (e.g. \"http://127.0.0.1:11434/v1\" for Ollama)".into(),
+                    ));
+                }
+            };
+            if p.kind != ProviderKind::Simulated
+                && !(base_url.starts_with("http://") || base_url.starts_with("https://"))
+            {
+                return Err(err(
+                    &at("base_url"),
+                    format!("{base_url:?} is not an http(s) URL"),
+                ));
+            }
+            let api_key = match &p.api_key_env {
+                Some(var) => Some(env(var).filter(|v| !v.is_empty()).ok_or_else(|| {
+                    err(
+                        &at("api_key_env"),
+                        format!("environment variable {var} is not set"),
+                    )
+                })?),
+                None => None,
+            };
+            if api_key.is_none() && matches!(p.kind, ProviderKind::Openai | ProviderKind::Anthropic)
+            {
+                return Err(err(
+                    &at("api_key_env"),
+                    "is required for openai and anthropic accounts (name the environment variable holding the key)".into(),
+                ));
+            }
+            let simulated = match (p.kind, &p.simulated) {
+                (ProviderKind::Simulated, Some(s)) => Some(s.clone()),
+                (ProviderKind::Simulated, None) => Some(SimulatedConfig::default()),
+                (_, Some(_)) => {
+                    return Err(err(
+                        &at("simulated"),
+                        "only applies to kind = \"simulated\"".into(),
+                    ));
+                }
+                (_, None) => None,
+            };
+            if let Some(s) = &simulated {
+                for (field, rate) in [
+                    ("failure_rate", s.failure_rate),
+                    ("rate_limit_rate", s.rate_limit_rate),
+                ] {
+                    if !(0.0..=1.0).contains(&rate) {
+                        return Err(err(
+                            &at(&format!("simulated.{field}")),
+                            format!("{rate} is not between 0 and 1"),
+                        ));
+                    }
+                }
+            }
+            providers.push(ProviderAccount {
+                name: name.clone(),
+                kind: p.kind,
+                base_url,
+                api_key,
+                zdr: p.zdr,
+                timeout: Duration::from_millis(p.timeout_ms.unwrap_or(120_000)),
+                models: p.models.clone(),
+                model_ids: p.model_ids.clone(),
+                simulated,
+            });
+        }
+
+        let default_policy_config = match &raw.policy {
+            Some(table) => serde_json::to_string(table)
+                .map_err(|e| err("policy", format!("cannot be converted to JSON: {e}")))?,
+            None => "{}".into(),
+        };
+        let mut teams = Vec::new();
+        let mut key_hashes = BTreeMap::new();
+        for (name, t) in &raw.teams {
+            let at = |field: &str| format!("teams.{name}.{field}");
+            for (i, hash) in t.key_sha256.iter().enumerate() {
+                let hash = hash.trim().to_ascii_lowercase();
+                if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(err(
+                        &format!("{}[{i}]", at("key_sha256")),
+                        "is not a sha256 hex digest (64 hex characters; `switchyard key hash KEY` prints one)".into(),
+                    ));
+                }
+                if key_hashes.insert(hash, teams.len()).is_some() {
+                    return Err(err(
+                        &format!("{}[{i}]", at("key_sha256")),
+                        "this key is already given to another team".into(),
+                    ));
+                }
+            }
+            if let Some(models) = &t.allowed_models {
+                for (i, slug) in models.iter().enumerate() {
+                    if slug != "*" && catalog.get(slug).is_none() {
+                        return Err(err(
+                            &format!("{}[{i}]", at("allowed_models")),
+                            format!("unknown model {slug:?}"),
+                        ));
+                    }
+                }
+            }
+            if let Some(accounts) = &t.allowed_providers {
+                for (i, account) in accounts.iter().enumerate() {
+                    if !raw.providers.contains_key(account) {
+                        return Err(err(
+                            &format!("{}[{i}]", at("allowed_providers")),
+                            format!("no provider account named {account:?}"),
+                        ));
+                    }
+                }
+            }
+            let policy_config = match &t.policy_config {
+                Some(table) => serde_json::to_string(table).map_err(|e| {
+                    err(
+                        &at("policy_config"),
+                        format!("cannot be converted to JSON: {e}"),
+                    )
+                })?,
+                None => default_policy_config.clone(),
+            };
+            teams.push(Team {
+                name: name.clone(),
+                allowed_models: t
+                    .allowed_models
+                    .clone()
+                    .filter(|m| !m.iter().any(|s| s == "*")),
+                allowed_providers: t.allowed_providers.clone(),
+                zdr: t.zdr,
+                policy_config,
+            });
+        }
+        Ok(Config {
+            server,
+            routing,
+            providers,
+            catalog,
+            teams,
+            key_hashes,
+        })
+    }
+
+    /// The team an API key belongs to.
+    pub fn team_for_key(&self, key: &str) -> Option<&Team> {
+        self.key_hashes
+            .get(&hash_key(key))
+            .and_then(|&i| self.teams.get(i))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse("test.toml", text, &|var| {
+            (var == "OPENAI_KEY").then(|| "sk-test".to_string())
+        })
+    }
+
+    #[test]
+    fn a_full_config_parses() {
+        let config = parse(&format!(
+            r#"
+            [server]
+            listen = "127.0.0.1:0"
+            [providers.openai]
+            kind = "openai"
+            api_key_env = "OPENAI_KEY"
+            models = ["gpt-5-mini", "gpt-4o"]
+            [providers.local]
+            kind = "openai-compatible"
+            base_url = "http://127.0.0.1:11434/v1/"
+            models = ["llama3.1:8b"]
+            model_ids = {{ "llama3.1:8b" = "llama3.1:8b-instruct" }}
+            [models."llama3.1:8b"]
+            input = 0.0
+            output = 0.0
+            tier = 3
+            features = ["stream", "temperature"]
+            [teams.platform]
+            key_sha256 = ["{}"]
+            allowed_models = ["gpt-5-mini", "llama3.1:8b"]
+            [teams.platform.policy_config]
+            metric = "cost"
+            "#,
+            hash_key("sk-team")
+        ))
+        .expect("parses");
+        assert_eq!(config.providers.len(), 2);
+        assert_eq!(config.providers[0].base_url, "http://127.0.0.1:11434/v1");
+        assert_eq!(config.providers[1].api_key.as_deref(), Some("sk-test"));
+        let team = config.team_for_key("sk-team").expect("team");
+        assert_eq!(team.name, "platform");
+        assert_eq!(team.policy_config, r#"{"metric":"cost"}"#);
+        assert!(config.team_for_key("sk-other").is_none());
+        assert_eq!(config.catalog.get("llama3.1:8b").map(|m| m.tier), Some(3));
+    }
+
+    #[test]
+    fn errors_name_file_key_and_problem() {
+        let e = parse("[providers.openai]\nkind = \"openai\"\nmodels = [\"gpt-5\"]\n")
+            .expect_err("no key");
+        assert_eq!(
+            e.to_string(),
+            "test.toml: providers.openai.api_key_env: is required for openai and anthropic accounts (name the environment variable holding the key)"
+        );
+
+        let e = parse("[providers.openai]\nkind = \"openai\"\napi_key_env = \"MISSING\"\nmodels = [\"gpt-5\"]\n").expect_err("env");
+        assert_eq!(e.key, "providers.openai.api_key_env");
+        assert!(e.problem.contains("MISSING is not set"), "{e}");
+
+        let e = parse("[providers.openai]\nkind = \"openai\"\napi_key_env = \"OPENAI_KEY\"\nmodels = [\"gpt-5\", \"gpt-9\"]\n").expect_err("model");
+        assert_eq!(e.key, "providers.openai.models[1]");
+        assert!(e.problem.contains("unknown model \"gpt-9\""), "{e}");
+
+        let e = parse("[providers.x]\nkind = \"bedrock\"\nmodels = []\n").expect_err("kind");
+        assert!(
+            e.to_string()
+                .starts_with("test.toml: line 2: unknown variant `bedrock`"),
+            "{e}"
+        );
+
+        let e = parse("[server]\nlisten = \"nope\"\n").expect_err("listen");
+        assert_eq!(e.key, "server.listen");
+
+        let e = parse("[teams.a]\nkey_sha256 = [\"abc\"]\n").expect_err("hash");
+        assert_eq!(e.key, "teams.a.key_sha256[0]");
+
+        let e = parse("[serverr]\n").expect_err("unknown table");
+        assert!(e.problem.contains("unknown field `serverr`"), "{e}");
+    }
+}

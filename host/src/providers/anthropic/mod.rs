@@ -1,0 +1,131 @@
+//! Anthropic's Messages API over HTTP, translated to and from the canonical
+//! OpenAI shapes by [`translate`].
+
+pub mod translate;
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use futures_util::future::BoxFuture;
+use serde_json::Value;
+
+use self::translate::StreamTranslator;
+use super::http::{self, Translate};
+use super::sse::SseEvent;
+use super::{ChatCall, ChatResponse, ErrorClass, Provider, UpstreamError};
+
+/// The `anthropic-version` header sent on every call.
+pub const ANTHROPIC_VERSION: &str = "2023-06-01";
+
+pub struct Anthropic {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: reqwest::Client,
+    url: String,
+    api_key: String,
+}
+
+impl Anthropic {
+    /// `base_url` is the API root (e.g. `https://api.anthropic.com`).
+    pub fn new(base_url: &str, api_key: String) -> Result<Self, String> {
+        Ok(Self {
+            inner: Arc::new(Inner {
+                client: http::client()?,
+                url: format!("{}/v1/messages", base_url.trim_end_matches('/')),
+                api_key,
+            }),
+        })
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+struct Events {
+    translator: StreamTranslator,
+    usage_sent: bool,
+}
+
+impl Translate for Events {
+    fn event(&mut self, event: &SseEvent) -> Result<Vec<Value>, UpstreamError> {
+        let mut chunks = self.translator.event(event)?;
+        if self.translator.finished() && !self.usage_sent {
+            self.usage_sent = true;
+            chunks.push(self.translator.usage_chunk());
+        }
+        Ok(chunks)
+    }
+
+    fn finish(&mut self) -> Result<Vec<Value>, UpstreamError> {
+        if self.translator.finished() {
+            Ok(Vec::new())
+        } else {
+            Err(UpstreamError::new(
+                ErrorClass::Connect,
+                Some(200),
+                "the stream ended without message_stop",
+            ))
+        }
+    }
+}
+
+impl Provider for Anthropic {
+    fn chat(&self, call: ChatCall) -> BoxFuture<'static, Result<ChatResponse, UpstreamError>> {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            let model = call
+                .body
+                .get("model")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let body = translate::request(&call.body, &model, call.stream)
+                .map_err(|e| UpstreamError::new(ErrorClass::Client, Some(400), e.to_string()))?;
+            let response = inner
+                .client
+                .post(&inner.url)
+                .header("x-api-key", &inner.api_key)
+                .header("anthropic-version", ANTHROPIC_VERSION)
+                .json(&body)
+                .send()
+                .await
+                .map_err(|e| http::transport_error(&e))?;
+            let status = response.status().as_u16();
+            if !response.status().is_success() {
+                let retry_after = http::retry_after(response.headers());
+                let body = http::error_body(response).await;
+                return Err(translate::upstream_error(status, retry_after, &body));
+            }
+            let created = now();
+            if call.stream {
+                let id = format!("chatcmpl-{:016x}", fastrand::u64(..));
+                let events = Events {
+                    translator: StreamTranslator::new(id, model, created),
+                    usage_sent: false,
+                };
+                return Ok(ChatResponse::Stream(http::sse_chunks(response, events)));
+            }
+            let body: Value = response.json().await.map_err(|e| {
+                if e.is_decode() {
+                    UpstreamError::new(
+                        ErrorClass::Protocol,
+                        Some(status),
+                        format!("invalid response body: {e}"),
+                    )
+                } else {
+                    http::transport_error(&e)
+                }
+            })?;
+            let (body, usage) = translate::response(&body, &model, created).map_err(|e| {
+                UpstreamError::new(ErrorClass::Protocol, Some(status), e.to_string())
+            })?;
+            Ok(ChatResponse::Complete { body, usage })
+        })
+    }
+}

@@ -1,0 +1,187 @@
+//! HTTP plumbing shared by the adapters: the client, error classification of
+//! transport failures and error responses, retry-after, and SSE bodies turned
+//! into chunk streams.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{StreamExt, stream};
+use reqwest::header::HeaderMap;
+use serde_json::Value;
+
+use super::sse::{SseDecoder, SseEvent};
+use super::{ChunkStream, ErrorClass, UpstreamError};
+
+/// Largest error body read from a provider.
+const MAX_ERROR_BODY: usize = 64 << 10;
+
+/// A client for one provider account.
+pub fn client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .pool_idle_timeout(Duration::from_secs(90))
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|e| format!("cannot build HTTP client: {e}"))
+}
+
+/// Classifies a transport failure.
+pub fn transport_error(err: &reqwest::Error) -> UpstreamError {
+    let class = if err.is_timeout() {
+        ErrorClass::Timeout
+    } else {
+        ErrorClass::Connect
+    };
+    let mut message = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(inner) = source {
+        message.push_str(": ");
+        message.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    UpstreamError::new(class, err.status().map(|s| s.as_u16()), message)
+}
+
+/// `retry-after-ms`, or `retry-after` in seconds.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let read = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    if let Some(ms) = read("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
+        return (ms.is_finite() && ms >= 0.0).then(|| Duration::from_secs_f64(ms / 1000.0));
+    }
+    read("retry-after")
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
+}
+
+/// Reads (at most 64 KiB of) an error response body.
+pub async fn error_body(response: reqwest::Response) -> Vec<u8> {
+    let mut body = Vec::new();
+    let mut stream = response.bytes_stream();
+    while let Some(Ok(chunk)) = stream.next().await {
+        let room = MAX_ERROR_BODY.saturating_sub(body.len());
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() >= MAX_ERROR_BODY {
+            break;
+        }
+    }
+    body
+}
+
+/// The OpenAI-style `error.message` of a body, or its text.
+pub fn openai_error_message(body: &[u8]) -> String {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| {
+            v.pointer("/error/message")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .or_else(|| v.get("error").and_then(Value::as_str).map(str::to_string))
+        })
+        .unwrap_or_else(|| {
+            let text = String::from_utf8_lossy(body);
+            let text = text.trim();
+            if text.is_empty() {
+                "(empty error body)".to_string()
+            } else {
+                text.chars().take(1024).collect()
+            }
+        })
+}
+
+/// Turns provider SSE events into OpenAI chunks.
+pub trait Translate: Send + 'static {
+    /// Chunks for one event (possibly none), or the error the event reports.
+    fn event(&mut self, event: &SseEvent) -> Result<Vec<Value>, UpstreamError>;
+    /// At the end of the body: final chunks, or an error if the stream was
+    /// cut before its proper end.
+    fn finish(&mut self) -> Result<Vec<Value>, UpstreamError>;
+}
+
+struct SseState<T> {
+    body: std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    decoder: SseDecoder,
+    translate: T,
+    /// Chunks translated and not yet yielded.
+    pending: std::collections::VecDeque<Value>,
+    /// An error to yield once `pending` is empty; then the stream ends.
+    error: Option<UpstreamError>,
+    ended: bool,
+}
+
+impl<T: Translate> SseState<T> {
+    fn translate_all(&mut self, events: Vec<SseEvent>) {
+        for event in events {
+            match self.translate.event(&event) {
+                Ok(chunks) => self.pending.extend(chunks),
+                Err(e) => {
+                    self.error = Some(e);
+                    self.ended = true;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The chunks of an SSE response body, in order, ending with an error if the
+/// body breaks or ends before the provider's end-of-stream marker. Dropping the
+/// stream drops the connection.
+pub fn sse_chunks<T: Translate>(response: reqwest::Response, translate: T) -> ChunkStream {
+    let state = SseState {
+        body: Box::pin(response.bytes_stream()),
+        decoder: SseDecoder::new(),
+        translate,
+        pending: Default::default(),
+        error: None,
+        ended: false,
+    };
+    Box::pin(stream::unfold(state, |mut s| async move {
+        loop {
+            if let Some(chunk) = s.pending.pop_front() {
+                return Some((Ok(chunk), s));
+            }
+            if let Some(e) = s.error.take() {
+                return Some((Err(e), s));
+            }
+            if s.ended {
+                return None;
+            }
+            match s.body.next().await {
+                Some(Ok(bytes)) => match s.decoder.push(&bytes) {
+                    Ok(events) => s.translate_all(events),
+                    Err(e) => {
+                        s.ended = true;
+                        s.error = Some(UpstreamError::new(
+                            ErrorClass::Protocol,
+                            Some(200),
+                            e.to_string(),
+                        ));
+                    }
+                },
+                Some(Err(e)) => {
+                    s.ended = true;
+                    let mut err = transport_error(&e);
+                    err.message = format!("stream broke: {}", err.message);
+                    s.error = Some(err);
+                }
+                None => {
+                    let last: Vec<SseEvent> = s.decoder.finish().into_iter().collect();
+                    s.translate_all(last);
+                    if s.error.is_none() {
+                        match s.translate.finish() {
+                            Ok(chunks) => s.pending.extend(chunks),
+                            Err(e) => s.error = Some(e),
+                        }
+                    }
+                    s.ended = true;
+                }
+            }
+        }
+    }))
+}

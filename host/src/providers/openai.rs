@@ -1,0 +1,151 @@
+//! OpenAI and OpenAI-compatible servers (Ollama, vLLM, llama.cpp): the
+//! canonical request is already their wire format, so it passes through.
+
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use serde_json::{Value, json};
+
+use super::http::{self, Translate};
+use super::sse::SseEvent;
+use super::{ChatCall, ChatResponse, ErrorClass, Provider, UpstreamError, Usage};
+
+/// An OpenAI Chat Completions endpoint.
+pub struct OpenAi {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: reqwest::Client,
+    url: String,
+    api_key: Option<String>,
+}
+
+impl OpenAi {
+    /// `base_url` ends before `/chat/completions` (e.g. `https://api.openai.com/v1`).
+    pub fn new(base_url: &str, api_key: Option<String>) -> Result<Self, String> {
+        Ok(Self {
+            inner: Arc::new(Inner {
+                client: http::client()?,
+                url: format!("{}/chat/completions", base_url.trim_end_matches('/')),
+                api_key,
+            }),
+        })
+    }
+}
+
+/// OpenAI's own SSE: one JSON chunk per `data:`, ended by `data: [DONE]`.
+#[derive(Default)]
+struct Chunks {
+    done: bool,
+}
+
+impl Translate for Chunks {
+    fn event(&mut self, event: &SseEvent) -> Result<Vec<Value>, UpstreamError> {
+        let data = event.data.trim();
+        if data == "[DONE]" {
+            self.done = true;
+            return Ok(Vec::new());
+        }
+        if data.is_empty() {
+            return Ok(Vec::new());
+        }
+        let chunk: Value = serde_json::from_str(data).map_err(|e| {
+            UpstreamError::new(
+                ErrorClass::Protocol,
+                Some(200),
+                format!("invalid stream chunk: {e}"),
+            )
+        })?;
+        if let Some(error) = chunk.get("error").filter(|e| !e.is_null()) {
+            let message = error
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("the provider reported an error mid-stream")
+                .to_string();
+            return Err(UpstreamError::new(
+                ErrorClass::Retryable,
+                Some(200),
+                message,
+            ));
+        }
+        Ok(vec![chunk])
+    }
+
+    fn finish(&mut self) -> Result<Vec<Value>, UpstreamError> {
+        if self.done {
+            Ok(Vec::new())
+        } else {
+            Err(UpstreamError::new(
+                ErrorClass::Connect,
+                Some(200),
+                "the stream ended without [DONE]",
+            ))
+        }
+    }
+}
+
+impl Provider for OpenAi {
+    fn chat(&self, call: ChatCall) -> BoxFuture<'static, Result<ChatResponse, UpstreamError>> {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            let mut body = call.body;
+            if call.stream {
+                body.insert("stream".into(), json!(true));
+                // Usage is needed for cost; the executor hides it from callers
+                // who did not ask for it.
+                body.insert("stream_options".into(), json!({ "include_usage": true }));
+            } else {
+                body.remove("stream");
+                body.remove("stream_options");
+            }
+            let mut request = inner.client.post(&inner.url).json(&body);
+            if let Some(key) = &inner.api_key {
+                request = request.bearer_auth(key);
+            }
+            let response = request
+                .send()
+                .await
+                .map_err(|e| http::transport_error(&e))?;
+            let status = response.status().as_u16();
+            if !response.status().is_success() {
+                let retry_after = http::retry_after(response.headers());
+                let body = http::error_body(response).await;
+                return Err(UpstreamError::from_status(
+                    status,
+                    retry_after,
+                    http::openai_error_message(&body),
+                ));
+            }
+            if call.stream {
+                return Ok(ChatResponse::Stream(http::sse_chunks(
+                    response,
+                    Chunks::default(),
+                )));
+            }
+            let body: Value = response.json().await.map_err(|e| {
+                if e.is_decode() {
+                    UpstreamError::new(
+                        ErrorClass::Protocol,
+                        Some(status),
+                        format!("invalid response body: {e}"),
+                    )
+                } else {
+                    http::transport_error(&e)
+                }
+            })?;
+            if body.get("choices").and_then(Value::as_array).is_none() {
+                return Err(UpstreamError::new(
+                    ErrorClass::Protocol,
+                    Some(status),
+                    "response has no choices",
+                ));
+            }
+            let usage = body
+                .get("usage")
+                .and_then(Usage::from_openai)
+                .unwrap_or_default();
+            Ok(ChatResponse::Complete { body, usage })
+        })
+    }
+}

@@ -1,0 +1,330 @@
+//! From a request to the candidates the policy may choose from: the caller's
+//! `routing` options, model resolution (slug, `provider/model`, `auto`), and
+//! the hard filters the policy cannot override — team allow-lists, the
+//! request's provider whitelist, zero data retention, accounts cooling down.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::{RouteError, RouteRequest};
+use crate::config::{Config, ProviderAccount, Team};
+use crate::metrics::{MIN_WINDOW_SECS, is_sort_metric, parse_window};
+use crate::policy::{Candidate, Health, Price};
+
+/// The caller's `routing` object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoutingOptions {
+    pub metric: Option<String>,
+    pub interval_seconds: u32,
+    pub models: Vec<String>,
+    pub providers: Vec<String>,
+}
+
+impl Default for RoutingOptions {
+    fn default() -> Self {
+        Self {
+            metric: None,
+            interval_seconds: MIN_WINDOW_SECS,
+            models: Vec::new(),
+            providers: Vec::new(),
+        }
+    }
+}
+
+fn string_list(value: &Value, param: &str) -> Result<Vec<String>, RouteError> {
+    let items = value.as_array().ok_or_else(|| {
+        RouteError::invalid(param, format!("{param} must be an array of strings"))
+    })?;
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            v.as_str()
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .ok_or_else(|| {
+                    RouteError::invalid(
+                        &format!("{param}[{i}]"),
+                        format!("{param}[{i}] must be a non-empty string"),
+                    )
+                })
+        })
+        .collect()
+}
+
+impl RoutingOptions {
+    /// Parses the `routing` object of a request (absent or null: defaults).
+    pub fn parse(value: Option<&Value>) -> Result<RoutingOptions, RouteError> {
+        let mut options = RoutingOptions::default();
+        let Some(value) = value.filter(|v| !v.is_null()) else {
+            return Ok(options);
+        };
+        let object = value
+            .as_object()
+            .ok_or_else(|| RouteError::invalid("routing", "routing must be an object"))?;
+        for (key, v) in object {
+            match key.as_str() {
+                "metric" | "sort" => {
+                    let metric = v.as_str().ok_or_else(|| {
+                        RouteError::invalid(
+                            &format!("routing.{key}"),
+                            format!("routing.{key} must be a string"),
+                        )
+                    })?;
+                    if !is_sort_metric(metric) {
+                        return Err(RouteError::invalid(
+                            &format!("routing.{key}"),
+                            format!(
+                                "unknown routing metric {metric:?}: use cost, performance, uptime, throughput, total_requests, pNN_latency, pNN_e2e_latency, pNN_ttft, avg|min|max_latency, avg|min|max_e2e_latency, input_tokens, output_tokens or total_tokens"
+                            ),
+                        ));
+                    }
+                    options.metric = Some(metric.to_string());
+                }
+                "interval" => {
+                    let text = v.as_str().ok_or_else(|| {
+                        RouteError::invalid(
+                            "routing.interval",
+                            "routing.interval must be a string such as \"15m\" or \"1 hour\"",
+                        )
+                    })?;
+                    options.interval_seconds = parse_window(text)
+                        .map_err(|e| RouteError::invalid("routing.interval", e.to_string()))?;
+                }
+                "models" => options.models = string_list(v, "routing.models")?,
+                "providers" => options.providers = string_list(v, "routing.providers")?,
+                other => {
+                    return Err(RouteError::invalid(
+                        &format!("routing.{other}"),
+                        format!(
+                            "unknown routing option {other:?} (expected metric, sort, interval, models, providers)"
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(options)
+    }
+}
+
+/// Why an account is out for now.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Cooling {
+    /// Rate limited (429); usable again after this long.
+    RateLimited(Duration),
+    /// Quota or credit exhausted (402).
+    Quota,
+}
+
+/// Candidates and, at the same index, the account behind each.
+pub struct Built<'a> {
+    pub candidates: Vec<Candidate>,
+    pub accounts: Vec<&'a ProviderAccount>,
+}
+
+/// A model reference the caller wrote, resolved.
+enum Target<'a> {
+    Auto,
+    Model { slug: &'a str },
+}
+
+fn resolve<'a>(config: &Config, text: &'a str) -> Option<Target<'a>> {
+    if text == "auto" {
+        return Some(Target::Auto);
+    }
+    if config.catalog.get(text).is_some() {
+        return Some(Target::Model { slug: text });
+    }
+    let (account, slug) = text.split_once('/')?;
+    let serves = config
+        .providers
+        .iter()
+        .any(|p| p.name == account && p.models.iter().any(|m| m == slug));
+    serves.then_some(Target::Model { slug })
+}
+
+fn team_allows_model(team: &Team, slug: &str) -> bool {
+    team.allowed_models
+        .as_ref()
+        .is_none_or(|models| models.iter().any(|m| m == slug))
+}
+
+fn team_allows_account(team: &Team, account: &str) -> bool {
+    team.allowed_providers
+        .as_ref()
+        .is_none_or(|accounts| accounts.iter().any(|a| a == account))
+}
+
+/// Builds the candidates for `req`, or the error the caller should get.
+pub fn build<'a>(
+    config: &'a Config,
+    team: &Team,
+    req: &RouteRequest,
+    cooling: &dyn Fn(&str) -> Option<Cooling>,
+) -> Result<Built<'a>, RouteError> {
+    for (i, name) in req.routing.providers.iter().enumerate() {
+        if !config.providers.iter().any(|p| &p.name == name) {
+            return Err(RouteError::invalid(
+                &format!("routing.providers[{i}]"),
+                format!("unknown provider {name:?}"),
+            ));
+        }
+    }
+    let mut any_auto = false;
+    let mut slugs: Vec<&str> = Vec::new();
+    let targets = std::iter::once((None, req.model.as_str())).chain(
+        req.routing
+            .models
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (Some(i), m.as_str())),
+    );
+    for (fallback, text) in targets {
+        match resolve(config, text) {
+            Some(Target::Auto) => any_auto = true,
+            Some(Target::Model { slug }) => {
+                if !team_allows_model(team, slug) {
+                    let mut e = RouteError::new(
+                        403,
+                        "permission_error",
+                        "model_not_allowed",
+                        format!("team {} may not use model {slug:?}", team.name),
+                    );
+                    e.param =
+                        Some(fallback.map_or("model".into(), |i| format!("routing.models[{i}]")));
+                    return Err(e);
+                }
+                if let Some((account, _)) = text.split_once('/').filter(|_| text != slug)
+                    && !team_allows_account(team, account)
+                {
+                    let mut e = RouteError::new(
+                        403,
+                        "permission_error",
+                        "provider_not_allowed",
+                        format!("team {} may not use provider {account:?}", team.name),
+                    );
+                    e.param =
+                        Some(fallback.map_or("model".into(), |i| format!("routing.models[{i}]")));
+                    return Err(e);
+                }
+                slugs.push(slug);
+            }
+            None => {
+                return Err(match fallback {
+                    None => {
+                        let mut e = RouteError::new(
+                            404,
+                            "invalid_request_error",
+                            "model_not_found",
+                            format!(
+                                "The model `{text}` does not exist or is not served by any provider of this gateway (GET /v1/models lists them)"
+                            ),
+                        );
+                        e.param = Some("model".into());
+                        e
+                    }
+                    Some(i) => RouteError::invalid(
+                        &format!("routing.models[{i}]"),
+                        format!("unknown fallback model {text:?}"),
+                    ),
+                });
+            }
+        }
+    }
+
+    let mut built = Built {
+        candidates: Vec::new(),
+        accounts: Vec::new(),
+    };
+    let (mut zdr_removed, mut quota_removed) = (0usize, 0usize);
+    let mut rate_limited: Option<Duration> = None;
+    for account in &config.providers {
+        if !team_allows_account(team, &account.name)
+            || !(req.routing.providers.is_empty() || req.routing.providers.contains(&account.name))
+        {
+            continue;
+        }
+        for slug in &account.models {
+            if !team_allows_model(team, slug) || !(any_auto || slugs.contains(&slug.as_str())) {
+                continue;
+            }
+            let Some(model) = config.catalog.get(slug) else {
+                continue;
+            };
+            if team.zdr && !account.zdr {
+                zdr_removed += 1;
+                continue;
+            }
+            match cooling(&account.name) {
+                Some(Cooling::RateLimited(wait)) => {
+                    rate_limited = Some(rate_limited.map_or(wait, |w| w.min(wait)));
+                    continue;
+                }
+                Some(Cooling::Quota) => {
+                    quota_removed += 1;
+                    continue;
+                }
+                None => {}
+            }
+            built.candidates.push(Candidate {
+                id: format!("{}/{}", account.name, slug),
+                provider: account.name.clone(),
+                model: slug.clone(),
+                logical_model: None,
+                price: Price {
+                    input: model.input,
+                    output: model.output,
+                    cached_input: model.cached_input,
+                },
+                features: model.features.clone(),
+                zdr: account.zdr,
+                tier: model.tier,
+                health: Health::Healthy,
+                headroom: None,
+                cache_affinity: false,
+                context_window: model.context_window,
+                metrics: Vec::new(),
+            });
+            built.accounts.push(account);
+        }
+    }
+    if !built.candidates.is_empty() {
+        return Ok(built);
+    }
+    if let Some(wait) = rate_limited.filter(|_| quota_removed == 0 && zdr_removed == 0) {
+        let mut e = RouteError::new(
+            429,
+            "rate_limit_error",
+            "all_providers_rate_limited",
+            "every provider for this request is rate limited",
+        );
+        e.retry_after = Some(wait);
+        return Err(e);
+    }
+    if zdr_removed > 0 {
+        return Err(RouteError::new(
+            422,
+            "invalid_request_error",
+            "zdr_unavailable",
+            format!(
+                "zero data retention is required for team {}, but no ZDR provider serves {:?}",
+                team.name, req.model
+            ),
+        ));
+    }
+    if quota_removed > 0 {
+        return Err(RouteError::new(
+            424,
+            "upstream_error",
+            "all_providers_failed",
+            "every provider for this request has exhausted its quota",
+        ));
+    }
+    Err(RouteError::new(
+        424,
+        "upstream_error",
+        "no_provider",
+        format!("no provider this team may use serves {:?}", req.model),
+    ))
+}

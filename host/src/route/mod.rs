@@ -1,0 +1,621 @@
+//! The executor: builds the candidates a request may use (hard filters first),
+//! asks the team's policy for a plan, and runs the plan's attempts in order,
+//! failing over on retryable errors, timeouts and streams that die before their
+//! first content token.
+
+mod candidates;
+mod stream;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use crate::config::{Config, ProviderAccount, Team};
+use crate::features;
+use crate::metrics::NoMetrics;
+use crate::policy::{Candidate, Plan, Policy, PolicyError, RefusalKind, Request};
+use crate::providers::{
+    ChatCall, ChatResponse, ChunkStream, ErrorClass, Provider, UpstreamError, Usage,
+};
+pub use candidates::RoutingOptions;
+pub use stream::client_sse;
+
+/// What the caller asked for, parsed and validated by the API layer.
+#[derive(Debug, Clone)]
+pub struct RouteRequest {
+    /// Canonical body (OpenAI Chat Completions shape) without `routing`.
+    pub body: Map<String, Value>,
+    pub model: String,
+    pub routing: RoutingOptions,
+    pub stream: bool,
+    /// Whether the caller asked for a usage chunk at the end of the stream.
+    pub include_usage: bool,
+    pub step_type: Option<String>,
+    pub purpose: Option<String>,
+    pub metadata: Vec<(String, String)>,
+}
+
+/// One attempt of a request, as reported to the caller.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AttemptRecord {
+    pub provider: String,
+    pub model: String,
+    /// HTTP status the provider answered, if it answered.
+    pub status: Option<u16>,
+    /// `ok`, or why it failed (`upstream_error`, `rate_limited`, `timeout`, ...).
+    pub reason: String,
+    /// The provider's message, when it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Which provider and model served a request, and how.
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteInfo {
+    pub provider: String,
+    pub model: String,
+    /// Attempts made, the serving one included.
+    pub attempts: usize,
+    /// Features removed from the request before it was sent.
+    pub stripped: Vec<String>,
+    /// The policy's label for the plan.
+    pub label: String,
+    /// Every attempt in order.
+    pub trail: Vec<AttemptRecord>,
+    /// Cost in US dollars from the provider's reported usage.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
+}
+
+/// A request that could not be served, with an OpenAI-style error.
+#[derive(Debug, Clone)]
+pub struct RouteError {
+    pub status: u16,
+    /// OpenAI error `type`.
+    pub kind: &'static str,
+    /// OpenAI error `code`.
+    pub code: &'static str,
+    pub message: String,
+    pub param: Option<String>,
+    pub retry_after: Option<Duration>,
+    pub trail: Vec<AttemptRecord>,
+}
+
+impl RouteError {
+    pub fn new(
+        status: u16,
+        kind: &'static str,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            status,
+            kind,
+            code,
+            message: message.into(),
+            param: None,
+            retry_after: None,
+            trail: Vec::new(),
+        }
+    }
+
+    pub fn invalid(param: &str, message: impl Into<String>) -> Self {
+        Self {
+            param: Some(param.to_string()),
+            ..Self::new(400, "invalid_request_error", "invalid_request", message)
+        }
+    }
+
+    /// The OpenAI-style body, with the attempt trail under `switchyard`.
+    pub fn body(&self) -> Value {
+        let mut body = json!({
+            "error": {
+                "message": self.message,
+                "type": self.kind,
+                "code": self.code,
+                "param": self.param,
+            }
+        });
+        if !self.trail.is_empty() {
+            body["switchyard"] = json!({ "attempts": self.trail.len(), "trail": self.trail });
+        }
+        body
+    }
+}
+
+/// What a served request produced.
+pub enum Served {
+    /// A whole `chat.completion` (with `switchyard` added).
+    Complete { body: Value, info: RouteInfo },
+    /// A stream: chunks already received (the first content chunk among them)
+    /// and the rest of the upstream stream.
+    Stream {
+        info: RouteInfo,
+        head: Vec<Value>,
+        rest: ChunkStream,
+        /// Price of the serving model, to cost the usage at the end.
+        model: crate::catalog::Model,
+        include_usage: bool,
+        idle_timeout: Duration,
+    },
+}
+
+/// Why an account is cooling down, and until when.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Cooldown {
+    RateLimited(Instant),
+    Quota(Instant),
+}
+
+impl Cooldown {
+    fn until(&self) -> Instant {
+        match self {
+            Cooldown::RateLimited(t) | Cooldown::Quota(t) => *t,
+        }
+    }
+}
+
+/// The executor shared by every request.
+pub struct Executor {
+    config: Arc<Config>,
+    policy: Policy,
+    providers: HashMap<String, Arc<dyn Provider>>,
+    cooldowns: Mutex<HashMap<String, Cooldown>>,
+}
+
+impl Executor {
+    pub fn new(
+        config: Arc<Config>,
+        policy: Policy,
+        providers: HashMap<String, Arc<dyn Provider>>,
+    ) -> Self {
+        Self {
+            config,
+            policy,
+            providers,
+            cooldowns: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn cooldown_of(&self, account: &str, now: Instant) -> Option<Cooldown> {
+        let mut map = self.cooldowns.lock().unwrap_or_else(|e| e.into_inner());
+        match map.get(account) {
+            Some(c) if c.until() > now => Some(*c),
+            Some(_) => {
+                map.remove(account);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn set_cooldown(&self, account: &str, cooldown: Cooldown) {
+        let mut map = self.cooldowns.lock().unwrap_or_else(|e| e.into_inner());
+        let keep_longer = map
+            .get(account)
+            .is_some_and(|c| c.until() > cooldown.until());
+        if !keep_longer {
+            map.insert(account.to_string(), cooldown);
+        }
+    }
+
+    /// Routes one request for `team`.
+    pub async fn serve(&self, team: &Team, req: RouteRequest) -> Result<Served, RouteError> {
+        let now = Instant::now();
+        let built = candidates::build(&self.config, team, &req, &|account| {
+            self.cooldown_of(account, now).map(|c| match c {
+                Cooldown::RateLimited(t) => {
+                    candidates::Cooling::RateLimited(t.saturating_duration_since(now))
+                }
+                Cooldown::Quota(_) => candidates::Cooling::Quota,
+            })
+        })?;
+        let features = features::detect(&req.body);
+        let policy_request = Request {
+            model: req.model.clone(),
+            routing: crate::policy::Routing {
+                metric: req.routing.metric.clone(),
+                interval_seconds: req.routing.interval_seconds,
+                models: req.routing.models.clone(),
+                providers: req.routing.providers.clone(),
+            },
+            features: features.clone(),
+            step_type: req.step_type.clone(),
+            purpose: req.purpose.clone(),
+            team: team.name.clone(),
+            estimated_input_tokens: estimate_tokens(&req.body),
+            max_output_tokens: req
+                .body
+                .get("max_completion_tokens")
+                .or_else(|| req.body.get("max_tokens"))
+                .and_then(Value::as_u64)
+                .map(|n| n.min(u64::from(u32::MAX)) as u32),
+            prompt_cache_key: req
+                .body
+                .get("prompt_cache_key")
+                .is_some_and(|v| !v.is_null()),
+            metadata: req.metadata.clone(),
+            config: team.policy_config.clone(),
+        };
+        let plan = self.decide(team, &policy_request, &built.candidates)?;
+        self.execute(&req, &built.candidates, &built.accounts, plan)
+            .await
+    }
+
+    fn decide(
+        &self,
+        team: &Team,
+        request: &Request,
+        candidates: &[Candidate],
+    ) -> Result<Plan, RouteError> {
+        match self.policy.decide(request, candidates, Arc::new(NoMetrics)) {
+            Ok(plan) => Ok(plan),
+            Err(PolicyError::Refused { kind, message }) => Err(match kind {
+                RefusalKind::NoRoute if team.zdr => RouteError::new(
+                    422,
+                    "invalid_request_error",
+                    "zdr_unavailable",
+                    format!(
+                        "zero data retention is required for team {}, but no ZDR provider can serve this request: {message}",
+                        team.name
+                    ),
+                ),
+                RefusalKind::NoRoute => {
+                    RouteError::new(422, "invalid_request_error", "no_capable_provider", message)
+                }
+                RefusalKind::BadConfig | RefusalKind::Internal => RouteError::new(
+                    503,
+                    "server_error",
+                    "routing_policy_error",
+                    format!("the routing policy could not route this request: {message}"),
+                ),
+            }),
+            Err(fault) => {
+                tracing::error!(team = %team.name, error = %fault, "routing policy fault");
+                Err(RouteError::new(
+                    503,
+                    "server_error",
+                    "routing_policy_fault",
+                    format!("the routing policy failed: {fault}"),
+                ))
+            }
+        }
+    }
+
+    fn backoff(&self, failures: u32) -> Duration {
+        let routing = &self.config.routing;
+        let exp = routing
+            .backoff_base
+            .saturating_mul(1u32 << failures.min(10))
+            .min(routing.backoff_max);
+        // Full jitter: anywhere between half and the whole step.
+        exp.mul_f64(0.5 + fastrand::f64() * 0.5)
+    }
+
+    async fn execute(
+        &self,
+        req: &RouteRequest,
+        candidates: &[Candidate],
+        accounts: &[&ProviderAccount],
+        plan: Plan,
+    ) -> Result<Served, RouteError> {
+        let mut trail: Vec<AttemptRecord> = Vec::new();
+        let mut last_error: Option<UpstreamError> = None;
+        let mut failures = 0u32;
+        let mut all_rate_limited = true;
+        let mut soonest_retry: Option<Duration> = None;
+        for attempt in &plan.attempts {
+            let Some(index) = candidates.iter().position(|c| c.id == attempt.candidate) else {
+                continue; // validated by the runtime; unreachable in practice
+            };
+            let candidate = &candidates[index];
+            let account = accounts[index];
+            let Some(model) = self.config.catalog.get(&candidate.model) else {
+                continue;
+            };
+            let Some(provider) = self.providers.get(&account.name) else {
+                continue;
+            };
+            // An earlier attempt of this very request may have put the account
+            // in cooldown (429 with retry-after, 402).
+            if let Some(cooling) = self.cooldown_of(&account.name, Instant::now()) {
+                let wait = cooling.until().saturating_duration_since(Instant::now());
+                trail.push(AttemptRecord {
+                    provider: account.name.clone(),
+                    model: candidate.model.clone(),
+                    status: None,
+                    reason: "cooldown".into(),
+                    message: Some(format!("account cooling down for {} ms", wait.as_millis())),
+                });
+                if matches!(cooling, Cooldown::RateLimited(_)) {
+                    soonest_retry = Some(soonest_retry.map_or(wait, |s| s.min(wait)));
+                } else {
+                    all_rate_limited = false;
+                }
+                continue;
+            }
+            if failures > 0
+                && matches!(
+                    last_error.as_ref().map(|e| &e.class),
+                    Some(ErrorClass::Retryable | ErrorClass::Timeout | ErrorClass::Connect)
+                )
+            {
+                tokio::time::sleep(self.backoff(failures - 1)).await;
+            }
+
+            let mut body = req.body.clone();
+            for feature in &attempt.strip {
+                features::strip(&mut body, feature);
+            }
+            let upstream_model = account
+                .model_ids
+                .get(&candidate.model)
+                .or(model.upstream_id.as_ref())
+                .unwrap_or(&candidate.model)
+                .clone();
+            body.insert("model".into(), Value::String(upstream_model));
+            let stream_upstream = req.stream && !attempt.strip.iter().any(|f| f == "stream");
+            let timeout = attempt
+                .timeout_ms
+                .map(|ms| Duration::from_millis(u64::from(ms)))
+                .unwrap_or(account.timeout);
+            let call_timeout = if stream_upstream {
+                timeout.min(self.config.routing.first_token_timeout)
+            } else {
+                timeout
+            };
+            let call = ChatCall {
+                body,
+                stream: stream_upstream,
+                timeout: call_timeout,
+            };
+            let started = Instant::now();
+            let deadline = tokio::time::Instant::from_std(started + call_timeout);
+            let result = match tokio::time::timeout_at(deadline, provider.chat(call)).await {
+                Ok(result) => result,
+                Err(_) => Err(UpstreamError::new(
+                    ErrorClass::Timeout,
+                    None,
+                    format!("no response within {} ms", call_timeout.as_millis()),
+                )),
+            };
+            let result = match result {
+                Ok(ChatResponse::Stream(mut upstream)) => {
+                    match first_content(&mut upstream, deadline, call_timeout).await {
+                        Ok(head) => Ok((head, upstream)),
+                        Err(e) => Err(e),
+                    }
+                    .map(|(head, rest)| Answer::Stream(head, rest))
+                }
+                Ok(ChatResponse::Complete { body, usage }) => Ok(Answer::Complete(body, usage)),
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(answer) => {
+                    trail.push(AttemptRecord {
+                        provider: account.name.clone(),
+                        model: candidate.model.clone(),
+                        status: Some(200),
+                        reason: "ok".into(),
+                        message: None,
+                    });
+                    let mut info = RouteInfo {
+                        provider: account.name.clone(),
+                        model: candidate.model.clone(),
+                        attempts: trail.len(),
+                        stripped: attempt.strip.clone(),
+                        label: plan.label.clone(),
+                        trail,
+                        cost_usd: None,
+                    };
+                    return Ok(match answer {
+                        Answer::Complete(mut body, usage) if !req.stream => {
+                            info.cost_usd = Some(model.cost(&usage));
+                            if let Value::Object(map) = &mut body {
+                                map.insert("switchyard".into(), json!(info));
+                            }
+                            Served::Complete { body, info }
+                        }
+                        // Streaming was stripped: stream the whole answer ourselves.
+                        Answer::Complete(body, usage) => Served::Stream {
+                            head: Vec::new(),
+                            rest: stream::from_completion(body, usage),
+                            info,
+                            model: model.clone(),
+                            include_usage: req.include_usage,
+                            idle_timeout: timeout,
+                        },
+                        Answer::Stream(head, rest) => Served::Stream {
+                            head,
+                            rest,
+                            info,
+                            model: model.clone(),
+                            include_usage: req.include_usage,
+                            idle_timeout: timeout,
+                        },
+                    });
+                }
+                Err(error) => {
+                    tracing::warn!(provider = %account.name, model = %candidate.model, class = error.class.name(), status = ?error.status, error = %error.message, "attempt failed");
+                    trail.push(AttemptRecord {
+                        provider: account.name.clone(),
+                        model: candidate.model.clone(),
+                        status: error.status,
+                        reason: error.class.name().into(),
+                        message: Some(error.message.clone()),
+                    });
+                    match &error.class {
+                        ErrorClass::RateLimited { retry_after } => {
+                            let wait =
+                                retry_after.unwrap_or(self.config.routing.rate_limit_cooldown);
+                            self.set_cooldown(
+                                &account.name,
+                                Cooldown::RateLimited(Instant::now() + wait),
+                            );
+                            soonest_retry = Some(soonest_retry.map_or(wait, |s| s.min(wait)));
+                        }
+                        ErrorClass::QuotaExhausted => {
+                            all_rate_limited = false;
+                            self.set_cooldown(
+                                &account.name,
+                                Cooldown::Quota(
+                                    Instant::now() + self.config.routing.quota_cooldown,
+                                ),
+                            );
+                        }
+                        ErrorClass::Client => {
+                            // The caller's request is at fault: never retried.
+                            let status = error.status.unwrap_or(400);
+                            return Err(RouteError {
+                                status,
+                                kind: "invalid_request_error",
+                                code: "upstream_rejected_request",
+                                message: format!(
+                                    "{} rejected the request: {}",
+                                    account.name, error.message
+                                ),
+                                param: None,
+                                retry_after: None,
+                                trail,
+                            });
+                        }
+                        _ => all_rate_limited = false,
+                    }
+                    failures += 1;
+                    last_error = Some(error);
+                }
+            }
+        }
+        let last = trail.last().cloned();
+        if all_rate_limited && !trail.is_empty() {
+            let mut e = RouteError::new(
+                429,
+                "rate_limit_error",
+                "all_providers_rate_limited",
+                format!(
+                    "every provider for this request is rate limited; last: {}",
+                    last.as_ref().map(describe_attempt).unwrap_or_default()
+                ),
+            );
+            e.retry_after = Some(soonest_retry.unwrap_or(self.config.routing.rate_limit_cooldown));
+            e.trail = trail;
+            return Err(e);
+        }
+        let mut e = RouteError::new(
+            424,
+            "upstream_error",
+            "all_providers_failed",
+            format!(
+                "all {} attempts failed; last: {}",
+                trail.len(),
+                last.as_ref()
+                    .map(describe_attempt)
+                    .unwrap_or_else(|| "no attempt could be made".into())
+            ),
+        );
+        e.trail = trail;
+        Err(e)
+    }
+}
+
+enum Answer {
+    Complete(Value, Usage),
+    Stream(Vec<Value>, ChunkStream),
+}
+
+fn describe_attempt(a: &AttemptRecord) -> String {
+    let status = a.status.map(|s| format!(" {s}")).unwrap_or_default();
+    format!(
+        "{}/{} {}{}: {}",
+        a.provider,
+        a.model,
+        a.reason,
+        status,
+        a.message.as_deref().unwrap_or("")
+    )
+}
+
+/// Whether a chunk carries content the client would see: text, a tool call,
+/// reasoning, or a refusal.
+fn has_content(chunk: &Value) -> bool {
+    let Some(choices) = chunk.get("choices").and_then(Value::as_array) else {
+        return false;
+    };
+    choices.iter().any(|c| {
+        let Some(delta) = c.get("delta") else {
+            return false;
+        };
+        ["content", "reasoning_content", "refusal"].iter().any(|k| {
+            delta
+                .get(*k)
+                .and_then(Value::as_str)
+                .is_some_and(|s| !s.is_empty())
+        }) || delta
+            .get("tool_calls")
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty())
+    })
+}
+
+/// Reads the upstream until its first content chunk (returning everything read
+/// so far) — or fails, so the executor can try the next attempt with nothing
+/// yet sent to the client.
+async fn first_content(
+    upstream: &mut ChunkStream,
+    deadline: tokio::time::Instant,
+    limit: Duration,
+) -> Result<Vec<Value>, UpstreamError> {
+    let mut head = Vec::new();
+    loop {
+        match tokio::time::timeout_at(deadline, upstream.next()).await {
+            Err(_) => {
+                return Err(UpstreamError::new(
+                    ErrorClass::Timeout,
+                    Some(200),
+                    format!("stream sent no content within {} ms", limit.as_millis()),
+                ));
+            }
+            Ok(None) => {
+                // A stream that ends cleanly with only a finish reason (an empty
+                // answer) is an answer; one that just stops is a failure.
+                if head.iter().any(|c: &Value| {
+                    c.pointer("/choices/0/finish_reason")
+                        .is_some_and(|f| !f.is_null())
+                }) {
+                    return Ok(head);
+                }
+                return Err(UpstreamError::new(
+                    ErrorClass::Connect,
+                    Some(200),
+                    "stream ended before any content",
+                ));
+            }
+            Ok(Some(Err(e))) => return Err(e),
+            Ok(Some(Ok(chunk))) => {
+                let content = has_content(&chunk);
+                head.push(chunk);
+                if content {
+                    return Ok(head);
+                }
+            }
+        }
+    }
+}
+
+/// A rough token estimate of the request's input (4 bytes a token).
+fn estimate_tokens(body: &Map<String, Value>) -> u32 {
+    let bytes: usize = ["messages", "tools", "system"]
+        .iter()
+        .filter_map(|k| body.get(*k))
+        .map(|v| v.to_string().len())
+        .sum();
+    u32::try_from(bytes / 4).unwrap_or(u32::MAX).max(1)
+}

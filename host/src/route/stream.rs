@@ -1,0 +1,192 @@
+//! The client side of a streamed answer: OpenAI `chat.completion.chunk` SSE
+//! frames, the first carrying the routing info, usage passed on only when the
+//! caller asked for it, and an explicit error event — never `[DONE]` — when the
+//! upstream breaks after content has been sent.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt, stream};
+use serde_json::{Value, json};
+
+use super::RouteInfo;
+use crate::catalog::Model;
+use crate::providers::{ChunkStream, Usage};
+
+/// SSE frame of one JSON object.
+fn frame(value: &Value) -> Bytes {
+    Bytes::from(format!("data: {value}\n\n"))
+}
+
+fn is_usage_only(chunk: &Value) -> bool {
+    chunk.get("usage").is_some_and(|u| !u.is_null())
+        && chunk
+            .get("choices")
+            .and_then(Value::as_array)
+            .is_none_or(|c| c.is_empty())
+}
+
+/// The chunks of a whole `chat.completion`, for callers that asked to stream
+/// when the serving attempt could not (streaming was stripped).
+pub fn from_completion(body: Value, usage: Usage) -> ChunkStream {
+    let id = body
+        .get("id")
+        .cloned()
+        .unwrap_or_else(|| json!("chatcmpl-switchyard"));
+    let model = body.get("model").cloned().unwrap_or(Value::Null);
+    let created = body.get("created").cloned().unwrap_or(json!(0));
+    let message = body
+        .pointer("/choices/0/message")
+        .cloned()
+        .unwrap_or(json!({}));
+    let finish = body
+        .pointer("/choices/0/finish_reason")
+        .cloned()
+        .unwrap_or(json!("stop"));
+    let chunk = |delta: Value, finish: Value| {
+        json!({
+            "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+            "choices": [{ "index": 0, "delta": delta, "finish_reason": finish }]
+        })
+    };
+    let mut delta = json!({ "role": "assistant" });
+    for key in ["content", "tool_calls", "reasoning_content", "refusal"] {
+        if let Some(v) = message.get(key).filter(|v| !v.is_null()) {
+            let v = if key == "tool_calls" {
+                // Stream form: each call carries its index.
+                Value::Array(
+                    v.as_array()
+                        .into_iter()
+                        .flatten()
+                        .enumerate()
+                        .map(|(i, call)| {
+                            let mut call = call.clone();
+                            call["index"] = json!(i);
+                            call
+                        })
+                        .collect(),
+                )
+            } else {
+                v.clone()
+            };
+            delta[key] = v;
+        }
+    }
+    let chunks = vec![
+        Ok(chunk(delta, Value::Null)),
+        Ok(chunk(json!({}), finish)),
+        Ok(json!({
+            "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+            "choices": [], "usage": usage.to_openai()
+        })),
+    ];
+    Box::pin(stream::iter(chunks))
+}
+
+struct State {
+    head: std::vec::IntoIter<Value>,
+    rest: ChunkStream,
+    info: Option<RouteInfo>,
+    model: Model,
+    include_usage: bool,
+    idle_timeout: Duration,
+    done: bool,
+}
+
+impl State {
+    /// Adds the routing info to the first chunk; handles usage.
+    fn render(&mut self, mut chunk: Value) -> Option<Bytes> {
+        if let Some(info) = self.info.take() {
+            chunk["switchyard"] = json!(info);
+        }
+        if let Some(usage) = chunk
+            .get("usage")
+            .filter(|u| !u.is_null())
+            .and_then(Usage::from_openai)
+        {
+            if self.include_usage {
+                chunk["switchyard"]["cost_usd"] = json!(self.model.cost(&usage));
+            } else if is_usage_only(&chunk) {
+                return None;
+            } else if let Value::Object(map) = &mut chunk {
+                map.remove("usage");
+            }
+        }
+        Some(frame(&chunk))
+    }
+}
+
+fn error_frame(message: &str) -> Bytes {
+    frame(&json!({
+        "error": {
+            "message": message,
+            "type": "upstream_error",
+            "code": "stream_interrupted",
+            "param": null,
+        }
+    }))
+}
+
+/// The SSE body for a streamed answer.
+pub fn client_sse(
+    info: RouteInfo,
+    head: Vec<Value>,
+    rest: ChunkStream,
+    model: Model,
+    include_usage: bool,
+    idle_timeout: Duration,
+) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
+    let state = State {
+        head: head.into_iter(),
+        rest,
+        info: Some(info),
+        model,
+        include_usage,
+        idle_timeout,
+        done: false,
+    };
+    stream::unfold(state, |mut state| async move {
+        if state.done {
+            return None;
+        }
+        loop {
+            if let Some(chunk) = state.head.next() {
+                match state.render(chunk) {
+                    Some(bytes) => return Some((Ok(bytes), state)),
+                    None => continue,
+                }
+            }
+            match tokio::time::timeout(state.idle_timeout, state.rest.next()).await {
+                Ok(Some(Ok(chunk))) => {
+                    if let Some(bytes) = state.render(chunk) {
+                        return Some((Ok(bytes), state));
+                    }
+                }
+                Ok(None) => {
+                    state.done = true;
+                    return Some((Ok(Bytes::from_static(b"data: [DONE]\n\n")), state));
+                }
+                Ok(Some(Err(e))) => {
+                    tracing::warn!(error = %e.message, "upstream stream broke after content");
+                    state.done = true;
+                    return Some((
+                        Ok(error_frame(&format!(
+                            "the provider's stream broke: {}",
+                            e.message
+                        ))),
+                        state,
+                    ));
+                }
+                Err(_) => {
+                    state.done = true;
+                    let message = format!(
+                        "the provider sent nothing for {} ms",
+                        state.idle_timeout.as_millis()
+                    );
+                    return Some((Ok(error_frame(&message)), state));
+                }
+            }
+        }
+    })
+}
