@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs the README's examples as a newcomer would: starts the gateway on
+# examples/demo.toml, then the curl example and the OpenAI SDK example.
+# Only touches 127.0.0.1. Expects `cargo build --release` to have run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=target/release/switchyard
+port=${SMOKE_PORT:-4000}
+log=$(mktemp)
+"$bin" serve --config examples/demo.toml --listen "127.0.0.1:$port" >"$log" 2>&1 &
+pid=$!
+trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+  curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+
+echo "== README curl example"
+out=$(curl -fsS "http://127.0.0.1:$port/v1/chat/completions" \
+  -H "Authorization: Bearer sk-switchyard-demo" \
+  -H "Content-Type: application/json" \
+  -d '{"model": "claude-haiku-4-5", "messages": [{"role": "user", "content": "Hello!"}]}')
+echo "$out"
+echo "$out" | python3 -c 'import json,sys; b=json.load(sys.stdin); assert b["choices"][0]["message"]["content"]; assert b["switchyard"]["provider"]'
+
+echo "== README OpenAI SDK example"
+if ! python3 -c "import openai" 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check openai
+fi
+SWITCHYARD_URL="http://127.0.0.1:$port/v1" python3 examples/openai_sdk.py
+
+echo "== graceful stop"
+kill -TERM $pid
+wait $pid
+grep -q "stopped" "$log"
+echo "README examples: 2 passed, 0 failed"
