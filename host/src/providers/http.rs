@@ -94,6 +94,38 @@ pub fn openai_error_message(body: &[u8]) -> String {
         })
 }
 
+/// Sends a request. A non-2xx answer becomes the error `classify` makes of its
+/// status, retry-after and body.
+pub async fn send(
+    request: reqwest::RequestBuilder,
+    classify: fn(u16, Option<Duration>, &[u8]) -> UpstreamError,
+) -> Result<reqwest::Response, UpstreamError> {
+    let response = request.send().await.map_err(|e| transport_error(&e))?;
+    if response.status().is_success() {
+        return Ok(response);
+    }
+    let status = response.status().as_u16();
+    let retry_after = retry_after(response.headers());
+    let body = error_body(response).await;
+    Err(classify(status, retry_after, &body))
+}
+
+/// Reads a whole JSON response body.
+pub async fn json_body(response: reqwest::Response) -> Result<Value, UpstreamError> {
+    let status = response.status().as_u16();
+    response.json().await.map_err(|e| {
+        if e.is_decode() {
+            UpstreamError::new(
+                ErrorClass::Protocol,
+                Some(status),
+                format!("invalid response body: {e}"),
+            )
+        } else {
+            transport_error(&e)
+        }
+    })
+}
+
 /// Turns provider SSE events into OpenAI chunks.
 pub trait Translate: Send + 'static {
     /// Chunks for one event (possibly none), or the error the event reports.

@@ -103,37 +103,18 @@ impl Provider for OpenAi {
             if let Some(key) = &inner.api_key {
                 request = request.bearer_auth(key);
             }
-            let response = request
-                .send()
-                .await
-                .map_err(|e| http::transport_error(&e))?;
-            let status = response.status().as_u16();
-            if !response.status().is_success() {
-                let retry_after = http::retry_after(response.headers());
-                let body = http::error_body(response).await;
-                return Err(UpstreamError::from_status(
-                    status,
-                    retry_after,
-                    http::openai_error_message(&body),
-                ));
-            }
+            let response = http::send(request, |status, retry_after, body| {
+                UpstreamError::from_status(status, retry_after, http::openai_error_message(body))
+            })
+            .await?;
             if call.stream {
                 return Ok(ChatResponse::Stream(http::sse_chunks(
                     response,
                     Chunks::default(),
                 )));
             }
-            let body: Value = response.json().await.map_err(|e| {
-                if e.is_decode() {
-                    UpstreamError::new(
-                        ErrorClass::Protocol,
-                        Some(status),
-                        format!("invalid response body: {e}"),
-                    )
-                } else {
-                    http::transport_error(&e)
-                }
-            })?;
+            let status = response.status().as_u16();
+            let body = http::json_body(response).await?;
             if body.get("choices").and_then(Value::as_array).is_none() {
                 return Err(UpstreamError::new(
                     ErrorClass::Protocol,

@@ -87,21 +87,13 @@ impl Provider for Anthropic {
                 .to_string();
             let body = translate::request(&call.body, &model, call.stream)
                 .map_err(|e| UpstreamError::new(ErrorClass::Client, Some(400), e.to_string()))?;
-            let response = inner
+            let request = inner
                 .client
                 .post(&inner.url)
                 .header("x-api-key", &inner.api_key)
                 .header("anthropic-version", ANTHROPIC_VERSION)
-                .json(&body)
-                .send()
-                .await
-                .map_err(|e| http::transport_error(&e))?;
-            let status = response.status().as_u16();
-            if !response.status().is_success() {
-                let retry_after = http::retry_after(response.headers());
-                let body = http::error_body(response).await;
-                return Err(translate::upstream_error(status, retry_after, &body));
-            }
+                .json(&body);
+            let response = http::send(request, translate::upstream_error).await?;
             let created = now();
             if call.stream {
                 let id = format!("chatcmpl-{:016x}", fastrand::u64(..));
@@ -111,17 +103,8 @@ impl Provider for Anthropic {
                 };
                 return Ok(ChatResponse::Stream(http::sse_chunks(response, events)));
             }
-            let body: Value = response.json().await.map_err(|e| {
-                if e.is_decode() {
-                    UpstreamError::new(
-                        ErrorClass::Protocol,
-                        Some(status),
-                        format!("invalid response body: {e}"),
-                    )
-                } else {
-                    http::transport_error(&e)
-                }
-            })?;
+            let status = response.status().as_u16();
+            let body = http::json_body(response).await?;
             let (body, usage) = translate::response(&body, &model, created).map_err(|e| {
                 UpstreamError::new(ErrorClass::Protocol, Some(status), e.to_string())
             })?;
