@@ -8,7 +8,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
 use crate::catalog::{Catalog, ModelOverride};
 
@@ -213,12 +212,7 @@ struct RawTeam {
 
 /// sha256 hex digest of an API key, as stored in the config.
 pub fn hash_key(key: &str) -> String {
-    let digest = Sha256::digest(key.as_bytes());
-    let mut out = String::with_capacity(64);
-    for byte in digest {
-        out.push_str(&format!("{byte:02x}"));
-    }
-    out
+    crate::digest::sha256_hex(key.as_bytes())
 }
 
 impl Config {

@@ -12,6 +12,7 @@
 pub mod api;
 pub mod catalog;
 pub mod config;
+pub mod digest;
 pub mod features;
 pub mod harness;
 pub mod metrics;

@@ -104,6 +104,7 @@ pub fn parse(bytes: &[u8], headers: &HeaderMap) -> Result<RouteRequest, RouteErr
         step_type: pick("x-switchyard-step-type", "step_type"),
         purpose: pick("x-switchyard-purpose", "purpose"),
         metadata,
+        estimated_input_tokens: u32::try_from(bytes.len() / 4).unwrap_or(u32::MAX).max(1),
         body,
         model,
         routing,

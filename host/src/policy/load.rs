@@ -2,7 +2,6 @@
 //! which `switchyard:policy` version it was built against, and whether every
 //! import is one the sandbox provides.
 
-use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
@@ -126,15 +125,6 @@ fn compatible(found: &str) -> bool {
         Some("0") => om == tm && on == tn,
         _ => om == tm,
     }
-}
-
-pub(super) fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    let mut out = String::with_capacity(64);
-    for byte in digest {
-        out.push_str(&format!("{byte:02x}"));
-    }
-    out
 }
 
 #[cfg(test)]

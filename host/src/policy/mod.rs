@@ -275,7 +275,7 @@ impl Runtime {
                     version: String::new(),
                     metrics: Vec::new(),
                 },
-                sha256: load::sha256_hex(bytes),
+                sha256: crate::digest::sha256_hex(bytes),
                 wit_version,
                 size: bytes.len(),
             }),

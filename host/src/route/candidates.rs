@@ -156,6 +156,13 @@ fn team_allows_account(team: &Team, account: &str) -> bool {
         .is_none_or(|accounts| accounts.iter().any(|a| a == account))
 }
 
+/// A 403 for the primary model (`fallback` none) or a fallback of `routing.models`.
+fn forbidden(code: &'static str, message: String, fallback: Option<usize>) -> RouteError {
+    let mut e = RouteError::new(403, "permission_error", code, message);
+    e.param = Some(fallback.map_or("model".into(), |i| format!("routing.models[{i}]")));
+    e
+}
+
 /// Builds the candidates for `req`, or the error the caller should get.
 pub fn build<'a>(
     config: &'a Config,
@@ -185,28 +192,20 @@ pub fn build<'a>(
             Some(Target::Auto) => any_auto = true,
             Some(Target::Model { slug }) => {
                 if !team_allows_model(team, slug) {
-                    let mut e = RouteError::new(
-                        403,
-                        "permission_error",
+                    return Err(forbidden(
                         "model_not_allowed",
                         format!("team {} may not use model {slug:?}", team.name),
-                    );
-                    e.param =
-                        Some(fallback.map_or("model".into(), |i| format!("routing.models[{i}]")));
-                    return Err(e);
+                        fallback,
+                    ));
                 }
                 if let Some((account, _)) = text.split_once('/').filter(|_| text != slug)
                     && !team_allows_account(team, account)
                 {
-                    let mut e = RouteError::new(
-                        403,
-                        "permission_error",
+                    return Err(forbidden(
                         "provider_not_allowed",
                         format!("team {} may not use provider {account:?}", team.name),
-                    );
-                    e.param =
-                        Some(fallback.map_or("model".into(), |i| format!("routing.models[{i}]")));
-                    return Err(e);
+                        fallback,
+                    ));
                 }
                 slugs.push(slug);
             }

@@ -37,6 +37,9 @@ pub struct RouteRequest {
     pub step_type: Option<String>,
     pub purpose: Option<String>,
     pub metadata: Vec<(String, String)>,
+    /// Rough input size in tokens (4 bytes of request body a token), for cost
+    /// estimates and context-window checks in the policy.
+    pub estimated_input_tokens: u32,
 }
 
 /// One attempt of a request, as reported to the caller.
@@ -231,7 +234,7 @@ impl Executor {
             step_type: req.step_type.clone(),
             purpose: req.purpose.clone(),
             team: team.name.clone(),
-            estimated_input_tokens: estimate_tokens(&req.body),
+            estimated_input_tokens: req.estimated_input_tokens,
             max_output_tokens: req
                 .body
                 .get("max_completion_tokens")
@@ -471,23 +474,22 @@ impl Executor {
                                 ),
                             );
                         }
-                        ErrorClass::Client => {
-                            // The caller's request is at fault: never retried.
-                            let status = error.status.unwrap_or(400);
-                            return Err(RouteError {
-                                status,
-                                kind: "invalid_request_error",
-                                code: "upstream_rejected_request",
-                                message: format!(
-                                    "{} rejected the request: {}",
-                                    account.name, error.message
-                                ),
-                                param: None,
-                                retry_after: None,
-                                trail,
-                            });
-                        }
                         _ => all_rate_limited = false,
+                    }
+                    if !error.class.fails_over() {
+                        // The caller's request is at fault: never retried.
+                        return Err(RouteError {
+                            status: error.status.unwrap_or(400),
+                            kind: "invalid_request_error",
+                            code: "upstream_rejected_request",
+                            message: format!(
+                                "{} rejected the request: {}",
+                                account.name, error.message
+                            ),
+                            param: None,
+                            retry_after: None,
+                            trail,
+                        });
                     }
                     failures += 1;
                     last_error = Some(error);
@@ -608,14 +610,4 @@ async fn first_content(
             }
         }
     }
-}
-
-/// A rough token estimate of the request's input (4 bytes a token).
-fn estimate_tokens(body: &Map<String, Value>) -> u32 {
-    let bytes: usize = ["messages", "tools", "system"]
-        .iter()
-        .filter_map(|k| body.get(*k))
-        .map(|v| v.to_string().len())
-        .sum();
-    u32::try_from(bytes / 4).unwrap_or(u32::MAX).max(1)
 }

@@ -12,11 +12,11 @@ use serde_json::{Value, json};
 
 use super::RouteInfo;
 use crate::catalog::Model;
-use crate::providers::{ChunkStream, Usage};
+use crate::providers::{ChunkStream, Usage, sse};
 
 /// SSE frame of one JSON object.
 fn frame(value: &Value) -> Bytes {
-    Bytes::from(format!("data: {value}\n\n"))
+    Bytes::from(sse::encode(None, &value.to_string()))
 }
 
 fn is_usage_only(chunk: &Value) -> bool {
@@ -165,7 +165,7 @@ pub fn client_sse(
                 }
                 Ok(None) => {
                     state.done = true;
-                    return Some((Ok(Bytes::from_static(b"data: [DONE]\n\n")), state));
+                    return Some((Ok(Bytes::from(sse::encode(None, "[DONE]"))), state));
                 }
                 Ok(Some(Err(e))) => {
                     tracing::warn!(error = %e.message, "upstream stream broke after content");
