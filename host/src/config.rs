@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::catalog::{Catalog, ModelOverride};
+use crate::health::BreakerSettings;
 
 /// A configuration problem, naming where it is.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -92,6 +93,20 @@ pub struct ProviderAccount {
     /// Upstream model id per slug, where it differs from the catalog's.
     pub model_ids: BTreeMap<String, String>,
     pub simulated: Option<SimulatedConfig>,
+    /// Interval of active health checks (a one-token completion per model);
+    /// `None` when off. Off by default for paid providers, every 30 s for
+    /// `openai-compatible` (local) servers.
+    pub health_check_interval: Option<Duration>,
+}
+
+impl ProviderAccount {
+    /// The model id this account's API knows `slug` by.
+    pub fn upstream_model<'a>(&'a self, catalog: &'a Catalog, slug: &'a str) -> &'a str {
+        self.model_ids
+            .get(slug)
+            .or_else(|| catalog.get(slug).and_then(|m| m.upstream_id.as_ref()))
+            .map_or(slug, String::as_str)
+    }
 }
 
 /// One team.
@@ -121,6 +136,13 @@ pub struct RoutingSettings {
     pub quota_cooldown: Duration,
     /// How long a 429 without retry-after keeps an account out.
     pub rate_limit_cooldown: Duration,
+    /// A candidate whose success rate for a feature the request needs is below
+    /// this (0.0 to 1.0) over the request's window is excluded.
+    pub feature_uptime_threshold: f64,
+    /// Fewest attempts with that feature in the window before it is judged.
+    pub feature_uptime_min_requests: u64,
+    /// Circuit breakers per (account, model).
+    pub circuit_breaker: BreakerSettings,
 }
 
 /// Server settings.
@@ -143,6 +165,9 @@ pub struct Config {
     pub teams: Vec<Team>,
     /// sha256 hex of a key → index into `teams`.
     pub key_hashes: BTreeMap<String, usize>,
+    /// The admin API's bearer token, read from the environment; the admin API
+    /// is closed without one.
+    pub admin_token: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -162,6 +187,16 @@ struct RawConfig {
     /// plugins/default-policy; teams without their own get this one.
     #[serde(default)]
     policy: Option<toml::Table>,
+    #[serde(default)]
+    admin: RawAdmin,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    /// Environment variable holding the admin token (default
+    /// `SWITCHYARD_ADMIN_TOKEN`).
+    token_env: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -180,6 +215,21 @@ struct RawRouting {
     backoff_max_ms: Option<u64>,
     quota_cooldown_secs: Option<u64>,
     rate_limit_cooldown_secs: Option<u64>,
+    feature_uptime_threshold: Option<f64>,
+    feature_uptime_min_requests: Option<u64>,
+    #[serde(default)]
+    circuit_breaker: RawBreaker,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawBreaker {
+    enabled: Option<bool>,
+    failure_rate: Option<f64>,
+    min_requests: Option<u32>,
+    window_secs: Option<u64>,
+    recovery_secs: Option<u64>,
+    half_open_probes: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -195,6 +245,8 @@ struct RawProvider {
     #[serde(default)]
     model_ids: BTreeMap<String, String>,
     simulated: Option<SimulatedConfig>,
+    /// 0 turns active health checks off.
+    health_check_interval_ms: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -261,12 +313,42 @@ impl Config {
             max_body_bytes: raw.server.max_body_bytes.unwrap_or(16 << 20),
         };
         let r = &raw.routing;
+        let b = &r.circuit_breaker;
+        let defaults = BreakerSettings::default();
+        let circuit_breaker = BreakerSettings {
+            enabled: b.enabled.unwrap_or(defaults.enabled),
+            failure_rate: b.failure_rate.unwrap_or(defaults.failure_rate),
+            min_requests: b.min_requests.unwrap_or(defaults.min_requests).max(1),
+            window: b.window_secs.map_or(defaults.window, Duration::from_secs),
+            recovery: b.recovery_secs.map_or(defaults.recovery, Duration::from_secs),
+            half_open_probes: b.half_open_probes.unwrap_or(defaults.half_open_probes).max(1),
+        };
+        for (key, rate) in [
+            ("routing.circuit_breaker.failure_rate", circuit_breaker.failure_rate),
+            (
+                "routing.feature_uptime_threshold",
+                r.feature_uptime_threshold.unwrap_or(0.9),
+            ),
+        ] {
+            if !(0.0..=1.0).contains(&rate) {
+                return Err(err(key, format!("{rate} is not between 0 and 1")));
+            }
+        }
+        if circuit_breaker.window.is_zero() || circuit_breaker.recovery.is_zero() {
+            return Err(err(
+                "routing.circuit_breaker",
+                "window_secs and recovery_secs must be at least 1".into(),
+            ));
+        }
         let routing = RoutingSettings {
             first_token_timeout: Duration::from_millis(r.first_token_timeout_ms.unwrap_or(15_000)),
             backoff_base: Duration::from_millis(r.backoff_base_ms.unwrap_or(50)),
             backoff_max: Duration::from_millis(r.backoff_max_ms.unwrap_or(1_000)),
             quota_cooldown: Duration::from_secs(r.quota_cooldown_secs.unwrap_or(300)),
             rate_limit_cooldown: Duration::from_secs(r.rate_limit_cooldown_secs.unwrap_or(10)),
+            feature_uptime_threshold: r.feature_uptime_threshold.unwrap_or(0.9),
+            feature_uptime_min_requests: r.feature_uptime_min_requests.unwrap_or(5).max(1),
+            circuit_breaker,
         };
 
         let catalog = Catalog::bundled()
@@ -363,6 +445,20 @@ impl Config {
                     }
                 }
             }
+            let health_check_interval = match p.health_check_interval_ms {
+                Some(0) => None,
+                Some(ms) if ms < 100 => {
+                    return Err(err(
+                        &at("health_check_interval_ms"),
+                        format!("{ms} is too short: use 0 (off) or at least 100"),
+                    ));
+                }
+                Some(ms) => Some(Duration::from_millis(ms)),
+                None if p.kind == ProviderKind::OpenaiCompatible => {
+                    Some(Duration::from_secs(30))
+                }
+                None => None,
+            };
             providers.push(ProviderAccount {
                 name: name.clone(),
                 kind: p.kind,
@@ -373,6 +469,7 @@ impl Config {
                 models: p.models.clone(),
                 model_ids: p.model_ids.clone(),
                 simulated,
+                health_check_interval,
             });
         }
 
@@ -440,6 +537,18 @@ impl Config {
                 policy_config,
             });
         }
+        let token_env = raw
+            .admin
+            .token_env
+            .as_deref()
+            .unwrap_or("SWITCHYARD_ADMIN_TOKEN");
+        let admin_token = env(token_env).filter(|t| !t.trim().is_empty());
+        if raw.admin.token_env.is_some() && admin_token.is_none() {
+            return Err(err(
+                "admin.token_env",
+                format!("environment variable {token_env} is not set"),
+            ));
+        }
         Ok(Config {
             server,
             routing,
@@ -447,6 +556,7 @@ impl Config {
             catalog,
             teams,
             key_hashes,
+            admin_token,
         })
     }
 

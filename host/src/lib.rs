@@ -15,6 +15,7 @@ pub mod config;
 pub mod digest;
 pub mod features;
 pub mod harness;
+pub mod health;
 pub mod metrics;
 pub mod policy;
 pub mod providers;

@@ -176,10 +176,11 @@ pub async fn completions(
             model,
             include_usage,
             idle_timeout,
+            tally,
         }) => {
             let mut response_headers = HeaderMap::new();
             routing_headers(&mut response_headers, &info);
-            let sse = client_sse(info, head, rest, model, include_usage, idle_timeout);
+            let sse = client_sse(info, head, rest, model, include_usage, idle_timeout, tally);
             let mut response = Response::new(Body::from_stream(sse));
             let h = response.headers_mut();
             h.extend(response_headers);

@@ -2,6 +2,7 @@
 //! OpenAI-style errors, and a server that drains in-flight requests (open
 //! streams included) on shutdown.
 
+mod admin;
 mod chat;
 
 use std::future::Future;
@@ -10,14 +11,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::config::{Config, Team};
+use crate::metrics::{Clock, SystemClock};
 use crate::policy::{Limits, Runtime};
 use crate::route::{Executor, RouteError};
 
@@ -29,6 +32,12 @@ pub struct AppState {
 
 /// Builds the executor (policy runtime, default policy, provider adapters).
 pub fn app_state(config: Config) -> anyhow::Result<AppState> {
+    app_state_with_clock(config, Arc::new(SystemClock))
+}
+
+/// Like [`app_state`], with metric windows and circuit breakers reading
+/// `clock` (tests move a [`crate::metrics::ManualClock`] by hand).
+pub fn app_state_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
     let runtime = Runtime::new(Limits::default())?;
     let policy = runtime.load_default()?;
     let mut providers = std::collections::HashMap::new();
@@ -37,7 +46,7 @@ pub fn app_state(config: Config) -> anyhow::Result<AppState> {
         providers.insert(account.name.clone(), adapter);
     }
     Ok(AppState {
-        executor: Arc::new(Executor::new(Arc::new(config), policy, providers)),
+        executor: Arc::new(Executor::new(Arc::new(config), policy, providers, clock)),
     })
 }
 
@@ -47,8 +56,25 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/chat/completions", post(chat::completions))
         .route("/v1/models", get(models))
         .route("/healthz", get(healthz))
+        .route("/metrics", get(admin::prometheus))
+        .route("/admin/v1/metrics", get(admin::metrics))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), count_responses))
         .with_state(state)
+}
+
+/// Counts every response by route and status, whatever produced it.
+async fn count_responses(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let response = next.run(request).await;
+    state
+        .executor
+        .telemetry()
+        .http(&route, response.status().as_u16());
+    response
 }
 
 /// Renders a [`RouteError`] as an HTTP response.
@@ -144,7 +170,7 @@ async fn not_found() -> Response {
         404,
         "invalid_request_error",
         "unknown_url",
-        "Unknown request URL. Switchyard serves POST /v1/chat/completions, GET /v1/models and GET /healthz.",
+        "Unknown request URL. Switchyard serves POST /v1/chat/completions, GET /v1/models, GET /healthz, GET /metrics and GET /admin/v1/metrics.",
     ))
 }
 
@@ -197,6 +223,7 @@ pub async fn serve(
         tracing::info!("shutting down: draining in-flight requests");
         let _ = stopping_tx.send(true);
     };
+    let checks = crate::route::probe::spawn(state.executor.clone(), stopping_rx.clone());
     let app = router(state);
     let server = axum::serve(listener, app).with_graceful_shutdown(signal);
     let mut stopping = stopping_rx;
@@ -208,11 +235,15 @@ pub async fn serve(
         }
         tokio::time::sleep(grace).await;
     };
-    tokio::select! {
+    let result = tokio::select! {
         result = server => result,
         _ = deadline => {
             tracing::warn!(grace_secs = grace.as_secs(), "grace period over; closing remaining connections");
             Ok(())
         }
+    };
+    for task in checks {
+        task.abort();
     }
+    result
 }

@@ -1,12 +1,26 @@
-//! Live metrics as routing sees them.
+//! Live metrics: what every attempt at a provider cost in time, tokens and
+//! failures, kept per (account, model) and per (account, model, feature).
 //!
-//! This module owns the vocabulary of metric names and windows (seed 001: `15m`
-//! to `7d`) and the [`MetricSource`] trait through which a routing policy reads
-//! metric values. A source is a snapshot taken when a request arrives, so a
-//! policy may read it as often as it likes without taking locks.
+//! - [`MetricStore`] records attempts into time buckets ([`series`]) with
+//!   mergeable histograms ([`histogram`]), so any `pNN` over any window from
+//!   15 minutes to 7 days is computed without keeping samples.
+//! - [`Snapshot`] is the store as of a request's arrival: the
+//!   [`MetricSource`] a routing policy reads through `host.metric`.
+//! - [`telemetry`] is what operators read: Prometheus counters and
+//!   histograms, per-policy statistics.
+//!
+//! This module also owns the vocabulary of metric names and windows (seed 001).
 
+pub mod clock;
+pub mod histogram;
+pub mod series;
+mod store;
+pub mod telemetry;
 mod window;
 
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use series::{Counts, Outcome, Sample, Summary};
+pub use store::{MetricStore, Snapshot};
 pub use window::{MAX_WINDOW_SECS, MIN_WINDOW_SECS, WindowError, parse_window};
 
 /// Read-only view of metric values for the candidates of one decision.

@@ -1,7 +1,8 @@
 //! From a request to the candidates the policy may choose from: the caller's
 //! `routing` options, model resolution (slug, `provider/model`, `auto`), and
 //! the hard filters the policy cannot override — team allow-lists, the
-//! request's provider whitelist, zero data retention, accounts cooling down.
+//! request's provider whitelist, zero data retention, accounts cooling down,
+//! open circuits, and failing feature uptime.
 
 use std::time::Duration;
 
@@ -117,6 +118,23 @@ pub enum Cooling {
     Quota,
 }
 
+/// What the health rules say of a candidate (`account/model`) before the
+/// policy runs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Judgement {
+    Healthy,
+    /// Offered, flagged `degraded` (recent failures).
+    Degraded,
+    /// Offered as a probe of a half-open circuit.
+    HalfOpen,
+    /// Not offered: its circuit is open for this long yet (or half-open with
+    /// its probe slots taken).
+    CircuitOpen(Duration),
+    /// Its success rate for a feature the request needs is too low: offered
+    /// (as `degraded`) only when no other candidate is left.
+    FeatureFailing,
+}
+
 /// Candidates and, at the same index, the account behind each.
 pub struct Built<'a> {
     pub candidates: Vec<Candidate>,
@@ -169,6 +187,7 @@ pub fn build<'a>(
     team: &Team,
     req: &RouteRequest,
     cooling: &dyn Fn(&str) -> Option<Cooling>,
+    judge: &dyn Fn(&str) -> Judgement,
 ) -> Result<Built<'a>, RouteError> {
     for (i, name) in req.routing.providers.iter().enumerate() {
         if !config.providers.iter().any(|p| &p.name == name) {
@@ -236,8 +255,13 @@ pub fn build<'a>(
         candidates: Vec::new(),
         accounts: Vec::new(),
     };
+    let mut set_aside = Built {
+        candidates: Vec::new(),
+        accounts: Vec::new(),
+    };
     let (mut zdr_removed, mut quota_removed) = (0usize, 0usize);
     let mut rate_limited: Option<Duration> = None;
+    let mut circuit_open: Option<Duration> = None;
     for account in &config.providers {
         if !team_allows_account(team, &account.name)
             || !(req.routing.providers.is_empty() || req.routing.providers.contains(&account.name))
@@ -266,8 +290,19 @@ pub fn build<'a>(
                 }
                 None => {}
             }
-            built.candidates.push(Candidate {
-                id: format!("{}/{}", account.name, slug),
+            let id = format!("{}/{}", account.name, slug);
+            let (health, into) = match judge(&id) {
+                Judgement::Healthy => (Health::Healthy, &mut built),
+                Judgement::Degraded => (Health::Degraded, &mut built),
+                Judgement::HalfOpen => (Health::HalfOpen, &mut built),
+                Judgement::FeatureFailing => (Health::Degraded, &mut set_aside),
+                Judgement::CircuitOpen(wait) => {
+                    circuit_open = Some(circuit_open.map_or(wait, |w| w.min(wait)));
+                    continue;
+                }
+            };
+            into.candidates.push(Candidate {
+                id,
                 provider: account.name.clone(),
                 model: slug.clone(),
                 logical_model: None,
@@ -279,17 +314,33 @@ pub fn build<'a>(
                 features: model.features.clone(),
                 zdr: account.zdr,
                 tier: model.tier,
-                health: Health::Healthy,
+                health,
                 headroom: None,
                 cache_affinity: false,
                 context_window: model.context_window,
                 metrics: Vec::new(),
             });
-            built.accounts.push(account);
+            into.accounts.push(account);
         }
     }
     if !built.candidates.is_empty() {
         return Ok(built);
+    }
+    if !set_aside.candidates.is_empty() {
+        // Every candidate left fails a feature the request needs: trying them
+        // beats refusing outright.
+        return Ok(set_aside);
+    }
+    if let Some(wait) = circuit_open.filter(|_| quota_removed == 0 && zdr_removed == 0) {
+        let wait = rate_limited.map_or(wait, |r| r.min(wait));
+        let mut e = RouteError::new(
+            503,
+            "server_error",
+            "circuit_open",
+            "every provider for this request has an open circuit breaker (recent failures); retry later",
+        );
+        e.retry_after = Some(wait);
+        return Err(e);
     }
     if let Some(wait) = rate_limited.filter(|_| quota_removed == 0 && zdr_removed == 0) {
         let mut e = RouteError::new(

@@ -1,9 +1,11 @@
 //! The executor: builds the candidates a request may use (hard filters first),
 //! asks the team's policy for a plan, and runs the plan's attempts in order,
 //! failing over on retryable errors, timeouts and streams that die before their
-//! first content token.
+//! first content token. Every attempt is recorded in the live metrics, the
+//! circuit breakers and the telemetry; active health checks live in [`probe`].
 
 mod candidates;
+pub mod probe;
 mod stream;
 
 use std::collections::HashMap;
@@ -16,13 +18,16 @@ use serde_json::{Map, Value, json};
 
 use crate::config::{Config, ProviderAccount, Team};
 use crate::features;
-use crate::metrics::NoMetrics;
+use crate::health::{Breakers, State, Verdict, feature_failing};
+use crate::metrics::telemetry::{RequestRecord, Telemetry};
+use crate::metrics::{Clock, MetricSource, MetricStore, Outcome, Sample};
 use crate::policy::{Candidate, Plan, Policy, PolicyError, RefusalKind, Request};
 use crate::providers::{
     ChatCall, ChatResponse, ChunkStream, ErrorClass, Provider, UpstreamError, Usage,
 };
+use candidates::Judgement;
 pub use candidates::RoutingOptions;
-pub use stream::client_sse;
+pub use stream::{StreamTally, client_sse};
 
 /// What the caller asked for, parsed and validated by the API layer.
 #[derive(Debug, Clone)]
@@ -86,6 +91,8 @@ pub struct RouteError {
     pub param: Option<String>,
     pub retry_after: Option<Duration>,
     pub trail: Vec<AttemptRecord>,
+    /// The plan's label, when the policy produced a plan.
+    pub label: Option<String>,
 }
 
 impl RouteError {
@@ -103,6 +110,7 @@ impl RouteError {
             param: None,
             retry_after: None,
             trail: Vec::new(),
+            label: None,
         }
     }
 
@@ -144,6 +152,8 @@ pub enum Served {
         model: crate::catalog::Model,
         include_usage: bool,
         idle_timeout: Duration,
+        /// Records tokens, cost and a mid-stream break when the stream ends.
+        tally: StreamTally,
     },
 }
 
@@ -168,15 +178,37 @@ pub struct Executor {
     policy: Policy,
     providers: HashMap<String, Arc<dyn Provider>>,
     cooldowns: Mutex<HashMap<String, Cooldown>>,
+    metrics: Arc<MetricStore>,
+    breakers: Arc<Breakers>,
+    telemetry: Arc<Telemetry>,
+}
+
+/// Where a request is in its life, for the counters.
+struct Progress {
+    label: Option<String>,
 }
 
 impl Executor {
+    /// An executor whose metric windows and circuit breakers read `clock`.
     pub fn new(
         config: Arc<Config>,
         policy: Policy,
         providers: HashMap<String, Arc<dyn Provider>>,
+        clock: Arc<dyn Clock>,
     ) -> Self {
+        let ids: Vec<String> = config
+            .providers
+            .iter()
+            .flat_map(|a| a.models.iter().map(move |m| format!("{}/{m}", a.name)))
+            .collect();
         Self {
+            metrics: Arc::new(MetricStore::new(ids.clone(), clock.clone())),
+            breakers: Arc::new(Breakers::new(
+                config.routing.circuit_breaker.clone(),
+                ids,
+                clock,
+            )),
+            telemetry: Arc::new(Telemetry::default()),
             config,
             policy,
             providers,
@@ -186,6 +218,65 @@ impl Executor {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Live metrics per (account, model) and feature.
+    pub fn metrics(&self) -> &Arc<MetricStore> {
+        &self.metrics
+    }
+
+    /// Circuit breakers per (account, model).
+    pub fn breakers(&self) -> &Arc<Breakers> {
+        &self.breakers
+    }
+
+    /// Counters for `/metrics`.
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.telemetry
+    }
+
+    /// How a candidate stands before the policy runs: its circuit, and its
+    /// success rate for each feature the request needs.
+    fn judge(
+        &self,
+        id: &str,
+        needed: &[String],
+        snapshot: &crate::metrics::Snapshot,
+        window: u32,
+    ) -> Judgement {
+        let state = self.breakers.state(id);
+        let (provider, model) = id.split_once('/').unwrap_or((id, ""));
+        match state {
+            State::Open { retry_in } => {
+                self.telemetry.exclusion(provider, model, "circuit_open");
+                return Judgement::CircuitOpen(retry_in);
+            }
+            State::HalfOpen { probe_free: false } => {
+                self.telemetry.exclusion(provider, model, "circuit_open");
+                return Judgement::CircuitOpen(Duration::from_secs(1));
+            }
+            _ => {}
+        }
+        let routing = &self.config.routing;
+        let failing = needed.iter().find(|f| {
+            snapshot.feature_counts(id, f, window).is_some_and(|c| {
+                feature_failing(
+                    &c,
+                    routing.feature_uptime_threshold,
+                    routing.feature_uptime_min_requests,
+                )
+            })
+        });
+        if let Some(feature) = failing {
+            tracing::debug!(candidate = id, feature = %feature, "feature uptime below threshold");
+            self.telemetry.exclusion(provider, model, "feature_uptime");
+            return Judgement::FeatureFailing;
+        }
+        match state {
+            State::HalfOpen { .. } => Judgement::HalfOpen,
+            State::Closed { degraded: true } => Judgement::Degraded,
+            _ => Judgement::Healthy,
+        }
     }
 
     fn cooldown_of(&self, account: &str, now: Instant) -> Option<Cooldown> {
@@ -210,18 +301,75 @@ impl Executor {
         }
     }
 
-    /// Routes one request for `team`.
+    /// Routes one request for `team`, and counts how it ended.
     pub async fn serve(&self, team: &Team, req: RouteRequest) -> Result<Served, RouteError> {
+        let arrival = Instant::now();
+        let mut progress = Progress { label: None };
+        let result = self.route(team, req, arrival, &mut progress).await;
+        let (provider, model, outcome, fallback, cost) = match &result {
+            Ok(Served::Complete { info, .. } | Served::Stream { info, .. }) => (
+                info.provider.as_str(),
+                info.model.as_str(),
+                "ok",
+                info.trail.len() > 1,
+                info.cost_usd,
+            ),
+            Err(e) => {
+                let last = e.trail.last();
+                (
+                    last.map_or("none", |a| a.provider.as_str()),
+                    last.map_or("none", |a| a.model.as_str()),
+                    e.code,
+                    false,
+                    None,
+                )
+            }
+        };
+        self.telemetry.request(&RequestRecord {
+            team: &team.name,
+            provider,
+            model,
+            outcome,
+            duration: arrival.elapsed(),
+            label: progress.label.as_deref(),
+            fallback,
+            cost_usd: cost,
+        });
+        result.map_err(|mut e| {
+            e.label = progress.label;
+            e
+        })
+    }
+
+    async fn route(
+        &self,
+        team: &Team,
+        req: RouteRequest,
+        arrival: Instant,
+        progress: &mut Progress,
+    ) -> Result<Served, RouteError> {
         let now = Instant::now();
-        let built = candidates::build(&self.config, team, &req, &|account| {
-            self.cooldown_of(account, now).map(|c| match c {
-                Cooldown::RateLimited(t) => {
-                    candidates::Cooling::RateLimited(t.saturating_duration_since(now))
-                }
-                Cooldown::Quota(_) => candidates::Cooling::Quota,
-            })
-        })?;
         let features = features::detect(&req.body);
+        let window = req.routing.interval_seconds;
+        let snapshot = Arc::new(self.metrics.snapshot());
+        let mut built = candidates::build(
+            &self.config,
+            team,
+            &req,
+            &|account| {
+                self.cooldown_of(account, now).map(|c| match c {
+                    Cooldown::RateLimited(t) => {
+                        candidates::Cooling::RateLimited(t.saturating_duration_since(now))
+                    }
+                    Cooldown::Quota(_) => candidates::Cooling::Quota,
+                })
+            },
+            &|id| self.judge(id, &features, &snapshot, window),
+        )?;
+        if !self.policy.info().metrics.is_empty() {
+            self.policy
+                .precompute_metrics(&mut built.candidates, snapshot.as_ref(), window);
+        }
         let policy_request = Request {
             model: req.model.clone(),
             routing: crate::policy::Routing {
@@ -230,7 +378,7 @@ impl Executor {
                 models: req.routing.models.clone(),
                 providers: req.routing.providers.clone(),
             },
-            features: features.clone(),
+            features,
             step_type: req.step_type.clone(),
             purpose: req.purpose.clone(),
             team: team.name.clone(),
@@ -248,8 +396,14 @@ impl Executor {
             metadata: req.metadata.clone(),
             config: team.policy_config.clone(),
         };
-        let plan = self.decide(team, &policy_request, &built.candidates)?;
-        self.execute(&req, &built.candidates, &built.accounts, plan)
+        let plan = self.decide(team, &policy_request, &built.candidates, snapshot)?;
+        progress.label = Some(plan.label.clone());
+        let context = Context {
+            team: &team.name,
+            arrival,
+            features: &policy_request.features,
+        };
+        self.execute(&req, &context, &built.candidates, &built.accounts, plan)
             .await
     }
 
@@ -258,8 +412,18 @@ impl Executor {
         team: &Team,
         request: &Request,
         candidates: &[Candidate],
+        snapshot: Arc<dyn MetricSource>,
     ) -> Result<Plan, RouteError> {
-        match self.policy.decide(request, candidates, Arc::new(NoMetrics)) {
+        let decision = self.policy.decide_traced(request, candidates, snapshot);
+        let fault = decision
+            .result
+            .as_ref()
+            .err()
+            .filter(|e| e.is_fault())
+            .map(PolicyError::kind);
+        self.telemetry
+            .decision(&team.name, decision.stats.elapsed, fault);
+        match decision.result {
             Ok(plan) => Ok(plan),
             Err(PolicyError::Refused { kind, message }) => Err(match kind {
                 RefusalKind::NoRoute if team.zdr => RouteError::new(
@@ -306,6 +470,7 @@ impl Executor {
     async fn execute(
         &self,
         req: &RouteRequest,
+        cx: &Context<'_>,
         candidates: &[Candidate],
         accounts: &[&ProviderAccount],
         plan: Plan,
@@ -345,6 +510,20 @@ impl Executor {
                 }
                 continue;
             }
+            // Its circuit may have opened since the candidates were built (an
+            // earlier attempt of this or another request), or its half-open
+            // probe slot may be taken.
+            let Some(ticket) = self.breakers.begin(&candidate.id) else {
+                trail.push(AttemptRecord {
+                    provider: account.name.clone(),
+                    model: candidate.model.clone(),
+                    status: None,
+                    reason: "circuit_open".into(),
+                    message: Some("circuit breaker open after recent failures".into()),
+                });
+                all_rate_limited = false;
+                continue;
+            };
             if failures > 0
                 && matches!(
                     last_error.as_ref().map(|e| &e.class),
@@ -358,12 +537,15 @@ impl Executor {
             for feature in &attempt.strip {
                 features::strip(&mut body, feature);
             }
+            let sent_features: Vec<String> = cx
+                .features
+                .iter()
+                .filter(|f| !attempt.strip.contains(f))
+                .cloned()
+                .collect();
             let upstream_model = account
-                .model_ids
-                .get(&candidate.model)
-                .or(model.upstream_id.as_ref())
-                .unwrap_or(&candidate.model)
-                .clone();
+                .upstream_model(&self.config.catalog, &candidate.model)
+                .to_string();
             body.insert("model".into(), Value::String(upstream_model));
             let stream_upstream = req.stream && !attempt.strip.iter().any(|f| f == "stream");
             let timeout = attempt
@@ -401,8 +583,27 @@ impl Executor {
                 Ok(ChatResponse::Complete { body, usage }) => Ok(Answer::Complete(body, usage)),
                 Err(e) => Err(e),
             };
+            let latency = started.elapsed();
             match result {
                 Ok(answer) => {
+                    ticket.finish(Verdict::Success);
+                    let usage = match &answer {
+                        Answer::Complete(_, usage) => Some(usage),
+                        Answer::Stream(..) => None,
+                    };
+                    let streamed = matches!(answer, Answer::Stream(..));
+                    self.record_attempt(
+                        &candidate.id,
+                        &sent_features,
+                        Sample {
+                            outcome: Some(Outcome::Ok),
+                            latency: Some(latency),
+                            e2e: Some(cx.arrival.elapsed()),
+                            ttft: streamed.then_some(latency),
+                            input_tokens: usage.map(|u| u.prompt_tokens),
+                            output_tokens: usage.map(|u| u.completion_tokens),
+                        },
+                    );
                     trail.push(AttemptRecord {
                         provider: account.name.clone(),
                         model: candidate.model.clone(),
@@ -419,9 +620,29 @@ impl Executor {
                         trail,
                         cost_usd: None,
                     };
+                    let tally = StreamTally {
+                        metrics: self.metrics.clone(),
+                        telemetry: self.telemetry.clone(),
+                        breakers: self.breakers.clone(),
+                        team: cx.team.to_string(),
+                        candidate: candidate.id.clone(),
+                        provider: account.name.clone(),
+                        model: candidate.model.clone(),
+                        features: sent_features,
+                        usage: None,
+                        cost_usd: None,
+                        broken: false,
+                    };
                     return Ok(match answer {
                         Answer::Complete(mut body, usage) if !req.stream => {
-                            info.cost_usd = Some(model.cost(&usage));
+                            let cost = model.cost(&usage);
+                            info.cost_usd = Some(cost);
+                            self.telemetry.tokens(
+                                &account.name,
+                                &candidate.model,
+                                usage.prompt_tokens,
+                                usage.completion_tokens,
+                            );
                             if let Value::Object(map) = &mut body {
                                 map.insert("switchyard".into(), json!(info));
                             }
@@ -435,6 +656,7 @@ impl Executor {
                             model: model.clone(),
                             include_usage: req.include_usage,
                             idle_timeout: timeout,
+                            tally,
                         },
                         Answer::Stream(head, rest) => Served::Stream {
                             head,
@@ -443,11 +665,29 @@ impl Executor {
                             model: model.clone(),
                             include_usage: req.include_usage,
                             idle_timeout: timeout,
+                            tally,
                         },
                     });
                 }
                 Err(error) => {
                     tracing::warn!(provider = %account.name, model = %candidate.model, class = error.class.name(), status = ?error.status, error = %error.message, "attempt failed");
+                    let (outcome, verdict) = match &error.class {
+                        ErrorClass::RateLimited { .. } | ErrorClass::QuotaExhausted => {
+                            (Outcome::RateLimited, Verdict::Neutral)
+                        }
+                        ErrorClass::Timeout => (Outcome::Timeout, Verdict::Failure),
+                        class if !class.fails_over() => (Outcome::Rejected, Verdict::Neutral),
+                        _ => (Outcome::Error, Verdict::Failure),
+                    };
+                    ticket.finish(verdict);
+                    self.record_attempt(
+                        &candidate.id,
+                        &sent_features,
+                        Sample {
+                            outcome: Some(outcome),
+                            ..Sample::default()
+                        },
+                    );
                     trail.push(AttemptRecord {
                         provider: account.name.clone(),
                         model: candidate.model.clone(),
@@ -489,6 +729,7 @@ impl Executor {
                             param: None,
                             retry_after: None,
                             trail,
+                            label: None,
                         });
                     }
                     failures += 1;
@@ -526,6 +767,27 @@ impl Executor {
         e.trail = trail;
         Err(e)
     }
+
+    /// Records one attempt in the live metrics and the telemetry.
+    fn record_attempt(&self, id: &str, features: &[String], sample: Sample) {
+        self.metrics.record(id, features, &sample);
+        let (provider, model) = id.split_once('/').unwrap_or((id, ""));
+        self.telemetry.attempt(
+            provider,
+            model,
+            sample.outcome.map_or("ok", Outcome::name),
+            sample.latency.filter(|_| sample.outcome == Some(Outcome::Ok)),
+            sample.ttft,
+        );
+    }
+}
+
+/// What the attempts of one request share.
+struct Context<'a> {
+    team: &'a str,
+    arrival: Instant,
+    /// Features the request needs (before any stripping).
+    features: &'a [String],
 }
 
 enum Answer {

@@ -4,6 +4,7 @@
 //! upstream breaks after content has been sent.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,7 +13,58 @@ use serde_json::{Value, json};
 
 use super::RouteInfo;
 use crate::catalog::Model;
+use crate::health::{Breakers, Verdict};
+use crate::metrics::telemetry::Telemetry;
+use crate::metrics::{MetricStore, Sample};
 use crate::providers::{ChunkStream, Usage, sse};
+
+/// What is only known when a stream ends: its token usage and cost, and
+/// whether it broke after content reached the caller. Recorded when dropped,
+/// so a stream the caller abandons still counts what it used.
+pub struct StreamTally {
+    pub(super) metrics: Arc<MetricStore>,
+    pub(super) telemetry: Arc<Telemetry>,
+    pub(super) breakers: Arc<Breakers>,
+    pub(super) team: String,
+    pub(super) candidate: String,
+    pub(super) provider: String,
+    pub(super) model: String,
+    pub(super) features: Vec<String>,
+    pub(super) usage: Option<Usage>,
+    pub(super) cost_usd: Option<f64>,
+    pub(super) broken: bool,
+}
+
+impl Drop for StreamTally {
+    fn drop(&mut self) {
+        if let Some(usage) = &self.usage {
+            self.metrics.record(
+                &self.candidate,
+                &self.features,
+                &Sample {
+                    input_tokens: Some(usage.prompt_tokens),
+                    output_tokens: Some(usage.completion_tokens),
+                    ..Sample::default()
+                },
+            );
+            self.telemetry.tokens(
+                &self.provider,
+                &self.model,
+                usage.prompt_tokens,
+                usage.completion_tokens,
+            );
+        }
+        if let Some(cost) = self.cost_usd {
+            self.telemetry
+                .cost(&self.team, &self.provider, &self.model, cost);
+        }
+        if self.broken {
+            self.metrics.record_broken(&self.candidate, &self.features);
+            self.breakers.record(&self.candidate, Verdict::Failure);
+            self.telemetry.stream_break(&self.provider, &self.model);
+        }
+    }
+}
 
 /// SSE frame of one JSON object.
 fn frame(value: &Value) -> Bytes {
@@ -92,6 +144,7 @@ struct State {
     include_usage: bool,
     idle_timeout: Duration,
     done: bool,
+    tally: StreamTally,
 }
 
 impl State {
@@ -105,8 +158,11 @@ impl State {
             .filter(|u| !u.is_null())
             .and_then(Usage::from_openai)
         {
+            let cost = self.model.cost(&usage);
+            self.tally.usage = Some(usage);
+            self.tally.cost_usd = Some(cost);
             if self.include_usage {
-                chunk["switchyard"]["cost_usd"] = json!(self.model.cost(&usage));
+                chunk["switchyard"]["cost_usd"] = json!(cost);
             } else if is_usage_only(&chunk) {
                 return None;
             } else if let Value::Object(map) = &mut chunk {
@@ -136,6 +192,7 @@ pub fn client_sse(
     model: Model,
     include_usage: bool,
     idle_timeout: Duration,
+    tally: StreamTally,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
     let state = State {
         head: head.into_iter(),
@@ -145,6 +202,7 @@ pub fn client_sse(
         include_usage,
         idle_timeout,
         done: false,
+        tally,
     };
     stream::unfold(state, |mut state| async move {
         if state.done {
@@ -170,6 +228,7 @@ pub fn client_sse(
                 Ok(Some(Err(e))) => {
                     tracing::warn!(error = %e.message, "upstream stream broke after content");
                     state.done = true;
+                    state.tally.broken = true;
                     return Some((
                         Ok(error_frame(&format!(
                             "the provider's stream broke: {}",
@@ -180,6 +239,7 @@ pub fn client_sse(
                 }
                 Err(_) => {
                     state.done = true;
+                    state.tally.broken = true;
                     let message = format!(
                         "the provider sent nothing for {} ms",
                         state.idle_timeout.as_millis()

@@ -1,0 +1,422 @@
+//! Circuit breakers, one per (provider account, model).
+//!
+//! *Closed*: attempts flow; outcomes are counted over a rolling window. When at
+//! least `min_requests` attempts in the window failed at `failure_rate` or
+//! more, the circuit *opens*: the candidate is removed before the policy runs
+//! and no request reaches it. After `recovery`, the circuit is *half-open*:
+//! the candidate is offered again (health `half-open`) and up to
+//! `half_open_probes` attempts at a time probe it. A successful probe closes
+//! the circuit; a failed one opens it for another `recovery`.
+//!
+//! Rate limits (429, 402) and the caller's own 4xx are neither successes nor
+//! failures here: cooldowns handle the first, and the second says nothing
+//! about the provider.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::metrics::Clock;
+
+/// Breaker settings (`[routing.circuit_breaker]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BreakerSettings {
+    pub enabled: bool,
+    /// Failure share (0.0 to 1.0) at which the circuit opens.
+    pub failure_rate: f64,
+    /// Fewest attempts in the window before the rate is trusted.
+    pub min_requests: u32,
+    /// Rolling window the failure rate is measured over.
+    pub window: Duration,
+    /// How long an open circuit stays open before probing.
+    pub recovery: Duration,
+    /// Probes allowed at once while half-open.
+    pub half_open_probes: u32,
+}
+
+impl Default for BreakerSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            failure_rate: 0.5,
+            min_requests: 5,
+            window: Duration::from_secs(60),
+            recovery: Duration::from_secs(30),
+            half_open_probes: 1,
+        }
+    }
+}
+
+/// Where a circuit stands.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum State {
+    /// Attempts flow. `degraded` when the window holds failures at half the
+    /// opening rate or more.
+    Closed { degraded: bool },
+    /// Probing: `probe_free` when another probe may start now.
+    HalfOpen { probe_free: bool },
+    /// No attempts until `retry_in` has passed.
+    Open { retry_in: Duration },
+}
+
+impl State {
+    /// `closed`, `half_open`, `open`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            State::Closed { .. } => "closed",
+            State::HalfOpen { .. } => "half_open",
+            State::Open { .. } => "open",
+        }
+    }
+
+    /// Prometheus gauge value: 0 closed, 1 half-open, 2 open.
+    pub fn gauge(&self) -> u8 {
+        match self {
+            State::Closed { .. } => 0,
+            State::HalfOpen { .. } => 1,
+            State::Open { .. } => 2,
+        }
+    }
+}
+
+const SLOTS: usize = 10;
+
+#[derive(Debug, Default)]
+struct Circuit {
+    /// `Some(until)` while open (half-open once `now >= until`).
+    open_until: Option<u64>,
+    probes_in_flight: u32,
+    /// Rolling window: (slot start, ok, failed).
+    slots: [(u64, u32, u32); SLOTS],
+    opens: u64,
+}
+
+impl Circuit {
+    fn totals(&self, now: u64, window_ms: u64) -> (u32, u32) {
+        let from = now.saturating_sub(window_ms);
+        self.slots
+            .iter()
+            .filter(|(start, _, _)| *start + window_ms / SLOTS as u64 > from && *start <= now)
+            .fold((0, 0), |(ok, failed), s| (ok + s.1, failed + s.2))
+    }
+
+    fn count(&mut self, now: u64, window_ms: u64, ok: bool) {
+        let width = (window_ms / SLOTS as u64).max(1);
+        let start = now - now % width;
+        let slot = &mut self.slots[((now / width) % SLOTS as u64) as usize];
+        if slot.0 != start {
+            *slot = (start, 0, 0);
+        }
+        if ok {
+            slot.1 += 1;
+        } else {
+            slot.2 += 1;
+        }
+    }
+}
+
+/// Every circuit of the gateway.
+pub struct Breakers {
+    settings: BreakerSettings,
+    clock: Arc<dyn Clock>,
+    index: HashMap<String, usize>,
+    ids: Vec<String>,
+    circuits: Vec<Mutex<Circuit>>,
+}
+
+/// Permission to make one attempt; say how it went with [`Ticket::finish`].
+/// Dropped unfinished (the request was abandoned), it frees its probe slot.
+pub struct Ticket<'a> {
+    breakers: &'a Breakers,
+    circuit: Option<usize>,
+    probe: bool,
+}
+
+/// An attempt's result as a breaker sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Success,
+    Failure,
+    /// Neither (rate limited, the caller's error).
+    Neutral,
+}
+
+impl Ticket<'_> {
+    /// Whether this attempt probes a half-open circuit.
+    pub fn is_probe(&self) -> bool {
+        self.probe
+    }
+
+    pub fn finish(mut self, verdict: Verdict) {
+        if let Some(i) = self.circuit.take() {
+            self.breakers.settle(i, self.probe, verdict);
+        }
+    }
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        if let Some(i) = self.circuit.take()
+            && self.probe
+        {
+            let mut c = self.breakers.lock(i);
+            c.probes_in_flight = c.probes_in_flight.saturating_sub(1);
+        }
+    }
+}
+
+impl Breakers {
+    pub fn new(
+        settings: BreakerSettings,
+        ids: impl IntoIterator<Item = String>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let mut index = HashMap::new();
+        let mut list = Vec::new();
+        for id in ids {
+            if !index.contains_key(&id) {
+                index.insert(id.clone(), list.len());
+                list.push(id);
+            }
+        }
+        let circuits = (0..list.len()).map(|_| Mutex::default()).collect();
+        Self {
+            settings,
+            clock,
+            index,
+            ids: list,
+            circuits,
+        }
+    }
+
+    pub fn settings(&self) -> &BreakerSettings {
+        &self.settings
+    }
+
+    fn lock(&self, i: usize) -> MutexGuard<'_, Circuit> {
+        self.circuits[i].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn window_ms(&self) -> u64 {
+        self.settings.window.as_millis() as u64
+    }
+
+    fn state_of(&self, c: &Circuit, now: u64) -> State {
+        match c.open_until {
+            Some(until) if now < until => State::Open {
+                retry_in: Duration::from_millis(until - now),
+            },
+            Some(_) => State::HalfOpen {
+                probe_free: c.probes_in_flight < self.settings.half_open_probes,
+            },
+            None => {
+                let (ok, failed) = c.totals(now, self.window_ms());
+                let total = ok + failed;
+                let degraded = failed > 0
+                    && f64::from(failed) / f64::from(total) >= self.settings.failure_rate / 2.0;
+                State::Closed { degraded }
+            }
+        }
+    }
+
+    /// The state of the circuit of `id` (`account/model`) now.
+    pub fn state(&self, id: &str) -> State {
+        let Some(&i) = self.index.get(id).filter(|_| self.settings.enabled) else {
+            return State::Closed { degraded: false };
+        };
+        let now = self.clock.now_ms();
+        let c = self.lock(i);
+        self.state_of(&c, now)
+    }
+
+    /// Asks to attempt `id`: `None` while its circuit is open (or half-open
+    /// with every probe slot taken).
+    pub fn begin(&self, id: &str) -> Option<Ticket<'_>> {
+        let Some(&i) = self.index.get(id).filter(|_| self.settings.enabled) else {
+            return Some(Ticket {
+                breakers: self,
+                circuit: None,
+                probe: false,
+            });
+        };
+        let now = self.clock.now_ms();
+        let mut c = self.lock(i);
+        match self.state_of(&c, now) {
+            State::Closed { .. } => Some(Ticket {
+                breakers: self,
+                circuit: Some(i),
+                probe: false,
+            }),
+            State::HalfOpen { probe_free: true } => {
+                c.probes_in_flight += 1;
+                Some(Ticket {
+                    breakers: self,
+                    circuit: Some(i),
+                    probe: true,
+                })
+            }
+            State::HalfOpen { probe_free: false } | State::Open { .. } => None,
+        }
+    }
+
+    /// Records a result that did not come through a ticket: an active health
+    /// check, or a stream that broke after its first token. While half-open
+    /// it acts as a probe.
+    pub fn record(&self, id: &str, verdict: Verdict) {
+        if let Some(&i) = self.index.get(id).filter(|_| self.settings.enabled) {
+            let half_open = {
+                let c = self.lock(i);
+                matches!(
+                    self.state_of(&c, self.clock.now_ms()),
+                    State::HalfOpen { .. }
+                )
+            };
+            self.settle_inner(i, half_open, false, verdict);
+        }
+    }
+
+    fn settle(&self, i: usize, probe: bool, verdict: Verdict) {
+        self.settle_inner(i, probe, probe, verdict);
+    }
+
+    fn settle_inner(&self, i: usize, as_probe: bool, release: bool, verdict: Verdict) {
+        let now = self.clock.now_ms();
+        let window = self.window_ms();
+        let recovery = self.settings.recovery.as_millis() as u64;
+        let mut c = self.lock(i);
+        if release {
+            c.probes_in_flight = c.probes_in_flight.saturating_sub(1);
+        }
+        if as_probe {
+            match verdict {
+                Verdict::Success => {
+                    c.open_until = None;
+                    c.slots = Default::default();
+                    tracing::info!(circuit = %self.ids[i], "circuit closed: probe succeeded");
+                }
+                Verdict::Failure => {
+                    c.open_until = Some(now + recovery);
+                    c.opens += 1;
+                    tracing::warn!(circuit = %self.ids[i], "circuit re-opened: probe failed");
+                }
+                Verdict::Neutral => {}
+            }
+            return;
+        }
+        if c.open_until.is_some() || verdict == Verdict::Neutral {
+            // Results of attempts begun before the circuit opened change nothing.
+            return;
+        }
+        c.count(now, window, verdict == Verdict::Success);
+        let (ok, failed) = c.totals(now, window);
+        let total = ok + failed;
+        if total >= self.settings.min_requests
+            && f64::from(failed) / f64::from(total.max(1)) >= self.settings.failure_rate
+        {
+            c.open_until = Some(now + recovery);
+            c.opens += 1;
+            c.slots = Default::default();
+            tracing::warn!(circuit = %self.ids[i], failed, total, "circuit opened");
+        }
+    }
+
+    /// Every circuit: id, state, and how often it opened.
+    pub fn all(&self) -> Vec<(String, State, u64)> {
+        let now = self.clock.now_ms();
+        self.ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                let c = self.lock(i);
+                let state = if self.settings.enabled {
+                    self.state_of(&c, now)
+                } else {
+                    State::Closed { degraded: false }
+                };
+                (id.clone(), state, c.opens)
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::ManualClock;
+
+    fn breakers(clock: &ManualClock) -> Breakers {
+        Breakers::new(
+            BreakerSettings {
+                min_requests: 4,
+                ..BreakerSettings::default()
+            },
+            ["a/m".to_string()],
+            Arc::new(clock.clone()),
+        )
+    }
+
+    fn attempt(b: &Breakers, verdict: Verdict) -> bool {
+        match b.begin("a/m") {
+            Some(t) => {
+                t.finish(verdict);
+                true
+            }
+            None => false,
+        }
+    }
+
+    #[test]
+    fn opens_half_opens_and_closes() {
+        let clock = ManualClock::new(1_000_000);
+        let b = breakers(&clock);
+        // Below the minimum volume nothing opens, however bad.
+        for _ in 0..3 {
+            assert!(attempt(&b, Verdict::Failure));
+        }
+        assert!(matches!(b.state("a/m"), State::Closed { degraded: true }));
+        assert!(attempt(&b, Verdict::Failure));
+        assert!(matches!(b.state("a/m"), State::Open { .. }));
+        assert!(!attempt(&b, Verdict::Success), "open: no attempt allowed");
+        clock.advance(Duration::from_secs(29));
+        assert!(b.begin("a/m").is_none());
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(b.state("a/m"), State::HalfOpen { probe_free: true });
+        let probe = b.begin("a/m").expect("probe");
+        assert!(probe.is_probe());
+        assert!(b.begin("a/m").is_none(), "one probe at a time");
+        probe.finish(Verdict::Failure);
+        assert!(matches!(b.state("a/m"), State::Open { .. }));
+        clock.advance(Duration::from_secs(30));
+        let probe = b.begin("a/m").expect("probe");
+        drop(probe); // abandoned: the slot is free again
+        let probe = b.begin("a/m").expect("probe again");
+        probe.finish(Verdict::Success);
+        assert_eq!(b.state("a/m"), State::Closed { degraded: false });
+    }
+
+    #[test]
+    fn rate_limits_and_old_failures_do_not_open() {
+        let clock = ManualClock::new(1_000_000);
+        let b = breakers(&clock);
+        for _ in 0..10 {
+            assert!(attempt(&b, Verdict::Neutral));
+        }
+        for _ in 0..3 {
+            assert!(attempt(&b, Verdict::Failure));
+        }
+        // Those three leave the window; ten successes dilute the next four.
+        clock.advance(Duration::from_secs(61));
+        for _ in 0..10 {
+            assert!(attempt(&b, Verdict::Success));
+        }
+        for _ in 0..4 {
+            assert!(attempt(&b, Verdict::Failure));
+        }
+        assert!(matches!(b.state("a/m"), State::Closed { .. }));
+        // 4 of 14 is below half; 10 of 20 is not.
+        for _ in 0..6 {
+            assert!(attempt(&b, Verdict::Failure));
+        }
+        assert!(matches!(b.state("a/m"), State::Open { .. }));
+    }
+}

@@ -1,0 +1,366 @@
+//! The live metric store: one [`Series`] per (account, model) served by the
+//! config, and one per (account, model, feature) for the features of the
+//! feature table (every `reasoning.effort.<level>` shares one `reasoning.effort`
+//! series). The set of keys is fixed at start-up, so recording never takes a
+//! global lock: each series has its own mutex, held for well under a
+//! microsecond.
+//!
+//! # Memory bound
+//!
+//! Keys: `pairs × (1 + 15)`. A series holds at most
+//! [`MAX_BUCKETS`](super::series::MAX_BUCKETS) (327) buckets; a bucket is ~250
+//! bytes plus 8 bytes per non-empty histogram bin, at most 3 × 528 bins.
+//! So a series never exceeds ~4.2 MB however many requests flow; a series
+//! whose latencies span two or three octaves holds ~0.1–0.5 MB after a week.
+//! Series of features a deployment never sees stay empty (~200 bytes).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::clock::Clock;
+use super::series::{Counts, Detail, Sample, Series, Summary};
+use super::MetricSource;
+use crate::features::FEATURES;
+
+/// Feature series per pair: the feature table plus `reasoning.effort`.
+const FEATURE_SLOTS: usize = FEATURES.len() + 1;
+
+/// The slot of a feature name, if it has one.
+fn feature_slot(feature: &str) -> Option<usize> {
+    if feature.starts_with("reasoning.effort.") {
+        return Some(FEATURES.len());
+    }
+    FEATURES.iter().position(|f| *f == feature)
+}
+
+fn lock(m: &Mutex<Series>) -> MutexGuard<'_, Series> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Live metrics of every (account, model) the gateway serves.
+pub struct MetricStore {
+    clock: Arc<dyn Clock>,
+    /// `account/model` → pair index.
+    index: HashMap<String, usize>,
+    ids: Vec<String>,
+    pairs: Vec<Mutex<Series>>,
+    /// `pair * FEATURE_SLOTS + slot`.
+    features: Vec<Mutex<Series>>,
+}
+
+impl std::fmt::Debug for MetricStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricStore").field("keys", &self.ids).finish()
+    }
+}
+
+impl MetricStore {
+    /// A store for these `account/model` ids.
+    pub fn new(ids: impl IntoIterator<Item = String>, clock: Arc<dyn Clock>) -> Self {
+        let mut index = HashMap::new();
+        let mut list = Vec::new();
+        for id in ids {
+            if !index.contains_key(&id) {
+                index.insert(id.clone(), list.len());
+                list.push(id);
+            }
+        }
+        let pairs = (0..list.len()).map(|_| Mutex::default()).collect();
+        let features = (0..list.len() * FEATURE_SLOTS)
+            .map(|_| Mutex::default())
+            .collect();
+        Self {
+            clock,
+            index,
+            ids: list,
+            pairs,
+            features,
+        }
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    /// Every `account/model` id, in config order.
+    pub fn ids(&self) -> &[String] {
+        &self.ids
+    }
+
+    /// Records one attempt at `id` that carried `features`.
+    pub fn record(&self, id: &str, features: &[String], sample: &Sample) {
+        let Some(&pair) = self.index.get(id) else {
+            return;
+        };
+        let now = self.clock.now_ms();
+        lock(&self.pairs[pair]).record(now, sample);
+        for slot in slots(features) {
+            lock(&self.features[pair * FEATURE_SLOTS + slot]).record(now, sample);
+        }
+    }
+
+    /// Counts a stream at `id` that broke after its first content token.
+    pub fn record_broken(&self, id: &str, features: &[String]) {
+        let Some(&pair) = self.index.get(id) else {
+            return;
+        };
+        let now = self.clock.now_ms();
+        lock(&self.pairs[pair]).record_broken(now);
+        for slot in slots(features) {
+            lock(&self.features[pair * FEATURE_SLOTS + slot]).record_broken(now);
+        }
+    }
+
+    /// Everything recorded for `id` over the window ending at `now_ms`.
+    pub fn summary(&self, id: &str, now_ms: u64, window_secs: u32) -> Option<Summary> {
+        let pair = *self.index.get(id)?;
+        Some(lock(&self.pairs[pair]).summarize(now_ms, window_secs, Detail::Full))
+    }
+
+    /// Everything recorded for `id` with `feature` over the window.
+    pub fn feature_summary(
+        &self,
+        id: &str,
+        feature: &str,
+        now_ms: u64,
+        window_secs: u32,
+    ) -> Option<Summary> {
+        let pair = *self.index.get(id)?;
+        let slot = feature_slot(feature)?;
+        Some(lock(&self.features[pair * FEATURE_SLOTS + slot]).summarize(
+            now_ms,
+            window_secs,
+            Detail::Full,
+        ))
+    }
+
+    /// Counters of `id` with `feature` over the window.
+    pub fn feature_counts(
+        &self,
+        id: &str,
+        feature: &str,
+        now_ms: u64,
+        window_secs: u32,
+    ) -> Option<Counts> {
+        let pair = *self.index.get(id)?;
+        let slot = feature_slot(feature)?;
+        Some(lock(&self.features[pair * FEATURE_SLOTS + slot]).counts(now_ms, window_secs))
+    }
+
+    /// Approximate heap bytes held by every series.
+    pub fn heap_bytes(&self) -> usize {
+        self.pairs
+            .iter()
+            .chain(self.features.iter())
+            .map(|s| lock(s).heap_bytes())
+            .sum()
+    }
+
+    /// A snapshot of this store as of now, for one routing decision.
+    pub fn snapshot(self: &Arc<Self>) -> Snapshot {
+        Snapshot {
+            store: self.clone(),
+            now_ms: self.clock.now_ms(),
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+fn slots(features: &[String]) -> impl Iterator<Item = usize> + '_ {
+    let mut seen = 0u32;
+    features.iter().filter_map(move |f| {
+        let slot = feature_slot(f)?;
+        let bit = 1u32 << slot;
+        (seen & bit == 0).then(|| {
+            seen |= bit;
+            slot
+        })
+    })
+}
+
+/// The store as of one instant: what a routing decision reads. Each
+/// (candidate, window) summary is computed on its first read, from the buckets
+/// as of the snapshot's instant, and then cached, so a policy reading 100
+/// metrics pays for one merge per candidate and a hash lookup per read.
+pub struct Snapshot {
+    store: Arc<MetricStore>,
+    now_ms: u64,
+    cache: Mutex<HashMap<(usize, u32), Arc<Summary>>>,
+}
+
+impl Snapshot {
+    /// The instant this snapshot reads at.
+    pub fn now_ms(&self) -> u64 {
+        self.now_ms
+    }
+
+    /// The summary of `id` over `window_secs` as of the snapshot.
+    pub fn summary(&self, id: &str, window_secs: u32) -> Option<Arc<Summary>> {
+        let pair = *self.store.index.get(id)?;
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = cache.get(&(pair, window_secs)) {
+            return Some(s.clone());
+        }
+        let summary = Arc::new(lock(&self.store.pairs[pair]).summarize(
+            self.now_ms,
+            window_secs,
+            Detail::Full,
+        ));
+        cache.insert((pair, window_secs), summary.clone());
+        Some(summary)
+    }
+
+    /// Counters of `id` with `feature` over the window, as of the snapshot.
+    pub fn feature_counts(&self, id: &str, feature: &str, window_secs: u32) -> Option<Counts> {
+        self.store
+            .feature_counts(id, feature, self.now_ms, window_secs)
+    }
+}
+
+impl MetricSource for Snapshot {
+    fn metric(&self, candidate: &str, name: &str, window_secs: u32) -> Option<f64> {
+        self.summary(candidate, window_secs)?.value(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::metrics::clock::ManualClock;
+    use crate::metrics::series::Outcome;
+
+    const MIN: u64 = 60_000;
+
+    fn store(clock: &ManualClock) -> Arc<MetricStore> {
+        Arc::new(MetricStore::new(
+            ["a/m".to_string(), "b/m".to_string()],
+            Arc::new(clock.clone()),
+        ))
+    }
+
+    fn latency(ms: u64) -> Sample {
+        Sample {
+            outcome: Some(Outcome::Ok),
+            latency: Some(Duration::from_millis(ms)),
+            ..Sample::default()
+        }
+    }
+
+    fn exact(samples: &mut [u64], p: f64) -> f64 {
+        samples.sort_unstable();
+        let rank = ((p / 100.0) * samples.len() as f64).ceil().max(1.0) as usize;
+        samples[rank - 1] as f64
+    }
+
+    #[test]
+    fn percentiles_over_windows_match_the_recorded_samples() {
+        let clock = ManualClock::new(10_000 * MIN);
+        let store = store(&clock);
+        let mut rng = fastrand::Rng::with_seed(11);
+        // Two hours of traffic, one sample every 10 s; remember what each
+        // window should hold.
+        let mut all: Vec<(u64, u64)> = Vec::new();
+        for _ in 0..720 {
+            let ms = 50 + rng.u64(..2000);
+            store.record("a/m", &[], &latency(ms));
+            all.push((clock.now_ms(), ms));
+            clock.advance(Duration::from_secs(10));
+        }
+        let now = clock.now_ms();
+        let snapshot = store.snapshot();
+        for (window, ring_ms) in [(900u32, MIN), (3600, MIN), (7200, 15 * MIN)] {
+            // The window covers the buckets overlapping (now − W, now].
+            let from = now - u64::from(window) * 1000;
+            let first_bucket = from - from % ring_ms;
+            let mut inside: Vec<u64> = all
+                .iter()
+                .filter(|(t, _)| *t - *t % ring_ms >= first_bucket && *t - *t % ring_ms + ring_ms > from)
+                .map(|(_, ms)| *ms)
+                .collect();
+            assert_eq!(
+                snapshot.metric("a/m", "total_requests", window),
+                Some(inside.len() as f64),
+                "window {window}"
+            );
+            for p in [50.0, 95.0, 99.0] {
+                let want = exact(&mut inside, p);
+                let got = snapshot
+                    .metric("a/m", &format!("p{p}_latency"), window)
+                    .unwrap_or(f64::NAN);
+                assert!(
+                    (got - want).abs() <= want / 32.0,
+                    "p{p} over {window}s: {got} vs exact {want}"
+                );
+            }
+            let max = *inside.iter().max().unwrap_or(&0) as f64;
+            assert_eq!(snapshot.metric("a/m", "max_latency", window), Some(max));
+        }
+        assert_eq!(snapshot.metric("b/m", "p50_latency", 900), None);
+        assert_eq!(snapshot.metric("nobody/m", "p50_latency", 900), None);
+    }
+
+    #[test]
+    fn every_seed_metric_has_a_value() {
+        let clock = ManualClock::new(500 * MIN);
+        let store = store(&clock);
+        let features = vec!["stream".to_string(), "tools.function_calling".to_string()];
+        store.record(
+            "a/m",
+            &features,
+            &Sample {
+                outcome: Some(Outcome::Ok),
+                latency: Some(Duration::from_millis(120)),
+                e2e: Some(Duration::from_millis(130)),
+                ttft: Some(Duration::from_millis(120)),
+                input_tokens: Some(100),
+                output_tokens: Some(20),
+            },
+        );
+        store.record(
+            "a/m",
+            &features,
+            &Sample {
+                outcome: Some(Outcome::Error),
+                ..Sample::default()
+            },
+        );
+        let s = store.snapshot();
+        let v = |name: &str| s.metric("a/m", name, 900);
+        assert_eq!(v("avg_latency"), Some(120.0));
+        assert_eq!(v("min_e2e_latency"), Some(130.0));
+        assert_eq!(v("p90_ttft"), Some(120.0));
+        assert_eq!(v("uptime"), Some(0.5));
+        assert_eq!(v("total_requests"), Some(2.0));
+        assert_eq!(v("throughput"), Some(2.0 / 900.0));
+        assert_eq!(v("input_tokens"), Some(100.0));
+        assert_eq!(v("output_tokens"), Some(20.0));
+        assert_eq!(v("total_tokens"), Some(120.0));
+        assert_eq!(v("cost"), None);
+        let tools = s
+            .feature_counts("a/m", "tools.function_calling", 900)
+            .unwrap_or_default();
+        assert_eq!((tools.ok, tools.errors), (1, 1));
+        assert_eq!(
+            s.feature_counts("a/m", "vision", 900).map(|c| c.requests),
+            Some(0)
+        );
+    }
+
+    #[test]
+    fn a_snapshot_does_not_see_later_buckets() {
+        let clock = ManualClock::new(500 * MIN);
+        let store = store(&clock);
+        store.record("a/m", &[], &latency(10));
+        let before = store.snapshot();
+        clock.advance(Duration::from_secs(120));
+        store.record("a/m", &[], &latency(10));
+        assert_eq!(before.metric("a/m", "total_requests", 900), Some(1.0));
+        assert_eq!(store.snapshot().metric("a/m", "total_requests", 900), Some(2.0));
+    }
+}

@@ -1,0 +1,601 @@
+//! What operators read: Prometheus counters and histograms (text exposition
+//! format 0.0.4) and per-policy statistics (seed 004: per team and plan label,
+//! matches, successes, errors, fallbacks taken, median latency).
+//!
+//! Every label value comes from the config (teams, accounts, models), from a
+//! fixed vocabulary (outcomes, error codes, fault kinds) or from a policy's
+//! plan label, capped at [`MAX_LABELS_PER_TEAM`] per team; so the number of
+//! series is bounded.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use super::histogram::{BINS, Distribution, Sparse};
+
+/// Distinct plan labels tracked per team; later ones are counted as `(other)`.
+pub const MAX_LABELS_PER_TEAM: usize = 64;
+
+/// Bucket bounds (seconds) of request and upstream latency histograms.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+];
+/// Bucket bounds (seconds) of the policy decision time histogram.
+const DECISION_BUCKETS: &[f64] = &[
+    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01,
+    0.025,
+];
+
+#[derive(Debug, Clone)]
+struct Histogram {
+    bounds: &'static [f64],
+    counts: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Self {
+        Self {
+            bounds,
+            counts: vec![0; bounds.len()],
+            sum: 0.0,
+            count: 0,
+        }
+    }
+
+    fn observe(&mut self, secs: f64) {
+        if let Some(i) = self.bounds.iter().position(|b| secs <= *b) {
+            self.counts[i] += 1;
+        }
+        self.sum += secs;
+        self.count += 1;
+    }
+}
+
+type Labels = Vec<String>;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Statistics of one (team, plan label).
+#[derive(Debug, Clone, Default)]
+pub struct PolicyStats {
+    /// Decisions that produced this label.
+    pub matches: u64,
+    /// Requests with this label that were answered.
+    pub successes: u64,
+    /// Requests with this label that ended in an error.
+    pub errors: u64,
+    /// Answered requests served by a later attempt than the plan's first.
+    pub fallbacks: u64,
+    latency: Sparse,
+    latency_count: u64,
+    latency_sum_us: u64,
+    latency_min_us: u64,
+    latency_max_us: u64,
+}
+
+impl PolicyStats {
+    /// Median time to answer (arrival → answer ready), in milliseconds.
+    pub fn median_latency_ms(&self) -> Option<f64> {
+        let mut dense = vec![0u64; BINS];
+        self.latency.add_to(&mut dense);
+        Distribution::from_dense(
+            &dense,
+            self.latency_count,
+            self.latency_sum_us,
+            self.latency_min_us,
+            self.latency_max_us,
+        )
+        .quantile_us(50.0)
+        .map(|us| us / 1000.0)
+    }
+}
+
+/// One row of [`Telemetry::policy_stats`].
+#[derive(Debug, Clone)]
+pub struct PolicyRow {
+    pub team: String,
+    pub label: String,
+    pub stats: PolicyStats,
+}
+
+/// How a routed request ended, for the counters.
+#[derive(Debug, Clone)]
+pub struct RequestRecord<'a> {
+    pub team: &'a str,
+    /// Serving (or last attempted) account and model; `none` without attempt.
+    pub provider: &'a str,
+    pub model: &'a str,
+    /// `ok`, or the error code the caller got.
+    pub outcome: &'a str,
+    /// Arrival → answer ready (or error).
+    pub duration: Duration,
+    /// The plan label, when the policy produced a plan.
+    pub label: Option<&'a str>,
+    /// Served by a later attempt than the plan's first.
+    pub fallback: bool,
+    pub cost_usd: Option<f64>,
+}
+
+/// Counters and histograms since start-up.
+#[derive(Default)]
+pub struct Telemetry {
+    http: Mutex<BTreeMap<Labels, u64>>,
+    requests: Mutex<BTreeMap<Labels, u64>>,
+    request_seconds: Mutex<BTreeMap<Labels, Histogram>>,
+    attempts: Mutex<BTreeMap<Labels, u64>>,
+    upstream_seconds: Mutex<BTreeMap<Labels, Histogram>>,
+    ttft_seconds: Mutex<BTreeMap<Labels, Histogram>>,
+    tokens: Mutex<BTreeMap<Labels, u64>>,
+    cost: Mutex<BTreeMap<Labels, f64>>,
+    stream_breaks: Mutex<BTreeMap<Labels, u64>>,
+    decision_seconds: Mutex<BTreeMap<Labels, Histogram>>,
+    policy_faults: Mutex<BTreeMap<Labels, u64>>,
+    exclusions: Mutex<BTreeMap<Labels, u64>>,
+    health_checks: Mutex<BTreeMap<Labels, u64>>,
+    policies: Mutex<BTreeMap<(String, String), PolicyStats>>,
+}
+
+fn labels(values: &[&str]) -> Labels {
+    values.iter().map(|v| v.to_string()).collect()
+}
+
+fn bump(map: &Mutex<BTreeMap<Labels, u64>>, values: &[&str], by: u64) {
+    *lock(map).entry(labels(values)).or_default() += by;
+}
+
+fn observe(
+    map: &Mutex<BTreeMap<Labels, Histogram>>,
+    bounds: &'static [f64],
+    values: &[&str],
+    secs: f64,
+) {
+    lock(map)
+        .entry(labels(values))
+        .or_insert_with(|| Histogram::new(bounds))
+        .observe(secs);
+}
+
+impl Telemetry {
+    /// Counts one HTTP response by route and status.
+    pub fn http(&self, route: &str, status: u16) {
+        bump(&self.http, &[route, &status.to_string()], 1);
+    }
+
+    /// Counts one routed request (answered or not) and its per-policy stats.
+    pub fn request(&self, r: &RequestRecord<'_>) {
+        bump(&self.requests, &[r.team, r.provider, r.model, r.outcome], 1);
+        observe(
+            &self.request_seconds,
+            LATENCY_BUCKETS,
+            &[r.team, r.provider, r.model],
+            r.duration.as_secs_f64(),
+        );
+        if let Some(cost) = r.cost_usd {
+            self.cost(r.team, r.provider, r.model, cost);
+        }
+        if let Some(label) = r.label {
+            let mut policies = lock(&self.policies);
+            let team_labels = policies.keys().filter(|(t, _)| t == r.team).count();
+            let key = (r.team.to_string(), label.to_string());
+            let key = if policies.contains_key(&key) || team_labels < MAX_LABELS_PER_TEAM {
+                key
+            } else {
+                (r.team.to_string(), "(other)".to_string())
+            };
+            let stats = policies.entry(key).or_default();
+            stats.matches += 1;
+            if r.outcome == "ok" {
+                stats.successes += 1;
+                stats.fallbacks += u64::from(r.fallback);
+                let us = u64::try_from(r.duration.as_micros()).unwrap_or(u64::MAX);
+                if stats.latency_count == 0 {
+                    stats.latency_min_us = us;
+                    stats.latency_max_us = us;
+                }
+                stats.latency_min_us = stats.latency_min_us.min(us);
+                stats.latency_max_us = stats.latency_max_us.max(us);
+                stats.latency_count += 1;
+                stats.latency_sum_us = stats.latency_sum_us.saturating_add(us);
+                stats.latency.record(us);
+            } else {
+                stats.errors += 1;
+            }
+        }
+    }
+
+    /// Adds spend (e.g. a stream's, known when it ends).
+    pub fn cost(&self, team: &str, provider: &str, model: &str, usd: f64) {
+        if usd.is_finite() && usd > 0.0 {
+            *lock(&self.cost)
+                .entry(labels(&[team, provider, model]))
+                .or_default() += usd;
+        }
+    }
+
+    /// Counts one attempt at a provider.
+    pub fn attempt(
+        &self,
+        provider: &str,
+        model: &str,
+        outcome: &str,
+        latency: Option<Duration>,
+        ttft: Option<Duration>,
+    ) {
+        bump(&self.attempts, &[provider, model, outcome], 1);
+        if let Some(d) = latency {
+            observe(
+                &self.upstream_seconds,
+                LATENCY_BUCKETS,
+                &[provider, model],
+                d.as_secs_f64(),
+            );
+        }
+        if let Some(d) = ttft {
+            observe(
+                &self.ttft_seconds,
+                LATENCY_BUCKETS,
+                &[provider, model],
+                d.as_secs_f64(),
+            );
+        }
+    }
+
+    /// Adds reported token usage.
+    pub fn tokens(&self, provider: &str, model: &str, input: u64, output: u64) {
+        bump(&self.tokens, &[provider, model, "input"], input);
+        bump(&self.tokens, &[provider, model, "output"], output);
+    }
+
+    /// Counts a stream that broke after content had been sent.
+    pub fn stream_break(&self, provider: &str, model: &str) {
+        bump(&self.stream_breaks, &[provider, model], 1);
+    }
+
+    /// Records one policy decision: its time, and its fault kind if it faulted.
+    pub fn decision(&self, team: &str, elapsed: Duration, fault: Option<&str>) {
+        observe(
+            &self.decision_seconds,
+            DECISION_BUCKETS,
+            &[team],
+            elapsed.as_secs_f64(),
+        );
+        if let Some(kind) = fault {
+            bump(&self.policy_faults, &[team, kind], 1);
+        }
+    }
+
+    /// Counts a candidate removed before the policy ran, and why
+    /// (`circuit_open`, `feature_uptime`).
+    pub fn exclusion(&self, provider: &str, model: &str, reason: &str) {
+        bump(&self.exclusions, &[provider, model, reason], 1);
+    }
+
+    /// Counts one active health check.
+    pub fn health_check(&self, provider: &str, model: &str, outcome: &str) {
+        bump(&self.health_checks, &[provider, model, outcome], 1);
+    }
+
+    /// Per-policy statistics, by team then label.
+    pub fn policy_stats(&self) -> Vec<PolicyRow> {
+        lock(&self.policies)
+            .iter()
+            .map(|((team, label), stats)| PolicyRow {
+                team: team.clone(),
+                label: label.clone(),
+                stats: stats.clone(),
+            })
+            .collect()
+    }
+
+    /// The Prometheus text exposition, with `extra` families appended.
+    pub fn render(&self, extra: &[Family]) -> String {
+        let mut out = String::with_capacity(16 << 10);
+        counter(
+            &mut out,
+            "switchyard_http_responses_total",
+            "HTTP responses by route and status.",
+            &["route", "status"],
+            &lock(&self.http),
+        );
+        counter(
+            &mut out,
+            "switchyard_requests_total",
+            "Routed requests by team, serving (or last tried) provider and model, and outcome (ok or the error code returned).",
+            &["team", "provider", "model", "outcome"],
+            &lock(&self.requests),
+        );
+        histogram(
+            &mut out,
+            "switchyard_request_duration_seconds",
+            "Arrival to answer ready (first token for streams), by team, provider and model.",
+            &["team", "provider", "model"],
+            &lock(&self.request_seconds),
+        );
+        counter(
+            &mut out,
+            "switchyard_attempts_total",
+            "Attempts at providers by outcome (ok, error, timeout, rate_limited, rejected).",
+            &["provider", "model", "outcome"],
+            &lock(&self.attempts),
+        );
+        histogram(
+            &mut out,
+            "switchyard_upstream_latency_seconds",
+            "Provider latency of successful attempts: whole answer, or first content token for streams.",
+            &["provider", "model"],
+            &lock(&self.upstream_seconds),
+        );
+        histogram(
+            &mut out,
+            "switchyard_time_to_first_token_seconds",
+            "Time to the first content token of streamed attempts.",
+            &["provider", "model"],
+            &lock(&self.ttft_seconds),
+        );
+        counter(
+            &mut out,
+            "switchyard_tokens_total",
+            "Tokens reported by providers.",
+            &["provider", "model", "kind"],
+            &lock(&self.tokens),
+        );
+        let cost = lock(&self.cost);
+        family_header(
+            &mut out,
+            "switchyard_cost_usd_total",
+            "Spend in US dollars from reported usage and catalog prices.",
+            "counter",
+        );
+        for (values, v) in cost.iter() {
+            sample(&mut out, "switchyard_cost_usd_total", &["team", "provider", "model"], values, None, *v);
+        }
+        drop(cost);
+        counter(
+            &mut out,
+            "switchyard_stream_interruptions_total",
+            "Streams that broke after content had reached the caller.",
+            &["provider", "model"],
+            &lock(&self.stream_breaks),
+        );
+        histogram(
+            &mut out,
+            "switchyard_policy_decision_seconds",
+            "Time of one routing policy decision (instantiate, call, validate).",
+            &["team"],
+            &lock(&self.decision_seconds),
+        );
+        counter(
+            &mut out,
+            "switchyard_policy_faults_total",
+            "Policy decisions that faulted, by kind (trap, deadline, memory, invalid-plan, instantiate).",
+            &["team", "kind"],
+            &lock(&self.policy_faults),
+        );
+        counter(
+            &mut out,
+            "switchyard_candidate_exclusions_total",
+            "Candidates removed before the policy ran, by reason (circuit_open, feature_uptime).",
+            &["provider", "model", "reason"],
+            &lock(&self.exclusions),
+        );
+        counter(
+            &mut out,
+            "switchyard_health_checks_total",
+            "Active health checks by outcome.",
+            &["provider", "model", "outcome"],
+            &lock(&self.health_checks),
+        );
+        let policies = lock(&self.policies);
+        for (name, help, get) in [
+            (
+                "switchyard_policy_matches_total",
+                "Decisions per team and plan label.",
+                (|s: &PolicyStats| s.matches) as fn(&PolicyStats) -> u64,
+            ),
+            (
+                "switchyard_policy_successes_total",
+                "Answered requests per team and plan label.",
+                |s| s.successes,
+            ),
+            (
+                "switchyard_policy_errors_total",
+                "Requests per team and plan label that ended in an error.",
+                |s| s.errors,
+            ),
+            (
+                "switchyard_policy_fallbacks_total",
+                "Answered requests per team and plan label served by a fallback attempt.",
+                |s| s.fallbacks,
+            ),
+        ] {
+            family_header(&mut out, name, help, "counter");
+            for ((team, label), stats) in policies.iter() {
+                sample(
+                    &mut out,
+                    name,
+                    &["team", "label"],
+                    &[team.clone(), label.clone()],
+                    None,
+                    get(stats) as f64,
+                );
+            }
+        }
+        family_header(
+            &mut out,
+            "switchyard_policy_median_latency_seconds",
+            "Median time to answer per team and plan label, since start-up.",
+            "gauge",
+        );
+        for ((team, label), stats) in policies.iter() {
+            if let Some(ms) = stats.median_latency_ms() {
+                sample(
+                    &mut out,
+                    "switchyard_policy_median_latency_seconds",
+                    &["team", "label"],
+                    &[team.clone(), label.clone()],
+                    None,
+                    ms / 1000.0,
+                );
+            }
+        }
+        drop(policies);
+        for family in extra {
+            family_header(&mut out, family.name, family.help, family.kind);
+            for (values, v) in &family.samples {
+                sample(&mut out, family.name, family.labels, values, None, *v);
+            }
+        }
+        out
+    }
+}
+
+/// A family computed at scrape time (gauges of current state).
+pub struct Family {
+    pub name: &'static str,
+    pub help: &'static str,
+    /// `gauge` or `counter`.
+    pub kind: &'static str,
+    pub labels: &'static [&'static str],
+    pub samples: Vec<(Labels, f64)>,
+}
+
+fn family_header(out: &mut String, name: &str, help: &str, kind: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+fn escape(value: &str) -> String {
+    let mut s = String::with_capacity(value.len());
+    for ch in value.chars() {
+        match ch {
+            '\\' => s.push_str("\\\\"),
+            '"' => s.push_str("\\\""),
+            '\n' => s.push_str("\\n"),
+            c => s.push(c),
+        }
+    }
+    s
+}
+
+fn number(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf".into() } else { "-Inf".into() }
+    } else {
+        format!("{v}")
+    }
+}
+
+fn sample(
+    out: &mut String,
+    name: &str,
+    names: &[&str],
+    values: &[String],
+    le: Option<&str>,
+    v: f64,
+) {
+    out.push_str(name);
+    let mut pairs: Vec<String> = names
+        .iter()
+        .zip(values)
+        .map(|(n, v)| format!("{n}=\"{}\"", escape(v)))
+        .collect();
+    if let Some(le) = le {
+        pairs.push(format!("le=\"{le}\""));
+    }
+    if !pairs.is_empty() {
+        out.push('{');
+        out.push_str(&pairs.join(","));
+        out.push('}');
+    }
+    out.push(' ');
+    out.push_str(&number(v));
+    out.push('\n');
+}
+
+fn counter(out: &mut String, name: &str, help: &str, names: &[&str], map: &BTreeMap<Labels, u64>) {
+    family_header(out, name, help, "counter");
+    for (values, v) in map {
+        sample(out, name, names, values, None, *v as f64);
+    }
+}
+
+fn histogram(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    names: &[&str],
+    map: &BTreeMap<Labels, Histogram>,
+) {
+    family_header(out, name, help, "histogram");
+    let bucket = format!("{name}_bucket");
+    for (values, h) in map {
+        let mut cumulative = 0u64;
+        for (bound, count) in h.bounds.iter().zip(&h.counts) {
+            cumulative += count;
+            sample(out, &bucket, names, values, Some(&number(*bound)), cumulative as f64);
+        }
+        sample(out, &bucket, names, values, Some("+Inf"), h.count as f64);
+        sample(out, &format!("{name}_sum"), names, values, None, h.sum);
+        sample(out, &format!("{name}_count"), names, values, None, h.count as f64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_histograms_and_escapes_labels() {
+        let t = Telemetry::default();
+        t.request(&RequestRecord {
+            team: "a \"quoted\"\nteam",
+            provider: "oa1",
+            model: "gpt-4o",
+            outcome: "ok",
+            duration: Duration::from_millis(30),
+            label: Some("rule:chat"),
+            fallback: true,
+            cost_usd: Some(0.25),
+        });
+        let text = t.render(&[]);
+        assert!(text.contains(
+            "switchyard_requests_total{team=\"a \\\"quoted\\\"\\nteam\",provider=\"oa1\",model=\"gpt-4o\",outcome=\"ok\"} 1\n"
+        ));
+        assert!(text.contains("switchyard_request_duration_seconds_bucket{team=\"a \\\"quoted\\\"\\nteam\",provider=\"oa1\",model=\"gpt-4o\",le=\"0.05\"} 1\n"));
+        assert!(text.contains("switchyard_request_duration_seconds_bucket{team=\"a \\\"quoted\\\"\\nteam\",provider=\"oa1\",model=\"gpt-4o\",le=\"0.025\"} 0\n"));
+        assert!(text.contains("switchyard_policy_fallbacks_total{team=\"a \\\"quoted\\\"\\nteam\",label=\"rule:chat\"} 1\n"));
+        let rows = t.policy_stats();
+        assert_eq!(rows.len(), 1);
+        let median = rows[0].stats.median_latency_ms().unwrap_or(0.0);
+        assert!((median - 30.0).abs() <= 30.0 / 32.0, "{median}");
+    }
+
+    #[test]
+    fn plan_labels_per_team_are_capped() {
+        let t = Telemetry::default();
+        for i in 0..(MAX_LABELS_PER_TEAM + 10) {
+            let label = format!("label-{i}");
+            t.request(&RequestRecord {
+                team: "t",
+                provider: "p",
+                model: "m",
+                outcome: "all_providers_failed",
+                duration: Duration::from_millis(1),
+                label: Some(&label),
+                fallback: false,
+                cost_usd: None,
+            });
+        }
+        let rows = t.policy_stats();
+        assert_eq!(rows.len(), MAX_LABELS_PER_TEAM + 1);
+        let other = rows.iter().find(|r| r.label == "(other)").map(|r| r.stats.errors);
+        assert_eq!(other, Some(10));
+    }
+}
