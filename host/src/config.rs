@@ -320,11 +320,19 @@ impl Config {
             failure_rate: b.failure_rate.unwrap_or(defaults.failure_rate),
             min_requests: b.min_requests.unwrap_or(defaults.min_requests).max(1),
             window: b.window_secs.map_or(defaults.window, Duration::from_secs),
-            recovery: b.recovery_secs.map_or(defaults.recovery, Duration::from_secs),
-            half_open_probes: b.half_open_probes.unwrap_or(defaults.half_open_probes).max(1),
+            recovery: b
+                .recovery_secs
+                .map_or(defaults.recovery, Duration::from_secs),
+            half_open_probes: b
+                .half_open_probes
+                .unwrap_or(defaults.half_open_probes)
+                .max(1),
         };
         for (key, rate) in [
-            ("routing.circuit_breaker.failure_rate", circuit_breaker.failure_rate),
+            (
+                "routing.circuit_breaker.failure_rate",
+                circuit_breaker.failure_rate,
+            ),
             (
                 "routing.feature_uptime_threshold",
                 r.feature_uptime_threshold.unwrap_or(0.9),
@@ -454,9 +462,7 @@ impl Config {
                     ));
                 }
                 Some(ms) => Some(Duration::from_millis(ms)),
-                None if p.kind == ProviderKind::OpenaiCompatible => {
-                    Some(Duration::from_secs(30))
-                }
+                None if p.kind == ProviderKind::OpenaiCompatible => Some(Duration::from_secs(30)),
                 None => None,
             };
             providers.push(ProviderAccount {

@@ -212,6 +212,7 @@ struct Shared {
     flavor: Flavor,
     default: Mutex<Behavior>,
     queue: Mutex<VecDeque<Behavior>>,
+    tools: Mutex<Option<Behavior>>,
     requests: Mutex<Vec<RecordedRequest>>,
     expected_key: Mutex<Option<String>>,
     open: Arc<AtomicUsize>,
@@ -244,6 +245,7 @@ impl MockProvider {
             flavor,
             default: Mutex::new(Behavior::Text(format!("Hello from {} mock", flavor.name()))),
             queue: Mutex::new(VecDeque::new()),
+            tools: Mutex::new(None),
             requests: Mutex::new(Vec::new()),
             expected_key: Mutex::new(None),
             open: Arc::new(AtomicUsize::new(0)),
@@ -301,6 +303,12 @@ impl MockProvider {
     /// One-shot behaviour, consumed in FIFO order before the default.
     pub fn push(&self, b: Behavior) {
         lock(&self.shared.queue).push_back(b);
+    }
+
+    /// Behaviour for every request that carries a non-empty `tools` array
+    /// (ahead of pushed and default behaviours); `None` to stop.
+    pub fn set_tools_behavior(&self, b: Option<Behavior>) {
+        *lock(&self.shared.tools) = b;
     }
 
     /// Only accept this API key (other keys get the provider's 401). By default
@@ -393,9 +401,20 @@ async fn handle(
         Err(resp) => return *resp,
     };
 
-    let behavior = lock(&shared.queue)
-        .pop_front()
-        .unwrap_or_else(|| lock(&shared.default).clone());
+    let has_tools = body
+        .get("tools")
+        .and_then(Value::as_array)
+        .is_some_and(|t| !t.is_empty());
+    let tools_behavior = if has_tools {
+        lock(&shared.tools).clone()
+    } else {
+        None
+    };
+    let behavior = tools_behavior.unwrap_or_else(|| {
+        lock(&shared.queue)
+            .pop_front()
+            .unwrap_or_else(|| lock(&shared.default).clone())
+    });
 
     let ctx = Ctx {
         flavor,

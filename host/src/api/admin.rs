@@ -74,7 +74,10 @@ pub fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), RouteError
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim);
     match given {
         None => Err(RouteError::new(
@@ -153,7 +156,11 @@ pub async fn metrics(
             .chain(std::iter::once("reasoning.effort.*"))
         {
             let name = feature.trim_end_matches(".*");
-            let lookup = if feature.ends_with(".*") { "reasoning.effort.x" } else { feature };
+            let lookup = if feature.ends_with(".*") {
+                "reasoning.effort.x"
+            } else {
+                feature
+            };
             let Some(fs) = store.feature_summary(&id, lookup, now, window) else {
                 continue;
             };

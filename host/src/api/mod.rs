@@ -59,7 +59,10 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(admin::prometheus))
         .route("/admin/v1/metrics", get(admin::metrics))
         .fallback(not_found)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), count_responses))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            count_responses,
+        ))
         .with_state(state)
 }
 

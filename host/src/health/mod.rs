@@ -33,6 +33,9 @@ mod tests {
         assert!(!feature_failing(&counts(0, 4), 0.9, 5), "too few attempts");
         assert!(feature_failing(&counts(0, 5), 0.9, 5));
         assert!(feature_failing(&counts(17, 3), 0.9, 5), "85 %");
-        assert!(!feature_failing(&counts(18, 2), 0.9, 5), "90 % is not below");
+        assert!(
+            !feature_failing(&counts(18, 2), 0.9, 5),
+            "90 % is not below"
+        );
     }
 }

@@ -154,12 +154,27 @@ mod tests {
             assert_eq!(lo, prev_high, "bin {bin} starts where the previous ended");
             assert!(hi > lo);
             if lo >= SUB {
-                assert!((hi - lo) * 16 <= lo, "bin {bin} is at most 1/16 of its low bound");
+                assert!(
+                    (hi - lo) * 16 <= lo,
+                    "bin {bin} is at most 1/16 of its low bound"
+                );
             }
             prev_high = hi;
         }
         assert_eq!(prev_high, MAX_VALUE_US + 1);
-        for v in [0u64, 1, 15, 16, 17, 31, 32, 1000, 123_456, 9_999_999, MAX_VALUE_US] {
+        for v in [
+            0u64,
+            1,
+            15,
+            16,
+            17,
+            31,
+            32,
+            1000,
+            123_456,
+            9_999_999,
+            MAX_VALUE_US,
+        ] {
             let (lo, hi) = bin_bounds(bin_of(v));
             assert!(lo <= v && v < hi, "{v} in [{lo}, {hi})");
         }

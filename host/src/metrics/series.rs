@@ -171,7 +171,9 @@ impl StatMerge {
             Some(dense) => {
                 Distribution::from_dense(&dense, self.count, self.sum_us, self.min_us, self.max_us)
             }
-            None => Distribution::from_dense(&[], self.count, self.sum_us, self.min_us, self.max_us),
+            None => {
+                Distribution::from_dense(&[], self.count, self.sum_us, self.min_us, self.max_us)
+            }
         }
     }
 }
@@ -271,6 +273,38 @@ pub struct Summary {
     pub ttft: Distribution,
 }
 
+/// One of the three recorded durations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Latency,
+    E2e,
+    Ttft,
+}
+
+impl Kind {
+    /// From a metric name's suffix: `latency`, `e2e_latency`, `ttft`.
+    pub fn parse(suffix: &str) -> Option<Kind> {
+        match suffix {
+            "latency" => Some(Kind::Latency),
+            "e2e_latency" => Some(Kind::E2e),
+            "ttft" => Some(Kind::Ttft),
+            _ => None,
+        }
+    }
+}
+
+/// `pNN_<kind>` → (NN, kind), NN from 0 to 100.
+pub fn parse_percentile(name: &str) -> Option<(f64, Kind)> {
+    let (stat, suffix) = name.split_once('_')?;
+    let digits = stat.strip_prefix('p')?;
+    if digits.is_empty() || digits.len() > 3 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let p: u32 = digits.parse().ok()?;
+    (p <= 100).then_some(())?;
+    Some((f64::from(p), Kind::parse(suffix)?))
+}
+
 /// Which distributions a summary needs bins for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Detail {
@@ -351,8 +385,11 @@ impl Series {
         let window_ms = u64::from(window_secs) * 1000;
         let ring = self.ring_for(window_ms);
         let mut counts = Counts::default();
-        let (mut latency, mut e2e, mut ttft) =
-            (StatMerge::default(), StatMerge::default(), StatMerge::default());
+        let (mut latency, mut e2e, mut ttft) = (
+            StatMerge::default(),
+            StatMerge::default(),
+            StatMerge::default(),
+        );
         let bins = detail == Detail::Full;
         for b in ring.in_window(now_ms, window_ms) {
             counts.add(&b.counts);
@@ -367,6 +404,22 @@ impl Series {
             e2e: e2e.finish(),
             ttft: ttft.finish(),
         }
+    }
+
+    /// One duration's distribution, bins included, over the window ending at
+    /// `now_ms` (cheaper than a full summary when only a percentile is read).
+    pub fn distribution(&self, now_ms: u64, window_secs: u32, kind: Kind) -> Distribution {
+        let window_ms = u64::from(window_secs) * 1000;
+        let mut merge = StatMerge::default();
+        for b in self.ring_for(window_ms).in_window(now_ms, window_ms) {
+            let stat = match kind {
+                Kind::Latency => &b.latency,
+                Kind::E2e => &b.e2e,
+                Kind::Ttft => &b.ttft,
+            };
+            merge.add(stat, true);
+        }
+        merge.finish()
     }
 
     /// Counters only, for the window ending at `now_ms`.
@@ -397,17 +450,22 @@ impl Summary {
     pub fn value(&self, name: &str) -> Option<f64> {
         let c = &self.counts;
         let ms = |us: f64| us / 1000.0;
-        let dist = |kind: &str| match kind {
-            "latency" => Some(&self.latency),
-            "e2e_latency" => Some(&self.e2e),
-            "ttft" => Some(&self.ttft),
-            _ => None,
+        let dist = |suffix: &str| {
+            Kind::parse(suffix).map(|kind| match kind {
+                Kind::Latency => &self.latency,
+                Kind::E2e => &self.e2e,
+                Kind::Ttft => &self.ttft,
+            })
         };
         match name {
             "uptime" => c.uptime(),
-            "throughput" => (c.requests > 0).then(|| c.requests as f64 / f64::from(self.window_secs.max(1))),
+            "throughput" => {
+                (c.requests > 0).then(|| c.requests as f64 / f64::from(self.window_secs.max(1)))
+            }
             "total_requests" => (c.requests > 0).then_some(c.requests as f64),
-            "input_tokens" => (c.token_samples > 0).then(|| c.input_tokens as f64 / c.token_samples as f64),
+            "input_tokens" => {
+                (c.token_samples > 0).then(|| c.input_tokens as f64 / c.token_samples as f64)
+            }
             "output_tokens" => {
                 (c.token_samples > 0).then(|| c.output_tokens as f64 / c.token_samples as f64)
             }
@@ -424,11 +482,7 @@ impl Summary {
                     "min" => Some(ms(d.min_us as f64)),
                     "max" => Some(ms(d.max_us as f64)),
                     _ => {
-                        let digits = stat.strip_prefix('p')?;
-                        if digits.is_empty() || digits.len() > 3 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-                            return None;
-                        }
-                        let p: f64 = digits.parse().ok()?;
+                        let (p, _) = parse_percentile(name)?;
                         d.quantile_us(p).map(ms)
                     }
                 }
@@ -468,7 +522,12 @@ mod tests {
             (t0 + 6 * 24 * 60 * MIN, 604_800, 1),
             (t0 + 7 * 24 * 60 * MIN + 61 * MIN, 604_800, 0),
         ] {
-            assert_eq!(s.counts(at, window).requests, expected, "at +{} min, window {window}", (at - t0) / MIN);
+            assert_eq!(
+                s.counts(at, window).requests,
+                expected,
+                "at +{} min, window {window}",
+                (at - t0) / MIN
+            );
         }
     }
 

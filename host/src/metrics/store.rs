@@ -17,9 +17,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::clock::Clock;
-use super::series::{Counts, Detail, Sample, Series, Summary};
 use super::MetricSource;
+use super::clock::Clock;
+use super::histogram::Distribution;
+use super::series::{Counts, Detail, Kind, Sample, Series, Summary, parse_percentile};
 use crate::features::FEATURES;
 
 /// Feature series per pair: the feature table plus `reasoning.effort`.
@@ -50,7 +51,9 @@ pub struct MetricStore {
 
 impl std::fmt::Debug for MetricStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MetricStore").field("keys", &self.ids).finish()
+        f.debug_struct("MetricStore")
+            .field("keys", &self.ids)
+            .finish()
     }
 }
 
@@ -166,6 +169,7 @@ impl MetricStore {
             store: self.clone(),
             now_ms: self.clock.now_ms(),
             cache: Mutex::new(HashMap::new()),
+            distributions: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -183,13 +187,16 @@ fn slots(features: &[String]) -> impl Iterator<Item = usize> + '_ {
 }
 
 /// The store as of one instant: what a routing decision reads. Each
-/// (candidate, window) summary is computed on its first read, from the buckets
-/// as of the snapshot's instant, and then cached, so a policy reading 100
-/// metrics pays for one merge per candidate and a hash lookup per read.
+/// (candidate, window) summary — counters, sums, min and max — is computed on
+/// its first read, from the buckets as of the snapshot's instant, and then
+/// cached; a percentile also merges (once) the histogram bins of the one
+/// duration it needs. A policy reading 100 metrics pays for one merge per
+/// candidate and a hash lookup per read.
 pub struct Snapshot {
     store: Arc<MetricStore>,
     now_ms: u64,
     cache: Mutex<HashMap<(usize, u32), Arc<Summary>>>,
+    distributions: Mutex<HashMap<(usize, u32, Kind), Arc<Distribution>>>,
 }
 
 impl Snapshot {
@@ -198,7 +205,8 @@ impl Snapshot {
         self.now_ms
     }
 
-    /// The summary of `id` over `window_secs` as of the snapshot.
+    /// The summary of `id` over `window_secs` as of the snapshot: counters,
+    /// sums, min and max (no histogram bins: see [`Snapshot::metric`]).
     pub fn summary(&self, id: &str, window_secs: u32) -> Option<Arc<Summary>> {
         let pair = *self.store.index.get(id)?;
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
@@ -208,10 +216,23 @@ impl Snapshot {
         let summary = Arc::new(lock(&self.store.pairs[pair]).summarize(
             self.now_ms,
             window_secs,
-            Detail::Full,
+            Detail::Counts,
         ));
         cache.insert((pair, window_secs), summary.clone());
         Some(summary)
+    }
+
+    fn distribution(&self, id: &str, window_secs: u32, kind: Kind) -> Option<Arc<Distribution>> {
+        let pair = *self.store.index.get(id)?;
+        let key = (pair, window_secs, kind);
+        let mut cache = self.distributions.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(d) = cache.get(&key) {
+            return Some(d.clone());
+        }
+        let d =
+            Arc::new(lock(&self.store.pairs[pair]).distribution(self.now_ms, window_secs, kind));
+        cache.insert(key, d.clone());
+        Some(d)
     }
 
     /// Counters of `id` with `feature` over the window, as of the snapshot.
@@ -223,6 +244,29 @@ impl Snapshot {
 
 impl MetricSource for Snapshot {
     fn metric(&self, candidate: &str, name: &str, window_secs: u32) -> Option<f64> {
+        let canonical;
+        let name = if name.bytes().any(|b| b == b'-' || b.is_ascii_uppercase()) {
+            // WIT-style spelling (`total-requests`, `P95-latency`).
+            canonical = name
+                .chars()
+                .map(|c| {
+                    if c == '-' {
+                        '_'
+                    } else {
+                        c.to_ascii_lowercase()
+                    }
+                })
+                .collect::<String>();
+            canonical.as_str()
+        } else {
+            name
+        };
+        if let Some((p, kind)) = parse_percentile(name) {
+            return self
+                .distribution(candidate, window_secs, kind)?
+                .quantile_us(p)
+                .map(|us| us / 1000.0);
+        }
         self.summary(candidate, window_secs)?.value(name)
     }
 }
@@ -280,7 +324,9 @@ mod tests {
             let first_bucket = from - from % ring_ms;
             let mut inside: Vec<u64> = all
                 .iter()
-                .filter(|(t, _)| *t - *t % ring_ms >= first_bucket && *t - *t % ring_ms + ring_ms > from)
+                .filter(|(t, _)| {
+                    *t - *t % ring_ms >= first_bucket && *t - *t % ring_ms + ring_ms > from
+                })
                 .map(|(_, ms)| *ms)
                 .collect();
             assert_eq!(
@@ -337,6 +383,7 @@ mod tests {
         assert_eq!(v("p90_ttft"), Some(120.0));
         assert_eq!(v("uptime"), Some(0.5));
         assert_eq!(v("total_requests"), Some(2.0));
+        assert_eq!(v("total-requests"), Some(2.0));
         assert_eq!(v("throughput"), Some(2.0 / 900.0));
         assert_eq!(v("input_tokens"), Some(100.0));
         assert_eq!(v("output_tokens"), Some(20.0));
@@ -361,6 +408,9 @@ mod tests {
         clock.advance(Duration::from_secs(120));
         store.record("a/m", &[], &latency(10));
         assert_eq!(before.metric("a/m", "total_requests", 900), Some(1.0));
-        assert_eq!(store.snapshot().metric("a/m", "total_requests", 900), Some(2.0));
+        assert_eq!(
+            store.snapshot().metric("a/m", "total_requests", 900),
+            Some(2.0)
+        );
     }
 }

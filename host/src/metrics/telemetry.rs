@@ -23,8 +23,7 @@ const LATENCY_BUCKETS: &[f64] = &[
 ];
 /// Bucket bounds (seconds) of the policy decision time histogram.
 const DECISION_BUCKETS: &[f64] = &[
-    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01,
-    0.025,
+    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
 ];
 
 #[derive(Debug, Clone)]
@@ -352,7 +351,14 @@ impl Telemetry {
             "counter",
         );
         for (values, v) in cost.iter() {
-            sample(&mut out, "switchyard_cost_usd_total", &["team", "provider", "model"], values, None, *v);
+            sample(
+                &mut out,
+                "switchyard_cost_usd_total",
+                &["team", "provider", "model"],
+                values,
+                None,
+                *v,
+            );
         }
         drop(cost);
         counter(
@@ -486,7 +492,11 @@ fn number(v: f64) -> String {
     if v.is_nan() {
         "NaN".into()
     } else if v.is_infinite() {
-        if v > 0.0 { "+Inf".into() } else { "-Inf".into() }
+        if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
     } else {
         format!("{v}")
     }
@@ -539,11 +549,25 @@ fn histogram(
         let mut cumulative = 0u64;
         for (bound, count) in h.bounds.iter().zip(&h.counts) {
             cumulative += count;
-            sample(out, &bucket, names, values, Some(&number(*bound)), cumulative as f64);
+            sample(
+                out,
+                &bucket,
+                names,
+                values,
+                Some(&number(*bound)),
+                cumulative as f64,
+            );
         }
         sample(out, &bucket, names, values, Some("+Inf"), h.count as f64);
         sample(out, &format!("{name}_sum"), names, values, None, h.sum);
-        sample(out, &format!("{name}_count"), names, values, None, h.count as f64);
+        sample(
+            out,
+            &format!("{name}_count"),
+            names,
+            values,
+            None,
+            h.count as f64,
+        );
     }
 }
 
@@ -595,7 +619,10 @@ mod tests {
         }
         let rows = t.policy_stats();
         assert_eq!(rows.len(), MAX_LABELS_PER_TEAM + 1);
-        let other = rows.iter().find(|r| r.label == "(other)").map(|r| r.stats.errors);
+        let other = rows
+            .iter()
+            .find(|r| r.label == "(other)")
+            .map(|r| r.stats.errors);
         assert_eq!(other, Some(10));
     }
 }

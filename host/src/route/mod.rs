@@ -139,6 +139,9 @@ impl RouteError {
 }
 
 /// What a served request produced.
+// Built once per request and moved straight into the response: boxing the
+// larger variant would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 pub enum Served {
     /// A whole `chat.completion` (with `switchyard` added).
     Complete { body: Value, info: RouteInfo },
@@ -776,7 +779,9 @@ impl Executor {
             provider,
             model,
             sample.outcome.map_or("ok", Outcome::name),
-            sample.latency.filter(|_| sample.outcome == Some(Outcome::Ok)),
+            sample
+                .latency
+                .filter(|_| sample.outcome == Some(Outcome::Ok)),
             sample.ttft,
         );
     }

@@ -54,7 +54,9 @@
 //!    support everything not stripped are kept, each stripping only what it
 //!    lacks. Features outside the strip order (e.g. `vision`) are never
 //!    stripped.
-//! 5. Inside a group: health (healthy, degraded, half-open), then cache-affine
+//! 5. Inside a group: health (healthy and half-open alike, then degraded: the
+//!    host offers a half-open candidate to one request at a time, and that
+//!    request is the probe that closes its circuit), then cache-affine
 //!    candidates first when the request has a prompt-cache key, then candidates
 //!    with exhausted rate-limit headroom last, then candidates with metric data
 //!    before those without, then the metric, then tier, estimated cost and id.
@@ -629,9 +631,10 @@ impl<'a> Ranker<'a> {
         let cost = estimated_cost(self.req, c);
         let tier = c.tier;
         let health: u8 = match c.health {
-            Health::Healthy => 0,
+            // A half-open circuit is offered to one request at a time: that
+            // request is its probe, so it ranks as healthy.
+            Health::Healthy | Health::HalfOpen => 0,
             Health::Degraded => 1,
-            Health::HalfOpen => 2,
         };
         let not_cached = self.req.prompt_cache_key && !c.cache_affinity;
         let exhausted = c.headroom.is_some_and(|h| h <= 0.0);
