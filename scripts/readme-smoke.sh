@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Runs the README's examples as a newcomer would: starts the gateway on
-# examples/demo.toml, then the curl example and the OpenAI SDK example.
+# examples/demo.toml, then the curl example, the OpenAI SDK example and the
+# metrics endpoints.
 # Only touches 127.0.0.1. Expects `cargo build --release` to have run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=target/release/switchyard
 port=${SMOKE_PORT:-4000}
 log=$(mktemp)
-"$bin" serve --config examples/demo.toml --listen "127.0.0.1:$port" >"$log" 2>&1 &
+SWITCHYARD_ADMIN_TOKEN=smoke-admin-token "$bin" serve --config examples/demo.toml --listen "127.0.0.1:$port" >"$log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do
@@ -29,8 +30,13 @@ if ! python3 -c "import openai" 2>/dev/null; then
 fi
 SWITCHYARD_URL="http://127.0.0.1:$port/v1" python3 examples/openai_sdk.py
 
+echo "== README metrics endpoint"
+curl -fsS "http://127.0.0.1:$port/metrics" | grep -q '^switchyard_requests_total{team="demo"'
+curl -fsS -H "Authorization: Bearer smoke-admin-token" "http://127.0.0.1:$port/admin/v1/metrics?window=1h" \
+  | python3 -c 'import json,sys; b=json.load(sys.stdin); assert b["window_seconds"] == 3600; assert any(c["requests"] > 0 for c in b["candidates"]), b'
+
 echo "== graceful stop"
 kill -TERM $pid
 wait $pid
 grep -q "stopped" "$log"
-echo "README examples: 2 passed, 0 failed"
+echo "README examples: 3 passed, 0 failed"

@@ -626,3 +626,31 @@ async fn active_health_checks_run_on_their_interval_and_open_a_dead_circuit() {
             .all(|r| r.body["messages"][0]["content"] == "ping")
     );
 }
+
+#[tokio::test]
+async fn a_caller_who_hangs_up_is_still_counted() {
+    let env = Env::start("").await;
+    env.alpha.set_default(Behavior::Stall);
+    env.zeta.set_default(Behavior::Stall);
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .expect("client");
+    let sent = impatient
+        .post(env.url("/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .json(&hello())
+        .send()
+        .await;
+    assert!(sent.is_err(), "the caller gave up");
+    let mut counted = false;
+    for _ in 0..50 {
+        let (_, text) = env.get("/metrics", None).await;
+        if text.contains("switchyard_requests_total{team=\"live\",provider=\"none\",model=\"none\",outcome=\"client_closed\"} 1\n") {
+            counted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(counted, "the abandoned request is counted");
+}

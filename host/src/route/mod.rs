@@ -191,6 +191,38 @@ struct Progress {
     label: Option<String>,
 }
 
+/// Counts a request whose caller went away before it was answered (its future
+/// was dropped mid-flight), so no request goes uncounted.
+struct Abandoned<'a> {
+    telemetry: &'a Telemetry,
+    team: &'a str,
+    arrival: Instant,
+    armed: bool,
+}
+
+impl Abandoned<'_> {
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Abandoned<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.telemetry.request(&RequestRecord {
+                team: self.team,
+                provider: "none",
+                model: "none",
+                outcome: "client_closed",
+                duration: self.arrival.elapsed(),
+                label: None,
+                fallback: false,
+                cost_usd: None,
+            });
+        }
+    }
+}
+
 impl Executor {
     /// An executor whose metric windows and circuit breakers read `clock`.
     pub fn new(
@@ -308,7 +340,14 @@ impl Executor {
     pub async fn serve(&self, team: &Team, req: RouteRequest) -> Result<Served, RouteError> {
         let arrival = Instant::now();
         let mut progress = Progress { label: None };
+        let abandoned = Abandoned {
+            telemetry: &self.telemetry,
+            team: &team.name,
+            arrival,
+            armed: true,
+        };
         let result = self.route(team, req, arrival, &mut progress).await;
+        abandoned.disarm();
         let (provider, model, outcome, fallback, cost) = match &result {
             Ok(Served::Complete { info, .. } | Served::Stream { info, .. }) => (
                 info.provider.as_str(),
