@@ -624,6 +624,42 @@ mod tests {
     }
 
     #[test]
+    fn health_settings_have_defaults_and_are_checked() {
+        let config = parse(
+            "[providers.openai]\nkind = \"openai\"\napi_key_env = \"OPENAI_KEY\"\nmodels = [\"gpt-4o\"]\n\
+             [providers.local]\nkind = \"openai-compatible\"\nbase_url = \"http://127.0.0.1:1/v1\"\nmodels = [\"gpt-4o\"]\n",
+        )
+        .expect("parses");
+        let account = |name: &str| config.providers.iter().find(|p| p.name == name);
+        assert_eq!(
+            account("openai").and_then(|a| a.health_check_interval),
+            None,
+            "paid: off"
+        );
+        assert_eq!(
+            account("local").and_then(|a| a.health_check_interval),
+            Some(Duration::from_secs(30)),
+            "local: on"
+        );
+        assert_eq!(config.routing.circuit_breaker, BreakerSettings::default());
+        assert_eq!(config.routing.feature_uptime_threshold, 0.9);
+
+        let e = parse("[routing.circuit_breaker]\nfailure_rate = 1.5\n").expect_err("rate");
+        assert_eq!(e.key, "routing.circuit_breaker.failure_rate");
+        let e = parse("[routing]\nfeature_uptime_threshold = -0.1\n").expect_err("threshold");
+        assert_eq!(e.key, "routing.feature_uptime_threshold");
+        let e = parse("[routing.circuit_breaker]\nrecovery_secs = 0\n").expect_err("recovery");
+        assert_eq!(e.key, "routing.circuit_breaker");
+        let e = parse(
+            "[providers.local]\nkind = \"openai-compatible\"\nbase_url = \"http://127.0.0.1:1/v1\"\nmodels = [\"gpt-4o\"]\nhealth_check_interval_ms = 50\n",
+        )
+        .expect_err("interval");
+        assert_eq!(e.key, "providers.local.health_check_interval_ms");
+        let e = parse("[admin]\ntoken_env = \"NO_SUCH_VAR\"\n").expect_err("admin");
+        assert_eq!(e.key, "admin.token_env");
+    }
+
+    #[test]
     fn errors_name_file_key_and_problem() {
         let e = parse("[providers.openai]\nkind = \"openai\"\nmodels = [\"gpt-5\"]\n")
             .expect_err("no key");
