@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{AppState, error_response};
+use super::{AppState, bearer_token, error_response};
 use crate::health::State as Circuit;
 use crate::metrics::telemetry::Family;
 use crate::metrics::{MIN_WINDOW_SECS, Summary, parse_window};
@@ -71,15 +71,7 @@ pub fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), RouteError
             "The admin API is disabled: no admin token is configured (set SWITCHYARD_ADMIN_TOKEN, or [admin] token_env).",
         ));
     };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim);
-    match given {
+    match bearer_token(headers) {
         None => Err(RouteError::new(
             401,
             "invalid_request_error",

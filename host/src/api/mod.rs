@@ -93,17 +93,21 @@ pub fn error_response(error: &RouteError) -> Response {
     response
 }
 
-/// The team of the request's API key (`Authorization: Bearer` or `x-api-key`).
-pub fn authenticate<'a>(config: &'a Config, headers: &HeaderMap) -> Result<&'a Team, RouteError> {
-    let bearer = headers
+/// The token of an `Authorization: Bearer TOKEN` header, trimmed.
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
             v.strip_prefix("Bearer ")
                 .or_else(|| v.strip_prefix("bearer "))
         })
-        .map(str::trim);
-    let key = bearer.or_else(|| {
+        .map(str::trim)
+}
+
+/// The team of the request's API key (`Authorization: Bearer` or `x-api-key`).
+pub fn authenticate<'a>(config: &'a Config, headers: &HeaderMap) -> Result<&'a Team, RouteError> {
+    let key = bearer_token(headers).or_else(|| {
         headers
             .get("x-api-key")
             .and_then(|v| v.to_str().ok())

@@ -171,14 +171,7 @@ impl Breakers {
         ids: impl IntoIterator<Item = String>,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        let mut index = HashMap::new();
-        let mut list = Vec::new();
-        for id in ids {
-            if !index.contains_key(&id) {
-                index.insert(id.clone(), list.len());
-                list.push(id);
-            }
-        }
+        let (index, list) = crate::metrics::index_ids(ids);
         let circuits = (0..list.len()).map(|_| Mutex::default()).collect();
         Self {
             settings,

@@ -23,6 +23,22 @@ pub use series::{Counts, Outcome, Sample, Summary};
 pub use store::{MetricStore, Snapshot};
 pub use window::{MAX_WINDOW_SECS, MIN_WINDOW_SECS, WindowError, parse_window};
 
+/// Distinct ids in first-seen order, and each id's position: the keys of
+/// per-(account, model) state that is fixed at start-up.
+pub(crate) fn index_ids(
+    ids: impl IntoIterator<Item = String>,
+) -> (std::collections::HashMap<String, usize>, Vec<String>) {
+    let mut index = std::collections::HashMap::new();
+    let mut list = Vec::new();
+    for id in ids {
+        if !index.contains_key(&id) {
+            index.insert(id.clone(), list.len());
+            list.push(id);
+        }
+    }
+    (index, list)
+}
+
 /// Read-only view of metric values for the candidates of one decision.
 pub trait MetricSource: Send + Sync {
     /// Value of metric `name` (e.g. `p95_latency`, `uptime`) for candidate

@@ -60,14 +60,7 @@ impl std::fmt::Debug for MetricStore {
 impl MetricStore {
     /// A store for these `account/model` ids.
     pub fn new(ids: impl IntoIterator<Item = String>, clock: Arc<dyn Clock>) -> Self {
-        let mut index = HashMap::new();
-        let mut list = Vec::new();
-        for id in ids {
-            if !index.contains_key(&id) {
-                index.insert(id.clone(), list.len());
-                list.push(id);
-            }
-        }
+        let (index, list) = super::index_ids(ids);
         let pairs = (0..list.len()).map(|_| Mutex::default()).collect();
         let features = (0..list.len() * FEATURE_SLOTS)
             .map(|_| Mutex::default())
