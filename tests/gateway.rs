@@ -67,6 +67,13 @@ impl Env {
             output = 0.0
             tier = 3
             features = ["stream", "temperature"]
+            [logical_models.primary-llm]
+            targets = ["gpt-4o", "claude-haiku-4-5"]
+            capabilities = ["streaming", "tools"]
+            [logical_models.primary-llm.defaults]
+            temperature = 0.3
+            max_tokens = 256
+            stop = ["END"]
             [teams.team]
             key_sha256 = ["{key}"]
             [teams.zdr]
@@ -715,4 +722,102 @@ async fn shutdown_drains_an_open_stream() {
         "the in-flight stream finished before the gateway stopped"
     );
     assert_eq!(streamed_text(&events), long);
+}
+
+#[tokio::test]
+async fn a_logical_model_applies_its_defaults_and_falls_back_in_target_order() {
+    let env = Env::start().await;
+    let (status, _, body) = env.chat(hello("primary-llm")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["switchyard"]["model"], "gpt-4o");
+    assert_eq!(body["switchyard"]["logical_model"], "primary-llm");
+    let served = |body: &Value| match body["switchyard"]["provider"].as_str() {
+        Some("oa1") => env.oa1.requests(),
+        _ => env.oa2.requests(),
+    };
+    let sent = served(&body)
+        .last()
+        .map(|r| r.body.clone())
+        .unwrap_or_default();
+    assert_eq!(sent["model"], "gpt-4o");
+    assert_eq!(sent["temperature"], 0.3);
+    assert_eq!(sent["max_completion_tokens"], 256);
+    assert_eq!(sent["stop"], json!(["END"]));
+
+    // What the request sets wins over the defaults.
+    let mut own = hello("primary-llm");
+    own["temperature"] = json!(0.9);
+    own["max_tokens"] = json!(50);
+    let (status, _, body) = env.chat(own).await;
+    assert_eq!(status, 200, "{body}");
+    let sent = served(&body)
+        .last()
+        .map(|r| r.body.clone())
+        .unwrap_or_default();
+    assert_eq!(sent["temperature"], 0.9);
+    assert_eq!(sent["max_tokens"], 50);
+    assert!(sent.get("max_completion_tokens").is_none(), "{sent}");
+
+    // The primary fails everywhere: the next target serves, with the defaults
+    // in Anthropic's terms.
+    for mock in [&env.oa1, &env.oa2] {
+        mock.set_default(Behavior::Error {
+            status: 500,
+            message: "down".into(),
+        });
+    }
+    let (status, _, body) = env.chat(hello("primary-llm")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["switchyard"]["provider"], "anth");
+    assert_eq!(body["switchyard"]["model"], "claude-haiku-4-5");
+    assert_eq!(body["switchyard"]["logical_model"], "primary-llm");
+    let sent = env
+        .anth
+        .requests()
+        .last()
+        .map(|r| r.body.clone())
+        .unwrap_or_default();
+    assert_eq!(sent["temperature"], 0.3);
+    assert_eq!(sent["max_tokens"], 256);
+    assert_eq!(sent["stop_sequences"], json!(["END"]));
+}
+
+#[tokio::test]
+async fn a_logical_model_refuses_what_it_does_not_offer_and_is_listed() {
+    let env = Env::start().await;
+    let (status, _, body) = env
+        .chat(
+            json!({ "model": "primary-llm", "messages": [{ "role": "user", "content": [
+            { "type": "text", "text": "What is this?" },
+            { "type": "image_url", "image_url": { "url": "https://example.com/cat.png" } }
+        ] }] }),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["code"], "capability_not_supported");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("vision"),
+        "{body}"
+    );
+    assert_eq!(env.oa1.hits() + env.oa2.hits() + env.anth.hits(), 0);
+
+    let response = env
+        .client
+        .get(env.url("/v1/models"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .expect("models");
+    let models: Value = response.json().await.expect("JSON");
+    let logical = models["data"]
+        .as_array()
+        .and_then(|d| d.iter().find(|m| m["id"] == "primary-llm"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(logical["logical"], true, "{models}");
+    assert_eq!(logical["targets"], json!(["gpt-4o", "claude-haiku-4-5"]));
+    assert_eq!(logical["defaults"]["temperature"], 0.3);
 }

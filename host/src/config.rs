@@ -123,6 +123,44 @@ pub struct Team {
     pub policy_config: String,
 }
 
+/// A logical model (seed 004): a name pipelines use instead of a concrete
+/// model, mapped to concrete targets in preference order, with the
+/// capabilities it promises and default parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogicalModel {
+    pub name: String,
+    /// Catalog slugs: the first is the primary, the rest fallbacks in order.
+    pub targets: Vec<String>,
+    /// Feature-table names every target supports and requests may use
+    /// (`stream`, `tools.function_calling`, `vision`, `text.format.json_object`,
+    /// ...); empty means no promise and no check.
+    pub capabilities: Vec<String>,
+    /// Parameters applied when the request does not set them.
+    pub defaults: ModelDefaults,
+}
+
+/// Default parameters of a logical model.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelDefaults {
+    pub temperature: Option<f64>,
+    /// Sent as `max_completion_tokens` (the Anthropic adapter reads it too).
+    pub max_tokens: Option<u64>,
+    pub top_p: Option<f64>,
+    pub stop: Option<Vec<String>>,
+}
+
+/// Capability names of seed 004, as shorthands for feature-table names.
+fn capability_feature(name: &str) -> &str {
+    match name {
+        "streaming" => "stream",
+        "tools" | "function_calling" => "tools.function_calling",
+        "json" | "json_mode" => "text.format.json_object",
+        "structured_output" => "text.format.json_schema",
+        other => other,
+    }
+}
+
 /// Executor settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RoutingSettings {
@@ -168,6 +206,8 @@ pub struct Config {
     /// The admin API's bearer token, read from the environment; the admin API
     /// is closed without one.
     pub admin_token: Option<String>,
+    /// Logical models by name.
+    pub logical_models: BTreeMap<String, LogicalModel>,
 }
 
 #[derive(Deserialize)]
@@ -189,6 +229,18 @@ struct RawConfig {
     policy: Option<toml::Table>,
     #[serde(default)]
     admin: RawAdmin,
+    #[serde(default)]
+    logical_models: BTreeMap<String, RawLogicalModel>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLogicalModel {
+    targets: Vec<String>,
+    #[serde(default)]
+    capabilities: Vec<String>,
+    #[serde(default)]
+    defaults: ModelDefaults,
 }
 
 #[derive(Deserialize, Default)]
@@ -505,7 +557,10 @@ impl Config {
             }
             if let Some(models) = &t.allowed_models {
                 for (i, slug) in models.iter().enumerate() {
-                    if slug != "*" && catalog.get(slug).is_none() {
+                    if slug != "*"
+                        && catalog.get(slug).is_none()
+                        && !raw.logical_models.contains_key(slug)
+                    {
                         return Err(err(
                             &format!("{}[{i}]", at("allowed_models")),
                             format!("unknown model {slug:?}"),
@@ -543,6 +598,84 @@ impl Config {
                 policy_config,
             });
         }
+        let mut logical_models = BTreeMap::new();
+        for (name, l) in &raw.logical_models {
+            let at = |field: &str| format!("logical_models.{name}.{field}");
+            if name.is_empty()
+                || name.contains('/')
+                || name == "auto"
+                || catalog.get(name).is_some()
+            {
+                return Err(err(
+                    &format!("logical_models.{name:?}"),
+                    "a logical model needs its own name: not empty, no '/', not `auto`, not a catalog model".into(),
+                ));
+            }
+            if l.targets.is_empty() {
+                return Err(err(&at("targets"), "lists no models".into()));
+            }
+            let capabilities: Vec<String> = l
+                .capabilities
+                .iter()
+                .map(|c| capability_feature(c).to_string())
+                .collect();
+            for (i, c) in capabilities.iter().enumerate() {
+                if !crate::features::is_known_feature(c) {
+                    return Err(err(
+                        &format!("{}[{i}]", at("capabilities")),
+                        format!("unknown capability {:?}", l.capabilities[i]),
+                    ));
+                }
+            }
+            for (i, slug) in l.targets.iter().enumerate() {
+                let key = format!("{}[{i}]", at("targets"));
+                let Some(model) = catalog.get(slug) else {
+                    return Err(err(&key, format!("unknown model {slug:?}")));
+                };
+                if !providers.iter().any(|p| p.models.contains(slug)) {
+                    return Err(err(&key, format!("no provider account serves {slug:?}")));
+                }
+                if let Some(missing) = capabilities.iter().find(|c| !model.features.contains(c)) {
+                    return Err(err(
+                        &key,
+                        format!(
+                            "{slug:?} does not support {missing:?}, which this logical model promises"
+                        ),
+                    ));
+                }
+            }
+            let d = &l.defaults;
+            if d.temperature.is_some_and(|t| !(0.0..=2.0).contains(&t)) {
+                return Err(err(
+                    &at("defaults.temperature"),
+                    "must be between 0 and 2".into(),
+                ));
+            }
+            if d.top_p.is_some_and(|t| !(0.0..=1.0).contains(&t)) {
+                return Err(err(&at("defaults.top_p"), "must be between 0 and 1".into()));
+            }
+            if d.max_tokens == Some(0) {
+                return Err(err(&at("defaults.max_tokens"), "must be at least 1".into()));
+            }
+            if d.stop
+                .as_ref()
+                .is_some_and(|s| s.len() > 4 || s.iter().any(String::is_empty))
+            {
+                return Err(err(
+                    &at("defaults.stop"),
+                    "takes 1 to 4 non-empty sequences".into(),
+                ));
+            }
+            logical_models.insert(
+                name.clone(),
+                LogicalModel {
+                    name: name.clone(),
+                    targets: l.targets.clone(),
+                    capabilities,
+                    defaults: d.clone(),
+                },
+            );
+        }
         let token_env = raw
             .admin
             .token_env
@@ -563,6 +696,7 @@ impl Config {
             teams,
             key_hashes,
             admin_token,
+            logical_models,
         })
     }
 
@@ -657,6 +791,49 @@ mod tests {
         assert_eq!(e.key, "providers.local.health_check_interval_ms");
         let e = parse("[admin]\ntoken_env = \"NO_SUCH_VAR\"\n").expect_err("admin");
         assert_eq!(e.key, "admin.token_env");
+    }
+
+    #[test]
+    fn logical_models_are_checked() {
+        let base = "[providers.openai]\nkind = \"openai\"\napi_key_env = \"OPENAI_KEY\"\nmodels = [\"gpt-4o\", \"gpt-5-mini\"]\n";
+        let config = parse(&format!(
+            "{base}[logical_models.chat]\ntargets = [\"gpt-4o\", \"gpt-5-mini\"]\ncapabilities = [\"streaming\", \"tools\"]\n[logical_models.chat.defaults]\ntemperature = 0.2\nmax_tokens = 100\n[teams.t]\nallowed_models = [\"chat\"]\n"
+        ))
+        .expect("parses");
+        let chat = &config.logical_models["chat"];
+        assert_eq!(chat.capabilities, ["stream", "tools.function_calling"]);
+        assert_eq!(chat.defaults.max_tokens, Some(100));
+        for (extra, key, problem) in [
+            (
+                "[logical_models.chat]\ntargets = [\"gpt-9\"]\n",
+                "logical_models.chat.targets[0]",
+                "unknown model",
+            ),
+            (
+                "[logical_models.chat]\ntargets = [\"claude-haiku-4-5\"]\n",
+                "logical_models.chat.targets[0]",
+                "no provider account serves",
+            ),
+            (
+                "[logical_models.chat]\ntargets = [\"gpt-4o\"]\ncapabilities = [\"teleport\"]\n",
+                "logical_models.chat.capabilities[0]",
+                "unknown capability",
+            ),
+            (
+                "[logical_models.gpt-4o]\ntargets = [\"gpt-4o\"]\n",
+                "logical_models.\"gpt-4o\"",
+                "its own name",
+            ),
+            (
+                "[logical_models.chat]\ntargets = [\"gpt-4o\"]\n[logical_models.chat.defaults]\ntemperature = 3.0\n",
+                "logical_models.chat.defaults.temperature",
+                "between 0 and 2",
+            ),
+        ] {
+            let e = parse(&format!("{base}{extra}")).expect_err(extra);
+            assert_eq!(e.key, key, "{extra}");
+            assert!(e.problem.contains(problem), "{e}");
+        }
     }
 
     #[test]

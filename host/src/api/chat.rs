@@ -105,6 +105,7 @@ pub fn parse(bytes: &[u8], headers: &HeaderMap) -> Result<RouteRequest, RouteErr
         purpose: pick("x-switchyard-purpose", "purpose"),
         metadata,
         estimated_input_tokens: u32::try_from(bytes.len() / 4).unwrap_or(u32::MAX).max(1),
+        logical_model: None,
         body,
         model,
         routing,

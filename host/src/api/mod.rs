@@ -165,6 +165,25 @@ async fn models(State(state): State<AppState>, headers: HeaderMap) -> Response {
             })
         })
         .collect();
+    let mut data = data;
+    data.extend(
+        config
+            .logical_models
+            .values()
+            .filter(|l| crate::route::team_allows_logical(team, &l.name))
+            .map(|l| {
+                json!({
+                    "id": l.name,
+                    "object": "model",
+                    "created": 0,
+                    "owned_by": "switchyard",
+                    "logical": true,
+                    "targets": l.targets,
+                    "capabilities": l.capabilities,
+                    "defaults": l.defaults,
+                })
+            }),
+    );
     axum::Json(json!({ "object": "list", "data": data })).into_response()
 }
 

@@ -197,6 +197,15 @@ pub fn build<'a>(
             ));
         }
     }
+    // A logical model the team may use lets it use that model's targets.
+    let logical = req
+        .logical_model
+        .as_ref()
+        .and_then(|name| config.logical_models.get(name));
+    let team_allows_model = |team: &Team, slug: &str| {
+        team_allows_model(team, slug)
+            || logical.is_some_and(|l| l.targets.iter().any(|t| t == slug))
+    };
     let mut any_auto = false;
     let mut slugs: Vec<&str> = Vec::new();
     let targets = std::iter::once((None, req.model.as_str())).chain(
@@ -305,7 +314,9 @@ pub fn build<'a>(
                 id,
                 provider: account.name.clone(),
                 model: slug.clone(),
-                logical_model: None,
+                logical_model: logical
+                    .filter(|l| l.targets.contains(slug))
+                    .map(|l| l.name.clone()),
                 price: Price {
                     input: model.input,
                     output: model.output,

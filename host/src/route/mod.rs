@@ -5,6 +5,7 @@
 //! circuit breakers and the telemetry; active health checks live in [`probe`].
 
 mod candidates;
+mod logical;
 pub mod probe;
 mod stream;
 
@@ -27,6 +28,7 @@ use crate::providers::{
 };
 use candidates::Judgement;
 pub use candidates::RoutingOptions;
+pub use logical::team_allows as team_allows_logical;
 pub use stream::{StreamTally, client_sse};
 
 /// What the caller asked for, parsed and validated by the API layer.
@@ -45,6 +47,9 @@ pub struct RouteRequest {
     /// Rough input size in tokens (4 bytes of request body a token), for cost
     /// estimates and context-window checks in the policy.
     pub estimated_input_tokens: u32,
+    /// The logical model the caller named, once expanded into its targets
+    /// (set by the executor, not the caller).
+    pub logical_model: Option<String>,
 }
 
 /// One attempt of a request, as reported to the caller.
@@ -77,6 +82,9 @@ pub struct RouteInfo {
     /// Cost in US dollars from the provider's reported usage.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cost_usd: Option<f64>,
+    /// The logical model the caller asked for, when it was one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logical_model: Option<String>,
 }
 
 /// A request that could not be served, with an OpenAI-style error.
@@ -386,12 +394,16 @@ impl Executor {
     async fn route(
         &self,
         team: &Team,
-        req: RouteRequest,
+        mut req: RouteRequest,
         arrival: Instant,
         progress: &mut Progress,
     ) -> Result<Served, RouteError> {
         let now = Instant::now();
+        let logical = logical::expand(&self.config, team, &mut req)?;
         let features = features::detect(&req.body);
+        if let Some(l) = logical {
+            logical::check_capabilities(l, &features)?;
+        }
         let window = req.routing.interval_seconds;
         let snapshot = Arc::new(self.metrics.snapshot());
         let mut built = candidates::build(
@@ -661,6 +673,7 @@ impl Executor {
                         label: plan.label.clone(),
                         trail,
                         cost_usd: None,
+                        logical_model: req.logical_model.clone(),
                     };
                     let tally = StreamTally {
                         metrics: self.metrics.clone(),
