@@ -145,22 +145,16 @@ pub async fn metrics(
         for feature in crate::features::FEATURES
             .iter()
             .copied()
-            .chain(std::iter::once("reasoning.effort.*"))
+            .chain(std::iter::once("reasoning.effort"))
         {
-            let name = feature.trim_end_matches(".*");
-            let lookup = if feature.ends_with(".*") {
-                "reasoning.effort.x"
-            } else {
-                feature
-            };
-            let Some(fs) = store.feature_summary(&id, lookup, now, window) else {
+            let Some(fs) = store.feature_summary(&id, feature, now, window) else {
                 continue;
             };
             if fs.counts.requests == 0 {
                 continue;
             }
             features.push(json!({
-                "feature": name,
+                "feature": feature,
                 "requests": fs.counts.requests,
                 "ok": fs.counts.ok,
                 "errors": fs.counts.errors + fs.counts.timeouts,

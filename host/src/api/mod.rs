@@ -22,7 +22,7 @@ use tokio::net::TcpListener;
 use crate::config::{Config, Team};
 use crate::metrics::{Clock, SystemClock};
 use crate::policy::{Limits, Runtime};
-use crate::route::{Executor, RouteError};
+use crate::route::{Executor, RouteError, team_allows_account, team_allows_model};
 
 /// Shared state of the HTTP handlers.
 #[derive(Clone)]
@@ -137,16 +137,16 @@ async fn models(State(state): State<AppState>, headers: HeaderMap) -> Response {
         Ok(team) => team,
         Err(e) => return error_response(&e),
     };
-    let data: Vec<_> = config
+    let mut data: Vec<_> = config
         .catalog
         .iter()
-        .filter(|m| team.allowed_models.as_ref().is_none_or(|a| a.contains(&m.slug)))
+        .filter(|m| team_allows_model(team, &m.slug))
         .filter_map(|m| {
             let providers: Vec<&str> = config
                 .providers
                 .iter()
                 .filter(|p| p.models.contains(&m.slug))
-                .filter(|p| team.allowed_providers.as_ref().is_none_or(|a| a.contains(&p.name)))
+                .filter(|p| team_allows_account(team, &p.name))
                 .filter(|p| !team.zdr || p.zdr)
                 .map(|p| p.name.as_str())
                 .collect();
@@ -165,12 +165,11 @@ async fn models(State(state): State<AppState>, headers: HeaderMap) -> Response {
             })
         })
         .collect();
-    let mut data = data;
     data.extend(
         config
             .logical_models
             .values()
-            .filter(|l| crate::route::team_allows_logical(team, &l.name))
+            .filter(|l| team_allows_model(team, &l.name))
             .map(|l| {
                 json!({
                     "id": l.name,

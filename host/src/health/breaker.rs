@@ -132,6 +132,14 @@ pub struct Ticket<'a> {
     probe: bool,
 }
 
+/// Where a result comes from: an attempt's ticket, or a health check / a
+/// stream broken after content (which probes a half-open circuit).
+#[derive(Clone, Copy)]
+enum Source {
+    Ticket { probe: bool },
+    Untracked,
+}
+
 /// An attempt's result as a breaker sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -149,7 +157,8 @@ impl Ticket<'_> {
 
     pub fn finish(mut self, verdict: Verdict) {
         if let Some(i) = self.circuit.take() {
-            self.breakers.settle(i, self.probe, verdict);
+            self.breakers
+                .settle(i, Source::Ticket { probe: self.probe }, verdict);
         }
     }
 }
@@ -257,26 +266,22 @@ impl Breakers {
     /// it acts as a probe.
     pub fn record(&self, id: &str, verdict: Verdict) {
         if let Some(&i) = self.index.get(id).filter(|_| self.settings.enabled) {
-            let half_open = {
-                let c = self.lock(i);
-                matches!(
-                    self.state_of(&c, self.clock.now_ms()),
-                    State::HalfOpen { .. }
-                )
-            };
-            self.settle_inner(i, half_open, false, verdict);
+            self.settle(i, Source::Untracked, verdict);
         }
     }
 
-    fn settle(&self, i: usize, probe: bool, verdict: Verdict) {
-        self.settle_inner(i, probe, probe, verdict);
-    }
-
-    fn settle_inner(&self, i: usize, as_probe: bool, release: bool, verdict: Verdict) {
+    fn settle(&self, i: usize, source: Source, verdict: Verdict) {
         let now = self.clock.now_ms();
         let window = self.window_ms();
         let recovery = self.settings.recovery.as_millis() as u64;
         let mut c = self.lock(i);
+        let (as_probe, release) = match source {
+            Source::Ticket { probe } => (probe, probe),
+            Source::Untracked => (
+                matches!(self.state_of(&c, now), State::HalfOpen { .. }),
+                false,
+            ),
+        };
         if release {
             c.probes_in_flight = c.probes_in_flight.saturating_sub(1);
         }

@@ -111,8 +111,9 @@ impl Counts {
     }
 }
 
+/// Exact count, sum, min and max of a duration, with histogram bins.
 #[derive(Debug, Clone, Default)]
-struct Stat {
+pub struct Stat {
     count: u64,
     sum_us: u64,
     min_us: u64,
@@ -121,7 +122,14 @@ struct Stat {
 }
 
 impl Stat {
-    fn record(&mut self, d: Duration) {
+    /// Everything recorded, as a distribution (for quantiles).
+    pub fn distribution(&self) -> Distribution {
+        let mut merge = StatMerge::default();
+        merge.add(self, true);
+        merge.finish()
+    }
+
+    pub fn record(&mut self, d: Duration) {
         let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
         if self.count == 0 {
             self.min_us = us;
@@ -167,14 +175,13 @@ impl StatMerge {
     }
 
     fn finish(self) -> Distribution {
-        match self.dense {
-            Some(dense) => {
-                Distribution::from_dense(&dense, self.count, self.sum_us, self.min_us, self.max_us)
-            }
-            None => {
-                Distribution::from_dense(&[], self.count, self.sum_us, self.min_us, self.max_us)
-            }
-        }
+        Distribution::from_dense(
+            self.dense.as_deref().unwrap_or_default(),
+            self.count,
+            self.sum_us,
+            self.min_us,
+            self.max_us,
+        )
     }
 }
 

@@ -26,9 +26,10 @@ use crate::features::FEATURES;
 /// Feature series per pair: the feature table plus `reasoning.effort`.
 const FEATURE_SLOTS: usize = FEATURES.len() + 1;
 
-/// The slot of a feature name, if it has one.
+/// The slot of a feature name, if it has one (`reasoning.effort` names the
+/// slot every level shares).
 fn feature_slot(feature: &str) -> Option<usize> {
-    if feature.starts_with("reasoning.effort.") {
+    if feature == "reasoning.effort" || feature.starts_with("reasoning.effort.") {
         return Some(FEATURES.len());
     }
     FEATURES.iter().position(|f| *f == feature)

@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use super::histogram::{BINS, Distribution, Sparse};
+use super::series::Stat;
 
 /// Distinct plan labels tracked per team; later ones are counted as `(other)`.
 pub const MAX_LABELS_PER_TEAM: usize = 64;
@@ -70,27 +70,17 @@ pub struct PolicyStats {
     pub errors: u64,
     /// Answered requests served by a later attempt than the plan's first.
     pub fallbacks: u64,
-    latency: Sparse,
-    latency_count: u64,
-    latency_sum_us: u64,
-    latency_min_us: u64,
-    latency_max_us: u64,
+    /// Time to answer of the answered ones.
+    latency: Stat,
 }
 
 impl PolicyStats {
     /// Median time to answer (arrival → answer ready), in milliseconds.
     pub fn median_latency_ms(&self) -> Option<f64> {
-        let mut dense = vec![0u64; BINS];
-        self.latency.add_to(&mut dense);
-        Distribution::from_dense(
-            &dense,
-            self.latency_count,
-            self.latency_sum_us,
-            self.latency_min_us,
-            self.latency_max_us,
-        )
-        .quantile_us(50.0)
-        .map(|us| us / 1000.0)
+        self.latency
+            .distribution()
+            .quantile_us(50.0)
+            .map(|us| us / 1000.0)
     }
 }
 
@@ -136,7 +126,8 @@ pub struct Telemetry {
     policy_faults: Mutex<BTreeMap<Labels, u64>>,
     exclusions: Mutex<BTreeMap<Labels, u64>>,
     health_checks: Mutex<BTreeMap<Labels, u64>>,
-    policies: Mutex<BTreeMap<(String, String), PolicyStats>>,
+    /// Team → plan label → statistics.
+    policies: Mutex<BTreeMap<String, BTreeMap<String, PolicyStats>>>,
 }
 
 fn labels(values: &[&str]) -> Labels {
@@ -179,28 +170,28 @@ impl Telemetry {
         }
         if let Some(label) = r.label {
             let mut policies = lock(&self.policies);
-            let team_labels = policies.keys().filter(|(t, _)| t == r.team).count();
-            let key = (r.team.to_string(), label.to_string());
-            let key = if policies.contains_key(&key) || team_labels < MAX_LABELS_PER_TEAM {
-                key
-            } else {
-                (r.team.to_string(), "(other)".to_string())
+            if !policies.contains_key(r.team) {
+                policies.insert(r.team.to_string(), BTreeMap::new());
+            }
+            let Some(labels) = policies.get_mut(r.team) else {
+                return;
             };
-            let stats = policies.entry(key).or_default();
+            let label = if labels.contains_key(label) || labels.len() < MAX_LABELS_PER_TEAM {
+                label
+            } else {
+                "(other)"
+            };
+            if !labels.contains_key(label) {
+                labels.insert(label.to_string(), PolicyStats::default());
+            }
+            let Some(stats) = labels.get_mut(label) else {
+                return;
+            };
             stats.matches += 1;
             if r.outcome == "ok" {
                 stats.successes += 1;
                 stats.fallbacks += u64::from(r.fallback);
-                let us = u64::try_from(r.duration.as_micros()).unwrap_or(u64::MAX);
-                if stats.latency_count == 0 {
-                    stats.latency_min_us = us;
-                    stats.latency_max_us = us;
-                }
-                stats.latency_min_us = stats.latency_min_us.min(us);
-                stats.latency_max_us = stats.latency_max_us.max(us);
-                stats.latency_count += 1;
-                stats.latency_sum_us = stats.latency_sum_us.saturating_add(us);
-                stats.latency.record(us);
+                stats.latency.record(r.duration);
             } else {
                 stats.errors += 1;
             }
@@ -283,10 +274,12 @@ impl Telemetry {
     pub fn policy_stats(&self) -> Vec<PolicyRow> {
         lock(&self.policies)
             .iter()
-            .map(|((team, label), stats)| PolicyRow {
-                team: team.clone(),
-                label: label.clone(),
-                stats: stats.clone(),
+            .flat_map(|(team, labels)| {
+                labels.iter().map(move |(label, stats)| PolicyRow {
+                    team: team.clone(),
+                    label: label.clone(),
+                    stats: stats.clone(),
+                })
             })
             .collect()
     }
@@ -396,7 +389,7 @@ impl Telemetry {
             &["provider", "model", "outcome"],
             &lock(&self.health_checks),
         );
-        let policies = lock(&self.policies);
+        let policies = self.policy_stats();
         for (name, help, get) in [
             (
                 "switchyard_policy_matches_total",
@@ -420,14 +413,14 @@ impl Telemetry {
             ),
         ] {
             family_header(&mut out, name, help, "counter");
-            for ((team, label), stats) in policies.iter() {
+            for row in &policies {
                 sample(
                     &mut out,
                     name,
                     &["team", "label"],
-                    &[team.clone(), label.clone()],
+                    &[row.team.clone(), row.label.clone()],
                     None,
-                    get(stats) as f64,
+                    get(&row.stats) as f64,
                 );
             }
         }
@@ -437,19 +430,18 @@ impl Telemetry {
             "Median time to answer per team and plan label, since start-up.",
             "gauge",
         );
-        for ((team, label), stats) in policies.iter() {
-            if let Some(ms) = stats.median_latency_ms() {
+        for row in &policies {
+            if let Some(ms) = row.stats.median_latency_ms() {
                 sample(
                     &mut out,
                     "switchyard_policy_median_latency_seconds",
                     &["team", "label"],
-                    &[team.clone(), label.clone()],
+                    &[row.team.clone(), row.label.clone()],
                     None,
                     ms / 1000.0,
                 );
             }
         }
-        drop(policies);
         for family in extra {
             family_header(&mut out, family.name, family.help, family.kind);
             for (values, v) in &family.samples {

@@ -162,13 +162,15 @@ fn resolve<'a>(config: &Config, text: &'a str) -> Option<Target<'a>> {
     serves.then_some(Target::Model { slug })
 }
 
-fn team_allows_model(team: &Team, slug: &str) -> bool {
+/// Whether `team` may use the model (or logical model) `slug`.
+pub fn team_allows_model(team: &Team, slug: &str) -> bool {
     team.allowed_models
         .as_ref()
         .is_none_or(|models| models.iter().any(|m| m == slug))
 }
 
-fn team_allows_account(team: &Team, account: &str) -> bool {
+/// Whether `team` may use the provider account `account`.
+pub fn team_allows_account(team: &Team, account: &str) -> bool {
     team.allowed_providers
         .as_ref()
         .is_none_or(|accounts| accounts.iter().any(|a| a == account))

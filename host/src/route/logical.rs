@@ -6,6 +6,7 @@
 
 use serde_json::{Value, json};
 
+use super::candidates::team_allows_model;
 use super::{RouteError, RouteRequest};
 use crate::config::{Config, LogicalModel, Team};
 
@@ -21,13 +22,6 @@ const CAPABILITIES: &[&str] = &[
     "text.format.json_schema",
 ];
 
-/// Whether `team` may use the logical model `name`.
-pub fn team_allows(team: &Team, name: &str) -> bool {
-    team.allowed_models
-        .as_ref()
-        .is_none_or(|models| models.iter().any(|m| m == name))
-}
-
 /// Expands a request for a logical model; returns the logical model, if any.
 pub fn expand<'a>(
     config: &'a Config,
@@ -37,7 +31,7 @@ pub fn expand<'a>(
     let Some(logical) = config.logical_models.get(&req.model) else {
         return Ok(None);
     };
-    if !team_allows(team, &logical.name) {
+    if !team_allows_model(team, &logical.name) {
         let mut e = RouteError::new(
             403,
             "permission_error",

@@ -28,7 +28,7 @@ use crate::providers::{
 };
 use candidates::Judgement;
 pub use candidates::RoutingOptions;
-pub use logical::team_allows as team_allows_logical;
+pub use candidates::{team_allows_account, team_allows_model};
 pub use stream::{StreamTally, client_sse};
 
 /// What the caller asked for, parsed and validated by the API layer.
@@ -675,7 +675,8 @@ impl Executor {
                         cost_usd: None,
                         logical_model: req.logical_model.clone(),
                     };
-                    let tally = StreamTally {
+                    // Only streams need it: built in their arms below.
+                    let tally = move || StreamTally {
                         metrics: self.metrics.clone(),
                         telemetry: self.telemetry.clone(),
                         breakers: self.breakers.clone(),
@@ -711,7 +712,7 @@ impl Executor {
                             model: model.clone(),
                             include_usage: req.include_usage,
                             idle_timeout: timeout,
-                            tally,
+                            tally: tally(),
                         },
                         Answer::Stream(head, rest) => Served::Stream {
                             head,
@@ -720,20 +721,13 @@ impl Executor {
                             model: model.clone(),
                             include_usage: req.include_usage,
                             idle_timeout: timeout,
-                            tally,
+                            tally: tally(),
                         },
                     });
                 }
                 Err(error) => {
                     tracing::warn!(provider = %account.name, model = %candidate.model, class = error.class.name(), status = ?error.status, error = %error.message, "attempt failed");
-                    let (outcome, verdict) = match &error.class {
-                        ErrorClass::RateLimited { .. } | ErrorClass::QuotaExhausted => {
-                            (Outcome::RateLimited, Verdict::Neutral)
-                        }
-                        ErrorClass::Timeout => (Outcome::Timeout, Verdict::Failure),
-                        class if !class.fails_over() => (Outcome::Rejected, Verdict::Neutral),
-                        _ => (Outcome::Error, Verdict::Failure),
-                    };
+                    let (outcome, verdict) = failure_kind(&error.class);
                     ticket.finish(verdict);
                     self.record_attempt(
                         &candidate.id,
@@ -831,9 +825,8 @@ impl Executor {
             provider,
             model,
             sample.outcome.map_or("ok", Outcome::name),
-            sample
-                .latency
-                .filter(|_| sample.outcome == Some(Outcome::Ok)),
+            // Only successful attempts carry a latency.
+            sample.latency,
             sample.ttft,
         );
     }
@@ -845,6 +838,19 @@ struct Context<'a> {
     arrival: Instant,
     /// Features the request needs (before any stripping).
     features: &'a [String],
+}
+
+/// How a failed attempt counts: its outcome for the metrics, its verdict for
+/// the circuit breaker.
+fn failure_kind(class: &ErrorClass) -> (Outcome, Verdict) {
+    match class {
+        ErrorClass::RateLimited { .. } | ErrorClass::QuotaExhausted => {
+            (Outcome::RateLimited, Verdict::Neutral)
+        }
+        ErrorClass::Timeout => (Outcome::Timeout, Verdict::Failure),
+        class if !class.fails_over() => (Outcome::Rejected, Verdict::Neutral),
+        _ => (Outcome::Error, Verdict::Failure),
+    }
 }
 
 enum Answer {

@@ -14,11 +14,11 @@ use serde_json::{Map, json};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::Executor;
+use super::{Executor, failure_kind};
 use crate::config::ProviderKind;
 use crate::health::Verdict;
 use crate::metrics::{Outcome, Sample};
-use crate::providers::{ChatCall, ChatResponse, ErrorClass};
+use crate::providers::{ChatCall, ChatResponse};
 
 /// Longest a health check may take.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -60,14 +60,7 @@ impl Executor {
             Err(_) => (Outcome::Timeout, Verdict::Failure),
             Ok(Err(e)) => {
                 tracing::warn!(account = %account.name, model = slug, class = e.class.name(), error = %e.message, "health check failed");
-                match e.class {
-                    ErrorClass::Timeout => (Outcome::Timeout, Verdict::Failure),
-                    ErrorClass::RateLimited { .. } | ErrorClass::QuotaExhausted => {
-                        (Outcome::RateLimited, Verdict::Neutral)
-                    }
-                    ref class if !class.fails_over() => (Outcome::Rejected, Verdict::Neutral),
-                    _ => (Outcome::Error, Verdict::Failure),
-                }
+                failure_kind(&e.class)
             }
         };
         self.metrics.record(
