@@ -93,7 +93,10 @@ impl Flavor {
 pub enum Behavior {
     /// Answer with this text (streamed or not, as the request asks).
     Text(String),
-    /// Answer with one tool call (streamed or not).
+    /// Answer with one tool call (streamed or not). As the tools behaviour
+    /// ([`MockProvider::set_tools_behavior`]), a conversation that ends with
+    /// a tool result is answered instead with the text `The tool said:
+    /// <result>`, so a tool loop can run to its final answer.
     ToolCall { name: String, arguments: Value },
     /// Provider-shaped error body with this status. Anthropic error types by
     /// status: 400 invalid_request_error, 401 authentication_error, 402
@@ -406,7 +409,13 @@ async fn handle(
         .and_then(Value::as_array)
         .is_some_and(|t| !t.is_empty());
     let tools_behavior = if has_tools {
-        lock(&shared.tools).clone()
+        lock(&shared.tools)
+            .clone()
+            .map(|b| match tool_result(flavor, &body) {
+                // The tool has answered: the model answers the user with it.
+                Some(result) => Behavior::Text(format!("The tool said: {result}")),
+                None => b,
+            })
     } else {
         None
     };
@@ -633,6 +642,35 @@ fn validate(flavor: Flavor, body: Option<Value>, id: u64) -> Result<Value, Box<R
         }
     }
     Ok(body)
+}
+
+/// The text of the tool result the conversation ends with, if it ends with
+/// one (OpenAI: a `tool` message; Anthropic: a user turn of `tool_result`
+/// blocks).
+fn tool_result(flavor: Flavor, body: &Value) -> Option<String> {
+    let last = body.get("messages")?.as_array()?.last()?;
+    let text_of = |content: &Value| match content {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect(),
+        _ => String::new(),
+    };
+    match flavor {
+        Flavor::OpenAi => {
+            (last.get("role")?.as_str()? == "tool").then(|| text_of(&last["content"]))
+        }
+        Flavor::Anthropic => {
+            let blocks = last.get("content")?.as_array()?;
+            let results: Vec<String> = blocks
+                .iter()
+                .filter(|b| b.get("type").and_then(Value::as_str) == Some("tool_result"))
+                .map(|b| text_of(b.get("content").unwrap_or(&Value::Null)))
+                .collect();
+            (!results.is_empty()).then(|| results.join("\n"))
+        }
+    }
 }
 
 struct Ctx {

@@ -2,15 +2,21 @@
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use serde_json::Value;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use serde_json::{Map, Value};
 
-use super::{AppState, authenticate, error_response};
-use crate::route::{RouteError, RouteInfo, RouteRequest, RoutingOptions, Served, client_sse};
+use super::AppState;
+use super::endpoint::{self, Endpoint};
+use crate::route::{ChatEncoder, RouteError, RouteRequest, RoutingOptions, StreamEncoder};
 
 /// Parses and validates a Chat Completions body into a [`RouteRequest`].
 pub fn parse(bytes: &[u8], headers: &HeaderMap) -> Result<RouteRequest, RouteError> {
+    canonical(json_object(bytes)?, headers, bytes.len())
+}
+
+/// The request body as a JSON object.
+pub fn json_object(bytes: &[u8]) -> Result<Map<String, Value>, RouteError> {
     let value: Value = serde_json::from_slice(bytes).map_err(|e| {
         RouteError::new(
             400,
@@ -19,7 +25,7 @@ pub fn parse(bytes: &[u8], headers: &HeaderMap) -> Result<RouteRequest, RouteErr
             format!("We could not parse the JSON body of your request: {e}"),
         )
     })?;
-    let Value::Object(mut body) = value else {
+    let Value::Object(body) = value else {
         return Err(RouteError::new(
             400,
             "invalid_request_error",
@@ -27,6 +33,16 @@ pub fn parse(bytes: &[u8], headers: &HeaderMap) -> Result<RouteRequest, RouteErr
             "The request body must be a JSON object.",
         ));
     };
+    Ok(body)
+}
+
+/// Validates a canonical body (from any of the three APIs) and reads the
+/// routing options, routing metadata and stream flag out of it.
+pub fn canonical(
+    mut body: Map<String, Value>,
+    headers: &HeaderMap,
+    size: usize,
+) -> Result<RouteRequest, RouteError> {
     let model = match body.get("model") {
         Some(Value::String(m)) if !m.trim().is_empty() => m.trim().to_string(),
         Some(_) => {
@@ -71,11 +87,6 @@ pub fn parse(bytes: &[u8], headers: &HeaderMap) -> Result<RouteRequest, RouteErr
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err(RouteError::invalid("stream", "`stream` must be a boolean")),
     };
-    let include_usage = body
-        .get("stream_options")
-        .and_then(|o| o.get("include_usage"))
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
     let routing = RoutingOptions::parse(body.get("routing"))?;
     body.remove("routing");
 
@@ -104,29 +115,39 @@ pub fn parse(bytes: &[u8], headers: &HeaderMap) -> Result<RouteRequest, RouteErr
         step_type: pick("x-switchyard-step-type", "step_type"),
         purpose: pick("x-switchyard-purpose", "purpose"),
         metadata,
-        estimated_input_tokens: u32::try_from(bytes.len() / 4).unwrap_or(u32::MAX).max(1),
+        estimated_input_tokens: u32::try_from(size / 4).unwrap_or(u32::MAX).max(1),
         logical_model: None,
         body,
         model,
         routing,
         stream,
-        include_usage,
     })
 }
 
-fn routing_headers(headers: &mut HeaderMap, info: &RouteInfo) {
-    let mut set = |name: &'static str, value: String| {
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            headers.insert(HeaderName::from_static(name), v);
-        }
-    };
-    set("x-switchyard-provider", info.provider.clone());
-    set("x-switchyard-model", info.model.clone());
-    set("x-switchyard-attempts", info.attempts.to_string());
-    set("x-switchyard-stripped", info.stripped.join(","));
-    set("x-switchyard-label", info.label.clone());
-    if let Some(cost) = info.cost_usd {
-        set("x-switchyard-cost-usd", format!("{cost:.8}"));
+/// The Chat Completions endpoint: the canonical shape itself.
+pub struct Chat;
+
+impl Endpoint for Chat {
+    /// Whether the caller asked for the usage chunk.
+    type Echo = bool;
+
+    fn parse(bytes: &[u8], headers: &HeaderMap) -> Result<(RouteRequest, bool), RouteError> {
+        let request = parse(bytes, headers)?;
+        let include_usage = request
+            .body
+            .get("stream_options")
+            .and_then(|o| o.get("include_usage"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        Ok((request, include_usage))
+    }
+
+    fn complete(body: Value, _: bool) -> Value {
+        body
+    }
+
+    fn encoder(include_usage: bool) -> Box<dyn StreamEncoder> {
+        Box::new(ChatEncoder { include_usage })
     }
 }
 
@@ -135,63 +156,5 @@ pub async fn completions(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let config = state.executor.config();
-    let team = match authenticate(config, &headers) {
-        Ok(team) => team,
-        Err(e) => return error_response(&e),
-    };
-    let limit = config.server.max_body_bytes;
-    let too_large = || {
-        error_response(&RouteError::new(
-            413,
-            "invalid_request_error",
-            "request_too_large",
-            format!("The request body exceeds the {limit} byte limit."),
-        ))
-    };
-    if headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-        .is_some_and(|n| n > limit)
-    {
-        return too_large();
-    }
-    let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
-        return too_large();
-    };
-    let request = match parse(&bytes, &headers) {
-        Ok(r) => r,
-        Err(e) => return error_response(&e),
-    };
-    match state.executor.serve(team, request).await {
-        Ok(Served::Complete { body, info }) => {
-            let mut response = (StatusCode::OK, axum::Json(body)).into_response();
-            routing_headers(response.headers_mut(), &info);
-            response
-        }
-        Ok(Served::Stream {
-            info,
-            head,
-            rest,
-            model,
-            include_usage,
-            idle_timeout,
-            tally,
-        }) => {
-            let mut response_headers = HeaderMap::new();
-            routing_headers(&mut response_headers, &info);
-            let sse = client_sse(info, head, rest, model, include_usage, idle_timeout, tally);
-            let mut response = Response::new(Body::from_stream(sse));
-            let h = response.headers_mut();
-            h.extend(response_headers);
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/event-stream"),
-            );
-            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-            response
-        }
-        Err(e) => error_response(&e),
-    }
+    endpoint::handle::<Chat>(state, headers, body).await
 }

@@ -4,6 +4,11 @@
 
 mod admin;
 mod chat;
+mod endpoint;
+#[cfg(test)]
+mod feature_table;
+mod messages;
+mod responses;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -54,6 +59,8 @@ pub fn app_state_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Re
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat::completions))
+        .route("/v1/responses", post(responses::create))
+        .route("/v1/messages", post(messages::create))
         .route("/v1/models", get(models))
         .route("/healthz", get(healthz))
         .route("/metrics", get(admin::prometheus))

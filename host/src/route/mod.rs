@@ -29,7 +29,7 @@ use crate::providers::{
 use candidates::Judgement;
 pub use candidates::RoutingOptions;
 pub use candidates::{team_allows_account, team_allows_model};
-pub use stream::{StreamTally, client_sse};
+pub use stream::{ChatEncoder, StreamEncoder, StreamTally, client_sse};
 
 /// What the caller asked for, parsed and validated by the API layer.
 #[derive(Debug, Clone)]
@@ -39,8 +39,6 @@ pub struct RouteRequest {
     pub model: String,
     pub routing: RoutingOptions,
     pub stream: bool,
-    /// Whether the caller asked for a usage chunk at the end of the stream.
-    pub include_usage: bool,
     pub step_type: Option<String>,
     pub purpose: Option<String>,
     pub metadata: Vec<(String, String)>,
@@ -161,7 +159,6 @@ pub enum Served {
         rest: ChunkStream,
         /// Price of the serving model, to cost the usage at the end.
         model: crate::catalog::Model,
-        include_usage: bool,
         idle_timeout: Duration,
         /// Records tokens, cost and a mid-stream break when the stream ends.
         tally: StreamTally,
@@ -710,7 +707,6 @@ impl Executor {
                             rest: stream::from_completion(body, usage),
                             info,
                             model: model.clone(),
-                            include_usage: req.include_usage,
                             idle_timeout: timeout,
                             tally: tally(),
                         },
@@ -719,7 +715,6 @@ impl Executor {
                             rest,
                             info,
                             model: model.clone(),
-                            include_usage: req.include_usage,
                             idle_timeout: timeout,
                             tally: tally(),
                         },

@@ -66,11 +66,6 @@ impl Drop for StreamTally {
     }
 }
 
-/// SSE frame of one JSON object.
-fn frame(value: &Value) -> Bytes {
-    Bytes::from(sse::encode(None, &value.to_string()))
-}
-
 fn is_usage_only(chunk: &Value) -> bool {
     chunk.get("usage").is_some_and(|u| !u.is_null())
         && chunk
@@ -136,19 +131,72 @@ pub fn from_completion(body: Value, usage: Usage) -> ChunkStream {
     Box::pin(stream::iter(chunks))
 }
 
+/// How a streamed answer is written for the caller: the SSE events of the
+/// API the request came in on. It is fed canonical chunks (OpenAI
+/// `chat.completion.chunk` objects; the first carries the routing info under
+/// `switchyard`, the usage chunk carries `switchyard.cost_usd`) and then
+/// exactly one of [`StreamEncoder::done`] or [`StreamEncoder::error`].
+pub trait StreamEncoder: Send + 'static {
+    /// The events for one chunk (possibly none).
+    fn chunk(&mut self, chunk: Value, out: &mut Vec<u8>);
+    /// The events that end a complete answer.
+    fn done(&mut self, out: &mut Vec<u8>);
+    /// The events that end an answer whose upstream broke after content.
+    fn error(&mut self, message: &str, out: &mut Vec<u8>);
+    /// Whether the caller gets the usage chunk (Chat Completions only sends
+    /// it when `stream_options.include_usage` asked; the other APIs always
+    /// report usage).
+    fn wants_usage(&self) -> bool {
+        true
+    }
+}
+
+/// Chat Completions SSE: one `data:` frame per chunk, `[DONE]` at the end,
+/// and an OpenAI-style error object if the upstream breaks.
+pub struct ChatEncoder {
+    pub include_usage: bool,
+}
+
+impl StreamEncoder for ChatEncoder {
+    fn chunk(&mut self, chunk: Value, out: &mut Vec<u8>) {
+        out.extend_from_slice(sse::encode(None, &chunk.to_string()).as_bytes());
+    }
+
+    fn done(&mut self, out: &mut Vec<u8>) {
+        out.extend_from_slice(sse::encode(None, "[DONE]").as_bytes());
+    }
+
+    fn error(&mut self, message: &str, out: &mut Vec<u8>) {
+        let body = json!({
+            "error": {
+                "message": message,
+                "type": "upstream_error",
+                "code": "stream_interrupted",
+                "param": null,
+            }
+        });
+        out.extend_from_slice(sse::encode(None, &body.to_string()).as_bytes());
+    }
+
+    fn wants_usage(&self) -> bool {
+        self.include_usage
+    }
+}
+
 struct State {
     head: std::vec::IntoIter<Value>,
     rest: ChunkStream,
     info: Option<RouteInfo>,
     model: Model,
-    include_usage: bool,
     idle_timeout: Duration,
     done: bool,
     tally: StreamTally,
+    encoder: Box<dyn StreamEncoder>,
 }
 
 impl State {
-    /// Adds the routing info to the first chunk; handles usage.
+    /// Adds the routing info to the first chunk, tallies usage and cost, and
+    /// encodes the chunk for the caller.
     fn render(&mut self, mut chunk: Value) -> Option<Bytes> {
         if let Some(info) = self.info.take() {
             chunk["switchyard"] = json!(info);
@@ -161,7 +209,7 @@ impl State {
             let cost = self.model.cost(&usage);
             self.tally.usage = Some(usage);
             self.tally.cost_usd = Some(cost);
-            if self.include_usage {
+            if self.encoder.wants_usage() {
                 chunk["switchyard"]["cost_usd"] = json!(cost);
             } else if is_usage_only(&chunk) {
                 return None;
@@ -169,19 +217,23 @@ impl State {
                 map.remove("usage");
             }
         }
-        Some(frame(&chunk))
+        let mut out = Vec::new();
+        self.encoder.chunk(chunk, &mut out);
+        (!out.is_empty()).then(|| Bytes::from(out))
     }
-}
 
-fn error_frame(message: &str) -> Bytes {
-    frame(&json!({
-        "error": {
-            "message": message,
-            "type": "upstream_error",
-            "code": "stream_interrupted",
-            "param": null,
+    fn end(&mut self, error: Option<&str>) -> Bytes {
+        self.done = true;
+        let mut out = Vec::new();
+        match error {
+            None => self.encoder.done(&mut out),
+            Some(message) => {
+                self.tally.broken = true;
+                self.encoder.error(message, &mut out);
+            }
         }
-    }))
+        Bytes::from(out)
+    }
 }
 
 /// The SSE body for a streamed answer.
@@ -190,19 +242,19 @@ pub fn client_sse(
     head: Vec<Value>,
     rest: ChunkStream,
     model: Model,
-    include_usage: bool,
     idle_timeout: Duration,
     tally: StreamTally,
+    encoder: Box<dyn StreamEncoder>,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
     let state = State {
         head: head.into_iter(),
         rest,
         info: Some(info),
         model,
-        include_usage,
         idle_timeout,
         done: false,
         tally,
+        encoder,
     };
     stream::unfold(state, |mut state| async move {
         if state.done {
@@ -222,29 +274,22 @@ pub fn client_sse(
                     }
                 }
                 Ok(None) => {
-                    state.done = true;
-                    return Some((Ok(Bytes::from(sse::encode(None, "[DONE]"))), state));
+                    let bytes = state.end(None);
+                    return Some((Ok(bytes), state));
                 }
                 Ok(Some(Err(e))) => {
                     tracing::warn!(error = %e.message, "upstream stream broke after content");
-                    state.done = true;
-                    state.tally.broken = true;
-                    return Some((
-                        Ok(error_frame(&format!(
-                            "the provider's stream broke: {}",
-                            e.message
-                        ))),
-                        state,
-                    ));
+                    let bytes =
+                        state.end(Some(&format!("the provider's stream broke: {}", e.message)));
+                    return Some((Ok(bytes), state));
                 }
                 Err(_) => {
-                    state.done = true;
-                    state.tally.broken = true;
                     let message = format!(
                         "the provider sent nothing for {} ms",
                         state.idle_timeout.as_millis()
                     );
-                    return Some((Ok(error_frame(&message)), state));
+                    let bytes = state.end(Some(&message));
+                    return Some((Ok(bytes), state));
                 }
             }
         }
