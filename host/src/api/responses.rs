@@ -477,10 +477,10 @@ pub fn to_canonical(body: &Map<String, Value>) -> Result<Map<String, Value>, Rou
         if !text.is_object() {
             return Err(invalid("text", "`text` must be an object"));
         }
-        if let Some(format) = text.get("format").filter(|v| !v.is_null()) {
-            if let Some(f) = response_format(format)? {
-                out.insert("response_format".into(), f);
-            }
+        if let Some(format) = text.get("format").filter(|v| !v.is_null())
+            && let Some(f) = response_format(format)?
+        {
+            out.insert("response_format".into(), f);
         }
         if let Some(v) = text.get("verbosity").filter(|v| !v.is_null()) {
             out.insert("verbosity".into(), v.clone());
