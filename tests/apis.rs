@@ -15,7 +15,8 @@ use switchyard_tests::repo_path;
 
 const KEY: &str = "sk-apis-team";
 
-/// `gpt-4o` only on an OpenAI mock, `claude-haiku-4-5` only on an Anthropic
+/// `gpt-4o` only on an OpenAI mock (declared here with `include` and
+/// `text.verbosity`, which OpenAI's Responses API takes), `claude-haiku-4-5` only on an Anthropic
 /// mock, and `plain-tools` (function calling, no temperature, no verbosity)
 /// on an OpenAI-compatible server. Requests with tools get a `get_weather`
 /// call until the conversation ends with its result.
@@ -53,6 +54,8 @@ impl Env {
             api_key_env = "OA_KEY"
             models = ["gpt-4o"]
             timeout_ms = 5000
+            [models."gpt-4o"]
+            features = ["stream", "tools.function_calling", "tool_choice.required", "text.format.json_schema", "text.format.json_object", "temperature", "top_p", "vision", "parallel_tool_calls", "prompt_cache_key", "include", "text.verbosity"]
             [providers.anth]
             kind = "anthropic"
             base_url = "{anth}"
@@ -391,6 +394,67 @@ async fn messages_tool_loop_through_openai() {
             json!(["city"])
         );
     }
+}
+
+/// Requests that came in on `/v1/responses` reach an OpenAI account on its
+/// own Responses endpoint, with Responses-only parameters intact; Chat
+/// Completions requests stay on Chat Completions.
+#[tokio::test]
+async fn responses_reach_openai_natively() {
+    let env = Env::start().await;
+    for stream in [false, true] {
+        let request = json!({
+            "model": "gpt-4o", "instructions": "Be brief.", "input": "Hello?",
+            "include": ["reasoning.encrypted_content"], "text": { "verbosity": "low" },
+            "max_output_tokens": 50, "stream": stream,
+        });
+        let (text, response) = if stream {
+            let events = env.events("/v1/responses", &request).await;
+            let deltas: String = events
+                .iter()
+                .filter(|(n, _)| n == "response.output_text.delta")
+                .filter_map(|(_, e)| e["delta"].as_str().map(str::to_string))
+                .collect();
+            (
+                deltas,
+                events
+                    .last()
+                    .map(|(_, e)| e["response"].clone())
+                    .unwrap_or_default(),
+            )
+        } else {
+            let (status, _, body) = env.json("/v1/responses", &request).await;
+            assert_eq!(status, 200, "{body}");
+            (output_text(&body["output"]), body)
+        };
+        assert_eq!(text, "Hello from OpenAI mock");
+        assert_eq!(response["switchyard"]["stripped"], json!([]), "{response}");
+        assert!(
+            response["usage"]["input_tokens"].as_u64() >= Some(1),
+            "{response}"
+        );
+        let sent = env.oa.requests().last().cloned().expect("a request");
+        assert_eq!(sent.path, "/v1/responses");
+        assert_eq!(sent.body["include"], json!(["reasoning.encrypted_content"]));
+        assert_eq!(sent.body["text"]["verbosity"], "low");
+        assert_eq!(sent.body["max_output_tokens"], 50);
+        assert_eq!(sent.body["store"], false);
+        assert_eq!(
+            sent.body["input"][0],
+            json!({ "role": "system", "content": "Be brief." })
+        );
+    }
+    let (status, _, body) = env
+        .json(
+            "/v1/chat/completions",
+            &json!({ "model": "gpt-4o", "messages": [{ "role": "user", "content": "Hello?" }] }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        env.oa.requests().last().map(|r| r.path.clone()).as_deref(),
+        Some("/v1/chat/completions")
+    );
 }
 
 /// A Responses request with `text.verbosity`, `temperature` and tools, to a

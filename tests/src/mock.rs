@@ -13,7 +13,9 @@
 //!
 //! * [`Flavor::OpenAi`]: [`MockProvider::base_url`] is `http://127.0.0.1:PORT/v1`
 //!   (like `https://api.openai.com/v1`); requests go to
-//!   `POST {base}/chat/completions`.
+//!   `POST {base}/chat/completions`, or to `POST {base}/responses` (the
+//!   Responses API: `input` instead of `messages`, answers as `response`
+//!   objects and `response.*` events).
 //! * [`Flavor::Anthropic`]: [`MockProvider::base_url`] is `http://127.0.0.1:PORT`
 //!   (like `https://api.anthropic.com`); requests go to `POST {base}/v1/messages`.
 //!
@@ -152,10 +154,13 @@ impl RecordedRequest {
 }
 
 /// Prompt tokens the mock charges for a request body: the characters of the
-/// text content of `system` and of every message (string contents, and the
+/// text content of `system` (Responses: `instructions` and `input`) and of
+/// every message (string contents, and the
 /// `text`/`content` of content parts), divided by 4, at least 1.
 pub fn prompt_tokens(body: &Value) -> u64 {
-    let mut chars = text_chars(body.get("system").unwrap_or(&Value::Null));
+    let mut chars = text_chars(body.get("system").unwrap_or(&Value::Null))
+        + text_chars(body.get("instructions").unwrap_or(&Value::Null))
+        + text_chars(body.get("input").unwrap_or(&Value::Null));
     if let Some(messages) = body.get("messages").and_then(Value::as_array) {
         for m in messages {
             chars += text_chars(m.get("content").unwrap_or(&Value::Null));
@@ -383,7 +388,9 @@ async fn handle(
 
     let flavor = shared.flavor;
     let id = shared.next_id.fetch_add(1, Ordering::SeqCst);
+    let responses = flavor == Flavor::OpenAi && uri.path() == "/v1/responses";
     let expected = match flavor {
+        Flavor::OpenAi if responses => "/v1/responses",
         Flavor::OpenAi => "/v1/chat/completions",
         Flavor::Anthropic => "/v1/messages",
     };
@@ -399,7 +406,7 @@ async fn handle(
     if let Err(resp) = check_auth(flavor, &headers, expected_key.as_deref(), id) {
         return *resp;
     }
-    let body = match validate(flavor, parsed, id) {
+    let body = match validate(flavor, responses, parsed, id) {
         Ok(b) => b,
         Err(resp) => return *resp,
     };
@@ -411,7 +418,7 @@ async fn handle(
     let tools_behavior = if has_tools {
         lock(&shared.tools)
             .clone()
-            .map(|b| match tool_result(flavor, &body) {
+            .map(|b| match tool_result(flavor, responses, &body) {
                 // The tool has answered: the model answers the user with it.
                 Some(result) => Behavior::Text(format!("The tool said: {result}")),
                 None => b,
@@ -427,6 +434,7 @@ async fn handle(
 
     let ctx = Ctx {
         flavor,
+        responses,
         model: body
             .get("model")
             .and_then(Value::as_str)
@@ -519,7 +527,12 @@ fn check_auth(
     }
 }
 
-fn validate(flavor: Flavor, body: Option<Value>, id: u64) -> Result<Value, Box<Response>> {
+fn validate(
+    flavor: Flavor,
+    responses: bool,
+    body: Option<Value>,
+    id: u64,
+) -> Result<Value, Box<Response>> {
     let bad = |message: &str, param: &str| {
         Box::new(match flavor {
             Flavor::OpenAi => {
@@ -576,6 +589,11 @@ fn validate(flavor: Flavor, body: Option<Value>, id: u64) -> Result<Value, Box<R
     }
     let messages = body.get("messages").and_then(Value::as_array);
     match flavor {
+        Flavor::OpenAi if responses => match body.get("input") {
+            Some(Value::String(_)) => {}
+            Some(Value::Array(items)) if !items.is_empty() => {}
+            _ => return Err(bad("Missing required parameter: 'input'.", "input")),
+        },
         Flavor::OpenAi => {
             let Some(messages) = messages else {
                 return Err(bad("Missing required parameter: 'messages'.", "messages"));
@@ -647,7 +665,16 @@ fn validate(flavor: Flavor, body: Option<Value>, id: u64) -> Result<Value, Box<R
 /// The text of the tool result the conversation ends with, if it ends with
 /// one (OpenAI: a `tool` message; Anthropic: a user turn of `tool_result`
 /// blocks).
-fn tool_result(flavor: Flavor, body: &Value) -> Option<String> {
+fn tool_result(flavor: Flavor, responses: bool, body: &Value) -> Option<String> {
+    if responses {
+        let last = body.get("input")?.as_array()?.last()?;
+        return (last.get("type")?.as_str()? == "function_call_output").then(|| {
+            last.get("output")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        });
+    }
     let last = body.get("messages")?.as_array()?.last()?;
     let text_of = |content: &Value| match content {
         Value::String(s) => s.clone(),
@@ -675,6 +702,8 @@ fn tool_result(flavor: Flavor, body: &Value) -> Option<String> {
 
 struct Ctx {
     flavor: Flavor,
+    /// An OpenAI Responses API request (`/v1/responses`).
+    responses: bool,
     model: String,
     stream: bool,
     include_usage: bool,
@@ -686,6 +715,7 @@ struct Ctx {
 impl Ctx {
     fn message_id(&self) -> String {
         match self.flavor {
+            Flavor::OpenAi if self.responses => format!("resp_mock{:016x}", self.id),
             Flavor::OpenAi => format!("chatcmpl-mock{:016x}", self.id),
             Flavor::Anthropic => format!("msg_mock{:016x}", self.id),
         }
@@ -805,6 +835,12 @@ async fn respond(shared: &Shared, ctx: &Ctx, behavior: Behavior) -> Response {
             let mut steps = stream_start(ctx, &Answer::Text(String::new()));
             steps.push(Step::Pause(CHUNK_DELAY_MS));
             steps.push(Step::Data(match flavor {
+                Flavor::OpenAi if ctx.responses => responses_event(
+                    999,
+                    "error",
+                    json!({ "code": "server_error", "param": null,
+                            "message": "The server had an error while processing your request. Sorry about that!" }),
+                ),
                 Flavor::OpenAi => sse_data(&json!({"error": {
                     "message": "The server had an error while processing your request. Sorry about that!",
                     "type": "server_error", "param": null, "code": null}})),
@@ -833,6 +869,12 @@ fn answer(shared: &Shared, ctx: &Ctx, answer: Answer) -> Response {
 fn full_body(ctx: &Ctx, answer: &Answer) -> Value {
     let completion = answer.completion_tokens();
     match ctx.flavor {
+        Flavor::OpenAi if ctx.responses => responses_object(
+            ctx,
+            "completed",
+            vec![responses_item(ctx, answer, true)],
+            completion,
+        ),
         Flavor::OpenAi => {
             let (message, finish) = match answer {
                 Answer::Text(t) => (
@@ -882,6 +924,55 @@ fn full_body(ctx: &Ctx, answer: &Answer) -> Value {
             })
         }
     }
+}
+
+/// The id of the one output item of a Responses answer.
+fn responses_item_id(ctx: &Ctx, answer: &Answer) -> String {
+    match answer {
+        Answer::Text(_) => format!("msg_mock{:016x}", ctx.id),
+        Answer::Tool { .. } => format!("fc_mock{:016x}", ctx.id),
+    }
+}
+
+/// The one output item of a Responses answer (`done`: with its content).
+fn responses_item(ctx: &Ctx, answer: &Answer, done: bool) -> Value {
+    let status = if done { "completed" } else { "in_progress" };
+    let id = responses_item_id(ctx, answer);
+    match answer {
+        Answer::Text(t) => json!({
+            "id": id, "type": "message", "status": status, "role": "assistant",
+            "content": if done { json!([{ "type": "output_text", "text": t, "annotations": [] }]) } else { json!([]) },
+        }),
+        Answer::Tool { name, arguments } => json!({
+            "id": id, "type": "function_call", "status": status, "call_id": ctx.tool_id(),
+            "name": name, "arguments": if done { arguments.to_string() } else { String::new() },
+        }),
+    }
+}
+
+/// A Responses API `response` object.
+fn responses_object(ctx: &Ctx, status: &str, output: Vec<Value>, completion: u64) -> Value {
+    let usage = if status == "completed" {
+        json!({
+            "input_tokens": ctx.prompt_tokens, "input_tokens_details": { "cached_tokens": 0 },
+            "output_tokens": completion, "output_tokens_details": { "reasoning_tokens": 0 },
+            "total_tokens": ctx.prompt_tokens + completion,
+        })
+    } else {
+        Value::Null
+    };
+    json!({
+        "id": ctx.message_id(), "object": "response", "created_at": ctx.created,
+        "status": status, "error": null, "incomplete_details": null, "model": ctx.model,
+        "output": output, "usage": usage,
+    })
+}
+
+/// A Responses SSE event.
+fn responses_event(sequence: u64, kind: &str, mut data: Value) -> String {
+    data["type"] = json!(kind);
+    data["sequence_number"] = json!(sequence);
+    sse_event(kind, &data)
 }
 
 fn openai_usage(prompt: u64, completion: u64) -> Value {
@@ -938,6 +1029,31 @@ fn openai_choice(delta: Value, finish: Value) -> Value {
 /// Role chunk / `message_start` (+ for Anthropic, the block start and a ping).
 fn stream_start(ctx: &Ctx, answer: &Answer) -> Vec<Step> {
     match ctx.flavor {
+        Flavor::OpenAi if ctx.responses => {
+            let created = responses_object(ctx, "in_progress", Vec::new(), 0);
+            let item = responses_item(ctx, answer, false);
+            let mut steps = vec![
+                Step::Data(responses_event(
+                    0,
+                    "response.created",
+                    json!({ "response": created }),
+                )),
+                Step::Data(responses_event(
+                    1,
+                    "response.output_item.added",
+                    json!({ "output_index": 0, "item": item.clone() }),
+                )),
+            ];
+            if let Answer::Text(_) = answer {
+                steps.push(Step::Data(responses_event(
+                    2,
+                    "response.content_part.added",
+                    json!({ "item_id": item["id"], "output_index": 0, "content_index": 0,
+                            "part": { "type": "output_text", "text": "", "annotations": [] } }),
+                )));
+            }
+            steps
+        }
         Flavor::OpenAi => {
             let delta = match answer {
                 Answer::Text(_) => json!({"role": "assistant", "content": "", "refusal": null}),
@@ -971,6 +1087,24 @@ fn stream_start(ctx: &Ctx, answer: &Answer) -> Vec<Step> {
 fn stream_content(ctx: &Ctx, answer: &Answer) -> Vec<Step> {
     let mut steps = Vec::new();
     match ctx.flavor {
+        Flavor::OpenAi if ctx.responses => {
+            let item_id = responses_item_id(ctx, answer);
+            let (kind, pieces) = match answer {
+                Answer::Text(t) => ("response.output_text.delta", word_pieces(t)),
+                Answer::Tool { arguments, .. } => (
+                    "response.function_call_arguments.delta",
+                    char_pieces(&arguments.to_string(), 8),
+                ),
+            };
+            for (i, piece) in pieces.into_iter().enumerate() {
+                steps.push(Step::Pause(CHUNK_DELAY_MS));
+                steps.push(Step::Data(responses_event(
+                    10 + i as u64,
+                    kind,
+                    json!({ "item_id": item_id, "output_index": 0, "content_index": 0, "delta": piece }),
+                )));
+            }
+        }
         Flavor::OpenAi => match answer {
             Answer::Text(t) => {
                 for piece in word_pieces(t) {
@@ -1032,6 +1166,20 @@ fn stream_finish(ctx: &Ctx, answer: &Answer) -> Vec<Step> {
     let completion = answer.completion_tokens();
     let mut steps = vec![Step::Pause(CHUNK_DELAY_MS)];
     match ctx.flavor {
+        Flavor::OpenAi if ctx.responses => {
+            let item = responses_item(ctx, answer, true);
+            steps.push(Step::Data(responses_event(
+                1000,
+                "response.output_item.done",
+                json!({ "output_index": 0, "item": item }),
+            )));
+            let done = responses_object(ctx, "completed", vec![item], completion);
+            steps.push(Step::Data(responses_event(
+                1001,
+                "response.completed",
+                json!({ "response": done }),
+            )));
+        }
         Flavor::OpenAi => {
             let finish = match answer {
                 Answer::Text(_) => "stop",

@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use super::AppState;
 use super::endpoint::{self, Endpoint};
+use crate::providers::Api;
 use crate::route::{ChatEncoder, RouteError, RouteRequest, RoutingOptions, StreamEncoder};
 
 /// Parses and validates a Chat Completions body into a [`RouteRequest`].
@@ -121,6 +122,7 @@ pub fn canonical(
         model,
         routing,
         stream,
+        api: Api::Chat,
     })
 }
 

@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 use super::AppState;
 use super::chat::{canonical, json_object};
 use super::endpoint::{self, Endpoint};
-use crate::providers::sse;
+use crate::providers::{Api, sse};
 use crate::route::{RouteError, RouteRequest, StreamEncoder};
 
 /// Top-level fields the Messages API accepts here (`service_tier` is accepted
@@ -600,7 +600,8 @@ impl Endpoint for Messages {
 
     fn parse(bytes: &[u8], headers: &HeaderMap) -> Result<(RouteRequest, Echo), RouteError> {
         let body = json_object(bytes)?;
-        let request = canonical(to_canonical(&body)?, headers, bytes.len())?;
+        let mut request = canonical(to_canonical(&body)?, headers, bytes.len())?;
+        request.api = Api::Messages;
         Ok((request, Echo { id: new_id("msg") }))
     }
 

@@ -16,7 +16,7 @@ use serde_json::{Map, Value, json};
 use super::AppState;
 use super::chat::{canonical, json_object};
 use super::endpoint::{self, Endpoint};
-use crate::providers::sse;
+use crate::providers::{Api, sse};
 use crate::route::{RouteError, RouteRequest, StreamEncoder};
 
 /// Parameters passed on into the canonical request under the same name.
@@ -681,7 +681,8 @@ impl Endpoint for Responses {
     fn parse(bytes: &[u8], headers: &HeaderMap) -> Result<(RouteRequest, Echo), RouteError> {
         let body = json_object(bytes)?;
         let canonical_body = to_canonical(&body)?;
-        let request = canonical(canonical_body, headers, bytes.len())?;
+        let mut request = canonical(canonical_body, headers, bytes.len())?;
+        request.api = Api::Responses;
         let echo = Echo {
             id: new_id("resp"),
             created_at: now(),

@@ -9,6 +9,7 @@
 pub mod anthropic;
 mod http;
 mod openai;
+mod responses;
 mod simulated;
 pub mod sse;
 
@@ -35,9 +36,16 @@ pub trait Provider: Send + Sync {
 /// The adapter for a configured account.
 pub fn build(account: &ProviderAccount) -> Result<Arc<dyn Provider>, String> {
     Ok(match account.kind {
-        ProviderKind::Openai | ProviderKind::OpenaiCompatible => {
-            Arc::new(OpenAi::new(&account.base_url, account.api_key.clone())?)
-        }
+        ProviderKind::Openai => Arc::new(OpenAi::new(
+            &account.base_url,
+            account.api_key.clone(),
+            true,
+        )?),
+        ProviderKind::OpenaiCompatible => Arc::new(OpenAi::new(
+            &account.base_url,
+            account.api_key.clone(),
+            false,
+        )?),
         ProviderKind::Anthropic => Arc::new(Anthropic::new(
             &account.base_url,
             account.api_key.clone().unwrap_or_default(),
@@ -165,6 +173,17 @@ impl Usage {
     }
 }
 
+/// The API a request came in on. An adapter that speaks it natively uses it
+/// (OpenAI accounts serve `/v1/responses` requests on their `/responses`
+/// endpoint); every adapter can serve every API from the canonical body.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Api {
+    #[default]
+    Chat,
+    Responses,
+    Messages,
+}
+
 /// One call to a provider.
 #[derive(Debug, Clone)]
 pub struct ChatCall {
@@ -176,6 +195,8 @@ pub struct ChatCall {
     /// Time limit for the whole non-streaming call, or, when streaming, for the
     /// response headers and the first content token.
     pub timeout: Duration,
+    /// The API the caller used.
+    pub api: Api,
 }
 
 /// A stream of OpenAI `chat.completion.chunk` objects.

@@ -1,5 +1,7 @@
 //! OpenAI and OpenAI-compatible servers (Ollama, vLLM, llama.cpp): the
-//! canonical request is already their wire format, so it passes through.
+//! canonical request is already their Chat Completions wire format, so it
+//! passes through. On OpenAI itself, requests that came in on `/v1/responses`
+//! go to its Responses endpoint instead (see [`super::responses`]).
 
 use std::sync::Arc;
 
@@ -8,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::http::{self, Translate};
 use super::sse::SseEvent;
-use super::{ChatCall, ChatResponse, ErrorClass, Provider, UpstreamError, Usage};
+use super::{Api, ChatCall, ChatResponse, ErrorClass, Provider, UpstreamError, Usage, responses};
 
 /// An OpenAI Chat Completions endpoint.
 pub struct OpenAi {
@@ -18,16 +20,21 @@ pub struct OpenAi {
 struct Inner {
     client: reqwest::Client,
     url: String,
+    /// `{base}/responses`, on accounts that have OpenAI's Responses API.
+    responses_url: Option<String>,
     api_key: Option<String>,
 }
 
 impl OpenAi {
-    /// `base_url` ends before `/chat/completions` (e.g. `https://api.openai.com/v1`).
-    pub fn new(base_url: &str, api_key: Option<String>) -> Result<Self, String> {
+    /// `base_url` ends before `/chat/completions` (e.g. `https://api.openai.com/v1`);
+    /// `responses`: whether the server also has `/responses` (OpenAI does).
+    pub fn new(base_url: &str, api_key: Option<String>, responses: bool) -> Result<Self, String> {
+        let base = base_url.trim_end_matches('/');
         Ok(Self {
             inner: Arc::new(Inner {
                 client: http::client()?,
-                url: format!("{}/chat/completions", base_url.trim_end_matches('/')),
+                url: format!("{base}/chat/completions"),
+                responses_url: responses.then(|| format!("{base}/responses")),
                 api_key,
             }),
         })
@@ -89,6 +96,12 @@ impl Provider for OpenAi {
     fn chat(&self, call: ChatCall) -> BoxFuture<'static, Result<ChatResponse, UpstreamError>> {
         let inner = self.inner.clone();
         Box::pin(async move {
+            if call.api == Api::Responses
+                && let Some(url) = &inner.responses_url
+                && responses::expressible(&call.body)
+            {
+                return responses_call(&inner, url, call).await;
+            }
             let mut body = call.body;
             if call.stream {
                 body.insert("stream".into(), json!(true));
@@ -129,4 +142,35 @@ impl Provider for OpenAi {
             Ok(ChatResponse::Complete { body, usage })
         })
     }
+}
+
+/// One call to OpenAI's Responses endpoint, read back as canonical chunks or
+/// a canonical completion.
+async fn responses_call(
+    inner: &Inner,
+    url: &str,
+    call: ChatCall,
+) -> Result<ChatResponse, UpstreamError> {
+    let body = responses::request(&call.body, call.stream);
+    let mut request = inner.client.post(url).json(&body);
+    if let Some(key) = &inner.api_key {
+        request = request.bearer_auth(key);
+    }
+    let response = http::send(request, |status, retry_after, body| {
+        UpstreamError::from_status(status, retry_after, http::openai_error_message(body))
+    })
+    .await?;
+    if call.stream {
+        return Ok(ChatResponse::Stream(http::sse_chunks(
+            response,
+            responses::Events::default(),
+        )));
+    }
+    let status = response.status().as_u16();
+    let body = http::json_body(response).await?;
+    let (body, usage) = responses::response(&body).map_err(|mut e| {
+        e.status = Some(status);
+        e
+    })?;
+    Ok(ChatResponse::Complete { body, usage })
 }

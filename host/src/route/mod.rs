@@ -24,21 +24,30 @@ use crate::metrics::telemetry::{RequestRecord, Telemetry};
 use crate::metrics::{Clock, MetricSource, MetricStore, Outcome, Sample};
 use crate::policy::{Candidate, Plan, Policy, PolicyError, RefusalKind, Request};
 use crate::providers::{
-    ChatCall, ChatResponse, ChunkStream, ErrorClass, Provider, UpstreamError, Usage,
+    Api, ChatCall, ChatResponse, ChunkStream, ErrorClass, Provider, UpstreamError, Usage,
 };
 use candidates::Judgement;
 pub use candidates::RoutingOptions;
 pub use candidates::{team_allows_account, team_allows_model};
 pub use stream::{ChatEncoder, StreamEncoder, StreamTally, client_sse};
 
-/// What the caller asked for, parsed and validated by the API layer.
+/// The canonical request: what the caller asked for, whichever of the three
+/// APIs it came in on, parsed and validated by the API layer. Feature
+/// detection, the plan's strip list and every provider adapter work on it.
 #[derive(Debug, Clone)]
 pub struct RouteRequest {
-    /// Canonical body (OpenAI Chat Completions shape) without `routing`.
+    /// Canonical body without `routing`: the OpenAI Chat Completions shape
+    /// (`messages` with `system`/`developer`/`user`/`assistant`/`tool` roles,
+    /// content parts `text`/`image_url`/`file`, `tools` of type `function` or
+    /// `custom`, `web_search_options`, `response_format`, `reasoning_effort`,
+    /// `max_completion_tokens`, ...), plus the Responses-only `include` and
+    /// `verbosity`. Unknown fields pass through to OpenAI-compatible servers.
     pub body: Map<String, Value>,
     pub model: String,
     pub routing: RoutingOptions,
     pub stream: bool,
+    /// The API the request came in on.
+    pub api: Api,
     pub step_type: Option<String>,
     pub purpose: Option<String>,
     pub metadata: Vec<(String, String)>,
@@ -612,6 +621,7 @@ impl Executor {
                 body,
                 stream: stream_upstream,
                 timeout: call_timeout,
+                api: req.api,
             };
             let started = Instant::now();
             let deadline = tokio::time::Instant::from_std(started + call_timeout);

@@ -49,6 +49,7 @@ impl Executor {
             body,
             stream: false,
             timeout,
+            api: Default::default(),
         };
         let started = Instant::now();
         let result = tokio::time::timeout(timeout, provider.chat(call)).await;

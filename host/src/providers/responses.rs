@@ -1,0 +1,658 @@
+//! OpenAI's Responses API as an upstream wire format: the canonical request
+//! (Chat Completions shape) written as a Responses body, and Responses
+//! objects and SSE events read back as canonical completions and chunks.
+//!
+//! Requests that came in on `/v1/responses` go to an `openai` account's
+//! `/responses` endpoint this way, so Responses-only parameters (`include`,
+//! hosted web search on any model, `text.verbosity`) reach OpenAI as the
+//! caller wrote them. A canonical body using something the Responses API has
+//! no field for (see [`expressible`]) goes to Chat Completions instead.
+
+use serde_json::{Map, Value, json};
+
+use super::http::Translate;
+use super::sse::SseEvent;
+use super::{ErrorClass, UpstreamError, Usage};
+
+/// Canonical fields the Responses API can carry (with their translation).
+const FIELDS: &[&str] = &[
+    "model",
+    "messages",
+    "tools",
+    "tool_choice",
+    "web_search_options",
+    "response_format",
+    "verbosity",
+    "reasoning_effort",
+    "include",
+    "prompt_cache_key",
+    "prompt_cache_retention",
+    "parallel_tool_calls",
+    "temperature",
+    "top_p",
+    "metadata",
+    "user",
+    "safety_identifier",
+    "service_tier",
+    "max_completion_tokens",
+    "max_tokens",
+    "stream",
+    "stream_options",
+];
+
+/// Whether every field of the canonical body has a Responses equivalent
+/// (e.g. `stop`, `n`, `seed` and penalties do not).
+pub fn expressible(body: &Map<String, Value>) -> bool {
+    body.iter()
+        .all(|(k, v)| v.is_null() || FIELDS.contains(&k.as_str()))
+}
+
+fn protocol(message: impl Into<String>) -> UpstreamError {
+    UpstreamError::new(ErrorClass::Protocol, Some(200), message)
+}
+
+/// A canonical content part as a Responses input part.
+fn input_part(part: &Value, assistant: bool) -> Option<Value> {
+    match part.get("type").and_then(Value::as_str) {
+        Some("text") => {
+            let kind = if assistant {
+                "output_text"
+            } else {
+                "input_text"
+            };
+            Some(json!({ "type": kind, "text": part.get("text").cloned().unwrap_or(json!("")) }))
+        }
+        Some("image_url") => {
+            let mut image = json!({ "type": "input_image", "image_url": part.pointer("/image_url/url").cloned().unwrap_or(Value::Null) });
+            image["detail"] = part
+                .pointer("/image_url/detail")
+                .cloned()
+                .unwrap_or(json!("auto"));
+            Some(image)
+        }
+        Some("file") => {
+            let mut file = json!({ "type": "input_file" });
+            for key in ["file_data", "filename", "file_id"] {
+                if let Some(v) = part.pointer(&format!("/file/{key}")) {
+                    file[key] = v.clone();
+                }
+            }
+            Some(file)
+        }
+        _ => None,
+    }
+}
+
+fn content(content: &Value, assistant: bool) -> Value {
+    match content {
+        Value::Array(parts) => Value::Array(
+            parts
+                .iter()
+                .filter_map(|p| input_part(p, assistant))
+                .collect(),
+        ),
+        Value::Null => json!(""),
+        other => other.clone(),
+    }
+}
+
+fn text_of(content: &Value) -> String {
+    match content {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect(),
+        _ => String::new(),
+    }
+}
+
+/// The canonical messages as Responses input items.
+fn input(messages: &[Value]) -> Vec<Value> {
+    let mut items = Vec::with_capacity(messages.len());
+    for m in messages {
+        let role = m.get("role").and_then(Value::as_str).unwrap_or("user");
+        let body = m.get("content").unwrap_or(&Value::Null);
+        match role {
+            "tool" => items.push(json!({
+                "type": "function_call_output",
+                "call_id": m.get("tool_call_id").cloned().unwrap_or(Value::Null),
+                "output": text_of(body),
+            })),
+            "assistant" => {
+                let text = text_of(body);
+                if !text.is_empty() {
+                    items.push(json!({ "role": "assistant", "content": text }));
+                }
+                for call in m
+                    .get("tool_calls")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    let id = call.get("id").cloned().unwrap_or(Value::Null);
+                    if call.get("type").and_then(Value::as_str) == Some("custom") {
+                        items.push(json!({
+                            "type": "custom_tool_call", "call_id": id,
+                            "name": call.pointer("/custom/name").cloned().unwrap_or(Value::Null),
+                            "input": call.pointer("/custom/input").cloned().unwrap_or(json!("")),
+                        }));
+                    } else {
+                        items.push(json!({
+                            "type": "function_call", "call_id": id,
+                            "name": call.pointer("/function/name").cloned().unwrap_or(Value::Null),
+                            "arguments": call.pointer("/function/arguments").cloned().unwrap_or(json!("{}")),
+                        }));
+                    }
+                }
+            }
+            role => items.push(json!({ "role": role, "content": content(body, false) })),
+        }
+    }
+    items
+}
+
+fn tools(body: &Map<String, Value>) -> Vec<Value> {
+    let mut out = Vec::new();
+    for tool in body
+        .get("tools")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let (kind, key) = match tool.get("type").and_then(Value::as_str) {
+            Some("custom") => ("custom", "custom"),
+            _ => ("function", "function"),
+        };
+        let mut t = Map::new();
+        t.insert("type".into(), json!(kind));
+        if let Some(Value::Object(fields)) = tool.get(key) {
+            for (k, v) in fields {
+                t.insert(k.clone(), v.clone());
+            }
+        }
+        out.push(Value::Object(t));
+    }
+    if let Some(Value::Object(options)) = body.get("web_search_options") {
+        let mut t = options.clone();
+        t.insert("type".into(), json!("web_search"));
+        out.push(Value::Object(t));
+    }
+    out
+}
+
+/// The canonical body as a Responses API body.
+pub fn request(body: &Map<String, Value>, stream: bool) -> Map<String, Value> {
+    let mut out = Map::new();
+    for key in [
+        "model",
+        "include",
+        "prompt_cache_key",
+        "prompt_cache_retention",
+        "parallel_tool_calls",
+        "temperature",
+        "top_p",
+        "metadata",
+        "user",
+        "safety_identifier",
+        "service_tier",
+    ] {
+        if let Some(v) = body.get(key).filter(|v| !v.is_null()) {
+            out.insert(key.into(), v.clone());
+        }
+    }
+    let messages = body
+        .get("messages")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    out.insert("input".into(), Value::Array(input(messages)));
+    let tools = tools(body);
+    if !tools.is_empty() {
+        out.insert("tools".into(), Value::Array(tools));
+    }
+    match body.get("tool_choice") {
+        Some(Value::Object(choice)) => {
+            let kind = choice
+                .get("type")
+                .and_then(Value::as_str)
+                .unwrap_or("function");
+            let name = choice
+                .get(kind)
+                .and_then(|f| f.get("name"))
+                .cloned()
+                .unwrap_or(Value::Null);
+            out.insert("tool_choice".into(), json!({ "type": kind, "name": name }));
+        }
+        Some(choice @ Value::String(_)) => {
+            out.insert("tool_choice".into(), choice.clone());
+        }
+        _ => {}
+    }
+    let mut text = Map::new();
+    match body.get("response_format") {
+        Some(f) if f.get("type").and_then(Value::as_str) == Some("json_schema") => {
+            let mut format = Map::new();
+            format.insert("type".into(), json!("json_schema"));
+            if let Some(Value::Object(schema)) = f.get("json_schema") {
+                for (k, v) in schema {
+                    format.insert(k.clone(), v.clone());
+                }
+            }
+            text.insert("format".into(), Value::Object(format));
+        }
+        Some(f) if f.get("type").and_then(Value::as_str) == Some("json_object") => {
+            text.insert("format".into(), json!({ "type": "json_object" }));
+        }
+        _ => {}
+    }
+    if let Some(v) = body.get("verbosity").filter(|v| !v.is_null()) {
+        text.insert("verbosity".into(), v.clone());
+    }
+    if !text.is_empty() {
+        out.insert("text".into(), Value::Object(text));
+    }
+    if let Some(effort) = body.get("reasoning_effort").filter(|v| !v.is_null()) {
+        out.insert("reasoning".into(), json!({ "effort": effort }));
+    }
+    if let Some(max) = body
+        .get("max_completion_tokens")
+        .or_else(|| body.get("max_tokens"))
+        .filter(|v| !v.is_null())
+    {
+        out.insert("max_output_tokens".into(), max.clone());
+    }
+    // Switchyard keeps no state between requests; neither should OpenAI.
+    out.insert("store".into(), json!(false));
+    if stream {
+        out.insert("stream".into(), json!(true));
+    }
+    out
+}
+
+/// Reads a Responses `usage` object.
+fn usage(u: &Value) -> Usage {
+    let get = |p: &str| u.pointer(p).and_then(Value::as_u64).unwrap_or(0);
+    Usage {
+        prompt_tokens: get("/input_tokens"),
+        completion_tokens: get("/output_tokens"),
+        cached_tokens: get("/input_tokens_details/cached_tokens"),
+    }
+}
+
+/// A canonical `usage` object from a Responses one.
+fn chat_usage(u: &Value) -> Value {
+    let mut out = usage(u).to_openai();
+    out["completion_tokens_details"] = json!({
+        "reasoning_tokens": u.pointer("/output_tokens_details/reasoning_tokens").and_then(Value::as_u64).unwrap_or(0)
+    });
+    out
+}
+
+fn finish_reason(response: &Value, tool_calls: bool) -> &'static str {
+    match (
+        response.get("status").and_then(Value::as_str),
+        response
+            .pointer("/incomplete_details/reason")
+            .and_then(Value::as_str),
+    ) {
+        (Some("incomplete"), Some("content_filter")) => "content_filter",
+        (Some("incomplete"), _) => "length",
+        _ if tool_calls => "tool_calls",
+        _ => "stop",
+    }
+}
+
+fn failure(response: &Value) -> UpstreamError {
+    let message = response
+        .pointer("/error/message")
+        .and_then(Value::as_str)
+        .unwrap_or("the response failed")
+        .to_string();
+    UpstreamError::new(ErrorClass::Retryable, Some(200), message)
+}
+
+/// A Responses object as a canonical `chat.completion` and its usage.
+pub fn response(r: &Value) -> Result<(Value, Usage), UpstreamError> {
+    let output = r
+        .get("output")
+        .and_then(Value::as_array)
+        .ok_or_else(|| protocol("response has no output"))?;
+    if r.get("status").and_then(Value::as_str) == Some("failed") {
+        return Err(failure(r));
+    }
+    let mut text = String::new();
+    let mut refusal = String::new();
+    let mut reasoning = String::new();
+    let mut calls = Vec::new();
+    for item in output {
+        match item.get("type").and_then(Value::as_str) {
+            Some("message") => {
+                for part in item
+                    .get("content")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    match part.get("type").and_then(Value::as_str) {
+                        Some("output_text") => {
+                            text.push_str(part.get("text").and_then(Value::as_str).unwrap_or(""))
+                        }
+                        Some("refusal") => refusal
+                            .push_str(part.get("refusal").and_then(Value::as_str).unwrap_or("")),
+                        _ => {}
+                    }
+                }
+            }
+            Some("reasoning") => {
+                for part in ["content", "summary"]
+                    .iter()
+                    .filter_map(|k| item.get(*k).and_then(Value::as_array))
+                    .flatten()
+                {
+                    reasoning.push_str(part.get("text").and_then(Value::as_str).unwrap_or(""));
+                }
+            }
+            Some("function_call") => calls.push(json!({
+                "id": item.get("call_id").cloned().unwrap_or(Value::Null),
+                "type": "function",
+                "function": {
+                    "name": item.get("name").cloned().unwrap_or(Value::Null),
+                    "arguments": item.get("arguments").cloned().unwrap_or(json!("")),
+                },
+            })),
+            Some("custom_tool_call") => calls.push(json!({
+                "id": item.get("call_id").cloned().unwrap_or(Value::Null),
+                "type": "custom",
+                "custom": {
+                    "name": item.get("name").cloned().unwrap_or(Value::Null),
+                    "input": item.get("input").cloned().unwrap_or(json!("")),
+                },
+            })),
+            // Hosted tool calls (web search) happen upstream; their results
+            // are in the message text.
+            _ => {}
+        }
+    }
+    let mut message = json!({ "role": "assistant", "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { json!(text) } });
+    if !refusal.is_empty() {
+        message["refusal"] = json!(refusal);
+    }
+    if !reasoning.is_empty() {
+        message["reasoning_content"] = json!(reasoning);
+    }
+    let finish = finish_reason(r, !calls.is_empty());
+    if !calls.is_empty() {
+        message["tool_calls"] = Value::Array(calls);
+    }
+    let raw_usage = r.get("usage").cloned().unwrap_or(Value::Null);
+    let body = json!({
+        "id": r.get("id").cloned().unwrap_or(Value::Null),
+        "object": "chat.completion",
+        "created": r.get("created_at").cloned().unwrap_or(json!(0)),
+        "model": r.get("model").cloned().unwrap_or(Value::Null),
+        "choices": [{ "index": 0, "message": message, "finish_reason": finish }],
+        "usage": chat_usage(&raw_usage),
+    });
+    Ok((body, usage(&raw_usage)))
+}
+
+/// Responses SSE events → canonical chunks.
+#[derive(Default)]
+pub struct Events {
+    id: Value,
+    model: Value,
+    created: Value,
+    /// Output index of each tool call so far, in order (its chunk index).
+    tool_items: Vec<u64>,
+    done: bool,
+}
+
+impl Events {
+    fn chunk(&self, delta: Value, finish: Value) -> Value {
+        json!({
+            "id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
+            "choices": [{ "index": 0, "delta": delta, "finish_reason": finish }],
+        })
+    }
+
+    fn tool_index(&self, data: &Value) -> Option<usize> {
+        let output_index = data.get("output_index").and_then(Value::as_u64)?;
+        self.tool_items.iter().position(|i| *i == output_index)
+    }
+}
+
+impl Translate for Events {
+    fn event(&mut self, event: &SseEvent) -> Result<Vec<Value>, UpstreamError> {
+        let raw = event.data.trim();
+        if raw.is_empty() || raw == "[DONE]" {
+            return Ok(Vec::new());
+        }
+        let data: Value = serde_json::from_str(raw)
+            .map_err(|e| protocol(format!("invalid stream event: {e}")))?;
+        let kind = data.get("type").and_then(Value::as_str).unwrap_or("");
+        let text = |key: &str| {
+            data.get(key)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
+        Ok(match kind {
+            "response.created" => {
+                let r = data.get("response").unwrap_or(&Value::Null);
+                self.id = r.get("id").cloned().unwrap_or(Value::Null);
+                self.model = r.get("model").cloned().unwrap_or(Value::Null);
+                self.created = r.get("created_at").cloned().unwrap_or(json!(0));
+                vec![self.chunk(json!({ "role": "assistant", "content": "" }), Value::Null)]
+            }
+            "response.output_text.delta" => {
+                vec![self.chunk(json!({ "content": text("delta") }), Value::Null)]
+            }
+            "response.refusal.delta" => {
+                vec![self.chunk(json!({ "refusal": text("delta") }), Value::Null)]
+            }
+            "response.reasoning_text.delta" | "response.reasoning_summary_text.delta" => {
+                vec![self.chunk(json!({ "reasoning_content": text("delta") }), Value::Null)]
+            }
+            "response.output_item.added" => {
+                let item = data.get("item").unwrap_or(&Value::Null);
+                let kind = item.get("type").and_then(Value::as_str);
+                if !matches!(kind, Some("function_call" | "custom_tool_call")) {
+                    return Ok(Vec::new());
+                }
+                let index = self.tool_items.len();
+                self.tool_items.push(
+                    data.get("output_index")
+                        .and_then(Value::as_u64)
+                        .unwrap_or(u64::MAX),
+                );
+                let call = if kind == Some("custom_tool_call") {
+                    json!({ "index": index, "id": item["call_id"], "type": "custom",
+                            "custom": { "name": item["name"], "input": "" } })
+                } else {
+                    json!({ "index": index, "id": item["call_id"], "type": "function",
+                            "function": { "name": item["name"], "arguments": "" } })
+                };
+                vec![self.chunk(json!({ "tool_calls": [call] }), Value::Null)]
+            }
+            "response.function_call_arguments.delta" | "response.custom_tool_call_input.delta" => {
+                let Some(index) = self.tool_index(&data) else {
+                    return Err(protocol("arguments for a tool call that was never started"));
+                };
+                let call = if kind == "response.custom_tool_call_input.delta" {
+                    json!({ "index": index, "custom": { "input": text("delta") } })
+                } else {
+                    json!({ "index": index, "function": { "arguments": text("delta") } })
+                };
+                vec![self.chunk(json!({ "tool_calls": [call] }), Value::Null)]
+            }
+            "response.completed" | "response.incomplete" => {
+                self.done = true;
+                let r = data.get("response").unwrap_or(&Value::Null);
+                let finish = finish_reason(r, !self.tool_items.is_empty());
+                let mut usage_chunk = json!({
+                    "id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                    "model": self.model, "choices": [],
+                });
+                usage_chunk["usage"] = chat_usage(r.get("usage").unwrap_or(&Value::Null));
+                vec![self.chunk(json!({}), json!(finish)), usage_chunk]
+            }
+            "response.failed" => {
+                return Err(failure(data.get("response").unwrap_or(&Value::Null)));
+            }
+            "error" => {
+                return Err(UpstreamError::new(
+                    ErrorClass::Retryable,
+                    Some(200),
+                    data.get("message")
+                        .and_then(Value::as_str)
+                        .unwrap_or("the provider reported an error mid-stream"),
+                ));
+            }
+            _ => Vec::new(),
+        })
+    }
+
+    fn finish(&mut self) -> Result<Vec<Value>, UpstreamError> {
+        if self.done {
+            Ok(Vec::new())
+        } else {
+            Err(UpstreamError::new(
+                ErrorClass::Connect,
+                Some(200),
+                "the stream ended without response.completed",
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn a_tool_conversation_becomes_responses_items() {
+        let body = map(json!({
+            "model": "gpt-4o",
+            "messages": [
+                { "role": "system", "content": "Be brief." },
+                { "role": "user", "content": [{ "type": "text", "text": "Weather?" },
+                                              { "type": "image_url", "image_url": { "url": "https://x/y.png" } }] },
+                { "role": "assistant", "content": null, "tool_calls": [
+                    { "id": "call_1", "type": "function", "function": { "name": "get_weather", "arguments": "{\"city\":\"Paris\"}" } }] },
+                { "role": "tool", "tool_call_id": "call_1", "content": "sunny" },
+            ],
+            "tools": [{ "type": "function", "function": { "name": "get_weather", "parameters": { "type": "object" } } }],
+            "tool_choice": { "type": "function", "function": { "name": "get_weather" } },
+            "response_format": { "type": "json_schema", "json_schema": { "name": "o", "schema": { "type": "object" } } },
+            "verbosity": "low", "reasoning_effort": "low", "include": ["reasoning.encrypted_content"],
+            "max_completion_tokens": 100, "web_search_options": {},
+        }));
+        assert!(expressible(&body));
+        let out = Value::Object(request(&body, true));
+        assert_eq!(
+            out["input"],
+            json!([
+                { "role": "system", "content": "Be brief." },
+                { "role": "user", "content": [{ "type": "input_text", "text": "Weather?" },
+                                              { "type": "input_image", "image_url": "https://x/y.png", "detail": "auto" }] },
+                { "type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": "{\"city\":\"Paris\"}" },
+                { "type": "function_call_output", "call_id": "call_1", "output": "sunny" },
+            ])
+        );
+        assert_eq!(
+            out["tools"],
+            json!([{ "type": "function", "name": "get_weather", "parameters": { "type": "object" } },
+                   { "type": "web_search" }])
+        );
+        assert_eq!(
+            out["tool_choice"],
+            json!({ "type": "function", "name": "get_weather" })
+        );
+        assert_eq!(
+            out["text"],
+            json!({ "format": { "type": "json_schema", "name": "o", "schema": { "type": "object" } }, "verbosity": "low" })
+        );
+        assert_eq!(out["reasoning"], json!({ "effort": "low" }));
+        assert_eq!(out["max_output_tokens"], 100);
+        assert_eq!(out["store"], false);
+        assert_eq!(out["stream"], true);
+        assert!(!expressible(&map(
+            json!({ "model": "m", "messages": [], "stop": ["END"] })
+        )));
+    }
+
+    #[test]
+    fn an_answer_with_a_tool_call_reads_back() {
+        let (body, usage) = response(&json!({
+            "id": "resp_1", "object": "response", "created_at": 7, "model": "gpt-4o", "status": "completed",
+            "output": [
+                { "type": "reasoning", "id": "rs_1", "summary": [{ "type": "summary_text", "text": "think" }] },
+                { "type": "message", "id": "m", "role": "assistant", "content": [{ "type": "output_text", "text": "Checking." }] },
+                { "type": "function_call", "id": "fc_1", "call_id": "call_9", "name": "get_weather", "arguments": "{}" },
+            ],
+            "usage": { "input_tokens": 10, "input_tokens_details": { "cached_tokens": 4 }, "output_tokens": 3,
+                       "output_tokens_details": { "reasoning_tokens": 1 } },
+        }))
+        .expect("valid");
+        let message = &body["choices"][0]["message"];
+        assert_eq!(message["content"], "Checking.");
+        assert_eq!(message["reasoning_content"], "think");
+        assert_eq!(message["tool_calls"][0]["id"], "call_9");
+        assert_eq!(body["choices"][0]["finish_reason"], "tool_calls");
+        assert_eq!(
+            usage,
+            Usage {
+                prompt_tokens: 10,
+                completion_tokens: 3,
+                cached_tokens: 4
+            }
+        );
+        let failed =
+            response(&json!({ "status": "failed", "output": [], "error": { "message": "boom" } }));
+        assert_eq!(
+            failed.map_err(|e| e.message).err(),
+            Some("boom".to_string())
+        );
+    }
+
+    #[test]
+    fn stream_events_become_chunks() {
+        let mut events = Events::default();
+        let mut chunks = Vec::new();
+        for data in [
+            json!({ "type": "response.created", "response": { "id": "resp_1", "model": "gpt-4o", "created_at": 1 } }),
+            json!({ "type": "response.output_text.delta", "output_index": 0, "delta": "Hi" }),
+            json!({ "type": "response.output_item.added", "output_index": 1,
+                    "item": { "type": "function_call", "call_id": "call_1", "name": "f", "arguments": "" } }),
+            json!({ "type": "response.function_call_arguments.delta", "output_index": 1, "delta": "{}" }),
+            json!({ "type": "response.completed", "response": { "status": "completed",
+                    "usage": { "input_tokens": 5, "output_tokens": 2 } } }),
+        ] {
+            let event = SseEvent {
+                event: None,
+                data: data.to_string(),
+            };
+            chunks.extend(events.event(&event).expect("valid event"));
+        }
+        assert!(events.finish().is_ok());
+        let deltas: Vec<Value> = chunks
+            .iter()
+            .map(|c| c["choices"][0]["delta"].clone())
+            .collect();
+        assert_eq!(deltas[1], json!({ "content": "Hi" }));
+        assert_eq!(deltas[2]["tool_calls"][0]["id"], "call_1");
+        assert_eq!(
+            deltas[3],
+            json!({ "tool_calls": [{ "index": 0, "function": { "arguments": "{}" } }] })
+        );
+        assert_eq!(chunks[4]["choices"][0]["finish_reason"], "tool_calls");
+        assert_eq!(chunks[5]["usage"]["prompt_tokens"], 5);
+        let mut cut = Events::default();
+        assert!(cut.finish().is_err());
+    }
+}
