@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the README's examples as a newcomer would: starts the gateway on
-# examples/demo.toml, then the curl example, the OpenAI SDK example and the
-# metrics endpoints.
+# examples/demo.toml, then the curl examples (Chat Completions, Responses,
+# Messages), the OpenAI SDK example and the metrics endpoints.
 # Only touches 127.0.0.1. Expects `cargo build --release` to have run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +24,20 @@ out=$(curl -fsS "http://127.0.0.1:$port/v1/chat/completions" \
 echo "$out"
 echo "$out" | python3 -c 'import json,sys; b=json.load(sys.stdin); assert b["choices"][0]["message"]["content"]; assert b["switchyard"]["provider"]'
 
+echo "== README Responses and Messages examples"
+out=$(curl -fsS "http://127.0.0.1:$port/v1/responses" \
+  -H "Authorization: Bearer sk-switchyard-demo" \
+  -H "Content-Type: application/json" \
+  -d '{"model": "claude-haiku-4-5", "input": "Hello!"}')
+echo "$out"
+echo "$out" | python3 -c 'import json,sys; b=json.load(sys.stdin); assert b["object"] == "response" and b["status"] == "completed"; assert b["output"][0]["content"][0]["text"]'
+out=$(curl -fsS "http://127.0.0.1:$port/v1/messages" \
+  -H "x-api-key: sk-switchyard-demo" -H "anthropic-version: 2023-06-01" \
+  -H "Content-Type: application/json" \
+  -d '{"model": "gpt-5-mini", "max_tokens": 256, "messages": [{"role": "user", "content": "Hello!"}], "routing": {"models": ["claude-haiku-4-5"]}}')
+echo "$out"
+echo "$out" | python3 -c 'import json,sys; b=json.load(sys.stdin); assert b["type"] == "message" and b["stop_reason"] == "end_turn"; assert b["content"][0]["text"]'
+
 echo "== README OpenAI SDK example"
 if ! python3 -c "import openai" 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check openai
@@ -39,4 +53,4 @@ echo "== graceful stop"
 kill -TERM $pid
 wait $pid
 grep -q "stopped" "$log"
-echo "README examples: 3 passed, 0 failed"
+echo "README examples: 4 passed, 0 failed"
