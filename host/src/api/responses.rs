@@ -16,7 +16,7 @@ use serde_json::{Map, Value, json};
 use super::AppState;
 use super::chat::{canonical, json_object};
 use super::endpoint::{self, Endpoint};
-use crate::providers::{Api, sse};
+use crate::providers::{Api, content_text, sse};
 use crate::route::{RouteError, RouteRequest, StreamEncoder};
 
 /// Parameters passed on into the canonical request under the same name.
@@ -168,19 +168,6 @@ fn message_content(content: &Value, param: &str) -> Result<Value, RouteError> {
     }
 }
 
-/// Plain text of content parts (for assistant turns, which Chat Completions
-/// takes as a string).
-fn joined_text(content: &Value) -> String {
-    match content {
-        Value::String(s) => s.clone(),
-        Value::Array(parts) => parts
-            .iter()
-            .filter_map(|p| p.get("text").and_then(Value::as_str))
-            .collect(),
-        _ => String::new(),
-    }
-}
-
 /// Appends a tool call to the assistant turn just before it, or starts one.
 fn push_tool_call(messages: &mut Vec<Value>, call: Value) {
     if let Some(last) = messages.last_mut()
@@ -239,8 +226,9 @@ fn input_messages(input: &Value, messages: &mut Vec<Value>) -> Result<(), RouteE
                     })),
                     "assistant" => {
                         message_content(content, &content_param)?;
-                        messages
-                            .push(json!({ "role": "assistant", "content": joined_text(content) }));
+                        // Chat Completions takes an assistant turn as a string.
+                        let text = content_text(content);
+                        messages.push(json!({ "role": "assistant", "content": text }));
                     }
                     other => {
                         return Err(invalid(

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::http::{self, Translate};
 use super::sse::SseEvent;
@@ -38,6 +38,25 @@ impl OpenAi {
                 api_key,
             }),
         })
+    }
+}
+
+impl Inner {
+    /// POSTs `body` with the account's key; an error status becomes a
+    /// classified [`UpstreamError`] with OpenAI's message.
+    async fn post(
+        &self,
+        url: &str,
+        body: &Map<String, Value>,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        let mut request = self.client.post(url).json(body);
+        if let Some(key) = &self.api_key {
+            request = request.bearer_auth(key);
+        }
+        http::send(request, |status, retry_after, body| {
+            UpstreamError::from_status(status, retry_after, http::openai_error_message(body))
+        })
+        .await
     }
 }
 
@@ -112,14 +131,7 @@ impl Provider for OpenAi {
                 body.remove("stream");
                 body.remove("stream_options");
             }
-            let mut request = inner.client.post(&inner.url).json(&body);
-            if let Some(key) = &inner.api_key {
-                request = request.bearer_auth(key);
-            }
-            let response = http::send(request, |status, retry_after, body| {
-                UpstreamError::from_status(status, retry_after, http::openai_error_message(body))
-            })
-            .await?;
+            let response = inner.post(&inner.url, &body).await?;
             if call.stream {
                 return Ok(ChatResponse::Stream(http::sse_chunks(
                     response,
@@ -152,14 +164,7 @@ async fn responses_call(
     call: ChatCall,
 ) -> Result<ChatResponse, UpstreamError> {
     let body = responses::request(&call.body, call.stream);
-    let mut request = inner.client.post(url).json(&body);
-    if let Some(key) = &inner.api_key {
-        request = request.bearer_auth(key);
-    }
-    let response = http::send(request, |status, retry_after, body| {
-        UpstreamError::from_status(status, retry_after, http::openai_error_message(body))
-    })
-    .await?;
+    let response = inner.post(url, &body).await?;
     if call.stream {
         return Ok(ChatResponse::Stream(http::sse_chunks(
             response,

@@ -12,18 +12,11 @@ use serde_json::{Map, Value, json};
 
 use super::http::Translate;
 use super::sse::SseEvent;
-use super::{ErrorClass, UpstreamError, Usage};
+use super::{ErrorClass, UpstreamError, Usage, content_text};
 
-/// Canonical fields the Responses API can carry (with their translation).
-const FIELDS: &[&str] = &[
+/// Canonical fields the Responses API takes under the same name.
+const SAME_NAME: &[&str] = &[
     "model",
-    "messages",
-    "tools",
-    "tool_choice",
-    "web_search_options",
-    "response_format",
-    "verbosity",
-    "reasoning_effort",
     "include",
     "prompt_cache_key",
     "prompt_cache_retention",
@@ -34,6 +27,18 @@ const FIELDS: &[&str] = &[
     "user",
     "safety_identifier",
     "service_tier",
+];
+
+/// Canonical fields with their own translation (or, for the stream flags,
+/// set by the adapter).
+const TRANSLATED: &[&str] = &[
+    "messages",
+    "tools",
+    "tool_choice",
+    "web_search_options",
+    "response_format",
+    "verbosity",
+    "reasoning_effort",
     "max_completion_tokens",
     "max_tokens",
     "stream",
@@ -43,8 +48,9 @@ const FIELDS: &[&str] = &[
 /// Whether every field of the canonical body has a Responses equivalent
 /// (e.g. `stop`, `n`, `seed` and penalties do not).
 pub fn expressible(body: &Map<String, Value>) -> bool {
-    body.iter()
-        .all(|(k, v)| v.is_null() || FIELDS.contains(&k.as_str()))
+    body.iter().all(|(k, v)| {
+        v.is_null() || SAME_NAME.contains(&k.as_str()) || TRANSLATED.contains(&k.as_str())
+    })
 }
 
 fn protocol(message: impl Into<String>) -> UpstreamError {
@@ -96,17 +102,6 @@ fn content(content: &Value, assistant: bool) -> Value {
     }
 }
 
-fn text_of(content: &Value) -> String {
-    match content {
-        Value::String(s) => s.clone(),
-        Value::Array(parts) => parts
-            .iter()
-            .filter_map(|p| p.get("text").and_then(Value::as_str))
-            .collect(),
-        _ => String::new(),
-    }
-}
-
 /// The canonical messages as Responses input items.
 fn input(messages: &[Value]) -> Vec<Value> {
     let mut items = Vec::with_capacity(messages.len());
@@ -117,10 +112,10 @@ fn input(messages: &[Value]) -> Vec<Value> {
             "tool" => items.push(json!({
                 "type": "function_call_output",
                 "call_id": m.get("tool_call_id").cloned().unwrap_or(Value::Null),
-                "output": text_of(body),
+                "output": content_text(body),
             })),
             "assistant" => {
-                let text = text_of(body);
+                let text = content_text(body);
                 if !text.is_empty() {
                     items.push(json!({ "role": "assistant", "content": text }));
                 }
@@ -184,21 +179,9 @@ fn tools(body: &Map<String, Value>) -> Vec<Value> {
 /// The canonical body as a Responses API body.
 pub fn request(body: &Map<String, Value>, stream: bool) -> Map<String, Value> {
     let mut out = Map::new();
-    for key in [
-        "model",
-        "include",
-        "prompt_cache_key",
-        "prompt_cache_retention",
-        "parallel_tool_calls",
-        "temperature",
-        "top_p",
-        "metadata",
-        "user",
-        "safety_identifier",
-        "service_tier",
-    ] {
-        if let Some(v) = body.get(key).filter(|v| !v.is_null()) {
-            out.insert(key.into(), v.clone());
+    for key in SAME_NAME {
+        if let Some(v) = body.get(*key).filter(|v| !v.is_null()) {
+            out.insert((*key).into(), v.clone());
         }
     }
     let messages = body
