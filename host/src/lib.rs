@@ -20,3 +20,4 @@ pub mod metrics;
 pub mod policy;
 pub mod providers;
 pub mod route;
+pub mod store;

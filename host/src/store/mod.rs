@@ -1,0 +1,678 @@
+//! The embedded store: one SQLite file holding teams, their hashed API keys,
+//! uploaded policy plugin versions, each team's active version (with the
+//! activation history rollback walks back through) and each team's policy
+//! config. Created on first open; the schema is versioned with SQLite's
+//! `user_version` and migrated forward in a transaction. Every write is one
+//! transaction, so a crash mid-upload leaves the previous state in place.
+//!
+//! The API is synchronous (SQLite is); async callers run it on
+//! `tokio::task::spawn_blocking`.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+/// Schema migrations, in order: migration `i` brings `user_version` from `i`
+/// to `i + 1`. Append only; never edit a released one.
+const MIGRATIONS: &[&str] = &[
+    // 1: teams, keys, plugin versions, activations.
+    "CREATE TABLE teams (
+        name TEXT PRIMARY KEY NOT NULL,
+        created_at INTEGER NOT NULL,
+        allowed_models TEXT,      -- JSON array, NULL = every model
+        allowed_providers TEXT,   -- JSON array, NULL = every account
+        zdr INTEGER NOT NULL DEFAULT 0,
+        policy_config TEXT,       -- JSON document given to the team's plugin
+        active_version INTEGER    -- NULL = the bundled default policy
+    );
+    CREATE TABLE api_keys (
+        id INTEGER PRIMARY KEY,
+        team TEXT NOT NULL REFERENCES teams(name),
+        key_sha256 TEXT NOT NULL UNIQUE,
+        label TEXT NOT NULL DEFAULT '',
+        created_at INTEGER NOT NULL,
+        revoked_at INTEGER
+    );
+    CREATE TABLE policy_versions (
+        team TEXT NOT NULL REFERENCES teams(name),
+        version INTEGER NOT NULL,
+        component BLOB NOT NULL,
+        sha256 TEXT NOT NULL,
+        wit_version TEXT NOT NULL,
+        uploader TEXT NOT NULL,
+        notes TEXT NOT NULL DEFAULT '',
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (team, version)
+    );
+    CREATE TABLE activations (
+        id INTEGER PRIMARY KEY,
+        team TEXT NOT NULL REFERENCES teams(name),
+        version INTEGER NOT NULL,
+        activated_at INTEGER NOT NULL,
+        FOREIGN KEY (team, version) REFERENCES policy_versions(team, version)
+    );",
+];
+
+/// A store failure, naming what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the store at {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error(
+        "the store at {path} has schema version {found}, newer than this build knows ({known}); upgrade Switchyard"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: usize,
+    },
+    #[error("team {0:?} does not exist")]
+    NoTeam(String),
+    #[error("team {0:?} already exists")]
+    TeamExists(String),
+    #[error("team {team:?} has no policy version {version}")]
+    NoVersion { team: String, version: u32 },
+    #[error("team {0:?} has no earlier policy version to roll back to")]
+    NothingToRollBack(String),
+    #[error("that key is already registered")]
+    KeyExists,
+    #[error("team {team:?} has no key {id}")]
+    NoKey { team: String, id: i64 },
+    #[error("store error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+/// A team's row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TeamRecord {
+    pub name: String,
+    pub created_at: u64,
+    pub allowed_models: Option<Vec<String>>,
+    pub allowed_providers: Option<Vec<String>>,
+    pub zdr: bool,
+    /// The active policy version; `None` means the bundled default policy.
+    pub active_version: Option<u32>,
+}
+
+/// An API key's row (the key itself is never stored, only its sha256).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyRecord {
+    pub id: i64,
+    pub team: String,
+    pub label: String,
+    pub created_at: u64,
+    pub revoked: bool,
+}
+
+/// An uploaded policy version, without its bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyVersion {
+    pub version: u32,
+    pub sha256: String,
+    pub wit_version: String,
+    pub uploader: String,
+    pub notes: String,
+    pub created_at: u64,
+}
+
+/// What an upload records besides the component bytes.
+#[derive(Debug, Clone)]
+pub struct Upload<'a> {
+    pub component: &'a [u8],
+    pub sha256: &'a str,
+    pub wit_version: &'a str,
+    pub uploader: &'a str,
+    pub notes: &'a str,
+}
+
+/// The embedded store.
+pub struct Store {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn list(json: Option<String>) -> Option<Vec<String>> {
+    json.and_then(|s| serde_json::from_str(&s).ok())
+}
+
+fn to_json(list: Option<&[String]>) -> Option<String> {
+    list.map(|l| serde_json::Value::from(l.to_vec()).to_string())
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `path` and migrates it.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let open_err = |source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut conn = Connection::open(path).map_err(open_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "foreign_keys", true)
+            .map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(open_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(open_err)?;
+        let found: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(open_err)?;
+        if found > MIGRATIONS.len() as i64 {
+            return Err(StoreError::TooNew {
+                path: path.to_path_buf(),
+                found,
+                known: MIGRATIONS.len(),
+            });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(found.max(0) as usize) {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Exclusive)
+                .map_err(open_err)?;
+            tx.execute_batch(sql).map_err(open_err)?;
+            tx.pragma_update(None, "user_version", i as i64 + 1)
+                .map_err(open_err)?;
+            tx.commit().map_err(open_err)?;
+        }
+        Ok(Store {
+            path: path.to_path_buf(),
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// Where the store lives.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The schema version this build migrates to.
+    pub fn schema_version() -> usize {
+        MIGRATIONS.len()
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite half-written
+        // (every write is a transaction), so a poisoned lock is still usable.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn require_team(conn: &Connection, team: &str) -> Result<(), StoreError> {
+        let exists = conn
+            .query_row("SELECT 1 FROM teams WHERE name = ?1", [team], |_| Ok(()))
+            .optional()?;
+        exists.ok_or_else(|| StoreError::NoTeam(team.to_string()))
+    }
+
+    /// Creates a team (no keys, every model, the default policy).
+    pub fn create_team(&self, name: &str) -> Result<TeamRecord, StoreError> {
+        let conn = self.conn();
+        let created = now();
+        match conn.execute(
+            "INSERT INTO teams (name, created_at) VALUES (?1, ?2)",
+            params![name, created],
+        ) {
+            Ok(_) => {}
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                return Err(StoreError::TeamExists(name.to_string()));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        Ok(TeamRecord {
+            name: name.to_string(),
+            created_at: created as u64,
+            allowed_models: None,
+            allowed_providers: None,
+            zdr: false,
+            active_version: None,
+        })
+    }
+
+    /// Every team, by name.
+    pub fn teams(&self) -> Result<Vec<TeamRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT name, created_at, allowed_models, allowed_providers, zdr, active_version
+             FROM teams ORDER BY name",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(TeamRecord {
+                name: r.get(0)?,
+                created_at: r.get::<_, i64>(1)? as u64,
+                allowed_models: list(r.get(2)?),
+                allowed_providers: list(r.get(3)?),
+                zdr: r.get(4)?,
+                active_version: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// One team.
+    pub fn team(&self, name: &str) -> Result<TeamRecord, StoreError> {
+        self.teams()?
+            .into_iter()
+            .find(|t| t.name == name)
+            .ok_or_else(|| StoreError::NoTeam(name.to_string()))
+    }
+
+    /// Sets a team's allow-lists (`None`: everything) and ZDR flag.
+    pub fn set_team_access(
+        &self,
+        team: &str,
+        allowed_models: Option<&[String]>,
+        allowed_providers: Option<&[String]>,
+        zdr: bool,
+    ) -> Result<(), StoreError> {
+        let n = self.conn().execute(
+            "UPDATE teams SET allowed_models = ?2, allowed_providers = ?3, zdr = ?4 WHERE name = ?1",
+            params![team, to_json(allowed_models), to_json(allowed_providers), zdr],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NoTeam(team.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Registers a key (by its sha256) for a team; returns its id.
+    pub fn add_key(&self, team: &str, key_sha256: &str, label: &str) -> Result<i64, StoreError> {
+        let conn = self.conn();
+        Self::require_team(&conn, team)?;
+        match conn.execute(
+            "INSERT INTO api_keys (team, key_sha256, label, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![team, key_sha256, label, now()],
+        ) {
+            Ok(_) => Ok(conn.last_insert_rowid()),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                Err(StoreError::KeyExists)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Revokes one of a team's keys (it stays listed, marked revoked).
+    pub fn revoke_key(&self, team: &str, id: i64) -> Result<(), StoreError> {
+        let n = self.conn().execute(
+            "UPDATE api_keys SET revoked_at = ?3 WHERE team = ?1 AND id = ?2 AND revoked_at IS NULL",
+            params![team, id, now()],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NoKey {
+                team: team.to_string(),
+                id,
+            });
+        }
+        Ok(())
+    }
+
+    /// A team's keys, oldest first.
+    pub fn keys(&self, team: &str) -> Result<Vec<KeyRecord>, StoreError> {
+        let conn = self.conn();
+        Self::require_team(&conn, team)?;
+        let mut stmt = conn.prepare(
+            "SELECT id, team, label, created_at, revoked_at IS NOT NULL FROM api_keys
+             WHERE team = ?1 ORDER BY id",
+        )?;
+        let rows = stmt.query_map([team], |r| {
+            Ok(KeyRecord {
+                id: r.get(0)?,
+                team: r.get(1)?,
+                label: r.get(2)?,
+                created_at: r.get::<_, i64>(3)? as u64,
+                revoked: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The team owning an unrevoked key with this sha256.
+    pub fn team_for_key(&self, key_sha256: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT team FROM api_keys WHERE key_sha256 = ?1 AND revoked_at IS NULL",
+                [key_sha256],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Stores an uploaded policy version (not yet active); returns its
+    /// version number (1, 2, ... per team).
+    pub fn add_policy_version(&self, team: &str, upload: &Upload<'_>) -> Result<u32, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        Self::require_team(&tx, team)?;
+        let version: u32 = tx.query_row(
+            "SELECT COALESCE(MAX(version), 0) + 1 FROM policy_versions WHERE team = ?1",
+            [team],
+            |r| r.get(0),
+        )?;
+        tx.execute(
+            "INSERT INTO policy_versions
+             (team, version, component, sha256, wit_version, uploader, notes, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                team,
+                version,
+                upload.component,
+                upload.sha256,
+                upload.wit_version,
+                upload.uploader,
+                upload.notes,
+                now()
+            ],
+        )?;
+        tx.commit()?;
+        Ok(version)
+    }
+
+    /// A team's policy versions, oldest first.
+    pub fn policy_versions(&self, team: &str) -> Result<Vec<PolicyVersion>, StoreError> {
+        let conn = self.conn();
+        Self::require_team(&conn, team)?;
+        let mut stmt = conn.prepare(
+            "SELECT version, sha256, wit_version, uploader, notes, created_at
+             FROM policy_versions WHERE team = ?1 ORDER BY version",
+        )?;
+        let rows = stmt.query_map([team], |r| {
+            Ok(PolicyVersion {
+                version: r.get(0)?,
+                sha256: r.get(1)?,
+                wit_version: r.get(2)?,
+                uploader: r.get(3)?,
+                notes: r.get(4)?,
+                created_at: r.get::<_, i64>(5)? as u64,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The component bytes of one version.
+    pub fn policy_component(&self, team: &str, version: u32) -> Result<Vec<u8>, StoreError> {
+        self.conn()
+            .query_row(
+                "SELECT component FROM policy_versions WHERE team = ?1 AND version = ?2",
+                params![team, version],
+                |r| r.get(0),
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::NoVersion {
+                team: team.to_string(),
+                version,
+            })
+    }
+
+    /// Makes `version` the team's active policy and records the activation.
+    pub fn activate(&self, team: &str, version: u32) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        Self::require_team(&tx, team)?;
+        let known = tx
+            .query_row(
+                "SELECT 1 FROM policy_versions WHERE team = ?1 AND version = ?2",
+                params![team, version],
+                |_| Ok(()),
+            )
+            .optional()?;
+        if known.is_none() {
+            return Err(StoreError::NoVersion {
+                team: team.to_string(),
+                version,
+            });
+        }
+        tx.execute(
+            "UPDATE teams SET active_version = ?2 WHERE name = ?1",
+            params![team, version],
+        )?;
+        tx.execute(
+            "INSERT INTO activations (team, version, activated_at) VALUES (?1, ?2, ?3)",
+            params![team, version, now()],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Re-activates the version that was active before the current one
+    /// (walking back through the activation history); returns it.
+    pub fn rollback(&self, team: &str) -> Result<u32, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        Self::require_team(&tx, team)?;
+        let current: Option<u32> = tx.query_row(
+            "SELECT active_version FROM teams WHERE name = ?1",
+            [team],
+            |r| r.get(0),
+        )?;
+        // The newest activation of a version other than the current one.
+        let previous: Option<u32> = tx
+            .query_row(
+                "SELECT version FROM activations WHERE team = ?1 AND version IS NOT ?2
+                 ORDER BY id DESC LIMIT 1",
+                params![team, current],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(previous) = previous else {
+            return Err(StoreError::NothingToRollBack(team.to_string()));
+        };
+        tx.execute(
+            "UPDATE teams SET active_version = ?2 WHERE name = ?1",
+            params![team, previous],
+        )?;
+        // Forget the rolled-back activation, so a second rollback goes
+        // further back instead of bouncing between two versions.
+        tx.execute(
+            "DELETE FROM activations WHERE team = ?1 AND version IS ?2",
+            params![team, current],
+        )?;
+        tx.execute(
+            "INSERT INTO activations (team, version, activated_at) VALUES (?1, ?2, ?3)",
+            params![team, previous, now()],
+        )?;
+        tx.commit()?;
+        Ok(previous)
+    }
+
+    /// Sets the team's policy config (a JSON document).
+    pub fn set_policy_config(&self, team: &str, json: &str) -> Result<(), StoreError> {
+        let n = self.conn().execute(
+            "UPDATE teams SET policy_config = ?2 WHERE name = ?1",
+            params![team, json],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NoTeam(team.to_string()));
+        }
+        Ok(())
+    }
+
+    /// The team's policy config, if set.
+    pub fn policy_config(&self, team: &str) -> Result<Option<String>, StoreError> {
+        self.conn()
+            .query_row(
+                "SELECT policy_config FROM teams WHERE name = ?1",
+                [team],
+                |r| r.get(0),
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::NoTeam(team.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_path(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "switchyard-store-{name}-{}-{:x}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        dir.join("switchyard.db")
+    }
+
+    fn upload(bytes: &[u8]) -> Upload<'_> {
+        Upload {
+            component: bytes,
+            sha256: "abc",
+            wit_version: "0.1.0",
+            uploader: "admin",
+            notes: "first",
+        }
+    }
+
+    #[test]
+    fn everything_survives_a_reopen() {
+        let path = temp_path("reopen");
+        {
+            let store = Store::open(&path).expect("create");
+            store.create_team("alpha").expect("team");
+            let id = store.add_key("alpha", "sha-of-key", "ci").expect("key");
+            assert!(id > 0);
+            store
+                .set_team_access("alpha", Some(&["gpt-4o".to_string()]), None, true)
+                .expect("access");
+            let v = store
+                .add_policy_version("alpha", &upload(b"\0asm v1"))
+                .expect("upload");
+            assert_eq!(v, 1);
+            store.activate("alpha", 1).expect("activate");
+            store
+                .set_policy_config("alpha", r#"{"rules": []}"#)
+                .expect("config");
+        }
+        let store = Store::open(&path).expect("reopen");
+        let team = store.team("alpha").expect("team");
+        assert_eq!(team.active_version, Some(1));
+        assert_eq!(team.allowed_models, Some(vec!["gpt-4o".to_string()]));
+        assert_eq!(team.allowed_providers, None);
+        assert!(team.zdr);
+        assert_eq!(
+            store.team_for_key("sha-of-key").expect("lookup").as_deref(),
+            Some("alpha")
+        );
+        assert_eq!(
+            store.policy_component("alpha", 1).expect("bytes"),
+            b"\0asm v1"
+        );
+        assert_eq!(
+            store.policy_config("alpha").expect("config").as_deref(),
+            Some(r#"{"rules": []}"#)
+        );
+        let versions = store.policy_versions("alpha").expect("versions");
+        assert_eq!(versions.len(), 1);
+        assert_eq!(versions[0].notes, "first");
+    }
+
+    #[test]
+    fn keys_revoke_and_never_repeat() {
+        let store = Store::open(&temp_path("keys")).expect("open");
+        store.create_team("a").expect("a");
+        store.create_team("b").expect("b");
+        assert!(matches!(
+            store.create_team("a"),
+            Err(StoreError::TeamExists(_))
+        ));
+        let id = store.add_key("a", "k1", "").expect("key");
+        assert!(matches!(
+            store.add_key("b", "k1", ""),
+            Err(StoreError::KeyExists)
+        ));
+        assert!(matches!(
+            store.add_key("nobody", "k2", ""),
+            Err(StoreError::NoTeam(_))
+        ));
+        // Team b cannot revoke team a's key.
+        assert!(matches!(
+            store.revoke_key("b", id),
+            Err(StoreError::NoKey { .. })
+        ));
+        store.revoke_key("a", id).expect("revoke");
+        assert_eq!(store.team_for_key("k1").expect("lookup"), None);
+        assert!(store.keys("a").expect("keys")[0].revoked);
+    }
+
+    #[test]
+    fn rollback_walks_back_through_activations() {
+        let store = Store::open(&temp_path("rollback")).expect("open");
+        store.create_team("t").expect("team");
+        for _ in 0..3 {
+            store
+                .add_policy_version("t", &upload(b"wasm"))
+                .expect("upload");
+        }
+        assert!(matches!(
+            store.rollback("t"),
+            Err(StoreError::NothingToRollBack(_))
+        ));
+        assert!(matches!(
+            store.activate("t", 9),
+            Err(StoreError::NoVersion { .. })
+        ));
+        store.activate("t", 1).expect("1");
+        store.activate("t", 3).expect("3");
+        store.activate("t", 2).expect("2");
+        assert_eq!(store.rollback("t").expect("back"), 3);
+        assert_eq!(store.rollback("t").expect("back"), 1);
+        assert_eq!(store.team("t").expect("team").active_version, Some(1));
+        assert!(matches!(
+            store.rollback("t"),
+            Err(StoreError::NothingToRollBack(_))
+        ));
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused_not_clobbered() {
+        let path = temp_path("newer");
+        Store::open(&path).expect("create");
+        let conn = Connection::open(&path).expect("raw");
+        conn.pragma_update(None, "user_version", 99).expect("bump");
+        drop(conn);
+        match Store::open(&path) {
+            Err(StoreError::TooNew { found: 99, .. }) => {}
+            other => panic!("expected TooNew, got {:?}", other.err()),
+        }
+    }
+
+    #[test]
+    fn a_failed_upload_leaves_the_previous_state() {
+        let path = temp_path("atomic");
+        let store = Store::open(&path).expect("open");
+        store.create_team("t").expect("team");
+        store.add_policy_version("t", &upload(b"v1")).expect("v1");
+        store.activate("t", 1).expect("activate");
+        // An upload interrupted inside its transaction (here: a constraint
+        // failure after the version number was taken) commits nothing.
+        {
+            let mut conn = store.conn();
+            let tx = conn.transaction().expect("tx");
+            tx.execute(
+                "INSERT INTO policy_versions (team, version, component, sha256, wit_version, uploader, created_at)
+                 VALUES ('t', 2, x'00', 's', '0.1.0', 'u', 0)",
+                [],
+            )
+            .expect("row");
+            // Dropped without commit: rolled back, as on a crash.
+        }
+        let reopened = Store::open(&path).expect("reopen");
+        assert_eq!(reopened.policy_versions("t").expect("versions").len(), 1);
+        assert_eq!(reopened.team("t").expect("team").active_version, Some(1));
+    }
+}
