@@ -3,15 +3,14 @@
 //! both ways with tool loops, streamed and not; feature degradation; error
 //! shapes; and the official Python SDKs run against the gateway.
 
-use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use switchyard::api::{Server, app_state};
-use switchyard::config::{Config, hash_key};
+use switchyard::api::Server;
+use switchyard::config::hash_key;
 use switchyard_tests::mock::{Behavior, Flavor, MockProvider};
-use switchyard_tests::repo_path;
+use switchyard_tests::{repo_path, start_gateway};
 
 const KEY: &str = "sk-apis-team";
 
@@ -81,22 +80,12 @@ impl Env {
             plain = plain.base_url(),
             key = hash_key(KEY),
         );
-        let env: BTreeMap<&str, &str> = [
+        let env = [
             ("OA_KEY", "sk-upstream-openai"),
             ("ANTH_KEY", "sk-upstream-anthropic"),
             ("PLAIN_KEY", "sk-upstream-local"),
-        ]
-        .into();
-        let config = Config::parse("apis.toml", &text, &|var| {
-            env.get(var).map(|v| v.to_string())
-        })
-        .expect("config");
-        let grace = config.server.shutdown_grace;
-        let state = app_state(config).expect("state");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let gateway = Server::start(listener, state, grace).expect("start");
+        ];
+        let gateway = start_gateway("apis.toml", &text, &env).await;
         Env {
             gateway,
             oa,

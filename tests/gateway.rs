@@ -1,14 +1,14 @@
 //! End-to-end: the gateway on an ephemeral port, in front of mock providers
 //! that speak the real OpenAI and Anthropic wire formats.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use switchyard::api::{Server, app_state};
-use switchyard::config::{Config, hash_key};
+use switchyard::api::Server;
+use switchyard::config::hash_key;
 use switchyard_tests::mock::{Behavior, Flavor, MockProvider};
+use switchyard_tests::start_gateway;
 
 const KEY: &str = "sk-test-team";
 const ZDR_KEY: &str = "sk-zdr-team";
@@ -87,21 +87,11 @@ impl Env {
             key = hash_key(KEY),
             zdr = hash_key(ZDR_KEY),
         );
-        let env: BTreeMap<&str, &str> = [
+        let env = [
             ("OA_KEY", "sk-upstream-openai"),
             ("ANTH_KEY", "sk-upstream-anthropic"),
-        ]
-        .into();
-        let config = Config::parse("test.toml", &text, &|var| {
-            env.get(var).map(|v| v.to_string())
-        })
-        .expect("config");
-        let grace = config.server.shutdown_grace;
-        let state = app_state(config).expect("state");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let gateway = Server::start(listener, state, grace).expect("start");
+        ];
+        let gateway = start_gateway("test.toml", &text, &env).await;
         Env {
             gateway,
             oa1,

@@ -21,3 +21,24 @@ pub fn repo_path(relative: &str) -> PathBuf {
         .join("..")
         .join(relative)
 }
+
+/// Starts the gateway on an ephemeral loopback port with the config `text`
+/// (named `name` in errors), reading `${VAR}`s from `env`.
+pub async fn start_gateway(
+    name: &str,
+    text: &str,
+    env: &[(&str, &str)],
+) -> switchyard::api::Server {
+    let config = switchyard::config::Config::parse(name, text, &|var| {
+        env.iter()
+            .find(|(k, _)| *k == var)
+            .map(|(_, v)| v.to_string())
+    })
+    .expect("config");
+    let grace = config.server.shutdown_grace;
+    let state = switchyard::api::app_state(config).expect("state");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    switchyard::api::Server::start(listener, state, grace).expect("start")
+}

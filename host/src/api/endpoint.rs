@@ -105,6 +105,7 @@ pub async fn handle<E: Endpoint>(state: AppState, headers: HeaderMap, body: Body
             tally,
         }) => {
             let mut response_headers = HeaderMap::new();
+            // Before `info` moves into the stream.
             routing_headers(&mut response_headers, &info);
             let sse = client_sse(
                 info,

@@ -6,15 +6,15 @@
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::Response;
 use serde_json::{Map, Value, json};
 
-use super::AppState;
 use super::chat::{canonical, json_object};
 use super::endpoint::{self, Endpoint};
+use super::{AppState, error_with_body};
 use crate::providers::{Api, sse};
-use crate::route::{RouteError, RouteRequest, StreamEncoder};
+use crate::route::{RouteError, RouteRequest, StreamEncoder, keep_routing_info};
 
 /// Top-level fields the Messages API accepts here (`service_tier` is accepted
 /// and ignored; `routing` is Switchyard's own).
@@ -639,7 +639,6 @@ impl Endpoint for Messages {
     }
 
     fn error(error: &RouteError) -> Response {
-        let status = StatusCode::from_u16(error.status).unwrap_or(StatusCode::BAD_GATEWAY);
         let mut body = json!({
             "type": "error",
             "error": { "type": error_type(error.status), "message": error.message },
@@ -647,14 +646,7 @@ impl Endpoint for Messages {
         if !error.trail.is_empty() {
             body["switchyard"] = json!({ "attempts": error.trail.len(), "trail": error.trail });
         }
-        let mut response = (status, axum::Json(body)).into_response();
-        if let Some(wait) = error.retry_after {
-            let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-                response.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-        }
-        response
+        error_with_body(error, body)
     }
 }
 
@@ -735,18 +727,7 @@ impl Encoder {
 
 impl StreamEncoder for Encoder {
     fn chunk(&mut self, chunk: Value, out: &mut Vec<u8>) {
-        if let Some(info) = chunk.get("switchyard") {
-            match &mut self.switchyard {
-                Some(Value::Object(known)) => {
-                    if let Value::Object(more) = info {
-                        for (k, v) in more {
-                            known.insert(k.clone(), v.clone());
-                        }
-                    }
-                }
-                _ => self.switchyard = Some(info.clone()),
-            }
-        }
+        keep_routing_info(&mut self.switchyard, &chunk);
         self.start(out, chunk.get("model"));
         if let Some(usage) = chunk.get("usage").filter(|u| !u.is_null()) {
             self.usage = usage.clone();

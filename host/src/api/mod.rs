@@ -89,8 +89,13 @@ async fn count_responses(State(state): State<AppState>, request: Request, next: 
 
 /// Renders a [`RouteError`] as an HTTP response.
 pub fn error_response(error: &RouteError) -> Response {
+    error_with_body(error, error.body())
+}
+
+/// `body` with the error's status and, when it has one, its `retry-after`.
+pub fn error_with_body(error: &RouteError, body: serde_json::Value) -> Response {
     let status = StatusCode::from_u16(error.status).unwrap_or(StatusCode::BAD_GATEWAY);
-    let mut response = (status, axum::Json(error.body())).into_response();
+    let mut response = (status, axum::Json(body)).into_response();
     if let Some(wait) = error.retry_after {
         let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
         if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {

@@ -17,7 +17,7 @@ use super::AppState;
 use super::chat::{canonical, json_object};
 use super::endpoint::{self, Endpoint};
 use crate::providers::{Api, content_text, sse};
-use crate::route::{RouteError, RouteRequest, StreamEncoder};
+use crate::route::{RouteError, RouteRequest, StreamEncoder, keep_routing_info};
 
 /// Parameters passed on into the canonical request under the same name.
 const SAME_NAME: &[&str] = &[
@@ -935,8 +935,10 @@ impl Encoder {
         let Some(Open::Tool { item, .. }) = &mut self.open else {
             return;
         };
-        let so_far = item[key].as_str().unwrap_or("").to_string() + piece;
-        item[key] = json!(so_far);
+        match &mut item[key] {
+            Value::String(so_far) => so_far.push_str(piece),
+            other => *other = json!(piece),
+        }
         let id = item["id"].clone();
         let kind = if key == "arguments" {
             "response.function_call_arguments.delta"
@@ -958,19 +960,7 @@ impl StreamEncoder for Encoder {
         {
             self.model = model.clone();
         }
-        if let Some(info) = chunk.get("switchyard") {
-            match &mut self.switchyard {
-                None => self.switchyard = Some(info.clone()),
-                Some(Value::Object(known)) => {
-                    if let Value::Object(more) = info {
-                        for (k, v) in more {
-                            known.insert(k.clone(), v.clone());
-                        }
-                    }
-                }
-                Some(_) => {}
-            }
-        }
+        keep_routing_info(&mut self.switchyard, &chunk);
         self.start(out);
         if let Some(usage) = chunk.get("usage").filter(|u| !u.is_null()) {
             self.usage = usage.clone();

@@ -164,6 +164,20 @@ impl<T: Translate> SseState<T> {
 /// The chunks of an SSE response body, in order, ending with an error if the
 /// body breaks or ends before the provider's end-of-stream marker. Dropping the
 /// stream drops the connection.
+/// The end of an upstream stream: fine if the translator saw its proper end
+/// (`done`), otherwise a cut connection naming the event that never came.
+pub fn stream_end(done: bool, missing: &str) -> Result<Vec<Value>, UpstreamError> {
+    if done {
+        Ok(Vec::new())
+    } else {
+        Err(UpstreamError::new(
+            ErrorClass::Connect,
+            Some(200),
+            format!("the stream ended without {missing}"),
+        ))
+    }
+}
+
 pub fn sse_chunks<T: Translate>(response: reqwest::Response, translate: T) -> ChunkStream {
     let state = SseState {
         body: Box::pin(response.bytes_stream()),

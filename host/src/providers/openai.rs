@@ -99,15 +99,7 @@ impl Translate for Chunks {
     }
 
     fn finish(&mut self) -> Result<Vec<Value>, UpstreamError> {
-        if self.done {
-            Ok(Vec::new())
-        } else {
-            Err(UpstreamError::new(
-                ErrorClass::Connect,
-                Some(200),
-                "the stream ended without [DONE]",
-            ))
-        }
+        http::stream_end(self.done, "[DONE]")
     }
 }
 

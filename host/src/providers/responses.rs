@@ -10,7 +10,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::http::Translate;
+use super::http::{self, Translate};
 use super::sse::SseEvent;
 use super::{ErrorClass, UpstreamError, Usage, content_text};
 
@@ -497,15 +497,7 @@ impl Translate for Events {
     }
 
     fn finish(&mut self) -> Result<Vec<Value>, UpstreamError> {
-        if self.done {
-            Ok(Vec::new())
-        } else {
-            Err(UpstreamError::new(
-                ErrorClass::Connect,
-                Some(200),
-                "the stream ended without response.completed",
-            ))
-        }
+        http::stream_end(self.done, "response.completed")
     }
 }
 

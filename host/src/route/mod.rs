@@ -29,7 +29,7 @@ use crate::providers::{
 use candidates::Judgement;
 pub use candidates::RoutingOptions;
 pub use candidates::{team_allows_account, team_allows_model};
-pub use stream::{ChatEncoder, StreamEncoder, StreamTally, client_sse};
+pub use stream::{ChatEncoder, StreamEncoder, StreamTally, client_sse, keep_routing_info};
 
 /// The canonical request: what the caller asked for, whichever of the three
 /// APIs it came in on, parsed and validated by the API layer. Feature

@@ -151,6 +151,23 @@ pub trait StreamEncoder: Send + 'static {
     }
 }
 
+/// Keeps the routing info a chunk carries (the first chunk's `switchyard`,
+/// then the usage chunk's `cost_usd`) in `slot`, for encoders that report it
+/// at the end of the answer.
+pub fn keep_routing_info(slot: &mut Option<Value>, chunk: &Value) {
+    let Some(Value::Object(more)) = chunk.get("switchyard") else {
+        return;
+    };
+    match slot {
+        Some(Value::Object(known)) => {
+            for (k, v) in more {
+                known.insert(k.clone(), v.clone());
+            }
+        }
+        _ => *slot = Some(Value::Object(more.clone())),
+    }
+}
+
 /// Chat Completions SSE: one `data:` frame per chunk, `[DONE]` at the end,
 /// and an OpenAI-style error object if the upstream breaks.
 pub struct ChatEncoder {

@@ -143,6 +143,20 @@ fn now() -> i64 {
         .unwrap_or(0)
 }
 
+const TEAM_COLUMNS: &str =
+    "SELECT name, created_at, allowed_models, allowed_providers, zdr, active_version FROM teams";
+
+fn team_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<TeamRecord> {
+    Ok(TeamRecord {
+        name: r.get(0)?,
+        created_at: r.get::<_, i64>(1)? as u64,
+        allowed_models: list(r.get(2)?),
+        allowed_providers: list(r.get(3)?),
+        zdr: r.get(4)?,
+        active_version: r.get(5)?,
+    })
+}
+
 fn list(json: Option<String>) -> Option<Vec<String>> {
     json.and_then(|s| serde_json::from_str(&s).ok())
 }
@@ -244,28 +258,20 @@ impl Store {
     /// Every team, by name.
     pub fn teams(&self) -> Result<Vec<TeamRecord>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT name, created_at, allowed_models, allowed_providers, zdr, active_version
-             FROM teams ORDER BY name",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(TeamRecord {
-                name: r.get(0)?,
-                created_at: r.get::<_, i64>(1)? as u64,
-                allowed_models: list(r.get(2)?),
-                allowed_providers: list(r.get(3)?),
-                zdr: r.get(4)?,
-                active_version: r.get(5)?,
-            })
-        })?;
+        let mut stmt = conn.prepare(&format!("{TEAM_COLUMNS} ORDER BY name"))?;
+        let rows = stmt.query_map([], team_record)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// One team.
     pub fn team(&self, name: &str) -> Result<TeamRecord, StoreError> {
-        self.teams()?
-            .into_iter()
-            .find(|t| t.name == name)
+        self.conn()
+            .query_row(
+                &format!("{TEAM_COLUMNS} WHERE name = ?1"),
+                [name],
+                team_record,
+            )
+            .optional()?
             .ok_or_else(|| StoreError::NoTeam(name.to_string()))
     }
 
@@ -652,27 +658,35 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_upload_leaves_the_previous_state() {
+    fn failed_writes_change_nothing() {
         let path = temp_path("atomic");
         let store = Store::open(&path).expect("open");
         store.create_team("t").expect("team");
         store.add_policy_version("t", &upload(b"v1")).expect("v1");
         store.activate("t", 1).expect("activate");
-        // An upload interrupted inside its transaction (here: a constraint
-        // failure after the version number was taken) commits nothing.
-        {
-            let mut conn = store.conn();
-            let tx = conn.transaction().expect("tx");
-            tx.execute(
-                "INSERT INTO policy_versions (team, version, component, sha256, wit_version, uploader, created_at)
-                 VALUES ('t', 2, x'00', 's', '0.1.0', 'u', 0)",
-                [],
-            )
-            .expect("row");
-            // Dropped without commit: rolled back, as on a crash.
-        }
+        assert!(matches!(
+            store.add_policy_version("nobody", &upload(b"v2")),
+            Err(StoreError::NoTeam(_))
+        ));
+        assert!(matches!(
+            store.activate("t", 2),
+            Err(StoreError::NoVersion { .. })
+        ));
+        assert!(matches!(
+            store.set_policy_config("nobody", "{}"),
+            Err(StoreError::NoTeam(_))
+        ));
         let reopened = Store::open(&path).expect("reopen");
         assert_eq!(reopened.policy_versions("t").expect("versions").len(), 1);
         assert_eq!(reopened.team("t").expect("team").active_version, Some(1));
+        assert!(matches!(
+            reopened.team("nobody"),
+            Err(StoreError::NoTeam(_))
+        ));
+        // The failed activation left no history behind: nothing to roll back to.
+        assert!(matches!(
+            reopened.rollback("t"),
+            Err(StoreError::NothingToRollBack(_))
+        ));
     }
 }

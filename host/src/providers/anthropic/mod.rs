@@ -63,15 +63,7 @@ impl Translate for Events {
     }
 
     fn finish(&mut self) -> Result<Vec<Value>, UpstreamError> {
-        if self.translator.finished() {
-            Ok(Vec::new())
-        } else {
-            Err(UpstreamError::new(
-                ErrorClass::Connect,
-                Some(200),
-                "the stream ended without message_stop",
-            ))
-        }
+        http::stream_end(self.translator.finished(), "message_stop")
     }
 }
 
