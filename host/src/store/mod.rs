@@ -53,6 +53,11 @@ const MIGRATIONS: &[&str] = &[
         activated_at INTEGER NOT NULL,
         FOREIGN KEY (team, version) REFERENCES policy_versions(team, version)
     );",
+    // 2: key scopes (team admin tokens), teams declared by the config file,
+    // and why a team's active plugin was set aside after repeated faults.
+    "ALTER TABLE api_keys ADD COLUMN scope TEXT NOT NULL DEFAULT 'api';
+    ALTER TABLE teams ADD COLUMN origin TEXT NOT NULL DEFAULT 'admin';
+    ALTER TABLE teams ADD COLUMN set_aside TEXT;",
 ];
 
 /// A store failure, naming what was asked.
@@ -97,6 +102,41 @@ pub struct TeamRecord {
     pub zdr: bool,
     /// The active policy version; `None` means the bundled default policy.
     pub active_version: Option<u32>,
+    /// Declared in the config file (which then owns its allow-lists and ZDR)
+    /// rather than created through the admin API.
+    pub from_config: bool,
+    /// The team's policy config JSON, when one was set through the store.
+    pub policy_config: Option<String>,
+    /// Why the active version was set aside (the default policy serves
+    /// until a version is activated again); `None` while it is in service.
+    pub set_aside: Option<String>,
+}
+
+/// What a key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyScope {
+    /// Calls the model APIs (`/v1/...`) as the team.
+    Api,
+    /// Manages the team's own policies on the admin API (a team admin token).
+    Admin,
+}
+
+impl KeyScope {
+    /// `api` or `admin`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyScope::Api => "api",
+            KeyScope::Admin => "admin",
+        }
+    }
+
+    fn parse(text: &str) -> KeyScope {
+        if text == "admin" {
+            KeyScope::Admin
+        } else {
+            KeyScope::Api
+        }
+    }
 }
 
 /// An API key's row (the key itself is never stored, only its sha256).
@@ -105,8 +145,17 @@ pub struct KeyRecord {
     pub id: i64,
     pub team: String,
     pub label: String,
+    pub scope: KeyScope,
     pub created_at: u64,
     pub revoked: bool,
+}
+
+/// An unrevoked key, as the gateway's key table holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveKey {
+    pub key_sha256: String,
+    pub team: String,
+    pub scope: KeyScope,
 }
 
 /// An uploaded policy version, without its bytes.
@@ -143,8 +192,8 @@ fn now() -> i64 {
         .unwrap_or(0)
 }
 
-const TEAM_COLUMNS: &str =
-    "SELECT name, created_at, allowed_models, allowed_providers, zdr, active_version FROM teams";
+const TEAM_COLUMNS: &str = "SELECT name, created_at, allowed_models, allowed_providers, zdr,
+     active_version, origin, policy_config, set_aside FROM teams";
 
 fn team_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<TeamRecord> {
     Ok(TeamRecord {
@@ -154,6 +203,9 @@ fn team_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<TeamRecord> {
         allowed_providers: list(r.get(3)?),
         zdr: r.get(4)?,
         active_version: r.get(5)?,
+        from_config: r.get::<_, String>(6)? == "config",
+        policy_config: r.get(7)?,
+        set_aside: r.get(8)?,
     })
 }
 
@@ -252,7 +304,27 @@ impl Store {
             allowed_providers: None,
             zdr: false,
             active_version: None,
+            from_config: false,
+            policy_config: None,
+            set_aside: None,
         })
+    }
+
+    /// Makes sure every team the config file declares has a row (so it can
+    /// hold keys and policy versions), marked as the config's.
+    pub fn declare_config_teams(&self, names: &[String]) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let created = now();
+        for name in names {
+            tx.execute(
+                "INSERT INTO teams (name, created_at, origin) VALUES (?1, ?2, 'config')
+                 ON CONFLICT(name) DO UPDATE SET origin = 'config'",
+                params![name, created],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     /// Every team, by name.
@@ -294,12 +366,19 @@ impl Store {
     }
 
     /// Registers a key (by its sha256) for a team; returns its id.
-    pub fn add_key(&self, team: &str, key_sha256: &str, label: &str) -> Result<i64, StoreError> {
+    pub fn add_key(
+        &self,
+        team: &str,
+        key_sha256: &str,
+        label: &str,
+        scope: KeyScope,
+    ) -> Result<i64, StoreError> {
         let conn = self.conn();
         Self::require_team(&conn, team)?;
         match conn.execute(
-            "INSERT INTO api_keys (team, key_sha256, label, created_at) VALUES (?1, ?2, ?3, ?4)",
-            params![team, key_sha256, label, now()],
+            "INSERT INTO api_keys (team, key_sha256, label, created_at, scope)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![team, key_sha256, label, now(), scope.as_str()],
         ) {
             Ok(_) => Ok(conn.last_insert_rowid()),
             Err(rusqlite::Error::SqliteFailure(e, _))
@@ -331,7 +410,7 @@ impl Store {
         let conn = self.conn();
         Self::require_team(&conn, team)?;
         let mut stmt = conn.prepare(
-            "SELECT id, team, label, created_at, revoked_at IS NOT NULL FROM api_keys
+            "SELECT id, team, label, created_at, revoked_at IS NOT NULL, scope FROM api_keys
              WHERE team = ?1 ORDER BY id",
         )?;
         let rows = stmt.query_map([team], |r| {
@@ -341,21 +420,25 @@ impl Store {
                 label: r.get(2)?,
                 created_at: r.get::<_, i64>(3)? as u64,
                 revoked: r.get(4)?,
+                scope: KeyScope::parse(&r.get::<_, String>(5)?),
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// The team owning an unrevoked key with this sha256.
-    pub fn team_for_key(&self, key_sha256: &str) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .conn()
-            .query_row(
-                "SELECT team FROM api_keys WHERE key_sha256 = ?1 AND revoked_at IS NULL",
-                [key_sha256],
-                |r| r.get(0),
-            )
-            .optional()?)
+    /// Every unrevoked key.
+    pub fn live_keys(&self) -> Result<Vec<LiveKey>, StoreError> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT key_sha256, team, scope FROM api_keys WHERE revoked_at IS NULL")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(LiveKey {
+                key_sha256: r.get(0)?,
+                team: r.get(1)?,
+                scope: KeyScope::parse(&r.get::<_, String>(2)?),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Stores an uploaded policy version (not yet active); returns its
@@ -443,7 +526,7 @@ impl Store {
             });
         }
         tx.execute(
-            "UPDATE teams SET active_version = ?2 WHERE name = ?1",
+            "UPDATE teams SET active_version = ?2, set_aside = NULL WHERE name = ?1",
             params![team, version],
         )?;
         tx.execute(
@@ -478,7 +561,7 @@ impl Store {
             return Err(StoreError::NothingToRollBack(team.to_string()));
         };
         tx.execute(
-            "UPDATE teams SET active_version = ?2 WHERE name = ?1",
+            "UPDATE teams SET active_version = ?2, set_aside = NULL WHERE name = ?1",
             params![team, previous],
         )?;
         // Forget the rolled-back activation, so a second rollback goes
@@ -493,6 +576,16 @@ impl Store {
         )?;
         tx.commit()?;
         Ok(previous)
+    }
+
+    /// Records that the team's active `version` was set aside, and why; a
+    /// no-op if another version was activated meanwhile.
+    pub fn set_aside(&self, team: &str, version: u32, reason: &str) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE teams SET set_aside = ?3 WHERE name = ?1 AND active_version = ?2",
+            params![team, version, reason],
+        )?;
+        Ok(())
     }
 
     /// Sets the team's policy config (a JSON document).
@@ -550,7 +643,9 @@ mod tests {
         {
             let store = Store::open(&path).expect("create");
             store.create_team("alpha").expect("team");
-            let id = store.add_key("alpha", "sha-of-key", "ci").expect("key");
+            let id = store
+                .add_key("alpha", "sha-of-key", "ci", KeyScope::Api)
+                .expect("key");
             assert!(id > 0);
             store
                 .set_team_access("alpha", Some(&["gpt-4o".to_string()]), None, true)
@@ -571,8 +666,12 @@ mod tests {
         assert_eq!(team.allowed_providers, None);
         assert!(team.zdr);
         assert_eq!(
-            store.team_for_key("sha-of-key").expect("lookup").as_deref(),
-            Some("alpha")
+            store.live_keys().expect("keys"),
+            vec![LiveKey {
+                key_sha256: "sha-of-key".into(),
+                team: "alpha".into(),
+                scope: KeyScope::Api
+            }]
         );
         assert_eq!(
             store.policy_component("alpha", 1).expect("bytes"),
@@ -596,13 +695,13 @@ mod tests {
             store.create_team("a"),
             Err(StoreError::TeamExists(_))
         ));
-        let id = store.add_key("a", "k1", "").expect("key");
+        let id = store.add_key("a", "k1", "", KeyScope::Api).expect("key");
         assert!(matches!(
-            store.add_key("b", "k1", ""),
+            store.add_key("b", "k1", "", KeyScope::Admin),
             Err(StoreError::KeyExists)
         ));
         assert!(matches!(
-            store.add_key("nobody", "k2", ""),
+            store.add_key("nobody", "k2", "", KeyScope::Api),
             Err(StoreError::NoTeam(_))
         ));
         // Team b cannot revoke team a's key.
@@ -611,7 +710,7 @@ mod tests {
             Err(StoreError::NoKey { .. })
         ));
         store.revoke_key("a", id).expect("revoke");
-        assert_eq!(store.team_for_key("k1").expect("lookup"), None);
+        assert!(store.live_keys().expect("keys").is_empty());
         assert!(store.keys("a").expect("keys")[0].revoked);
     }
 
@@ -688,5 +787,55 @@ mod tests {
             reopened.rollback("t"),
             Err(StoreError::NothingToRollBack(_))
         ));
+    }
+
+    #[test]
+    fn a_first_schema_store_is_migrated_in_place() {
+        let path = temp_path("migrate");
+        {
+            let conn = Connection::open(&path).expect("raw");
+            conn.execute_batch(MIGRATIONS[0]).expect("schema 1");
+            conn.pragma_update(None, "user_version", 1)
+                .expect("version");
+            conn.execute("INSERT INTO teams (name, created_at) VALUES ('old', 1)", [])
+                .expect("team");
+            conn.execute(
+                "INSERT INTO api_keys (team, key_sha256, created_at) VALUES ('old', 'h', 1)",
+                [],
+            )
+            .expect("key");
+        }
+        let store = Store::open(&path).expect("migrate");
+        let team = store.team("old").expect("team kept");
+        assert!(!team.from_config);
+        assert_eq!(team.set_aside, None);
+        assert_eq!(store.live_keys().expect("keys")[0].scope, KeyScope::Api);
+    }
+
+    #[test]
+    fn set_aside_lasts_until_the_next_activation() {
+        let store = Store::open(&temp_path("aside")).expect("open");
+        store
+            .declare_config_teams(&["cfg".to_string()])
+            .expect("declare");
+        assert!(store.team("cfg").expect("team").from_config);
+        store.add_policy_version("cfg", &upload(b"v1")).expect("v1");
+        store.add_policy_version("cfg", &upload(b"v2")).expect("v2");
+        store.activate("cfg", 1).expect("activate");
+        // A set-aside for a version that is no longer active changes nothing.
+        store.set_aside("cfg", 2, "stale").expect("stale");
+        assert_eq!(store.team("cfg").expect("team").set_aside, None);
+        store.set_aside("cfg", 1, "5 faults").expect("aside");
+        assert_eq!(
+            store.team("cfg").expect("team").set_aside.as_deref(),
+            Some("5 faults")
+        );
+        store.activate("cfg", 1).expect("re-activate");
+        assert_eq!(store.team("cfg").expect("team").set_aside, None);
+        // Declaring again keeps everything.
+        store
+            .declare_config_teams(&["cfg".to_string()])
+            .expect("again");
+        assert_eq!(store.team("cfg").expect("team").active_version, Some(1));
     }
 }
