@@ -3,14 +3,13 @@
 //! Prometheus text parser, `/admin/v1/metrics`). Metric windows and breakers
 //! read a hand-moved clock; latencies are real.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use switchyard::api::{AppState, Server, app_state_with_clock};
-use switchyard::config::{Config, hash_key};
+use switchyard::config::hash_key;
 use switchyard::metrics::{ManualClock, Outcome};
 use switchyard_tests::mock::{Behavior, Flavor, MockProvider};
 
@@ -63,12 +62,11 @@ impl Env {
             alpha = alpha.base_url(),
             key = hash_key(KEY),
         );
-        let env: BTreeMap<&str, &str> =
-            [("OA_KEY", "sk-upstream"), ("SWITCHYARD_ADMIN_TOKEN", ADMIN)].into();
-        let config = Config::parse("live.toml", &text, &|var| {
-            env.get(var).map(|v| v.to_string())
-        })
-        .expect("config");
+        let config = switchyard_tests::parse_config(
+            "live.toml",
+            &text,
+            &[("OA_KEY", "sk-upstream"), ("SWITCHYARD_ADMIN_TOKEN", ADMIN)],
+        );
         // Any instant will do; a round hour keeps bucket edges predictable.
         let clock = ManualClock::new(1_800_000_000_000);
         let state = app_state_with_clock(config, Arc::new(clock.clone())).expect("state");

@@ -193,6 +193,19 @@ pub struct ServerSettings {
     pub max_body_bytes: usize,
 }
 
+/// How uploaded team policy plugins are run and accepted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginSettings {
+    /// Consecutive faults (trap, deadline, memory, invalid plan) after which a
+    /// team's plugin is set aside and the default policy serves the team.
+    pub fault_limit: u32,
+    /// Largest policy component an upload may carry.
+    pub max_upload_bytes: usize,
+    /// Decisions of one team's plugin that may run at once; more wait, so a
+    /// slow plugin holds at most this many threads.
+    pub decision_slots: usize,
+}
+
 /// The whole, validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -208,6 +221,13 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// Logical models by name.
     pub logical_models: BTreeMap<String, LogicalModel>,
+    /// The embedded store's SQLite file (created on first start).
+    pub store_path: std::path::PathBuf,
+    /// Uploaded team plugins.
+    pub plugins: PluginSettings,
+    /// The default policy's config (the `[policy]` table as JSON), given to
+    /// the default policy when it stands in for a team's faulty plugin.
+    pub default_policy_config: String,
 }
 
 #[derive(Deserialize)]
@@ -231,6 +251,25 @@ struct RawConfig {
     admin: RawAdmin,
     #[serde(default)]
     logical_models: BTreeMap<String, RawLogicalModel>,
+    #[serde(default)]
+    store: RawStore,
+    #[serde(default)]
+    plugins: RawPlugins,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    /// SQLite file; default `switchyard.db` in the working directory.
+    path: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPlugins {
+    fault_limit: Option<u32>,
+    max_upload_bytes: Option<usize>,
+    decision_slots: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -688,6 +727,28 @@ impl Config {
                 format!("environment variable {token_env} is not set"),
             ));
         }
+        let plugins = PluginSettings {
+            fault_limit: raw.plugins.fault_limit.unwrap_or(5),
+            max_upload_bytes: raw.plugins.max_upload_bytes.unwrap_or(8 << 20),
+            decision_slots: raw.plugins.decision_slots.unwrap_or(8),
+        };
+        if plugins.fault_limit == 0 {
+            return Err(err("plugins.fault_limit", "must be at least 1".into()));
+        }
+        if plugins.decision_slots == 0 {
+            return Err(err("plugins.decision_slots", "must be at least 1".into()));
+        }
+        if plugins.max_upload_bytes == 0 || plugins.max_upload_bytes > 64 << 20 {
+            return Err(err(
+                "plugins.max_upload_bytes",
+                "must be between 1 byte and 64 MiB".into(),
+            ));
+        }
+        let store_path = match raw.store.path.as_deref() {
+            Some("") => return Err(err("store.path", "is empty".into())),
+            Some(path) => std::path::PathBuf::from(path),
+            None => std::path::PathBuf::from("switchyard.db"),
+        };
         Ok(Config {
             server,
             routing,
@@ -697,6 +758,9 @@ impl Config {
             key_hashes,
             admin_token,
             logical_models,
+            store_path,
+            plugins,
+            default_policy_config,
         })
     }
 
@@ -705,6 +769,28 @@ impl Config {
         self.key_hashes
             .get(&hash_key(key))
             .and_then(|&i| self.teams.get(i))
+    }
+
+    /// Checks allow-lists given at runtime (admin API): every model is a
+    /// catalog or logical model, every provider an account.
+    pub fn check_team_access(
+        &self,
+        models: Option<&[String]>,
+        providers: Option<&[String]>,
+    ) -> Result<(), String> {
+        for slug in models.unwrap_or_default() {
+            if self.catalog.get(slug).is_none() && !self.logical_models.contains_key(slug) {
+                return Err(format!("allowed_models: unknown model {slug:?}"));
+            }
+        }
+        for account in providers.unwrap_or_default() {
+            if !self.providers.iter().any(|p| &p.name == account) {
+                return Err(format!(
+                    "allowed_providers: no provider account named {account:?}"
+                ));
+            }
+        }
+        Ok(())
     }
 }
 

@@ -21,3 +21,4 @@ pub mod policy;
 pub mod providers;
 pub mod route;
 pub mod store;
+pub mod teams;

@@ -22,6 +22,34 @@ pub fn repo_path(relative: &str) -> PathBuf {
         .join(relative)
 }
 
+/// A path for a new SQLite store under the system temp directory, unique to
+/// this call (tests never share a store by accident).
+pub fn temp_store() -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let dir = std::env::temp_dir().join("switchyard-tests");
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir.join(format!("{}-{n}-{nanos:x}.db", std::process::id()))
+}
+
+/// Parses the config `text` (named `name` in errors), reading `${VAR}`s from
+/// `env`; without a `[store]` table it gets a fresh temporary store.
+pub fn parse_config(name: &str, text: &str, env: &[(&str, &str)]) -> switchyard::config::Config {
+    let mut config = switchyard::config::Config::parse(name, text, &|var| {
+        env.iter()
+            .find(|(k, _)| *k == var)
+            .map(|(_, v)| v.to_string())
+    })
+    .expect("config");
+    if !text.contains("[store]") {
+        config.store_path = temp_store();
+    }
+    config
+}
+
 /// Starts the gateway on an ephemeral loopback port with the config `text`
 /// (named `name` in errors), reading `${VAR}`s from `env`.
 pub async fn start_gateway(
@@ -29,12 +57,7 @@ pub async fn start_gateway(
     text: &str,
     env: &[(&str, &str)],
 ) -> switchyard::api::Server {
-    let config = switchyard::config::Config::parse(name, text, &|var| {
-        env.iter()
-            .find(|(k, _)| *k == var)
-            .map(|(_, v)| v.to_string())
-    })
-    .expect("config");
+    let config = parse_config(name, text, env);
     let grace = config.server.shutdown_grace;
     let state = switchyard::api::app_state(config).expect("state");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -58,8 +58,8 @@ pub fn routing_headers(headers: &mut HeaderMap, info: &RouteInfo) {
 /// the answer (or error) in `E`'s shapes.
 pub async fn handle<E: Endpoint>(state: AppState, headers: HeaderMap, body: Body) -> Response {
     let config = state.executor.config();
-    let team = match authenticate(config, &headers) {
-        Ok(team) => team,
+    let tenant = match authenticate(&state.teams, &headers) {
+        Ok(tenant) => tenant,
         Err(e) => return E::error(&e),
     };
     if let Err(e) = E::check_headers(&headers) {
@@ -89,7 +89,7 @@ pub async fn handle<E: Endpoint>(state: AppState, headers: HeaderMap, body: Body
         Ok(parsed) => parsed,
         Err(e) => return E::error(&e),
     };
-    match state.executor.serve(team, request).await {
+    match state.executor.serve(&tenant, request).await {
         Ok(Served::Complete { body, info }) => {
             let mut response =
                 (StatusCode::OK, axum::Json(E::complete(body, echo))).into_response();

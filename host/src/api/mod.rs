@@ -24,15 +24,19 @@ use axum::routing::{get, post};
 use serde_json::json;
 use tokio::net::TcpListener;
 
-use crate::config::{Config, Team};
+use crate::config::Config;
 use crate::metrics::{Clock, SystemClock};
 use crate::policy::{Limits, Runtime};
 use crate::route::{Executor, RouteError, team_allows_account, team_allows_model};
+use crate::store::Store;
+use crate::teams::{Teams, Tenant};
 
 /// Shared state of the HTTP handlers.
 #[derive(Clone)]
 pub struct AppState {
     pub executor: Arc<Executor>,
+    /// Teams, keys and their policies (config file + embedded store).
+    pub teams: Arc<Teams>,
 }
 
 /// Builds the executor (policy runtime, default policy, provider adapters).
@@ -50,8 +54,12 @@ pub fn app_state_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Re
         let adapter = crate::providers::build(account).map_err(anyhow::Error::msg)?;
         providers.insert(account.name.clone(), adapter);
     }
+    let config = Arc::new(config);
+    let store = Arc::new(Store::open(&config.store_path)?);
+    let teams = Teams::open(config.clone(), store, runtime)?;
     Ok(AppState {
-        executor: Arc::new(Executor::new(Arc::new(config), policy, providers, clock)),
+        executor: Arc::new(Executor::new(config, policy, providers, clock)),
+        teams: Arc::new(teams),
     })
 }
 
@@ -118,7 +126,7 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// The team of the request's API key (`Authorization: Bearer` or `x-api-key`).
-pub fn authenticate<'a>(config: &'a Config, headers: &HeaderMap) -> Result<&'a Team, RouteError> {
+pub fn authenticate(teams: &Teams, headers: &HeaderMap) -> Result<Arc<Tenant>, RouteError> {
     let key = bearer_token(headers).or_else(|| {
         headers
             .get("x-api-key")
@@ -133,22 +141,30 @@ pub fn authenticate<'a>(config: &'a Config, headers: &HeaderMap) -> Result<&'a T
             "You didn't provide an API key: send it as `Authorization: Bearer KEY` or `x-api-key: KEY`.",
         ));
     };
-    config.team_for_key(key).ok_or_else(|| {
-        RouteError::new(
-            401,
-            "invalid_request_error",
-            "invalid_api_key",
-            "Incorrect API key provided.",
-        )
-    })
+    let directory = teams.directory();
+    if let Some(tenant) = directory.by_key(key) {
+        return Ok(tenant.clone());
+    }
+    let message = if directory.admin_of(key).is_some() {
+        "Incorrect API key provided: this is a team admin token, which only the admin API (/admin/v1) accepts."
+    } else {
+        "Incorrect API key provided."
+    };
+    Err(RouteError::new(
+        401,
+        "invalid_request_error",
+        "invalid_api_key",
+        message,
+    ))
 }
 
 async fn models(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let config = state.executor.config();
-    let team = match authenticate(config, &headers) {
-        Ok(team) => team,
+    let tenant = match authenticate(&state.teams, &headers) {
+        Ok(tenant) => tenant,
         Err(e) => return error_response(&e),
     };
+    let team = &tenant.team;
     let mut data: Vec<_> = config
         .catalog
         .iter()

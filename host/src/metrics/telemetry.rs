@@ -246,8 +246,9 @@ impl Telemetry {
         bump(&self.stream_breaks, &[provider, model], 1);
     }
 
-    /// Records one policy decision: its time, and its fault kind if it faulted.
-    pub fn decision(&self, team: &str, elapsed: Duration, fault: Option<&str>) {
+    /// Records one policy decision: its time, and its fault kind if it faulted
+    /// (`version` is the team plugin's `vN`, or `default`).
+    pub fn decision(&self, team: &str, version: &str, elapsed: Duration, fault: Option<&str>) {
         observe(
             &self.decision_seconds,
             DECISION_BUCKETS,
@@ -255,7 +256,7 @@ impl Telemetry {
             elapsed.as_secs_f64(),
         );
         if let Some(kind) = fault {
-            bump(&self.policy_faults, &[team, kind], 1);
+            bump(&self.policy_faults, &[team, version, kind], 1);
         }
     }
 
@@ -371,8 +372,8 @@ impl Telemetry {
         counter(
             &mut out,
             "switchyard_policy_faults_total",
-            "Policy decisions that faulted, by kind (trap, deadline, memory, invalid-plan, instantiate).",
-            &["team", "kind"],
+            "Policy decisions that faulted, by team, policy version (`v3`, or `default`) and kind (trap, deadline, memory, invalid-plan, instantiate). A team plugin's fault is answered by the default policy.",
+            &["team", "version", "kind"],
             &lock(&self.policy_faults),
         );
         counter(

@@ -26,6 +26,7 @@ use crate::policy::{Candidate, Plan, Policy, PolicyError, RefusalKind, Request};
 use crate::providers::{
     Api, ChatCall, ChatResponse, ChunkStream, ErrorClass, Provider, UpstreamError, Usage,
 };
+use crate::teams::Tenant;
 use candidates::Judgement;
 pub use candidates::RoutingOptions;
 pub use candidates::{team_allows_account, team_allows_model};
@@ -350,8 +351,9 @@ impl Executor {
         }
     }
 
-    /// Routes one request for `team`, and counts how it ended.
-    pub async fn serve(&self, team: &Team, req: RouteRequest) -> Result<Served, RouteError> {
+    /// Routes one request for `tenant`, and counts how it ended.
+    pub async fn serve(&self, tenant: &Tenant, req: RouteRequest) -> Result<Served, RouteError> {
+        let team = &tenant.team;
         let arrival = Instant::now();
         let mut progress = Progress { label: None };
         let abandoned = Abandoned {
@@ -360,7 +362,7 @@ impl Executor {
             arrival,
             armed: true,
         };
-        let result = self.route(team, req, arrival, &mut progress).await;
+        let result = self.route(tenant, req, arrival, &mut progress).await;
         abandoned.disarm();
         let (provider, model, outcome, fallback, cost) = match &result {
             Ok(Served::Complete { info, .. } | Served::Stream { info, .. }) => (
@@ -399,11 +401,12 @@ impl Executor {
 
     async fn route(
         &self,
-        team: &Team,
+        tenant: &Tenant,
         mut req: RouteRequest,
         arrival: Instant,
         progress: &mut Progress,
     ) -> Result<Served, RouteError> {
+        let team = &tenant.team;
         let now = Instant::now();
         let logical = logical::expand(&self.config, team, &mut req)?;
         let features = features::detect(&req.body);
@@ -412,7 +415,7 @@ impl Executor {
         }
         let window = req.routing.interval_seconds;
         let snapshot = Arc::new(self.metrics.snapshot());
-        let mut built = candidates::build(
+        let built = candidates::build(
             &self.config,
             team,
             &req,
@@ -426,10 +429,6 @@ impl Executor {
             },
             &|id| self.judge(id, &features, &snapshot, window),
         )?;
-        if !self.policy.info().metrics.is_empty() {
-            self.policy
-                .precompute_metrics(&mut built.candidates, snapshot.as_ref(), window);
-        }
         let policy_request = Request {
             model: req.model.clone(),
             routing: crate::policy::Routing {
@@ -456,25 +455,98 @@ impl Executor {
             metadata: req.metadata.clone(),
             config: team.policy_config.clone(),
         };
-        let plan = self.decide(team, &policy_request, &built.candidates, snapshot)?;
+        let (plan, policy_request, candidates) = self
+            .decide(tenant, policy_request, built.candidates, snapshot, window)
+            .await?;
         progress.label = Some(plan.label.clone());
         let context = Context {
             team: &team.name,
             arrival,
             features: &policy_request.features,
         };
-        self.execute(&req, &context, &built.candidates, &built.accounts, plan)
+        self.execute(&req, &context, &candidates, &built.accounts, plan)
             .await
     }
 
-    fn decide(
+    /// Asks the team's plugin (if it has one in service) for a plan, on a
+    /// blocking thread and within the plugin's decision slots, so a slow or
+    /// looping plugin holds only its own team's requests. A fault is counted
+    /// against the plugin and the request is routed by the default policy.
+    /// Gives back the request and candidates it was handed.
+    async fn decide(
         &self,
-        team: &Team,
-        request: &Request,
-        candidates: &[Candidate],
-        snapshot: Arc<dyn MetricSource>,
-    ) -> Result<Plan, RouteError> {
-        let decision = self.policy.decide_traced(request, candidates, snapshot);
+        tenant: &Tenant,
+        mut request: Request,
+        mut candidates: Vec<Candidate>,
+        snapshot: Arc<crate::metrics::Snapshot>,
+        window: u32,
+    ) -> Result<(Plan, Request, Vec<Candidate>), RouteError> {
+        let team = &tenant.team;
+        if let Some(plugin) = tenant.policy.as_ref().filter(|p| p.in_service()) {
+            let permit = plugin.slots.acquire().await;
+            if permit.is_ok() && plugin.in_service() {
+                let policy = plugin.policy.clone();
+                if !policy.info().metrics.is_empty() {
+                    policy.precompute_metrics(&mut candidates, snapshot.as_ref(), window);
+                }
+                let source: Arc<dyn MetricSource> = snapshot.clone();
+                let ran = tokio::task::spawn_blocking(move || {
+                    let decision = policy.decide_traced(&request, &candidates, source);
+                    (decision, request, candidates)
+                })
+                .await;
+                drop(permit);
+                let (decision, back_request, back_candidates) = ran.map_err(|e| {
+                    RouteError::new(
+                        503,
+                        "server_error",
+                        "routing_policy_fault",
+                        format!("the routing policy failed: {e}"),
+                    )
+                })?;
+                request = back_request;
+                candidates = back_candidates;
+                let version = format!("v{}", plugin.version);
+                match decision.result {
+                    Err(fault) if fault.is_fault() => {
+                        self.telemetry.decision(
+                            &team.name,
+                            &version,
+                            decision.stats.elapsed,
+                            Some(fault.kind()),
+                        );
+                        // A full instance pool is the host's capacity, not the plugin's fault.
+                        let aside = if matches!(fault, PolicyError::Instantiate(_)) {
+                            None
+                        } else {
+                            plugin.record_fault(fault.kind())
+                        };
+                        match aside {
+                            Some(reason) => {
+                                tracing::error!(team = %team.name, version = plugin.version, error = %fault, "team policy set aside: {reason}")
+                            }
+                            None => {
+                                tracing::warn!(team = %team.name, version = plugin.version, error = %fault, "team policy fault; the default policy routes this request")
+                            }
+                        }
+                        request
+                            .config
+                            .clone_from(&self.config.default_policy_config);
+                    }
+                    result => {
+                        self.telemetry
+                            .decision(&team.name, &version, decision.stats.elapsed, None);
+                        plugin.record_success();
+                        return Ok((Self::plan_or_error(team, result)?, request, candidates));
+                    }
+                }
+            }
+        }
+        if !self.policy.info().metrics.is_empty() {
+            self.policy
+                .precompute_metrics(&mut candidates, snapshot.as_ref(), window);
+        }
+        let decision = self.policy.decide_traced(&request, &candidates, snapshot);
         let fault = decision
             .result
             .as_ref()
@@ -482,8 +554,17 @@ impl Executor {
             .filter(|e| e.is_fault())
             .map(PolicyError::kind);
         self.telemetry
-            .decision(&team.name, decision.stats.elapsed, fault);
-        match decision.result {
+            .decision(&team.name, "default", decision.stats.elapsed, fault);
+        Ok((
+            Self::plan_or_error(team, decision.result)?,
+            request,
+            candidates,
+        ))
+    }
+
+    /// The plan, or the caller's error for a refusal or a fault.
+    fn plan_or_error(team: &Team, result: Result<Plan, PolicyError>) -> Result<Plan, RouteError> {
+        match result {
             Ok(plan) => Ok(plan),
             Err(PolicyError::Refused { kind, message }) => Err(match kind {
                 RefusalKind::NoRoute if team.zdr => RouteError::new(

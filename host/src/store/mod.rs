@@ -110,6 +110,9 @@ pub struct TeamRecord {
     /// Why the active version was set aside (the default policy serves
     /// until a version is activated again); `None` while it is in service.
     pub set_aside: Option<String>,
+    /// Id of the team's latest activation (0: never activated); it changes
+    /// with every activation and rollback, even of the same version.
+    pub activation: i64,
 }
 
 /// What a key may do.
@@ -193,7 +196,9 @@ fn now() -> i64 {
 }
 
 const TEAM_COLUMNS: &str = "SELECT name, created_at, allowed_models, allowed_providers, zdr,
-     active_version, origin, policy_config, set_aside FROM teams";
+     active_version, origin, policy_config, set_aside,
+     (SELECT COALESCE(MAX(id), 0) FROM activations WHERE activations.team = teams.name)
+     FROM teams";
 
 fn team_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<TeamRecord> {
     Ok(TeamRecord {
@@ -206,6 +211,7 @@ fn team_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<TeamRecord> {
         from_config: r.get::<_, String>(6)? == "config",
         policy_config: r.get(7)?,
         set_aside: r.get(8)?,
+        activation: r.get(9)?,
     })
 }
 
@@ -307,6 +313,7 @@ impl Store {
             from_config: false,
             policy_config: None,
             set_aside: None,
+            activation: 0,
         })
     }
 

@@ -1,0 +1,405 @@
+//! Who a key belongs to, and which policy routes that team's requests.
+//!
+//! Teams come from two places: the config file (allow-lists, ZDR and keys
+//! declared there) and the embedded store (teams and keys created through the
+//! admin API, plus every team's uploaded policy versions and the active one).
+//! [`Teams`] merges both into an immutable [`Directory`] snapshot held in an
+//! `ArcSwap`: a request loads it once and keeps its [`Tenant`] (and so its
+//! policy version) to the end, while an admin write builds the next snapshot
+//! and swaps it in atomically. Compiled policies are reused across snapshots.
+//!
+//! A team's uploaded plugin is watched: every fault (trap, deadline, memory,
+//! invalid plan) is counted per team and version, and after
+//! [`crate::config::PluginSettings::fault_limit`] consecutive faults the
+//! plugin is set aside (recorded in the store) and the default policy serves
+//! the team until a version is activated again.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+
+use crate::config::{Config, Team, hash_key};
+use crate::policy::{LoadError, Policy, Runtime};
+use crate::store::{KeyScope, Store, StoreError, TeamRecord};
+
+/// Where a team is declared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// In the config file, which owns its allow-lists and ZDR setting.
+    Config,
+    /// Through the admin API.
+    Admin,
+}
+
+impl Origin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Config => "config",
+            Origin::Admin => "admin",
+        }
+    }
+}
+
+/// One team as requests see it.
+#[derive(Debug)]
+pub struct Tenant {
+    /// Allow-lists, ZDR and the policy config the team's requests carry.
+    pub team: Team,
+    pub origin: Origin,
+    /// When the team was created (seconds since the epoch).
+    pub created_at: u64,
+    /// The team's active uploaded plugin; `None`: the bundled default policy.
+    pub policy: Option<Arc<TeamPolicy>>,
+    /// Why the active version could not be loaded (the default policy
+    /// serves meanwhile), e.g. after an upgrade that dropped its WIT version.
+    pub policy_error: Option<String>,
+}
+
+/// A team's active plugin version and how it has behaved.
+pub struct TeamPolicy {
+    pub team: String,
+    pub version: u32,
+    /// Which activation of the version this is (re-activating starts afresh).
+    activation: i64,
+    pub policy: Policy,
+    /// Bounds the decisions of this plugin running at once.
+    pub slots: tokio::sync::Semaphore,
+    consecutive: AtomicU32,
+    faults: AtomicU64,
+    limit: u32,
+    set_aside: Mutex<Option<String>>,
+    store: Arc<Store>,
+}
+
+impl std::fmt::Debug for TeamPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TeamPolicy")
+            .field("team", &self.team)
+            .field("version", &self.version)
+            .field("faults", &self.faults())
+            .field("set_aside", &self.set_aside())
+            .finish()
+    }
+}
+
+impl TeamPolicy {
+    /// Why the plugin was set aside, if it was.
+    pub fn set_aside(&self) -> Option<String> {
+        self.set_aside
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Whether the plugin is in service (not set aside).
+    pub fn in_service(&self) -> bool {
+        self.set_aside
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none()
+    }
+
+    /// Faults since this version was activated.
+    pub fn faults(&self) -> u64 {
+        self.faults.load(Ordering::Relaxed)
+    }
+
+    /// Faults in a row, up to now.
+    pub fn consecutive_faults(&self) -> u32 {
+        self.consecutive.load(Ordering::Relaxed)
+    }
+
+    /// A decision that produced a plan or a refusal: the streak is over.
+    pub fn record_success(&self) {
+        if self.consecutive.load(Ordering::Relaxed) != 0 {
+            self.consecutive.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts a fault; sets the plugin aside (and records that in the store,
+    /// off the request path) when it completes a streak of `limit`. Returns
+    /// the reason when this fault set it aside.
+    pub fn record_fault(&self, kind: &str) -> Option<String> {
+        self.faults.fetch_add(1, Ordering::Relaxed);
+        let streak = self.consecutive.fetch_add(1, Ordering::Relaxed) + 1;
+        if streak < self.limit {
+            return None;
+        }
+        let reason = {
+            let mut aside = self.set_aside.lock().unwrap_or_else(|p| p.into_inner());
+            if aside.is_some() {
+                return None;
+            }
+            let reason = format!(
+                "{streak} consecutive faults (the last: {kind}); the default policy serves this team until a version is activated"
+            );
+            *aside = Some(reason.clone());
+            reason
+        };
+        let (store, team, version, why) = (
+            self.store.clone(),
+            self.team.clone(),
+            self.version,
+            reason.clone(),
+        );
+        let persist = move || {
+            if let Err(e) = store.set_aside(&team, version, &why) {
+                tracing::error!(team = %team, version, error = %e, "cannot record that the plugin was set aside");
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn_blocking(persist);
+            }
+            Err(_) => persist(),
+        }
+        Some(reason)
+    }
+}
+
+/// An immutable view of every team and key.
+#[derive(Debug, Default)]
+pub struct Directory {
+    tenants: HashMap<String, Arc<Tenant>>,
+    /// sha256 of an API key → its team.
+    api_keys: HashMap<String, Arc<Tenant>>,
+    /// sha256 of a team admin token → its team's name.
+    admin_keys: HashMap<String, String>,
+}
+
+impl Directory {
+    /// The team of an API key.
+    pub fn by_key(&self, key: &str) -> Option<&Arc<Tenant>> {
+        self.api_keys.get(&hash_key(key))
+    }
+
+    /// The team whose admin token this is.
+    pub fn admin_of(&self, token: &str) -> Option<&str> {
+        self.admin_keys.get(&hash_key(token)).map(String::as_str)
+    }
+
+    /// A team by name.
+    pub fn team(&self, name: &str) -> Option<&Arc<Tenant>> {
+        self.tenants.get(name)
+    }
+
+    /// Every team, by name.
+    pub fn tenants(&self) -> Vec<&Arc<Tenant>> {
+        let mut all: Vec<_> = self.tenants.values().collect();
+        all.sort_by(|a, b| a.team.name.cmp(&b.team.name));
+        all
+    }
+}
+
+/// Why the directory could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum TeamsError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The live team directory and the store behind it.
+pub struct Teams {
+    config: Arc<Config>,
+    store: Arc<Store>,
+    runtime: Runtime,
+    current: ArcSwap<Directory>,
+    /// Compiled components by sha256 (uploads land here before activation).
+    compiled: Mutex<HashMap<String, Policy>>,
+    /// Serialises admin writes with the rebuild that follows each one.
+    writes: tokio::sync::Mutex<()>,
+}
+
+impl Teams {
+    /// Opens the directory: records the config's teams in the store and
+    /// compiles every team's active version.
+    pub fn open(
+        config: Arc<Config>,
+        store: Arc<Store>,
+        runtime: Runtime,
+    ) -> Result<Teams, TeamsError> {
+        let names: Vec<String> = config.teams.iter().map(|t| t.name.clone()).collect();
+        store.declare_config_teams(&names)?;
+        let teams = Teams {
+            config,
+            store,
+            runtime,
+            current: ArcSwap::from_pointee(Directory::default()),
+            compiled: Mutex::new(HashMap::new()),
+            writes: tokio::sync::Mutex::new(()),
+        };
+        teams.reload()?;
+        Ok(teams)
+    }
+
+    /// The current snapshot.
+    pub fn directory(&self) -> Arc<Directory> {
+        self.current.load_full()
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Taken by every admin write, held until its rebuild is swapped in.
+    pub async fn write_lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.writes.lock().await
+    }
+
+    /// Compiles (or finds compiled) a component.
+    pub fn compile(&self, bytes: &[u8]) -> Result<Policy, LoadError> {
+        let sha = crate::digest::sha256_hex(bytes);
+        if let Some(p) = self.lock_compiled().get(&sha) {
+            return Ok(p.clone());
+        }
+        let policy = self.runtime.load(bytes)?;
+        self.lock_compiled().insert(sha, policy.clone());
+        Ok(policy)
+    }
+
+    fn lock_compiled(&self) -> std::sync::MutexGuard<'_, HashMap<String, Policy>> {
+        self.compiled.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Rebuilds the snapshot from the config and the store and swaps it in.
+    /// Blocking (SQLite, and compiling a version not compiled yet).
+    pub fn reload(&self) -> Result<(), TeamsError> {
+        let previous = self.current.load_full();
+        let records = self.store.teams()?;
+        let keys = self.store.live_keys()?;
+        let mut next = Directory::default();
+        for record in records {
+            let declared = self.config.teams.iter().find(|t| t.name == record.name);
+            if record.from_config && declared.is_none() {
+                tracing::warn!(team = %record.name, "team was declared in the config file and no longer is; its keys and policies are kept but unused");
+                continue;
+            }
+            let (policy, policy_error) = match self
+                .active_policy(&record, previous.team(&record.name))
+            {
+                Ok(policy) => (policy, None),
+                Err(TeamPolicyError::Store(e)) => return Err(e.into()),
+                Err(TeamPolicyError::Load(version, e)) => {
+                    tracing::error!(team = %record.name, version, error = %e, "the active policy version does not load; the default policy serves this team");
+                    (None, Some(format!("version {version} does not load: {e}")))
+                }
+            };
+            let team = match declared {
+                Some(t) => Team {
+                    policy_config: record
+                        .policy_config
+                        .clone()
+                        .unwrap_or_else(|| t.policy_config.clone()),
+                    ..t.clone()
+                },
+                None => Team {
+                    name: record.name.clone(),
+                    allowed_models: record.allowed_models.clone(),
+                    allowed_providers: record.allowed_providers.clone(),
+                    zdr: record.zdr,
+                    policy_config: record
+                        .policy_config
+                        .clone()
+                        .unwrap_or_else(|| self.config.default_policy_config.clone()),
+                },
+            };
+            let tenant = Arc::new(Tenant {
+                team,
+                origin: if declared.is_some() {
+                    Origin::Config
+                } else {
+                    Origin::Admin
+                },
+                created_at: record.created_at,
+                policy,
+                policy_error,
+            });
+            next.tenants.insert(record.name.clone(), tenant);
+        }
+        for (hash, &i) in &self.config.key_hashes {
+            if let Some(tenant) = self
+                .config
+                .teams
+                .get(i)
+                .and_then(|t| next.tenants.get(&t.name))
+            {
+                next.api_keys.insert(hash.clone(), tenant.clone());
+            }
+        }
+        for key in keys {
+            let Some(tenant) = next.tenants.get(&key.team) else {
+                continue;
+            };
+            match key.scope {
+                KeyScope::Api => {
+                    next.api_keys.insert(key.key_sha256, tenant.clone());
+                }
+                KeyScope::Admin => {
+                    next.admin_keys.insert(key.key_sha256, key.team);
+                }
+            }
+        }
+        // Keep compiled components only for versions in service.
+        let in_use: Vec<String> = next
+            .tenants
+            .values()
+            .filter_map(|t| t.policy.as_ref())
+            .map(|p| p.policy.sha256().to_string())
+            .collect();
+        self.lock_compiled().retain(|sha, _| in_use.contains(sha));
+        self.current.store(Arc::new(next));
+        Ok(())
+    }
+
+    /// The team's active plugin: the running one when nothing changed (so its
+    /// fault counts carry over), else a fresh one compiled or found compiled.
+    fn active_policy(
+        &self,
+        record: &TeamRecord,
+        running: Option<&Arc<Tenant>>,
+    ) -> Result<Option<Arc<TeamPolicy>>, TeamPolicyError> {
+        let Some(version) = record.active_version else {
+            return Ok(None);
+        };
+        if let Some(p) = running.and_then(|t| t.policy.as_ref())
+            && p.version == version
+            && p.activation == record.activation
+        {
+            return Ok(Some(p.clone()));
+        }
+        let bytes = self
+            .store
+            .policy_component(&record.name, version)
+            .map_err(TeamPolicyError::Store)?;
+        let policy = self
+            .compile(&bytes)
+            .map_err(|e| TeamPolicyError::Load(version, e))?;
+        Ok(Some(Arc::new(TeamPolicy {
+            team: record.name.clone(),
+            version,
+            activation: record.activation,
+            policy,
+            slots: tokio::sync::Semaphore::new(self.config.plugins.decision_slots),
+            consecutive: AtomicU32::new(0),
+            faults: AtomicU64::new(0),
+            limit: self.config.plugins.fault_limit,
+            set_aside: Mutex::new(record.set_aside.clone()),
+            store: self.store.clone(),
+        })))
+    }
+}
+
+enum TeamPolicyError {
+    Store(StoreError),
+    Load(u32, LoadError),
+}
