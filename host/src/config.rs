@@ -121,6 +121,9 @@ pub struct Team {
     pub zdr: bool,
     /// The policy config JSON this team's requests carry (`{}` when none).
     pub policy_config: String,
+    /// Whether `policy_config` was given for this team (else it is the
+    /// default policy's, which an uploaded plugin does not get).
+    pub own_policy_config: bool,
 }
 
 /// A logical model (seed 004): a name pipelines use instead of a concrete
@@ -635,6 +638,7 @@ impl Config {
                 allowed_providers: t.allowed_providers.clone(),
                 zdr: t.zdr,
                 policy_config,
+                own_policy_config: t.policy_config.is_some(),
             });
         }
         let mut logical_models = BTreeMap::new();
@@ -730,7 +734,7 @@ impl Config {
         let plugins = PluginSettings {
             fault_limit: raw.plugins.fault_limit.unwrap_or(5),
             max_upload_bytes: raw.plugins.max_upload_bytes.unwrap_or(8 << 20),
-            decision_slots: raw.plugins.decision_slots.unwrap_or(8),
+            decision_slots: raw.plugins.decision_slots.unwrap_or(4),
         };
         if plugins.fault_limit == 0 {
             return Err(err("plugins.fault_limit", "must be at least 1".into()));

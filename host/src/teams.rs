@@ -193,13 +193,6 @@ impl Directory {
     }
 }
 
-/// Why the directory could not be built.
-#[derive(Debug, thiserror::Error)]
-pub enum TeamsError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
 /// The live team directory and the store behind it.
 pub struct Teams {
     config: Arc<Config>,
@@ -219,7 +212,7 @@ impl Teams {
         config: Arc<Config>,
         store: Arc<Store>,
         runtime: Runtime,
-    ) -> Result<Teams, TeamsError> {
+    ) -> Result<Teams, StoreError> {
         let names: Vec<String> = config.teams.iter().map(|t| t.name.clone()).collect();
         store.declare_config_teams(&names)?;
         let teams = Teams {
@@ -267,13 +260,20 @@ impl Teams {
         Ok(policy)
     }
 
+    /// Keeps a component compiled elsewhere (an upload just validated), so
+    /// activating it needs no second compilation.
+    pub fn remember(&self, policy: &Policy) {
+        self.lock_compiled()
+            .insert(policy.sha256().to_string(), policy.clone());
+    }
+
     fn lock_compiled(&self) -> std::sync::MutexGuard<'_, HashMap<String, Policy>> {
         self.compiled.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Rebuilds the snapshot from the config and the store and swaps it in.
     /// Blocking (SQLite, and compiling a version not compiled yet).
-    pub fn reload(&self) -> Result<(), TeamsError> {
+    pub fn reload(&self) -> Result<(), StoreError> {
         let previous = self.current.load_full();
         let records = self.store.teams()?;
         let keys = self.store.live_keys()?;
@@ -288,18 +288,32 @@ impl Teams {
                 .active_policy(&record, previous.team(&record.name))
             {
                 Ok(policy) => (policy, None),
-                Err(TeamPolicyError::Store(e)) => return Err(e.into()),
+                Err(TeamPolicyError::Store(e)) => return Err(e),
                 Err(TeamPolicyError::Load(version, e)) => {
                     tracing::error!(team = %record.name, version, error = %e, "the active policy version does not load; the default policy serves this team");
                     (None, Some(format!("version {version} does not load: {e}")))
                 }
             };
+            // The config the team's policy gets: set through the admin API,
+            // else the config file's; an uploaded plugin never gets the
+            // default policy's config by inheritance (it gets `{}`).
+            let inherited = || {
+                if record.active_version.is_some() {
+                    "{}".to_string()
+                } else {
+                    self.config.default_policy_config.clone()
+                }
+            };
             let team = match declared {
                 Some(t) => Team {
-                    policy_config: record
-                        .policy_config
-                        .clone()
-                        .unwrap_or_else(|| t.policy_config.clone()),
+                    policy_config: record.policy_config.clone().unwrap_or_else(|| {
+                        if t.own_policy_config {
+                            t.policy_config.clone()
+                        } else {
+                            inherited()
+                        }
+                    }),
+                    own_policy_config: t.own_policy_config || record.policy_config.is_some(),
                     ..t.clone()
                 },
                 None => Team {
@@ -307,10 +321,8 @@ impl Teams {
                     allowed_models: record.allowed_models.clone(),
                     allowed_providers: record.allowed_providers.clone(),
                     zdr: record.zdr,
-                    policy_config: record
-                        .policy_config
-                        .clone()
-                        .unwrap_or_else(|| self.config.default_policy_config.clone()),
+                    policy_config: record.policy_config.clone().unwrap_or_else(inherited),
+                    own_policy_config: record.policy_config.is_some(),
                 },
             };
             let tenant = Arc::new(Tenant {

@@ -20,7 +20,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use serde_json::json;
 use tokio::net::TcpListener;
 
@@ -73,6 +73,38 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(admin::prometheus))
         .route("/admin/v1/metrics", get(admin::metrics))
+        .route(
+            "/admin/v1/teams",
+            post(admin::teams::create).get(admin::teams::list),
+        )
+        .route(
+            "/admin/v1/teams/{team}",
+            get(admin::teams::get).patch(admin::teams::update),
+        )
+        .route(
+            "/admin/v1/teams/{team}/keys",
+            post(admin::teams::create_key).get(admin::teams::list_keys),
+        )
+        .route(
+            "/admin/v1/teams/{team}/keys/{id}",
+            delete(admin::teams::revoke_key),
+        )
+        .route(
+            "/admin/v1/teams/{team}/policies",
+            post(admin::policies::upload).get(admin::policies::list),
+        )
+        .route(
+            "/admin/v1/teams/{team}/policies/rollback",
+            post(admin::policies::rollback),
+        )
+        .route(
+            "/admin/v1/teams/{team}/policies/{version}/activate",
+            post(admin::policies::activate),
+        )
+        .route(
+            "/admin/v1/teams/{team}/policy-config",
+            get(admin::policies::get_config).put(admin::policies::put_config),
+        )
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -223,7 +255,7 @@ async fn not_found() -> Response {
         404,
         "invalid_request_error",
         "unknown_url",
-        "Unknown request URL. Switchyard serves POST /v1/chat/completions, GET /v1/models, GET /healthz, GET /metrics and GET /admin/v1/metrics.",
+        "Unknown request URL. Switchyard serves POST /v1/chat/completions, POST /v1/responses, POST /v1/messages, GET /v1/models, GET /healthz, GET /metrics and the admin API under /admin/v1 (metrics, teams, keys, policies).",
     ))
 }
 

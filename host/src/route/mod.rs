@@ -529,9 +529,6 @@ impl Executor {
                                 tracing::warn!(team = %team.name, version = plugin.version, error = %fault, "team policy fault; the default policy routes this request")
                             }
                         }
-                        request
-                            .config
-                            .clone_from(&self.config.default_policy_config);
                     }
                     result => {
                         self.telemetry
@@ -541,6 +538,13 @@ impl Executor {
                     }
                 }
             }
+        }
+        if tenant.policy.is_some() {
+            // Standing in for the team's plugin: the team's config is written
+            // for that plugin, so the default policy gets its own.
+            request
+                .config
+                .clone_from(&self.config.default_policy_config);
         }
         if !self.policy.info().metrics.is_empty() {
             self.policy

@@ -1,0 +1,508 @@
+//! A team's policy plugins: `POST /admin/v1/teams/{team}/policies` (upload,
+//! validated before it is stored), `GET .../policies` (versions),
+//! `POST .../policies/{version}/activate`, `POST .../policies/rollback` and
+//! `GET|PUT .../policy-config`. The operator's token or the team's own admin
+//! token.
+//!
+//! An upload is the component's bytes (`application/wasm` or
+//! `application/octet-stream`, with `?notes=...&activate=true`), or
+//! `multipart/form-data` with the fields `component` (the `.wasm`), `cases`
+//! (a case file, see docs/policy-cases.md), `notes` and `activate`. It is
+//! stored only if it compiles, implements our WIT world, imports nothing but
+//! what the sandbox provides, stays within the limits, and passes its cases.
+
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{
+    MAX_JSON_BODY, PathResult, authorize_team, blocking, find_team, json_object, path, read_body,
+    respond, store_error, team_view,
+};
+use crate::api::AppState;
+use crate::harness;
+use crate::route::RouteError;
+use crate::store::Upload;
+
+/// Query of a raw upload.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct UploadQuery {
+    notes: Option<String>,
+    activate: Option<bool>,
+}
+
+/// What an upload carries.
+struct Submission {
+    component: Bytes,
+    cases: Option<String>,
+    notes: String,
+    activate: bool,
+}
+
+/// Room left for the case file and multipart framing beyond the component.
+const CASES_ALLOWANCE: usize = 1 << 20;
+
+fn too_large(size: usize, limit: usize) -> RouteError {
+    RouteError::new(
+        413,
+        "invalid_request_error",
+        "upload_too_large",
+        format!(
+            "The policy component is {size} bytes; uploads may be at most {limit} bytes (plugins.max_upload_bytes)."
+        ),
+    )
+}
+
+async fn read_submission(
+    headers: &HeaderMap,
+    query: UploadQuery,
+    body: Body,
+    limit: usize,
+) -> Result<Submission, RouteError> {
+    let total_limit = limit + CASES_ALLOWANCE;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if let Some(n) = declared.filter(|&n| n > total_limit) {
+        return Err(too_large(n, limit));
+    }
+    let bytes = axum::body::to_bytes(body, total_limit)
+        .await
+        .map_err(|_| too_large(total_limit + 1, limit))?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/octet-stream");
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let submission = match mime.as_str() {
+        "multipart/form-data" => {
+            if query.notes.is_some() || query.activate.is_some() {
+                return Err(RouteError::invalid(
+                    "query",
+                    "A multipart upload carries notes and activate as form fields, not in the query.",
+                ));
+            }
+            multipart(content_type, bytes).await?
+        }
+        "application/wasm" | "application/octet-stream" => Submission {
+            component: bytes,
+            cases: None,
+            notes: query.notes.unwrap_or_default(),
+            activate: query.activate.unwrap_or(false),
+        },
+        other => {
+            return Err(RouteError::new(
+                415,
+                "invalid_request_error",
+                "unsupported_media_type",
+                format!(
+                    "Cannot read an upload of type {other:?}: send the component as application/wasm (or application/octet-stream), or multipart/form-data with the fields component, cases, notes and activate."
+                ),
+            ));
+        }
+    };
+    if submission.component.is_empty() {
+        return Err(RouteError::invalid(
+            "component",
+            "The upload holds no component.",
+        ));
+    }
+    if submission.component.len() > limit {
+        return Err(too_large(submission.component.len(), limit));
+    }
+    if submission.notes.len() > 4096 {
+        return Err(RouteError::invalid(
+            "notes",
+            "`notes` may be at most 4096 bytes.",
+        ));
+    }
+    Ok(submission)
+}
+
+async fn multipart(content_type: &str, bytes: Bytes) -> Result<Submission, RouteError> {
+    let bad =
+        |e: multer::Error| RouteError::invalid("body", format!("Malformed multipart body: {e}"));
+    let boundary = multer::parse_boundary(content_type).map_err(bad)?;
+    let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(bytes) });
+    let mut form = multer::Multipart::new(stream, boundary);
+    let mut component = None;
+    let mut cases = None;
+    let mut notes = String::new();
+    let mut activate = false;
+    while let Some(field) = form.next_field().await.map_err(bad)? {
+        let name = field.name().unwrap_or("").to_string();
+        let data = field.bytes().await.map_err(bad)?;
+        let text = || {
+            String::from_utf8(data.to_vec()).map_err(|_| {
+                RouteError::invalid(&name, format!("Field `{name}` is not UTF-8 text."))
+            })
+        };
+        match name.as_str() {
+            "component" => component = Some(data.clone()),
+            "cases" => cases = Some(text()?),
+            "notes" => notes = text()?,
+            "activate" => {
+                activate = match text()?.trim() {
+                    "true" | "1" | "yes" => true,
+                    "false" | "0" | "no" | "" => false,
+                    other => {
+                        return Err(RouteError::invalid(
+                            "activate",
+                            format!("`activate` is true or false, not {other:?}."),
+                        ));
+                    }
+                }
+            }
+            other => {
+                return Err(RouteError::invalid(
+                    other,
+                    format!(
+                        "Unknown form field {other:?}; an upload takes component, cases, notes and activate."
+                    ),
+                ));
+            }
+        }
+    }
+    let Some(component) = component else {
+        return Err(RouteError::invalid(
+            "component",
+            "The form has no `component` field (the policy's .wasm file).",
+        ));
+    };
+    Ok(Submission {
+        component,
+        cases,
+        notes,
+        activate,
+    })
+}
+
+/// Runs the uploaded case file; every case must pass.
+fn check_cases(policy: &crate::policy::Policy, text: &str) -> Result<Value, RouteError> {
+    let file = harness::parse_case_file(text).map_err(|e| RouteError::invalid("cases", e))?;
+    if file.cases.is_empty() {
+        return Err(RouteError::invalid(
+            "cases",
+            "The case file holds no cases.",
+        ));
+    }
+    let reports = harness::run_cases(policy, &file);
+    let failed: Vec<String> = reports
+        .iter()
+        .filter(|r| !r.passed())
+        .map(|r| format!("{}: {}", r.name, r.failures.join("; ")))
+        .collect();
+    if !failed.is_empty() {
+        return Err(RouteError {
+            param: Some("cases".into()),
+            ..RouteError::new(
+                422,
+                "invalid_request_error",
+                "policy_cases_failed",
+                format!(
+                    "The policy failed {} of its {} uploaded cases, so it was not stored. {}",
+                    failed.len(),
+                    reports.len(),
+                    failed.join(" | ")
+                ),
+            )
+        });
+    }
+    Ok(json!({ "total": reports.len(), "passed": reports.len() }))
+}
+
+/// `POST /admin/v1/teams/{team}/policies`.
+pub async fn upload(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    team: PathResult<String>,
+    query: Result<Query<UploadQuery>, QueryRejection>,
+    body: Body,
+) -> Response {
+    respond(upload_policy(state, headers, team, query, body).await)
+}
+
+async fn upload_policy(
+    state: AppState,
+    headers: HeaderMap,
+    team: PathResult<String>,
+    query: Result<Query<UploadQuery>, QueryRejection>,
+    body: Body,
+) -> Result<(StatusCode, Value), RouteError> {
+    let team = path(team)?;
+    let caller = authorize_team(&state, &headers, &team)?;
+    let Query(query) = query.map_err(|e| RouteError::invalid("query", e.body_text()))?;
+    find_team(&state, &team)?;
+    let limit = state.executor.config().plugins.max_upload_bytes;
+    let submission = read_submission(&headers, query, body, limit).await?;
+    let teams = state.teams.clone();
+    let component = submission.component.clone();
+    let cases = submission.cases.clone();
+    // Validate before taking the write lock: compiling takes a while.
+    let (policy, case_summary) = blocking(move || {
+        let policy = teams.runtime().load(&component).map_err(|e| RouteError {
+            param: Some("component".into()),
+            ..RouteError::new(
+                422,
+                "invalid_request_error",
+                "invalid_policy",
+                format!("The component was rejected: {e}."),
+            )
+        })?;
+        let summary = match &cases {
+            Some(text) => Some(check_cases(&policy, text)?),
+            None => None,
+        };
+        Ok((policy, summary))
+    })
+    .await?;
+    let teams = state.teams.clone();
+    let _write = teams.write_lock().await;
+    let writer = teams.clone();
+    let (name, uploader) = (team.clone(), caller.describe());
+    let stored = policy.clone();
+    let Submission {
+        component,
+        notes,
+        activate,
+        ..
+    } = submission;
+    let version = blocking(move || {
+        let store = writer.store();
+        let version = store
+            .add_policy_version(
+                &name,
+                &Upload {
+                    component: &component,
+                    sha256: stored.sha256(),
+                    wit_version: stored.wit_version(),
+                    uploader: &uploader,
+                    notes: &notes,
+                },
+            )
+            .map_err(store_error)?;
+        writer.remember(&stored);
+        if activate {
+            store.activate(&name, version).map_err(store_error)?;
+            writer.reload().map_err(store_error)?;
+        }
+        Ok(version)
+    })
+    .await?;
+    let info = policy.info();
+    Ok((
+        StatusCode::CREATED,
+        json!({
+            "object": "policy_version",
+            "team": team,
+            "version": version,
+            "name": info.name,
+            "plugin_version": info.version,
+            "sha256": policy.sha256(),
+            "wit_version": policy.wit_version(),
+            "size": policy.size(),
+            "uploader": caller.describe(),
+            "cases": case_summary,
+            "active": activate,
+        }),
+    ))
+}
+
+/// `GET /admin/v1/teams/{team}/policies`: every version, and which serves.
+pub async fn list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    team: PathResult<String>,
+) -> Response {
+    respond(versions(state, headers, team).await)
+}
+
+async fn versions(
+    state: AppState,
+    headers: HeaderMap,
+    team: PathResult<String>,
+) -> Result<(StatusCode, Value), RouteError> {
+    let team = path(team)?;
+    authorize_team(&state, &headers, &team)?;
+    let tenant = find_team(&state, &team)?;
+    let teams = state.teams.clone();
+    let name = team.clone();
+    let versions =
+        blocking(move || teams.store().policy_versions(&name).map_err(store_error)).await?;
+    let active = tenant.policy.as_ref().map(|p| p.version);
+    let data: Vec<Value> = versions
+        .into_iter()
+        .map(|v| {
+            json!({
+                "object": "policy_version",
+                "version": v.version,
+                "sha256": v.sha256,
+                "wit_version": v.wit_version,
+                "uploader": v.uploader,
+                "notes": v.notes,
+                "created_at": v.created_at,
+                "active": Some(v.version) == active,
+            })
+        })
+        .collect();
+    let view = team_view(&tenant);
+    Ok((
+        StatusCode::OK,
+        json!({ "object": "list", "team": team, "policy": view["policy"], "data": data }),
+    ))
+}
+
+/// `POST /admin/v1/teams/{team}/policies/{version}/activate`: new requests
+/// use it at once; requests already routing finish on the old one.
+pub async fn activate(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    params: PathResult<(String, String)>,
+) -> Response {
+    respond(activate_version(state, headers, params).await)
+}
+
+async fn activate_version(
+    state: AppState,
+    headers: HeaderMap,
+    params: PathResult<(String, String)>,
+) -> Result<(StatusCode, Value), RouteError> {
+    let (team, version) = path(params)?;
+    authorize_team(&state, &headers, &team)?;
+    let version: u32 = version.trim_start_matches('v').parse().map_err(|_| {
+        RouteError::invalid(
+            "version",
+            format!("Policy version {version:?} is not a version number."),
+        )
+    })?;
+    find_team(&state, &team)?;
+    let teams = state.teams.clone();
+    let _write = teams.write_lock().await;
+    let writer = teams.clone();
+    let name = team.clone();
+    blocking(move || {
+        let store = writer.store();
+        let bytes = store
+            .policy_component(&name, version)
+            .map_err(store_error)?;
+        writer.compile(&bytes).map_err(|e| {
+            RouteError::new(
+                422,
+                "invalid_request_error",
+                "invalid_policy",
+                format!("Version {version} no longer loads on this gateway: {e}."),
+            )
+        })?;
+        store.activate(&name, version).map_err(store_error)?;
+        writer.reload().map_err(store_error)
+    })
+    .await?;
+    Ok((
+        StatusCode::OK,
+        team_view(find_team(&state, &team)?.as_ref()),
+    ))
+}
+
+/// `POST /admin/v1/teams/{team}/policies/rollback`: re-activates the version
+/// active before the current one.
+pub async fn rollback(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    team: PathResult<String>,
+) -> Response {
+    respond(roll_back(state, headers, team).await)
+}
+
+async fn roll_back(
+    state: AppState,
+    headers: HeaderMap,
+    team: PathResult<String>,
+) -> Result<(StatusCode, Value), RouteError> {
+    let team = path(team)?;
+    authorize_team(&state, &headers, &team)?;
+    find_team(&state, &team)?;
+    let teams = state.teams.clone();
+    let _write = teams.write_lock().await;
+    let writer = teams.clone();
+    let name = team.clone();
+    blocking(move || {
+        writer.store().rollback(&name).map_err(store_error)?;
+        writer.reload().map_err(store_error)
+    })
+    .await?;
+    Ok((
+        StatusCode::OK,
+        team_view(find_team(&state, &team)?.as_ref()),
+    ))
+}
+
+/// `GET /admin/v1/teams/{team}/policy-config`: the JSON the team's policy
+/// receives as `request.config`.
+pub async fn get_config(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    team: PathResult<String>,
+) -> Response {
+    respond((|| {
+        let team = path(team)?;
+        authorize_team(&state, &headers, &team)?;
+        let tenant = find_team(&state, &team)?;
+        let config: Value = serde_json::from_str(&tenant.team.policy_config).unwrap_or(Value::Null);
+        Ok((
+            StatusCode::OK,
+            json!({ "object": "policy_config", "team": team, "policy_config": config }),
+        ))
+    })())
+}
+
+/// `PUT /admin/v1/teams/{team}/policy-config`: a JSON object; new requests
+/// carry it at once.
+pub async fn put_config(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    team: PathResult<String>,
+    body: Body,
+) -> Response {
+    respond(set_config(state, headers, team, body).await)
+}
+
+async fn set_config(
+    state: AppState,
+    headers: HeaderMap,
+    team: PathResult<String>,
+    body: Body,
+) -> Result<(StatusCode, Value), RouteError> {
+    let team = path(team)?;
+    authorize_team(&state, &headers, &team)?;
+    let config = json_object(&read_body(body, MAX_JSON_BODY, "policy config").await?)?;
+    find_team(&state, &team)?;
+    let text = Value::Object(config.clone()).to_string();
+    let teams = state.teams.clone();
+    let _write = teams.write_lock().await;
+    let writer = teams.clone();
+    let name = team.clone();
+    blocking(move || {
+        writer
+            .store()
+            .set_policy_config(&name, &text)
+            .map_err(store_error)?;
+        writer.reload().map_err(store_error)
+    })
+    .await?;
+    Ok((
+        StatusCode::OK,
+        json!({ "object": "policy_config", "team": team, "policy_config": config }),
+    ))
+}
