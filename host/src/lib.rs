@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod catalog;
+pub mod client;
 pub mod config;
 pub mod digest;
 pub mod features;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use switchyard::client::{AdminClient, ClientError};
 use switchyard::config::Config;
 use switchyard::policy::{DEFAULT_POLICY_WASM, Limits, Runtime};
 use switchyard::{api, harness};
@@ -84,6 +85,97 @@ enum PolicyCommand {
         /// The policy component (.wasm), or `builtin:default` for the bundled one.
         plugin: String,
     },
+    /// Upload a policy for a team (validated by the gateway, then activated
+    /// unless --no-activate).
+    Push {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// The team.
+        #[arg(long)]
+        team: String,
+        /// The policy component (.wasm).
+        plugin: PathBuf,
+        /// A case file the policy must pass before it is stored.
+        #[arg(long)]
+        cases: Option<PathBuf>,
+        /// Notes kept with the version.
+        #[arg(long, default_value = "")]
+        notes: String,
+        /// Store the version without activating it.
+        #[arg(long)]
+        no_activate: bool,
+    },
+    /// List a team's policy versions.
+    List {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// The team.
+        #[arg(long)]
+        team: String,
+    },
+    /// Activate one of a team's policy versions.
+    Activate {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// The team.
+        #[arg(long)]
+        team: String,
+        /// The version number.
+        version: u32,
+    },
+    /// Re-activate the version a team used before the current one.
+    Rollback {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// The team.
+        #[arg(long)]
+        team: String,
+    },
+}
+
+/// Where the admin API is and how to authenticate.
+#[derive(clap::Args)]
+struct AdminArgs {
+    /// The gateway's base URL.
+    #[arg(long, env = "SWITCHYARD_URL", default_value = "http://127.0.0.1:4000")]
+    url: String,
+    /// The admin token, or the team's admin token.
+    #[arg(long, env = "SWITCHYARD_ADMIN_TOKEN", hide_env_values = true)]
+    token: String,
+}
+
+impl AdminArgs {
+    fn client(&self) -> AdminClient {
+        AdminClient::new(&self.url, &self.token)
+    }
+}
+
+/// Runs one admin call on a small runtime.
+fn admin_call<F: std::future::Future<Output = Result<serde_json::Value, ClientError>>>(
+    call: F,
+) -> Result<serde_json::Value> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    Ok(runtime.block_on(call)?)
+}
+
+fn print_policy(view: &serde_json::Value) {
+    let p = &view["policy"];
+    match p["active_version"].as_u64() {
+        Some(v) => {
+            println!(
+                "active:      v{v} ({} {}, sha256 {})",
+                p["name"].as_str().unwrap_or("?"),
+                p["plugin_version"].as_str().unwrap_or("?"),
+                p["sha256"].as_str().map_or("?", |s| &s[..s.len().min(12)])
+            );
+            if let Some(reason) = p["set_aside"].as_str() {
+                println!("set aside:   {reason}");
+            }
+        }
+        None => println!("active:      the bundled default policy"),
+    }
 }
 
 #[derive(clap::Args)]
@@ -255,6 +347,85 @@ fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        Command::Policy(PolicyCommand::Push {
+            admin,
+            team,
+            plugin,
+            cases,
+            notes,
+            no_activate,
+        }) => {
+            let bytes = std::fs::read(&plugin)
+                .with_context(|| format!("cannot read policy component {}", plugin.display()))?;
+            let cases = cases
+                .map(|path| {
+                    std::fs::read_to_string(&path)
+                        .with_context(|| format!("cannot read case file {}", path.display()))
+                })
+                .transpose()?;
+            let client = admin.client();
+            let answer =
+                admin_call(client.push(&team, &bytes, cases.as_deref(), &notes, !no_activate))?;
+            println!(
+                "uploaded {} as team {team}'s version {} ({} {}, sha256 {})",
+                plugin.display(),
+                answer["version"],
+                answer["name"].as_str().unwrap_or("?"),
+                answer["plugin_version"].as_str().unwrap_or("?"),
+                answer["sha256"]
+                    .as_str()
+                    .map_or("?", |s| &s[..s.len().min(12)]),
+            );
+            if let Some(total) = answer["cases"]["total"].as_u64() {
+                println!("cases:       {total} passed");
+            }
+            println!(
+                "{}",
+                if no_activate {
+                    "not activated (switchyard policy activate to use it)"
+                } else {
+                    "activated: new requests use it now"
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Policy(PolicyCommand::List { admin, team }) => {
+            let answer = admin_call(admin.client().list(&team))?;
+            println!("team {team}");
+            print_policy(&answer);
+            let versions = answer["data"].as_array().cloned().unwrap_or_default();
+            if versions.is_empty() {
+                println!("no uploaded versions");
+            }
+            for v in versions {
+                println!(
+                    "{} v{:<4} sha256 {}  wit {}  by {}  {}",
+                    if v["active"] == true { "*" } else { " " },
+                    v["version"],
+                    v["sha256"].as_str().map_or("?", |s| &s[..s.len().min(12)]),
+                    v["wit_version"].as_str().unwrap_or("?"),
+                    v["uploader"].as_str().unwrap_or("?"),
+                    v["notes"].as_str().unwrap_or(""),
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Policy(PolicyCommand::Activate {
+            admin,
+            team,
+            version,
+        }) => {
+            let answer = admin_call(admin.client().activate(&team, version))?;
+            println!("team {team}");
+            print_policy(&answer);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Policy(PolicyCommand::Rollback { admin, team }) => {
+            let answer = admin_call(admin.client().rollback(&team))?;
+            println!("team {team} rolled back");
+            print_policy(&answer);
+            Ok(ExitCode::SUCCESS)
         }
         Command::Policy(PolicyCommand::Describe { plugin }) => {
             let runtime = Runtime::new(Limits::default())?;
