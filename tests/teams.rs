@@ -434,6 +434,14 @@ async fn bad_uploads_and_wrong_credentials_are_refused_by_name() {
     );
     let (s, b) = env.upload_raw("a", &a_admin, guest("filesystem"), "").await;
     refused(s, &b, 422, "imports wasi:filesystem");
+    let (s, b) = env.upload_raw("a", &a_admin, guest("sockets"), "").await;
+    refused(s, &b, 422, "imports wasi:sockets");
+    refused(
+        s,
+        &b,
+        422,
+        "policies get no filesystem, network or HTTP access",
+    );
     let (s, b) = env
         .upload_raw("a", &a_admin, guest("future_version"), "")
         .await;
