@@ -8,9 +8,11 @@ cd "$(dirname "$0")/.."
 bin=target/release/switchyard
 port=${SMOKE_PORT:-4000}
 log=$(mktemp)
-SWITCHYARD_ADMIN_TOKEN=smoke-admin-token "$bin" serve --config examples/demo.toml --listen "127.0.0.1:$port" >"$log" 2>&1 &
+store_dir=$(mktemp -d)
+export SWITCHYARD_ADMIN_TOKEN=smoke-admin-token
+"$bin" serve --config examples/demo.toml --listen "127.0.0.1:$port" --store "$store_dir/switchyard.db" >"$log" 2>&1 &
 pid=$!
-trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true' EXIT
+trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$store_dir"' EXIT
 for _ in $(seq 1 100); do
   curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
   sleep 0.1
@@ -45,12 +47,37 @@ fi
 SWITCHYARD_URL="http://127.0.0.1:$port/v1" python3 examples/openai_sdk.py
 
 echo "== README metrics endpoint"
-curl -fsS "http://127.0.0.1:$port/metrics" | grep -q '^switchyard_requests_total{team="demo"'
+# Read the whole page before grep: `grep -q` stops at the first match, and
+# curl would fail writing the rest into a closed pipe.
+metrics=$(curl -fsS "http://127.0.0.1:$port/metrics")
+grep -q '^switchyard_requests_total{team="demo"' <<<"$metrics"
 curl -fsS -H "Authorization: Bearer smoke-admin-token" "http://127.0.0.1:$port/admin/v1/metrics?window=1h" \
   | python3 -c 'import json,sys; b=json.load(sys.stdin); assert b["window_seconds"] == 3600; assert any(c["requests"] > 0 for c in b["candidates"]), b'
+
+echo "== README teams and policies at runtime"
+A="Authorization: Bearer $SWITCHYARD_ADMIN_TOKEN"
+base="http://127.0.0.1:$port"
+curl -fsS "$base/admin/v1/teams" -H "$A" \
+  -d '{"name": "growth", "allowed_models": ["claude-haiku-4-5", "gpt-5-mini"]}' >/dev/null
+key=$(curl -fsS "$base/admin/v1/teams/growth/keys" -H "$A" -d '{"label": "web"}' \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
+curl -fsS "$base/admin/v1/teams/growth/keys" -H "$A" -d '{"scope": "admin"}' >/dev/null
+cargo build --quiet --manifest-path plugins/Cargo.toml --release --target wasm32-wasip2 \
+    --target-dir target/guests -p intent-router
+export SWITCHYARD_URL=$base
+"$bin" policy push --team growth target/guests/wasm32-wasip2/release/intent_router.wasm \
+    --cases examples/intent-router/cases.json --notes "intent routing"
+"$bin" policy push --team growth builtin:default --notes "the default, as a version"
+"$bin" policy list --team growth
+"$bin" policy rollback --team growth | tee /dev/stderr | grep -q "active:      v1 (intent-router"
+curl -fsS "$base/v1/chat/completions" -H "Authorization: Bearer $key" \
+  -H "Content-Type: application/json" \
+  -d '{"model": "auto", "messages": [{"role": "user", "content": "Classify: hello"}], "metadata": {"step_type": "classification"}}' \
+  | python3 -c 'import json,sys; b=json.load(sys.stdin); assert b["switchyard"]["label"].startswith("intent:"), b'
 
 echo "== graceful stop"
 kill -TERM $pid
 wait $pid
 grep -q "stopped" "$log"
-echo "README examples: 4 passed, 0 failed"
+echo "README examples: 5 passed, 0 failed"
+

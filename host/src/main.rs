@@ -32,6 +32,10 @@ enum Command {
         /// Listen address, overriding `server.listen` of the config.
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
+        /// The embedded store's SQLite file, overriding `store.path` of the
+        /// config (created on first start).
+        #[arg(long, env = "SWITCHYARD_STORE")]
+        store: Option<PathBuf>,
     },
     /// Work with routing-policy components offline.
     #[command(subcommand)]
@@ -93,8 +97,8 @@ enum PolicyCommand {
         /// The team.
         #[arg(long)]
         team: String,
-        /// The policy component (.wasm).
-        plugin: PathBuf,
+        /// The policy component (.wasm), or `builtin:default` for the bundled one.
+        plugin: String,
         /// A case file the policy must pass before it is stored.
         #[arg(long)]
         cases: Option<PathBuf>,
@@ -238,7 +242,11 @@ async fn wait_for_signal() {
     }
 }
 
-fn serve(config_path: &Path, listen: Option<std::net::SocketAddr>) -> Result<ExitCode> {
+fn serve(
+    config_path: &Path,
+    listen: Option<std::net::SocketAddr>,
+    store: Option<PathBuf>,
+) -> Result<ExitCode> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -248,6 +256,9 @@ fn serve(config_path: &Path, listen: Option<std::net::SocketAddr>) -> Result<Exi
     let mut config = Config::load(config_path)?;
     if let Some(addr) = listen {
         config.server.listen = addr;
+    }
+    if let Some(path) = store {
+        config.store_path = path;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -270,7 +281,11 @@ fn serve(config_path: &Path, listen: Option<std::net::SocketAddr>) -> Result<Exi
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Serve { config, listen } => serve(&config, listen),
+        Command::Serve {
+            config,
+            listen,
+            store,
+        } => serve(&config, listen, store),
         Command::Key(KeyCommand::Hash { key }) => {
             println!("{}", switchyard::config::hash_key(&key));
             Ok(ExitCode::SUCCESS)
@@ -356,8 +371,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             notes,
             no_activate,
         }) => {
-            let bytes = std::fs::read(&plugin)
-                .with_context(|| format!("cannot read policy component {}", plugin.display()))?;
+            let bytes = read_plugin(&plugin)?;
             let cases = cases
                 .map(|path| {
                     std::fs::read_to_string(&path)
@@ -368,8 +382,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let answer =
                 admin_call(client.push(&team, &bytes, cases.as_deref(), &notes, !no_activate))?;
             println!(
-                "uploaded {} as team {team}'s version {} ({} {}, sha256 {})",
-                plugin.display(),
+                "uploaded {plugin} as team {team}'s version {} ({} {}, sha256 {})",
                 answer["version"],
                 answer["name"].as_str().unwrap_or("?"),
                 answer["plugin_version"].as_str().unwrap_or("?"),
