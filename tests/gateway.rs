@@ -811,3 +811,51 @@ async fn a_logical_model_refuses_what_it_does_not_offer_and_is_listed() {
     assert_eq!(logical["targets"], json!(["gpt-4o", "claude-haiku-4-5"]));
     assert_eq!(logical["defaults"]["temperature"], 0.3);
 }
+
+#[tokio::test]
+async fn an_oversized_body_gets_a_413_the_client_can_read() {
+    let env = Env::start().await;
+    // Over the 16 MiB limit, sent with a length and then chunked: either way
+    // the client is still sending when the gateway refuses, and must get the
+    // error, not a broken pipe.
+    let big = format!(
+        r#"{{"model": "gpt-4o", "messages": [{{"role": "user", "content": "{}"}}]}}"#,
+        "x".repeat(17 << 20)
+    );
+    let sized = env
+        .client
+        .post(env.url("/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .header("content-type", "application/json")
+        .body(big.clone())
+        .send()
+        .await
+        .expect("the 413 reaches the client");
+    let chunks = futures_util::stream::iter(
+        big.into_bytes()
+            .chunks(1 << 20)
+            .map(|c| Ok::<_, std::io::Error>(bytes::Bytes::copy_from_slice(c)))
+            .collect::<Vec<_>>(),
+    );
+    let chunked = env
+        .client
+        .post(env.url("/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .expect("the 413 reaches the client");
+    for response in [sized, chunked] {
+        assert_eq!(response.status(), 413);
+        let body: Value = response.json().await.expect("json");
+        assert_eq!(body["error"]["code"], "request_too_large", "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("16777216 byte limit")),
+            "{body}"
+        );
+    }
+    assert_eq!(env.oa1.hits() + env.oa2.hits(), 0);
+}

@@ -505,7 +505,14 @@ async fn bad_uploads_and_wrong_credentials_are_refused_by_name() {
         .await;
     assert_eq!(b["data"], json!([]));
 
-    // Credentials.
+    // Credentials, then bad admin input: (token, method, path, body, status, message).
+    let upload_b = env.upload_raw("b", &a_admin, guest("pin_alpha"), "").await;
+    refused(
+        upload_b.0,
+        &upload_b.1,
+        403,
+        "belongs to team \"a\"; it cannot act on team \"b\"",
+    );
     let (s, b) = env.upload_raw("a", &a_key, guest("pin_alpha"), "").await;
     refused(
         s,
@@ -513,83 +520,164 @@ async fn bad_uploads_and_wrong_credentials_are_refused_by_name() {
         401,
         "Team API keys are not accepted on the admin API",
     );
-    let (s, b) = env.upload_raw("b", &a_admin, guest("pin_alpha"), "").await;
-    refused(
-        s,
-        &b,
-        403,
-        "belongs to team \"a\"; it cannot act on team \"b\"",
-    );
-    let (s, b) = env
-        .admin("GET", "/admin/v1/teams/b/policies", &a_admin, None)
-        .await;
-    refused(s, &b, 403, "cannot act on team \"b\"");
-    let (s, b) = env
-        .admin(
-            "POST",
-            "/admin/v1/teams/b/policies/1/activate",
-            &a_admin,
-            None,
-        )
-        .await;
-    refused(s, &b, 403, "cannot act on team \"b\"");
-    let (s, b) = env
-        .admin(
-            "POST",
-            "/admin/v1/teams",
-            &a_admin,
-            Some(json!({ "name": "c" })),
-        )
-        .await;
-    refused(s, &b, 403, "needs the operator's admin token");
-    let (s, b) = env.admin("GET", "/admin/v1/teams", &a_key, None).await;
-    refused(s, &b, 401, "Team API keys are not accepted");
-    let (s, b) = env.admin("GET", "/admin/v1/teams", "wrong", None).await;
-    refused(s, &b, 401, "Incorrect admin token");
-    // A team admin token is no API key.
     let (s, b) = env.chat(&a_admin).await;
     refused(s, &b, 401, "team admin token");
-
-    // Bad admin input.
-    let (s, b) = env
-        .admin(
+    let (admin, wrong) = (ADMIN.to_string(), "wrong".to_string());
+    let table = [
+        (
+            &a_admin,
+            "GET",
+            "/admin/v1/teams/b/policies",
+            None,
+            403,
+            "cannot act on team \"b\"",
+        ),
+        (
+            &a_admin,
+            "POST",
+            "/admin/v1/teams/b/policies/1/activate",
+            None,
+            403,
+            "cannot act on team \"b\"",
+        ),
+        (
+            &a_admin,
+            "PUT",
+            "/admin/v1/teams/b/policy-config",
+            Some(json!({})),
+            403,
+            "cannot act on team \"b\"",
+        ),
+        (
+            &a_admin,
             "POST",
             "/admin/v1/teams",
-            ADMIN,
+            Some(json!({ "name": "c" })),
+            403,
+            "needs the operator's admin token",
+        ),
+        (
+            &a_admin,
+            "GET",
+            "/admin/v1/metrics",
+            None,
+            403,
+            "needs the operator's admin token",
+        ),
+        (
+            &a_key,
+            "GET",
+            "/admin/v1/teams",
+            None,
+            401,
+            "Team API keys are not accepted",
+        ),
+        (
+            &wrong,
+            "GET",
+            "/admin/v1/teams",
+            None,
+            401,
+            "Incorrect admin token",
+        ),
+        (
+            &admin,
+            "POST",
+            "/admin/v1/teams",
             Some(json!({ "name": "a" })),
-        )
-        .await;
-    refused(s, &b, 409, "already exists");
-    let (s, b) = env
-        .admin(
+            409,
+            "already exists",
+        ),
+        (
+            &admin,
             "POST",
             "/admin/v1/teams",
-            ADMIN,
             Some(json!({ "name": "bad name/" })),
-        )
-        .await;
-    refused(s, &b, 400, "must be 1 to 64 letters");
-    let (s, b) = env
-        .admin(
+            400,
+            "must be 1 to 64 letters",
+        ),
+        (
+            &admin,
             "PATCH",
             "/admin/v1/teams/a",
-            ADMIN,
             Some(json!({ "allowed_models": ["gpt-99"] })),
-        )
-        .await;
-    refused(s, &b, 400, "unknown model \"gpt-99\"");
-    let (s, b) = env
-        .admin("POST", "/admin/v1/teams/a/policies/7/activate", ADMIN, None)
-        .await;
-    refused(s, &b, 404, "has no policy version 7");
-    let (s, b) = env
-        .admin("POST", "/admin/v1/teams/a/policies/rollback", ADMIN, None)
-        .await;
-    refused(s, &b, 409, "no earlier policy version");
-    let (s, b) = env
-        .admin("GET", "/admin/v1/teams/nobody", ADMIN, None)
-        .await;
-    refused(s, &b, 404, "team \"nobody\" does not exist");
+            400,
+            "unknown model \"gpt-99\"",
+        ),
+        (
+            &admin,
+            "PATCH",
+            "/admin/v1/teams/a",
+            Some(json!({ "owner": "me" })),
+            400,
+            "Unknown field `owner`",
+        ),
+        (
+            &admin,
+            "PUT",
+            "/admin/v1/teams/a/policy-config",
+            Some(json!([1])),
+            400,
+            "must be a JSON object",
+        ),
+        (
+            &admin,
+            "POST",
+            "/admin/v1/teams/a/keys",
+            Some(json!({ "scope": "root" })),
+            400,
+            "`scope` is \"api\"",
+        ),
+        (
+            &admin,
+            "POST",
+            "/admin/v1/teams/a/policies/7/activate",
+            None,
+            404,
+            "has no policy version 7",
+        ),
+        (
+            &admin,
+            "POST",
+            "/admin/v1/teams/a/policies/x/activate",
+            None,
+            400,
+            "is not a version number",
+        ),
+        (
+            &admin,
+            "POST",
+            "/admin/v1/teams/a/policies/rollback",
+            None,
+            409,
+            "no earlier policy version",
+        ),
+        (
+            &admin,
+            "DELETE",
+            "/admin/v1/teams/b/keys/1",
+            None,
+            404,
+            "team \"b\" has no key 1",
+        ),
+        (
+            &admin,
+            "GET",
+            "/admin/v1/teams/nobody",
+            None,
+            404,
+            "team \"nobody\" does not exist",
+        ),
+    ];
+    for (token, method, path, body, status, message) in table {
+        let (s, b) = env.admin(method, path, token, body).await;
+        assert_eq!(s, status, "{method} {path}: {b}");
+        let text = b["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            text.contains(message),
+            "{method} {path}: {message:?} not in {text:?}"
+        );
+    }
     env.gateway.shutdown().await.expect("shutdown");
 }
 

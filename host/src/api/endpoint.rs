@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
-use super::{AppState, authenticate, error_response};
+use super::{AppState, authenticate, error_response, read_body};
 use crate::route::{RouteError, RouteInfo, RouteRequest, Served, StreamEncoder, client_sse};
 
 /// An inbound API: how its requests become the canonical [`RouteRequest`]
@@ -66,24 +66,9 @@ pub async fn handle<E: Endpoint>(state: AppState, headers: HeaderMap, body: Body
         return E::error(&e);
     }
     let limit = config.server.max_body_bytes;
-    let too_large = || {
-        E::error(&RouteError::new(
-            413,
-            "invalid_request_error",
-            "request_too_large",
-            format!("The request body exceeds the {limit} byte limit."),
-        ))
-    };
-    if headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-        .is_some_and(|n| n > limit)
-    {
-        return too_large();
-    }
-    let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
-        return too_large();
+    let bytes = match read_body(&headers, body, limit).await {
+        Ok(bytes) => bytes,
+        Err(e) => return E::error(&e.to_error(limit, "request body")),
     };
     let (request, echo) = match E::parse(&bytes, &headers) {
         Ok(parsed) => parsed,

@@ -127,6 +127,12 @@ async fn count_responses(State(state): State<AppState>, request: Request, next: 
     response
 }
 
+impl IntoResponse for RouteError {
+    fn into_response(self) -> Response {
+        error_response(&self)
+    }
+}
+
 /// Renders a [`RouteError`] as an HTTP response.
 pub fn error_response(error: &RouteError) -> Response {
     error_with_body(error, error.body())
@@ -143,6 +149,70 @@ pub fn error_with_body(error: &RouteError, body: serde_json::Value) -> Response 
         }
     }
     response
+}
+
+/// Why a request body was not read whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyError {
+    /// Larger than the limit: the size declared or seen (at least).
+    TooLarge(usize),
+    /// The client stopped sending midway.
+    Broken,
+}
+
+impl BodyError {
+    /// The caller's error: 413 naming the limit, or 400.
+    pub fn to_error(self, limit: usize, what: &str) -> RouteError {
+        match self {
+            BodyError::TooLarge(_) => RouteError::new(
+                413,
+                "invalid_request_error",
+                "request_too_large",
+                format!("The {what} exceeds the {limit} byte limit."),
+            ),
+            BodyError::Broken => RouteError::invalid(
+                "body",
+                format!("The {what} could not be read: the client stopped sending it."),
+            ),
+        }
+    }
+}
+
+/// Reads a request body of at most `limit` bytes. A larger one is read on
+/// and discarded, up to `limit` bytes more, so that the 413 which follows
+/// reaches a client that is still sending (answering at once would close the
+/// connection under it, and it would see a broken pipe instead of the error);
+/// a body declared or found larger than that is refused at once.
+pub async fn read_body(
+    headers: &HeaderMap,
+    body: axum::body::Body,
+    limit: usize,
+) -> Result<bytes::Bytes, BodyError> {
+    use futures_util::StreamExt;
+    let drain_up_to = limit.saturating_mul(2);
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if let Some(n) = declared.filter(|&n| n > drain_up_to) {
+        return Err(BodyError::TooLarge(n));
+    }
+    let mut stream = body.into_data_stream();
+    let mut kept = bytes::BytesMut::with_capacity(declared.unwrap_or(0).min(limit));
+    let mut seen = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| BodyError::Broken)?;
+        seen = seen.saturating_add(chunk.len());
+        if seen <= limit {
+            kept.extend_from_slice(&chunk);
+        } else if seen > drain_up_to {
+            return Err(BodyError::TooLarge(seen));
+        }
+    }
+    if seen > limit {
+        return Err(BodyError::TooLarge(seen));
+    }
+    Ok(kept.freeze())
 }
 
 /// The token of an `Authorization: Bearer TOKEN` header, trimmed.

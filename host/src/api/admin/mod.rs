@@ -25,7 +25,7 @@ use crate::metrics::telemetry::Family;
 use crate::metrics::{MIN_WINDOW_SECS, Summary, parse_window};
 use crate::route::RouteError;
 use crate::store::StoreError;
-use crate::teams::Tenant;
+use crate::teams::{Teams, Tenant};
 
 /// `GET /metrics`.
 pub async fn prometheus(State(state): State<AppState>) -> Response {
@@ -430,20 +430,20 @@ pub(crate) fn find_team(state: &AppState, team: &str) -> Result<Arc<Tenant>, Rou
         .ok_or_else(|| store_error(StoreError::NoTeam(team.to_string())))
 }
 
-/// Reads a request body of at most `limit` bytes.
-pub(crate) async fn read_body(
+/// Reads a JSON object body of at most [`MAX_JSON_BODY`] bytes (an empty
+/// body when `empty_ok` reads as `{}`).
+pub(crate) async fn read_json(
+    headers: &HeaderMap,
     body: axum::body::Body,
-    limit: usize,
-    what: &str,
-) -> Result<bytes::Bytes, RouteError> {
-    axum::body::to_bytes(body, limit).await.map_err(|_| {
-        RouteError::new(
-            413,
-            "invalid_request_error",
-            "request_too_large",
-            format!("The {what} exceeds the {limit} byte limit."),
-        )
-    })
+    empty_ok: bool,
+) -> Result<serde_json::Map<String, Value>, RouteError> {
+    let bytes = crate::api::read_body(headers, body, MAX_JSON_BODY)
+        .await
+        .map_err(|e| e.to_error(MAX_JSON_BODY, "request body"))?;
+    if empty_ok && bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(serde_json::Map::new());
+    }
+    json_object(&bytes)
 }
 
 /// Largest JSON body an admin route reads (team settings, key labels,
@@ -459,10 +459,28 @@ pub(crate) fn path<T>(p: PathResult<T>) -> Result<T, RouteError> {
         .map_err(|e| RouteError::invalid("path", e.body_text()))
 }
 
-/// A JSON answer with its status, or the error.
-pub(crate) fn respond(result: Result<(StatusCode, Value), RouteError>) -> Response {
-    match result {
-        Ok((status, body)) => (status, axum::Json(body)).into_response(),
-        Err(e) => error_response(&e),
-    }
+/// What an admin handler answers: a status and a JSON body, or an error.
+pub(crate) type Answer = Result<(StatusCode, axum::Json<Value>), RouteError>;
+
+/// A JSON answer with its status.
+pub(crate) fn ok(status: StatusCode, body: Value) -> Answer {
+    Ok((status, axum::Json(body)))
+}
+
+/// Runs an admin write: under the write lock, `work` on a blocking thread
+/// (SQLite), then the rebuild of the team directory, swapped in before the
+/// lock is released.
+pub(crate) async fn write<T: Send + 'static>(
+    state: &AppState,
+    work: impl FnOnce(&Teams) -> Result<T, RouteError> + Send + 'static,
+) -> Result<T, RouteError> {
+    let teams = state.teams.clone();
+    let _write = teams.write_lock().await;
+    let writer = teams.clone();
+    blocking(move || {
+        let out = work(&writer)?;
+        writer.reload().map_err(store_error)?;
+        Ok(out)
+    })
+    .await
 }

@@ -15,16 +15,15 @@ use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::Response;
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    MAX_JSON_BODY, PathResult, authorize_team, blocking, find_team, json_object, path, read_body,
-    respond, store_error, team_view,
+    Answer, PathResult, authorize_team, blocking, find_team, ok, path, read_json, store_error,
+    team_view, write,
 };
-use crate::api::AppState;
+use crate::api::{AppState, BodyError};
 use crate::harness;
 use crate::route::RouteError;
 use crate::store::Upload;
@@ -66,16 +65,12 @@ async fn read_submission(
     limit: usize,
 ) -> Result<Submission, RouteError> {
     let total_limit = limit + CASES_ALLOWANCE;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if let Some(n) = declared.filter(|&n| n > total_limit) {
-        return Err(too_large(n, limit));
-    }
-    let bytes = axum::body::to_bytes(body, total_limit)
+    let bytes = crate::api::read_body(headers, body, total_limit)
         .await
-        .map_err(|_| too_large(total_limit + 1, limit))?;
+        .map_err(|e| match e {
+            BodyError::TooLarge(n) => too_large(n, limit),
+            BodyError::Broken => e.to_error(total_limit, "upload"),
+        })?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -230,17 +225,7 @@ pub async fn upload(
     team: PathResult<String>,
     query: Result<Query<UploadQuery>, QueryRejection>,
     body: Body,
-) -> Response {
-    respond(upload_policy(state, headers, team, query, body).await)
-}
-
-async fn upload_policy(
-    state: AppState,
-    headers: HeaderMap,
-    team: PathResult<String>,
-    query: Result<Query<UploadQuery>, QueryRejection>,
-    body: Body,
-) -> Result<(StatusCode, Value), RouteError> {
+) -> Answer {
     let team = path(team)?;
     let caller = authorize_team(&state, &headers, &team)?;
     let Query(query) = query.map_err(|e| RouteError::invalid("query", e.body_text()))?;
@@ -268,9 +253,6 @@ async fn upload_policy(
         Ok((policy, summary))
     })
     .await?;
-    let teams = state.teams.clone();
-    let _write = teams.write_lock().await;
-    let writer = teams.clone();
     let (name, uploader) = (team.clone(), caller.describe());
     let stored = policy.clone();
     let Submission {
@@ -279,7 +261,7 @@ async fn upload_policy(
         activate,
         ..
     } = submission;
-    let version = blocking(move || {
+    let version = write(&state, move |writer| {
         let store = writer.store();
         let version = store
             .add_policy_version(
@@ -296,13 +278,12 @@ async fn upload_policy(
         writer.remember(&stored);
         if activate {
             store.activate(&name, version).map_err(store_error)?;
-            writer.reload().map_err(store_error)?;
         }
         Ok(version)
     })
     .await?;
     let info = policy.info();
-    Ok((
+    ok(
         StatusCode::CREATED,
         json!({
             "object": "policy_version",
@@ -317,7 +298,7 @@ async fn upload_policy(
             "cases": case_summary,
             "active": activate,
         }),
-    ))
+    )
 }
 
 /// `GET /admin/v1/teams/{team}/policies`: every version, and which serves.
@@ -325,15 +306,7 @@ pub async fn list(
     State(state): State<AppState>,
     headers: HeaderMap,
     team: PathResult<String>,
-) -> Response {
-    respond(versions(state, headers, team).await)
-}
-
-async fn versions(
-    state: AppState,
-    headers: HeaderMap,
-    team: PathResult<String>,
-) -> Result<(StatusCode, Value), RouteError> {
+) -> Answer {
     let team = path(team)?;
     authorize_team(&state, &headers, &team)?;
     let tenant = find_team(&state, &team)?;
@@ -358,10 +331,10 @@ async fn versions(
         })
         .collect();
     let view = team_view(&tenant);
-    Ok((
+    ok(
         StatusCode::OK,
         json!({ "object": "list", "team": team, "policy": view["policy"], "data": data }),
-    ))
+    )
 }
 
 /// `POST /admin/v1/teams/{team}/policies/{version}/activate`: new requests
@@ -370,15 +343,7 @@ pub async fn activate(
     State(state): State<AppState>,
     headers: HeaderMap,
     params: PathResult<(String, String)>,
-) -> Response {
-    respond(activate_version(state, headers, params).await)
-}
-
-async fn activate_version(
-    state: AppState,
-    headers: HeaderMap,
-    params: PathResult<(String, String)>,
-) -> Result<(StatusCode, Value), RouteError> {
+) -> Answer {
     let (team, version) = path(params)?;
     authorize_team(&state, &headers, &team)?;
     let version: u32 = version.trim_start_matches('v').parse().map_err(|_| {
@@ -388,11 +353,8 @@ async fn activate_version(
         )
     })?;
     find_team(&state, &team)?;
-    let teams = state.teams.clone();
-    let _write = teams.write_lock().await;
-    let writer = teams.clone();
     let name = team.clone();
-    blocking(move || {
+    write(&state, move |writer| {
         let store = writer.store();
         let bytes = store
             .policy_component(&name, version)
@@ -406,13 +368,13 @@ async fn activate_version(
             )
         })?;
         store.activate(&name, version).map_err(store_error)?;
-        writer.reload().map_err(store_error)
+        Ok(())
     })
     .await?;
-    Ok((
+    ok(
         StatusCode::OK,
         team_view(find_team(&state, &team)?.as_ref()),
-    ))
+    )
 }
 
 /// `POST /admin/v1/teams/{team}/policies/rollback`: re-activates the version
@@ -421,31 +383,20 @@ pub async fn rollback(
     State(state): State<AppState>,
     headers: HeaderMap,
     team: PathResult<String>,
-) -> Response {
-    respond(roll_back(state, headers, team).await)
-}
-
-async fn roll_back(
-    state: AppState,
-    headers: HeaderMap,
-    team: PathResult<String>,
-) -> Result<(StatusCode, Value), RouteError> {
+) -> Answer {
     let team = path(team)?;
     authorize_team(&state, &headers, &team)?;
     find_team(&state, &team)?;
-    let teams = state.teams.clone();
-    let _write = teams.write_lock().await;
-    let writer = teams.clone();
     let name = team.clone();
-    blocking(move || {
+    write(&state, move |writer| {
         writer.store().rollback(&name).map_err(store_error)?;
-        writer.reload().map_err(store_error)
+        Ok(())
     })
     .await?;
-    Ok((
+    ok(
         StatusCode::OK,
         team_view(find_team(&state, &team)?.as_ref()),
-    ))
+    )
 }
 
 /// `GET /admin/v1/teams/{team}/policy-config`: the JSON the team's policy
@@ -454,17 +405,15 @@ pub async fn get_config(
     State(state): State<AppState>,
     headers: HeaderMap,
     team: PathResult<String>,
-) -> Response {
-    respond((|| {
-        let team = path(team)?;
-        authorize_team(&state, &headers, &team)?;
-        let tenant = find_team(&state, &team)?;
-        let config: Value = serde_json::from_str(&tenant.team.policy_config).unwrap_or(Value::Null);
-        Ok((
-            StatusCode::OK,
-            json!({ "object": "policy_config", "team": team, "policy_config": config }),
-        ))
-    })())
+) -> Answer {
+    let team = path(team)?;
+    authorize_team(&state, &headers, &team)?;
+    let tenant = find_team(&state, &team)?;
+    let config: Value = serde_json::from_str(&tenant.team.policy_config).unwrap_or(Value::Null);
+    ok(
+        StatusCode::OK,
+        json!({ "object": "policy_config", "team": team, "policy_config": config }),
+    )
 }
 
 /// `PUT /admin/v1/teams/{team}/policy-config`: a JSON object; new requests
@@ -474,35 +423,23 @@ pub async fn put_config(
     headers: HeaderMap,
     team: PathResult<String>,
     body: Body,
-) -> Response {
-    respond(set_config(state, headers, team, body).await)
-}
-
-async fn set_config(
-    state: AppState,
-    headers: HeaderMap,
-    team: PathResult<String>,
-    body: Body,
-) -> Result<(StatusCode, Value), RouteError> {
+) -> Answer {
     let team = path(team)?;
     authorize_team(&state, &headers, &team)?;
-    let config = json_object(&read_body(body, MAX_JSON_BODY, "policy config").await?)?;
+    let config = read_json(&headers, body, false).await?;
     find_team(&state, &team)?;
     let text = Value::Object(config.clone()).to_string();
-    let teams = state.teams.clone();
-    let _write = teams.write_lock().await;
-    let writer = teams.clone();
     let name = team.clone();
-    blocking(move || {
+    write(&state, move |writer| {
         writer
             .store()
             .set_policy_config(&name, &text)
             .map_err(store_error)?;
-        writer.reload().map_err(store_error)
+        Ok(())
     })
     .await?;
-    Ok((
+    ok(
         StatusCode::OK,
         json!({ "object": "policy_config", "team": team, "policy_config": config }),
-    ))
+    )
 }

@@ -6,14 +6,13 @@
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use super::{
-    MAX_JSON_BODY, PathResult, authorize, authorize_team, blocking, find_team, json_object, path,
-    read_body, respond, store_error, team_view,
+    Answer, PathResult, authorize, authorize_team, blocking, find_team, ok, path, read_json,
+    store_error, team_view, write,
 };
-use crate::api::{AppState, error_response};
+use crate::api::AppState;
 use crate::route::RouteError;
 use crate::store::KeyScope;
 use crate::teams::Origin;
@@ -105,17 +104,9 @@ fn access(map: &Map<String, Value>, allowed: &[&str]) -> Result<Access, RouteErr
 }
 
 /// `POST /admin/v1/teams`: `{"name", "allowed_models"?, "allowed_providers"?, "zdr"?, "policy_config"?}`.
-pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    respond(create_team(state, headers, body).await)
-}
-
-async fn create_team(
-    state: AppState,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<(StatusCode, Value), RouteError> {
+pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Answer {
     authorize(&state, &headers)?;
-    let map = json_object(&read_body(body, MAX_JSON_BODY, "request body").await?)?;
+    let map = read_json(&headers, body, false).await?;
     let name = match map.get("name") {
         Some(Value::String(name)) => name.clone(),
         _ => {
@@ -143,11 +134,8 @@ async fn create_team(
         .config()
         .check_team_access(models.as_deref(), providers.as_deref())
         .map_err(|e| RouteError::invalid("body", e))?;
-    let teams = state.teams.clone();
-    let _write = teams.write_lock().await;
-    let writer = teams.clone();
     let created = name.clone();
-    blocking(move || {
+    write(&state, move |writer| {
         let store = writer.store();
         store.create_team(&created).map_err(store_error)?;
         store
@@ -163,27 +151,25 @@ async fn create_team(
                 .set_policy_config(&created, config)
                 .map_err(store_error)?;
         }
-        writer.reload().map_err(store_error)
+        Ok(())
     })
     .await?;
-    Ok((
+    ok(
         StatusCode::CREATED,
         team_view(find_team(&state, &name)?.as_ref()),
-    ))
+    )
 }
 
 /// `GET /admin/v1/teams`.
-pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Err(e) = authorize(&state, &headers) {
-        return error_response(&e);
-    }
+pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> Answer {
+    authorize(&state, &headers)?;
     let directory = state.teams.directory();
     let data: Vec<Value> = directory
         .tenants()
         .into_iter()
         .map(|t| team_view(t))
         .collect();
-    axum::Json(json!({ "object": "list", "data": data })).into_response()
+    ok(StatusCode::OK, json!({ "object": "list", "data": data }))
 }
 
 /// `GET /admin/v1/teams/{team}` (the team's admin token may read its own).
@@ -191,15 +177,13 @@ pub async fn get(
     State(state): State<AppState>,
     headers: HeaderMap,
     team: PathResult<String>,
-) -> Response {
-    respond((|| {
-        let team = path(team)?;
-        authorize_team(&state, &headers, &team)?;
-        Ok((
-            StatusCode::OK,
-            team_view(find_team(&state, &team)?.as_ref()),
-        ))
-    })())
+) -> Answer {
+    let team = path(team)?;
+    authorize_team(&state, &headers, &team)?;
+    ok(
+        StatusCode::OK,
+        team_view(find_team(&state, &team)?.as_ref()),
+    )
 }
 
 /// `PATCH /admin/v1/teams/{team}`: `{"allowed_models"?, "allowed_providers"?, "zdr"?}`
@@ -210,19 +194,10 @@ pub async fn update(
     headers: HeaderMap,
     team: PathResult<String>,
     body: Body,
-) -> Response {
-    respond(update_team(state, headers, team, body).await)
-}
-
-async fn update_team(
-    state: AppState,
-    headers: HeaderMap,
-    team: PathResult<String>,
-    body: Body,
-) -> Result<(StatusCode, Value), RouteError> {
+) -> Answer {
     let team = path(team)?;
     authorize(&state, &headers)?;
-    let map = json_object(&read_body(body, MAX_JSON_BODY, "request body").await?)?;
+    let map = read_json(&headers, body, false).await?;
     let changes = access(&map, &["allowed_models", "allowed_providers", "zdr"])?;
     let tenant = find_team(&state, &team)?;
     if tenant.origin == Origin::Config {
@@ -248,22 +223,19 @@ async fn update_team(
         .config()
         .check_team_access(models.as_deref(), providers.as_deref())
         .map_err(|e| RouteError::invalid("body", e))?;
-    let teams = state.teams.clone();
-    let _write = teams.write_lock().await;
-    let writer = teams.clone();
     let name = team.clone();
-    blocking(move || {
+    write(&state, move |writer| {
         writer
             .store()
             .set_team_access(&name, models.as_deref(), providers.as_deref(), zdr)
             .map_err(store_error)?;
-        writer.reload().map_err(store_error)
+        Ok(())
     })
     .await?;
-    Ok((
+    ok(
         StatusCode::OK,
         team_view(find_team(&state, &team)?.as_ref()),
-    ))
+    )
 }
 
 /// A new secret: `prefix` + 64 hex digits from the OS's CSPRNG.
@@ -292,24 +264,10 @@ pub async fn create_key(
     headers: HeaderMap,
     team: PathResult<String>,
     body: Body,
-) -> Response {
-    respond(new_key(state, headers, team, body).await)
-}
-
-async fn new_key(
-    state: AppState,
-    headers: HeaderMap,
-    team: PathResult<String>,
-    body: Body,
-) -> Result<(StatusCode, Value), RouteError> {
+) -> Answer {
     let team = path(team)?;
     authorize(&state, &headers)?;
-    let bytes = read_body(body, MAX_JSON_BODY, "request body").await?;
-    let map = if bytes.iter().all(u8::is_ascii_whitespace) {
-        Map::new()
-    } else {
-        json_object(&bytes)?
-    };
+    let map = read_json(&headers, body, true).await?;
     if let Some(unknown) = map
         .keys()
         .find(|k| !["label", "scope"].contains(&k.as_str()))
@@ -346,20 +304,15 @@ async fn new_key(
         KeyScope::Admin => "sya-",
     })?;
     let hash = crate::config::hash_key(&key);
-    let teams = state.teams.clone();
-    let _write = teams.write_lock().await;
-    let writer = teams.clone();
     let (name, key_label) = (team.clone(), label.clone());
-    let id = blocking(move || {
-        let id = writer
+    let id = write(&state, move |writer| {
+        writer
             .store()
             .add_key(&name, &hash, &key_label, scope)
-            .map_err(store_error)?;
-        writer.reload().map_err(store_error)?;
-        Ok(id)
+            .map_err(store_error)
     })
     .await?;
-    Ok((
+    ok(
         StatusCode::CREATED,
         json!({
             "object": "key",
@@ -370,7 +323,7 @@ async fn new_key(
             "key": key,
             "note": "Store this key now: it is shown only once (Switchyard keeps only its sha256).",
         }),
-    ))
+    )
 }
 
 /// `GET /admin/v1/teams/{team}/keys` (never the keys themselves).
@@ -378,15 +331,7 @@ pub async fn list_keys(
     State(state): State<AppState>,
     headers: HeaderMap,
     team: PathResult<String>,
-) -> Response {
-    respond(keys(state, headers, team).await)
-}
-
-async fn keys(
-    state: AppState,
-    headers: HeaderMap,
-    team: PathResult<String>,
-) -> Result<(StatusCode, Value), RouteError> {
+) -> Answer {
     let team = path(team)?;
     authorize(&state, &headers)?;
     let teams = state.teams.clone();
@@ -405,10 +350,10 @@ async fn keys(
             })
         })
         .collect();
-    Ok((
+    ok(
         StatusCode::OK,
         json!({ "object": "list", "team": team, "data": data }),
-    ))
+    )
 }
 
 /// `DELETE /admin/v1/teams/{team}/keys/{id}`: the key stops working at once.
@@ -416,31 +361,20 @@ pub async fn revoke_key(
     State(state): State<AppState>,
     headers: HeaderMap,
     params: PathResult<(String, String)>,
-) -> Response {
-    respond(revoke(state, headers, params).await)
-}
-
-async fn revoke(
-    state: AppState,
-    headers: HeaderMap,
-    params: PathResult<(String, String)>,
-) -> Result<(StatusCode, Value), RouteError> {
+) -> Answer {
     let (team, id) = path(params)?;
     authorize(&state, &headers)?;
     let id: i64 = id
         .parse()
         .map_err(|_| RouteError::invalid("id", format!("Key id {id:?} is not a number.")))?;
-    let teams = state.teams.clone();
-    let _write = teams.write_lock().await;
-    let writer = teams.clone();
     let name = team.clone();
-    blocking(move || {
+    write(&state, move |writer| {
         writer.store().revoke_key(&name, id).map_err(store_error)?;
-        writer.reload().map_err(store_error)
+        Ok(())
     })
     .await?;
-    Ok((
+    ok(
         StatusCode::OK,
         json!({ "object": "key", "id": id, "team": team, "revoked": true }),
-    ))
+    )
 }
