@@ -165,6 +165,13 @@ impl Env {
         body["version"].as_u64().expect("version")
     }
 
+    /// Sets a team's policy config.
+    async fn set_config(&self, team: &str, token: &str, config: Value) {
+        let path = format!("/admin/v1/teams/{team}/policy-config");
+        let (status, body) = self.admin("PUT", &path, token, Some(config)).await;
+        assert_eq!(status, 200, "{body}");
+    }
+
     async fn chat(&self, key: &str) -> (u16, Value) {
         chat(&self.http, &self.url("/v1/chat/completions"), key).await
     }
@@ -327,15 +334,8 @@ async fn a_restart_on_the_same_store_keeps_teams_keys_and_active_versions() {
     let (key, team_admin) = env.team("keeper").await;
     env.push("keeper", &team_admin, "pin_alpha").await;
     env.push("keeper", &team_admin, "pin_beta").await;
-    let (status, _) = env
-        .admin(
-            "PUT",
-            "/admin/v1/teams/keeper/policy-config",
-            &team_admin,
-            Some(json!({ "note": "kept" })),
-        )
+    env.set_config("keeper", &team_admin, json!({ "note": "kept" }))
         .await;
-    assert_eq!(status, 200);
     let (status, body) = env.chat(&key).await;
     assert_eq!((status, provider(&body)), (200, "beta"));
     let Env {
@@ -720,15 +720,8 @@ async fn a_looping_plugin_is_set_aside_without_slowing_other_teams() {
     let (b_key, b_admin) = env.team("bystander").await;
     env.push("hostile", &h_admin, "hostile").await;
     env.push("bystander", &b_admin, "pin_beta").await;
-    let (status, _) = env
-        .admin(
-            "PUT",
-            "/admin/v1/teams/hostile/policy-config",
-            &h_admin,
-            Some(json!({ "mode": "loop" })),
-        )
+    env.set_config("hostile", &h_admin, json!({ "mode": "loop" }))
         .await;
-    assert_eq!(status, 200);
 
     // The hostile team floods the gateway while the bystander keeps working.
     let url = env.url("/v1/chat/completions");
@@ -812,15 +805,8 @@ async fn a_looping_plugin_is_set_aside_without_slowing_other_teams() {
     assert_eq!(counted as u64, faults);
 
     // Re-activating (after fixing the config) puts the plugin back in service.
-    let (status, _) = env
-        .admin(
-            "PUT",
-            "/admin/v1/teams/hostile/policy-config",
-            &h_admin,
-            Some(json!({ "mode": "ok" })),
-        )
+    env.set_config("hostile", &h_admin, json!({ "mode": "ok" }))
         .await;
-    assert_eq!(status, 200);
     let (status, body) = env
         .admin(
             "POST",

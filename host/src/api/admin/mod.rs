@@ -420,6 +420,11 @@ pub(crate) fn team_view(tenant: &Tenant) -> Value {
     })
 }
 
+/// The team's current view, as the answer of a write to it.
+pub(crate) fn team_answer(state: &AppState, status: StatusCode, team: &str) -> Answer {
+    ok(status, team_view(find_team(state, team)?.as_ref()))
+}
+
 /// The current view of `team`, or 404.
 pub(crate) fn find_team(state: &AppState, team: &str) -> Result<Arc<Tenant>, RouteError> {
     state

@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 
 use super::{
     Answer, PathResult, authorize_team, blocking, find_team, ok, path, read_json, store_error,
-    team_view, write,
+    team_answer, team_view, write,
 };
 use crate::api::{AppState, BodyError};
 use crate::harness;
@@ -371,10 +371,7 @@ pub async fn activate(
         Ok(())
     })
     .await?;
-    ok(
-        StatusCode::OK,
-        team_view(find_team(&state, &team)?.as_ref()),
-    )
+    team_answer(&state, StatusCode::OK, &team)
 }
 
 /// `POST /admin/v1/teams/{team}/policies/rollback`: re-activates the version
@@ -393,10 +390,7 @@ pub async fn rollback(
         Ok(())
     })
     .await?;
-    ok(
-        StatusCode::OK,
-        team_view(find_team(&state, &team)?.as_ref()),
-    )
+    team_answer(&state, StatusCode::OK, &team)
 }
 
 /// `GET /admin/v1/teams/{team}/policy-config`: the JSON the team's policy

@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 
 use super::{
     Answer, PathResult, authorize, authorize_team, blocking, find_team, ok, path, read_json,
-    store_error, team_view, write,
+    store_error, team_answer, team_view, write,
 };
 use crate::api::AppState;
 use crate::route::RouteError;
@@ -154,10 +154,7 @@ pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bod
         Ok(())
     })
     .await?;
-    ok(
-        StatusCode::CREATED,
-        team_view(find_team(&state, &name)?.as_ref()),
-    )
+    team_answer(&state, StatusCode::CREATED, &name)
 }
 
 /// `GET /admin/v1/teams`.
@@ -180,10 +177,7 @@ pub async fn get(
 ) -> Answer {
     let team = path(team)?;
     authorize_team(&state, &headers, &team)?;
-    ok(
-        StatusCode::OK,
-        team_view(find_team(&state, &team)?.as_ref()),
-    )
+    team_answer(&state, StatusCode::OK, &team)
 }
 
 /// `PATCH /admin/v1/teams/{team}`: `{"allowed_models"?, "allowed_providers"?, "zdr"?}`
@@ -232,10 +226,7 @@ pub async fn update(
         Ok(())
     })
     .await?;
-    ok(
-        StatusCode::OK,
-        team_view(find_team(&state, &team)?.as_ref()),
-    )
+    team_answer(&state, StatusCode::OK, &team)
 }
 
 /// A new secret: `prefix` + 64 hex digits from the OS's CSPRNG.
