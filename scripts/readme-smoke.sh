@@ -69,7 +69,10 @@ export SWITCHYARD_URL=$base
     --cases examples/intent-router/cases.json --notes "intent routing"
 "$bin" policy push --team growth builtin:default --notes "the default, as a version"
 "$bin" policy list --team growth
-"$bin" policy rollback --team growth | tee /dev/stderr | grep -q "active:      v1 (intent-router"
+# (Not `tee /dev/stderr`: that reopens CI's log file with O_TRUNC and wipes it.)
+out=$("$bin" policy rollback --team growth)
+echo "$out"
+grep -q "active:      v1 (intent-router" <<<"$out"
 curl -fsS "$base/v1/chat/completions" -H "Authorization: Bearer $key" \
   -H "Content-Type: application/json" \
   -d '{"model": "auto", "messages": [{"role": "user", "content": "Classify: hello"}], "metadata": {"step_type": "classification"}}' \
