@@ -5,9 +5,10 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
 use switchyard::api::Server;
-use switchyard::client::{AdminClient, multipart};
+use switchyard::client::AdminClient;
 use switchyard_tests::mock::{Behavior, Flavor, MockProvider};
 use switchyard_tests::{guest, start_gateway, temp_store};
 
@@ -99,13 +100,11 @@ impl Env {
         body: Option<Value>,
     ) -> (u16, Value) {
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-        let mut request = self.http.request(method, self.url(path)).bearer_auth(token);
+        let mut request = self.http.request(method, self.url(path));
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request.send().await.expect("admin call");
-        let status = response.status().as_u16();
-        (status, response.json().await.expect("json body"))
+        send(request, token).await
     }
 
     /// Creates a team; returns its API key and its team admin token.
@@ -142,17 +141,21 @@ impl Env {
         bytes: Vec<u8>,
         query: &str,
     ) -> (u16, Value) {
-        let response = self
+        let request = self
             .http
             .post(self.url(&format!("/admin/v1/teams/{team}/policies{query}")))
-            .bearer_auth(token)
             .header("content-type", "application/wasm")
-            .body(bytes)
-            .send()
-            .await
-            .expect("upload");
-        let status = response.status().as_u16();
-        (status, response.json().await.expect("json body"))
+            .body(bytes);
+        send(request, token).await
+    }
+
+    /// Uploads a multipart form; returns status and body.
+    async fn upload_form(&self, team: &str, token: &str, form: Form) -> (u16, Value) {
+        let request = self
+            .http
+            .post(self.url(&format!("/admin/v1/teams/{team}/policies")))
+            .multipart(form);
+        send(request, token).await
     }
 
     /// Uploads and activates a guest component; returns the version.
@@ -175,6 +178,13 @@ impl Env {
     async fn chat(&self, key: &str) -> (u16, Value) {
         chat(&self.http, &self.url("/v1/chat/completions"), key).await
     }
+}
+
+/// Sends an admin request with `token`; returns status and JSON body.
+async fn send(request: reqwest::RequestBuilder, token: &str) -> (u16, Value) {
+    let response = request.bearer_auth(token).send().await.expect("admin call");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("json body"))
 }
 
 async fn chat(http: &reqwest::Client, url: &str, key: &str) -> (u16, Value) {
@@ -462,42 +472,30 @@ async fn bad_uploads_and_wrong_credentials_are_refused_by_name() {
         ]
     })
     .to_string();
-    let (content_type, form) = multipart(&[
-        ("component", Some("pin_alpha.wasm"), &guest("pin_alpha")),
-        ("cases", Some("cases.json"), cases.as_bytes()),
-    ]);
-    let response = env
-        .http
-        .post(env.url("/admin/v1/teams/a/policies"))
-        .bearer_auth(&a_admin)
-        .header("content-type", content_type)
-        .body(form)
-        .send()
-        .await
-        .expect("upload");
-    let s = response.status().as_u16();
-    let b: Value = response.json().await.expect("json");
+    let form = Form::new()
+        .part(
+            "component",
+            Part::bytes(guest("pin_alpha")).file_name("pin_alpha.wasm"),
+        )
+        .text("cases", cases);
+    let (s, b) = env.upload_form("a", &a_admin, form).await;
     refused(s, &b, 422, "failed 1 of its 2 uploaded cases");
     refused(s, &b, 422, "goes to beta");
     assert_eq!(b["error"]["code"], "policy_cases_failed");
-    // An unknown form field and a bad case file are named.
-    let (content_type, form) = multipart(&[("plugin", None, b"x")]);
-    let response = env
-        .http
-        .post(env.url("/admin/v1/teams/a/policies"))
-        .bearer_auth(&a_admin)
-        .header("content-type", content_type)
-        .body(form)
-        .send()
-        .await
-        .expect("upload");
-    let s = response.status().as_u16();
-    refused(
-        s,
-        &response.json().await.expect("json"),
-        400,
-        "Unknown form field \"plugin\"",
-    );
+    // An unknown form field, a bad case file and a form without a component are named.
+    let (s, b) = env
+        .upload_form("a", &a_admin, Form::new().text("plugin", "x"))
+        .await;
+    refused(s, &b, 400, "Unknown form field \"plugin\"");
+    let form = Form::new()
+        .part("component", Part::bytes(guest("pin_alpha")))
+        .text("cases", "{ not json");
+    let (s, b) = env.upload_form("a", &a_admin, form).await;
+    refused(s, &b, 400, "invalid case file");
+    let (s, b) = env
+        .upload_form("a", &a_admin, Form::new().text("notes", "n"))
+        .await;
+    refused(s, &b, 400, "no `component` field");
 
     // Nothing was stored by any of these.
     let (_, b) = env

@@ -8,41 +8,10 @@ use serde_json::Value;
 pub enum ClientError {
     #[error("cannot reach the gateway at {url}: {source}")]
     Unreachable { url: String, source: reqwest::Error },
+    #[error("bad gateway URL {url:?}: {problem}")]
+    BadUrl { url: String, problem: String },
     #[error("{status}: {message}")]
     Api { status: u16, message: String },
-}
-
-/// A `multipart/form-data` body: its content type and bytes. Each field is
-/// (name, file name, contents).
-pub fn multipart(fields: &[(&str, Option<&str>, &[u8])]) -> (String, Vec<u8>) {
-    let mut seed = [0u8; 12];
-    // Any boundary absent from the contents will do; random makes a clash
-    // with uploaded bytes practically impossible.
-    if getrandom::getrandom(&mut seed).is_err() {
-        seed = *b"switchyard-b";
-    }
-    let boundary: String = std::iter::once("----switchyard".to_string())
-        .chain(seed.iter().map(|b| format!("{b:02x}")))
-        .collect();
-    let mut body = Vec::new();
-    for (name, file, contents) in fields {
-        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
-        match file {
-            Some(file) => body.extend_from_slice(
-                format!(
-                    "Content-Disposition: form-data; name=\"{name}\"; filename=\"{file}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
-                )
-                .as_bytes(),
-            ),
-            None => body.extend_from_slice(
-                format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes(),
-            ),
-        }
-        body.extend_from_slice(contents);
-        body.extend_from_slice(b"\r\n");
-    }
-    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
 /// The admin API of one gateway, with one token.
@@ -62,16 +31,19 @@ impl AdminClient {
         }
     }
 
-    fn team_url(&self, team: &str, rest: &str) -> String {
-        let mut team_part = String::new();
-        for b in team.bytes() {
-            if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-') {
-                team_part.push(b as char);
-            } else {
-                team_part.push_str(&format!("%{b:02X}"));
-            }
-        }
-        format!("{}/admin/v1/teams/{team_part}{rest}", self.base)
+    /// `{base}/admin/v1/teams/{team}/{rest...}`, each segment escaped.
+    fn team_url(&self, team: &str, rest: &[&str]) -> Result<reqwest::Url, ClientError> {
+        let bad = |problem: String| ClientError::BadUrl {
+            url: self.base.clone(),
+            problem,
+        };
+        let mut url = reqwest::Url::parse(&self.base).map_err(|e| bad(e.to_string()))?;
+        url.path_segments_mut()
+            .map_err(|()| bad("it cannot take a path".into()))?
+            .pop_if_empty()
+            .extend(["admin", "v1", "teams", team])
+            .extend(rest);
+        Ok(url)
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value, ClientError> {
@@ -106,28 +78,30 @@ impl AdminClient {
         notes: &str,
         activate: bool,
     ) -> Result<Value, ClientError> {
-        let flag = if activate { "true" } else { "false" };
-        let mut fields: Vec<(&str, Option<&str>, &[u8])> = vec![
-            ("component", Some("policy.wasm"), component),
-            ("notes", None, notes.as_bytes()),
-            ("activate", None, flag.as_bytes()),
-        ];
+        let mut form = reqwest::multipart::Form::new()
+            .part(
+                "component",
+                reqwest::multipart::Part::bytes(component.to_vec()).file_name("policy.wasm"),
+            )
+            .text("notes", notes.to_string())
+            .text("activate", activate.to_string());
         if let Some(cases) = cases {
-            fields.push(("cases", Some("cases.json"), cases.as_bytes()));
+            form = form.part(
+                "cases",
+                reqwest::multipart::Part::text(cases.to_string()).file_name("cases.json"),
+            );
         }
-        let (content_type, body) = multipart(&fields);
         self.send(
             self.http
-                .post(self.team_url(team, "/policies"))
-                .header("content-type", content_type)
-                .body(body),
+                .post(self.team_url(team, &["policies"])?)
+                .multipart(form),
         )
         .await
     }
 
     /// The team's versions and which one serves.
     pub async fn list(&self, team: &str) -> Result<Value, ClientError> {
-        self.send(self.http.get(self.team_url(team, "/policies")))
+        self.send(self.http.get(self.team_url(team, &["policies"])?))
             .await
     }
 
@@ -135,14 +109,17 @@ impl AdminClient {
     pub async fn activate(&self, team: &str, version: u32) -> Result<Value, ClientError> {
         self.send(
             self.http
-                .post(self.team_url(team, &format!("/policies/{version}/activate"))),
+                .post(self.team_url(team, &["policies", &version.to_string(), "activate"])?),
         )
         .await
     }
 
     /// Re-activates the version active before the current one.
     pub async fn rollback(&self, team: &str) -> Result<Value, ClientError> {
-        self.send(self.http.post(self.team_url(team, "/policies/rollback")))
-            .await
+        self.send(
+            self.http
+                .post(self.team_url(team, &["policies", "rollback"])?),
+        )
+        .await
     }
 }

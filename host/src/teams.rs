@@ -61,6 +61,8 @@ pub struct Tenant {
 pub struct TeamPolicy {
     pub team: String,
     pub version: u32,
+    /// `v{version}`, the label of its metrics (built once, not per request).
+    pub label: String,
     /// Which activation of the version this is (re-activating starts afresh).
     activation: i64,
     pub policy: Policy,
@@ -399,6 +401,7 @@ impl Teams {
         Ok(Some(Arc::new(TeamPolicy {
             team: record.name.clone(),
             version,
+            label: format!("v{version}"),
             activation: record.activation,
             policy,
             slots: tokio::sync::Semaphore::new(self.config.plugins.decision_slots),

@@ -506,12 +506,11 @@ impl Executor {
                 })?;
                 request = back_request;
                 candidates = back_candidates;
-                let version = format!("v{}", plugin.version);
                 match decision.result {
                     Err(fault) if fault.is_fault() => {
                         self.telemetry.decision(
                             &team.name,
-                            &version,
+                            &plugin.label,
                             decision.stats.elapsed,
                             Some(fault.kind()),
                         );
@@ -531,8 +530,12 @@ impl Executor {
                         }
                     }
                     result => {
-                        self.telemetry
-                            .decision(&team.name, &version, decision.stats.elapsed, None);
+                        self.telemetry.decision(
+                            &team.name,
+                            &plugin.label,
+                            decision.stats.elapsed,
+                            None,
+                        );
                         plugin.record_success();
                         return Ok((Self::plan_or_error(team, result)?, request, candidates));
                     }

@@ -77,7 +77,7 @@ pub async fn prometheus(State(state): State<AppState>) -> Response {
                 .filter_map(|t| t.policy.as_ref())
                 .map(|p| {
                     let aside = if p.in_service() { 0.0 } else { 1.0 };
-                    (vec![p.team.clone(), format!("v{}", p.version)], aside)
+                    (vec![p.team.clone(), p.label.clone()], aside)
                 })
                 .collect(),
         },
