@@ -124,9 +124,18 @@ impl Metric {
         let name: String = raw
             .trim()
             .chars()
-            .map(|c| if c == '-' { '_' } else { c.to_ascii_lowercase() })
+            .map(|c| {
+                if c == '-' {
+                    '_'
+                } else {
+                    c.to_ascii_lowercase()
+                }
+            })
             .collect();
-        let live = |name: String, higher_is_better| Metric::Live { name, higher_is_better };
+        let live = |name: String, higher_is_better| Metric::Live {
+            name,
+            higher_is_better,
+        };
         match name.as_str() {
             "performance" => return Some(Metric::Performance),
             "cost" => return Some(Metric::Cost),
@@ -304,7 +313,10 @@ fn parse_metric(v: &Value, at: At) -> Result<Option<Metric>, String> {
         Value::String(s) => Metric::parse(s)
             .map(Some)
             .ok_or_else(|| format!("{at}: unknown metric `{s}`")),
-        other => Err(format!("{at} must be a metric name (string), got {}", kind(other))),
+        other => Err(format!(
+            "{at} must be a metric name (string), got {}",
+            kind(other)
+        )),
     }
 }
 
@@ -317,7 +329,12 @@ fn parse_models(v: &Value, at: At) -> Result<Vec<String>, String> {
         match m {
             Value::String(s) if !s.trim().is_empty() => out.push(s.trim().to_string()),
             Value::String(_) => return Err(format!("{at}[{i}] is an empty model name")),
-            other => return Err(format!("{at}[{i}] must be a model name (string), got {}", kind(other))),
+            other => {
+                return Err(format!(
+                    "{at}[{i}] must be a model name (string), got {}",
+                    kind(other)
+                ));
+            }
         }
     }
     Ok(out)
@@ -326,7 +343,10 @@ fn parse_models(v: &Value, at: At) -> Result<Vec<String>, String> {
 fn parse_positive(v: &Value, at: At) -> Result<u32, String> {
     match v.as_u64() {
         Some(n) if n >= 1 && n <= u64::from(u32::MAX) => Ok(n as u32),
-        _ => Err(format!("{at} must be an integer from 1 to {}, got {v}", u32::MAX)),
+        _ => Err(format!(
+            "{at} must be an integer from 1 to {}, got {v}",
+            u32::MAX
+        )),
     }
 }
 
@@ -341,8 +361,13 @@ fn parse_string_or_list(v: &Value, at: At) -> Result<Vec<String>, String> {
                 other => Err(format!("{at}[{i}] must be a string, got {}", kind(other))),
             })
             .collect(),
-        Value::Array(_) => Err(format!("{at} must not be an empty list (leave it out to match anything)")),
-        other => Err(format!("{at} must be a string or a list of strings, got {}", kind(other))),
+        Value::Array(_) => Err(format!(
+            "{at} must not be an empty list (leave it out to match anything)"
+        )),
+        other => Err(format!(
+            "{at} must be a string or a list of strings, got {}",
+            kind(other)
+        )),
     }
 }
 
@@ -354,12 +379,21 @@ fn parse_rule(v: &Value, index: usize) -> Result<Rule, String> {
         Some(Value::String(s)) if !s.trim().is_empty() => s.trim(),
         Some(Value::String(_)) => return Err(format!("config.rules[{index}].name is empty")),
         Some(other) => {
-            return Err(format!("config.rules[{index}].name must be a string, got {}", kind(other)));
+            return Err(format!(
+                "config.rules[{index}].name must be a string, got {}",
+                kind(other)
+            ));
         }
         None => return Err(format!("config.rules[{index}] has no `name`")),
     };
-    let at = At { rule: Some((index, name)), field: "" };
-    let mut rule = Rule { name: name.to_string(), ..Rule::default() };
+    let at = At {
+        rule: Some((index, name)),
+        field: "",
+    };
+    let mut rule = Rule {
+        name: name.to_string(),
+        ..Rule::default()
+    };
     for (key, val) in obj {
         match key.as_str() {
             "name" => {}
@@ -396,11 +430,16 @@ fn parse_match(v: &Value, at: At, rule: &mut Rule) -> Result<(), String> {
     };
     for (key, val) in obj {
         match key.as_str() {
-            "step_type" => rule.step_type = Some(parse_string_or_list(val, at.field("match.step_type"))?),
+            "step_type" => {
+                rule.step_type = Some(parse_string_or_list(val, at.field("match.step_type"))?)
+            }
             "purpose" => rule.purpose = Some(parse_string_or_list(val, at.field("match.purpose"))?),
             "metadata" => {
                 let m = val.as_object().ok_or_else(|| {
-                    format!("{at}.match.metadata must be an object of strings, got {}", kind(val))
+                    format!(
+                        "{at}.match.metadata must be an object of strings, got {}",
+                        kind(val)
+                    )
                 })?;
                 for (k, x) in m {
                     match x {
@@ -514,7 +553,9 @@ impl<'r> Features<'r> {
 
 fn serves(c: &Candidate, slug: &str) -> bool {
     c.model.eq_ignore_ascii_case(slug)
-        || c.logical_model.as_deref().is_some_and(|l| l.eq_ignore_ascii_case(slug))
+        || c.logical_model
+            .as_deref()
+            .is_some_and(|l| l.eq_ignore_ascii_case(slug))
 }
 
 /// Fills `out` with the candidates a target names (pinned ones first) and
@@ -527,7 +568,11 @@ fn resolve(target: &str, cands: &[Candidate], out: &mut Vec<usize>) -> usize {
     }
     if let Some((provider, model)) = target.split_once('/') {
         let exact = cands.iter().find(|c| c.id.eq_ignore_ascii_case(target));
-        if exact.is_some() || cands.iter().any(|c| c.provider.eq_ignore_ascii_case(provider)) {
+        if exact.is_some()
+            || cands
+                .iter()
+                .any(|c| c.provider.eq_ignore_ascii_case(provider))
+        {
             let is_pinned = |c: &Candidate| {
                 c.id.eq_ignore_ascii_case(target)
                     || (c.provider.eq_ignore_ascii_case(provider) && serves(c, model))
@@ -538,7 +583,8 @@ fn resolve(target: &str, cands: &[Candidate], out: &mut Vec<usize>) -> usize {
             out.extend((0..cands.len()).filter(|&i| {
                 let c = &cands[i];
                 !is_pinned(c)
-                    && (serves(c, model) || exact_model.is_some_and(|m| c.model.eq_ignore_ascii_case(m)))
+                    && (serves(c, model)
+                        || exact_model.is_some_and(|m| c.model.eq_ignore_ascii_case(m)))
             }));
             return pinned;
         }
@@ -603,7 +649,11 @@ struct Ranker<'a> {
 fn same_metric(given: &str, name: &str) -> bool {
     given.len() == name.len()
         && given.bytes().zip(name.bytes()).all(|(g, n)| {
-            let g = if g == b'-' { b'_' } else { g.to_ascii_lowercase() };
+            let g = if g == b'-' {
+                b'_'
+            } else {
+                g.to_ascii_lowercase()
+            };
             g == n
         })
 }
@@ -641,13 +691,25 @@ impl<'a> Ranker<'a> {
         let (no_data, value) = match metric {
             Metric::Performance => (false, f64::from(tier)),
             Metric::Cost => (false, cost),
-            Metric::Live { name, higher_is_better } => match self.live_value(i, name) {
+            Metric::Live {
+                name,
+                higher_is_better,
+            } => match self.live_value(i, name) {
                 Some(v) => (false, if *higher_is_better { -v } else { v }),
                 None => (true, 0.0),
             },
         };
-        let flags = (health << 3) | (u8::from(not_cached) << 2) | (u8::from(exhausted) << 1) | u8::from(no_data);
-        SortKey { flags, value: ordered_bits(value), tier, cost: ordered_bits(cost), index: i }
+        let flags = (health << 3)
+            | (u8::from(not_cached) << 2)
+            | (u8::from(exhausted) << 1)
+            | u8::from(no_data);
+        SortKey {
+            flags,
+            value: ordered_bits(value),
+            tier,
+            cost: ordered_bits(cost),
+            index: i,
+        }
     }
 
     fn sort(&mut self, members: &mut [usize], keys: &mut Vec<SortKey>) {
@@ -676,11 +738,18 @@ impl<'a> Ranker<'a> {
 // Decision
 
 fn bad_config(message: String) -> PolicyError {
-    PolicyError { kind: PolicyErrorKind::BadConfig, message }
+    PolicyError {
+        kind: PolicyErrorKind::BadConfig,
+        message,
+    }
 }
 
 /// Parses `request.config` (see [`cached_config`]) and decides.
-pub fn route(req: &Request, cands: &[Candidate], lookup: &MetricLookup) -> Result<Plan, PolicyError> {
+pub fn route(
+    req: &Request,
+    cands: &[Candidate],
+    lookup: &MetricLookup,
+) -> Result<Plan, PolicyError> {
     let config = cached_config(&req.config).map_err(bad_config)?;
     decide(req, cands, &config, lookup)
 }
@@ -725,7 +794,8 @@ pub fn decide(
 
     let requested_metric = match req.routing.metric.as_deref().map(str::trim) {
         Some(m) if !m.is_empty() => Some(
-            Metric::parse(m).ok_or_else(|| bad_config(format!("routing.metric: unknown metric `{m}`")))?,
+            Metric::parse(m)
+                .ok_or_else(|| bad_config(format!("routing.metric: unknown metric `{m}`")))?,
         ),
         _ => None,
     };
@@ -759,7 +829,10 @@ pub fn decide(
         req,
         cands,
         metric,
-        window: req.routing.interval_seconds.clamp(MIN_WINDOW_SECONDS, MAX_WINDOW_SECONDS),
+        window: req
+            .routing
+            .interval_seconds
+            .clamp(MIN_WINDOW_SECONDS, MAX_WINDOW_SECONDS),
         lookup,
         values: match metric {
             Metric::Live { .. } => vec![None; cands.len()],
@@ -793,9 +866,11 @@ pub fn decide(
         members.truncate(kept);
 
         // Fewest strip steps after which some candidate supports everything left.
-        let Some(step) = (0..=STRIP_STEPS as usize)
-            .find(|&k| members.iter().any(|&i| missing[i] & !features.strippable[k] == 0))
-        else {
+        let Some(step) = (0..=STRIP_STEPS as usize).find(|&k| {
+            members
+                .iter()
+                .any(|&i| missing[i] & !features.strippable[k] == 0)
+        }) else {
             continue;
         };
         let allowed = features.strippable[step];
@@ -835,7 +910,15 @@ pub fn decide(
     }
 
     if attempts.is_empty() {
-        return Err(no_route(req, cands, primaries, fallbacks, &features, &missing, &considered));
+        return Err(no_route(
+            req,
+            cands,
+            primaries,
+            fallbacks,
+            &features,
+            &missing,
+            &considered,
+        ));
     }
     Ok(Plan {
         attempts,
@@ -855,7 +938,12 @@ fn no_route(
     missing: &[u128],
     considered: &[bool],
 ) -> PolicyError {
-    let quote = |list: &[String]| list.iter().map(|m| format!("`{}`", m.trim())).collect::<Vec<_>>().join(", ");
+    let quote = |list: &[String]| {
+        list.iter()
+            .map(|m| format!("`{}`", m.trim()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let mut what = format!("model `{}`", req.model.trim());
     if primaries.len() > 1 || primaries.first().is_some_and(|p| p != &req.model) {
         what.push_str(&format!(" (rule models {})", quote(primaries)));
@@ -871,17 +959,33 @@ fn no_route(
         // Every considered candidate lacks at least one feature that is never stripped.
         let mut unservable = 0u128;
         for (i, _) in considered.iter().enumerate().filter(|(_, c)| **c) {
-            unservable |= missing.get(i).copied().unwrap_or(0) & !features.strippable[STRIP_STEPS as usize];
+            unservable |=
+                missing.get(i).copied().unwrap_or(0) & !features.strippable[STRIP_STEPS as usize];
         }
         let lacking = features.list(unservable);
         format!(
             "no route for {what}: no candidate serving it supports {} (features that are never stripped); the request uses {}",
-            lacking.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", "),
-            features.names.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", ")
+            lacking
+                .iter()
+                .map(|f| format!("`{f}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            features
+                .names
+                .iter()
+                .map(|f| format!("`{f}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
         )
     };
-    PolicyError { kind: PolicyErrorKind::NoRoute, message }
+    PolicyError {
+        kind: PolicyErrorKind::NoRoute,
+        message,
+    }
 }
 
+// Spelled out so the file also compiles where another crate includes it by
+// path (the host's policy benchmark builds this logic natively as a baseline).
 #[cfg(test)]
+#[path = "logic/tests.rs"]
 mod tests;

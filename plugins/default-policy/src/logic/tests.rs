@@ -19,7 +19,11 @@ fn cand(id: &str) -> Candidate {
         provider: provider.to_string(),
         model: model.to_string(),
         logical_model: None,
-        price: Price { input: 0.0, output: 0.0, cached_input: 0.0 },
+        price: Price {
+            input: 0.0,
+            output: 0.0,
+            cached_input: 0.0,
+        },
         features: Vec::new(),
         zdr: false,
         tier: 2,
@@ -33,7 +37,11 @@ fn cand(id: &str) -> Candidate {
 
 fn with(mut c: Candidate, tier: u8, input: f64, output: f64, features: &[&str]) -> Candidate {
     c.tier = tier;
-    c.price = Price { input, output, cached_input: input / 10.0 };
+    c.price = Price {
+        input,
+        output,
+        cached_input: input / 10.0,
+    };
     c.features = features.iter().map(|f| f.to_string()).collect();
     c
 }
@@ -41,7 +49,12 @@ fn with(mut c: Candidate, tier: u8, input: f64, output: f64, features: &[&str]) 
 fn req(model: &str) -> Request {
     Request {
         model: model.to_string(),
-        routing: Routing { metric: None, interval_seconds: 900, models: Vec::new(), providers: Vec::new() },
+        routing: Routing {
+            metric: None,
+            interval_seconds: 900,
+            models: Vec::new(),
+            providers: Vec::new(),
+        },
         features: Vec::new(),
         step_type: None,
         purpose: None,
@@ -59,19 +72,51 @@ fn strs(list: &[&str]) -> Vec<String> {
 }
 
 const ANTHROPIC: &[&str] = &[
-    "stream", "tools.function_calling", "tools.web_search", "tool_choice.required", "text.format.json_schema",
-    "temperature", "top_p", "vision", "prompt_cache_key", "parallel_tool_calls", "reasoning.effort.high",
+    "stream",
+    "tools.function_calling",
+    "tools.web_search",
+    "tool_choice.required",
+    "text.format.json_schema",
+    "temperature",
+    "top_p",
+    "vision",
+    "prompt_cache_key",
+    "parallel_tool_calls",
+    "reasoning.effort.high",
 ];
 const OPENAI: &[&str] = &[
-    "stream", "tools.function_calling", "tools.web_search", "tools.custom_tools", "tool_choice.required",
-    "text.format.json_schema", "text.format.json_object", "reasoning.effort.high", "vision",
-    "parallel_tool_calls", "prompt_cache_key", "text.verbosity", "include",
+    "stream",
+    "tools.function_calling",
+    "tools.web_search",
+    "tools.custom_tools",
+    "tool_choice.required",
+    "text.format.json_schema",
+    "text.format.json_object",
+    "reasoning.effort.high",
+    "vision",
+    "parallel_tool_calls",
+    "prompt_cache_key",
+    "text.verbosity",
+    "include",
 ];
 const BEDROCK: &[&str] = &[
-    "stream", "tools.function_calling", "tool_choice.required", "text.format.json_schema", "temperature", "top_p",
-    "vision", "parallel_tool_calls", "reasoning.effort.high",
+    "stream",
+    "tools.function_calling",
+    "tool_choice.required",
+    "text.format.json_schema",
+    "temperature",
+    "top_p",
+    "vision",
+    "parallel_tool_calls",
+    "reasoning.effort.high",
 ];
-const OLLAMA: &[&str] = &["stream", "tools.function_calling", "temperature", "top_p", "text.format.json_object"];
+const OLLAMA: &[&str] = &[
+    "stream",
+    "tools.function_calling",
+    "temperature",
+    "top_p",
+    "text.format.json_object",
+];
 
 fn fleet() -> Vec<Candidate> {
     vec![
@@ -132,7 +177,11 @@ fn interval_seconds(text: &str) -> u32 {
 
 fn str_list(v: Option<&Value>) -> Vec<String> {
     v.and_then(Value::as_array)
-        .map(|a| a.iter().map(|x| x.as_str().expect("string").to_string()).collect())
+        .map(|a| {
+            a.iter()
+                .map(|x| x.as_str().expect("string").to_string())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -145,18 +194,28 @@ fn candidate_from(v: &Value) -> Candidate {
     if let Some(m) = v.get("model").and_then(Value::as_str) {
         c.model = m.to_string();
     }
-    c.logical_model = v.get("logical_model").and_then(Value::as_str).map(str::to_string);
+    c.logical_model = v
+        .get("logical_model")
+        .and_then(Value::as_str)
+        .map(str::to_string);
     if let Some(p) = v.get("price") {
         let input = p.get("input").and_then(Value::as_f64).unwrap_or(0.0);
         c.price = Price {
             input,
             output: p.get("output").and_then(Value::as_f64).unwrap_or(0.0),
-            cached_input: p.get("cached_input").and_then(Value::as_f64).unwrap_or(input),
+            cached_input: p
+                .get("cached_input")
+                .and_then(Value::as_f64)
+                .unwrap_or(input),
         };
     }
     c.features = str_list(v.get("features"));
     c.zdr = v.get("zdr").and_then(Value::as_bool).unwrap_or(false);
-    c.tier = v.get("tier").and_then(Value::as_u64).map(|t| t as u8).unwrap_or(2);
+    c.tier = v
+        .get("tier")
+        .and_then(Value::as_u64)
+        .map(|t| t as u8)
+        .unwrap_or(2);
     c.health = match v.get("health").and_then(Value::as_str).unwrap_or("healthy") {
         "healthy" => Health::Healthy,
         "degraded" => Health::Degraded,
@@ -164,15 +223,25 @@ fn candidate_from(v: &Value) -> Candidate {
         other => panic!("unknown health {other}"),
     };
     c.headroom = v.get("headroom").and_then(Value::as_f64).map(|h| h as f32);
-    c.cache_affinity = v.get("cache_affinity").and_then(Value::as_bool).unwrap_or(false);
-    c.context_window = v.get("context_window").and_then(Value::as_u64).map(|w| w as u32).unwrap_or(128_000);
+    c.cache_affinity = v
+        .get("cache_affinity")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    c.context_window = v
+        .get("context_window")
+        .and_then(Value::as_u64)
+        .map(|w| w as u32)
+        .unwrap_or(128_000);
     c
 }
 
 fn request_from(v: &Value, config: &Value) -> Request {
     let mut r = req(v.get("model").and_then(Value::as_str).unwrap_or("auto"));
     if let Some(routing) = v.get("routing") {
-        r.routing.metric = routing.get("metric").and_then(Value::as_str).map(str::to_string);
+        r.routing.metric = routing
+            .get("metric")
+            .and_then(Value::as_str)
+            .map(str::to_string);
         if let Some(i) = routing.get("interval").and_then(Value::as_str) {
             r.routing.interval_seconds = interval_seconds(i);
         }
@@ -183,15 +252,27 @@ fn request_from(v: &Value, config: &Value) -> Request {
         r.routing.providers = str_list(routing.get("providers"));
     }
     r.features = str_list(v.get("features"));
-    r.step_type = v.get("step_type").and_then(Value::as_str).map(str::to_string);
+    r.step_type = v
+        .get("step_type")
+        .and_then(Value::as_str)
+        .map(str::to_string);
     r.purpose = v.get("purpose").and_then(Value::as_str).map(str::to_string);
     if let Some(t) = v.get("estimated_input_tokens").and_then(Value::as_u64) {
         r.estimated_input_tokens = t as u32;
     }
-    r.max_output_tokens = v.get("max_output_tokens").and_then(Value::as_u64).map(|t| t as u32);
-    r.prompt_cache_key = v.get("prompt_cache_key").and_then(Value::as_bool).unwrap_or(false);
+    r.max_output_tokens = v
+        .get("max_output_tokens")
+        .and_then(Value::as_u64)
+        .map(|t| t as u32);
+    r.prompt_cache_key = v
+        .get("prompt_cache_key")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     if let Some(m) = v.get("metadata").and_then(Value::as_object) {
-        r.metadata = m.iter().map(|(k, x)| (k.clone(), x.as_str().expect("metadata value").to_string())).collect();
+        r.metadata = m
+            .iter()
+            .map(|(k, x)| (k.clone(), x.as_str().expect("metadata value").to_string()))
+            .collect();
     }
     r.config = config.to_string();
     r
@@ -212,7 +293,9 @@ fn check_case(file: &Value, case: &Value) -> Vec<String> {
     let metrics = pick("metrics").cloned().unwrap_or_else(|| json!({}));
     let lookup = |id: &str, name: &str, window: u32| -> Option<f64> {
         let m = metrics.get(id)?;
-        m.get(format!("{name}@{window}")).or_else(|| m.get(name)).and_then(Value::as_f64)
+        m.get(format!("{name}@{window}"))
+            .or_else(|| m.get(name))
+            .and_then(Value::as_f64)
     };
     let result = route(&request, &candidates, &lookup);
     let expect = &case["expect"];
@@ -230,7 +313,9 @@ fn check_case(file: &Value, case: &Value) -> Vec<String> {
             return fails;
         }
         (Err(e), None) => return vec![format!("unexpected error {:?}: {}", e.kind, e.message)],
-        (Ok(p), Some(kind)) => return vec![format!("expected error {kind}, got plan {:?}", ids(p))],
+        (Ok(p), Some(kind)) => {
+            return vec![format!("expected error {kind}, got plan {:?}", ids(p))];
+        }
         (Ok(p), None) => p,
     };
     let got = ids(plan);
@@ -256,7 +341,10 @@ fn check_case(file: &Value, case: &Value) -> Vec<String> {
         }
     }
     let order = str_list(expect.get("order"));
-    let positions: Vec<Option<usize>> = order.iter().map(|o| got.iter().position(|g| g == o)).collect();
+    let positions: Vec<Option<usize>> = order
+        .iter()
+        .map(|o| got.iter().position(|g| g == o))
+        .collect();
     if positions.iter().any(Option::is_none) || positions.windows(2).any(|w| w[0] > w[1]) {
         fails.push(format!("order {order:?} not respected by {got:?}"));
     }
@@ -273,7 +361,11 @@ fn check_case(file: &Value, case: &Value) -> Vec<String> {
     };
     if let Some(want) = expect.get("strips") {
         let want = str_list(Some(want));
-        let first = plan.attempts.first().map(|a| a.strip.clone()).unwrap_or_default();
+        let first = plan
+            .attempts
+            .first()
+            .map(|a| a.strip.clone())
+            .unwrap_or_default();
         if !same_set(&first, &want) {
             fails.push(format!("first strips {first:?}, expected {want:?}"));
         }
@@ -282,7 +374,10 @@ fn check_case(file: &Value, case: &Value) -> Vec<String> {
         let want = str_list(Some(want));
         for a in &plan.attempts {
             if !same_set(&a.strip, &want) {
-                fails.push(format!("{} strips {:?}, expected {want:?}", a.candidate, a.strip));
+                fails.push(format!(
+                    "{} strips {:?}, expected {want:?}",
+                    a.candidate, a.strip
+                ));
             }
         }
     }
@@ -301,7 +396,10 @@ fn check_plan_invariants(r: &Request, cands: &[Candidate], plan: &Plan, fails: &
         fails.push("empty plan".into());
     }
     for (n, a) in plan.attempts.iter().enumerate() {
-        if plan.attempts[..n].iter().any(|b| b.candidate == a.candidate) {
+        if plan.attempts[..n]
+            .iter()
+            .any(|b| b.candidate == a.candidate)
+        {
             fails.push(format!("{} attempted twice", a.candidate));
         }
         let Some(c) = cands.iter().find(|c| c.id == a.candidate) else {
@@ -320,7 +418,10 @@ fn check_plan_invariants(r: &Request, cands: &[Candidate], plan: &Plan, fails: &
         }
         for s in &a.strip {
             if !r.features.contains(s) {
-                fails.push(format!("{} strips {s}, which the request does not use", c.id));
+                fails.push(format!(
+                    "{} strips {s}, which the request does not use",
+                    c.id
+                ));
             }
             if strip_step(s) == 0 {
                 fails.push(format!("{} strips {s}, which is never stripped", c.id));
@@ -331,7 +432,8 @@ fn check_plan_invariants(r: &Request, cands: &[Candidate], plan: &Plan, fails: &
 
 #[test]
 fn case_file() {
-    let file: Value = serde_json::from_str(include_str!("../../cases/default.json")).expect("case file parses");
+    let file: Value =
+        serde_json::from_str(include_str!("../../cases/default.json")).expect("case file parses");
     let cases = file["cases"].as_array().expect("cases");
     assert!(cases.len() > 40);
     let mut failures = Vec::new();
@@ -341,7 +443,11 @@ fn case_file() {
             failures.push(format!("{name}: {f}"));
         }
     }
-    assert!(failures.is_empty(), "case failures:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "case failures:\n{}",
+        failures.join("\n")
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -349,25 +455,68 @@ fn case_file() {
 
 #[test]
 fn metric_names() {
-    let live = |n: &str, hib: bool| Some(Metric::Live { name: n.to_string(), higher_is_better: hib });
+    let live = |n: &str, hib: bool| {
+        Some(Metric::Live {
+            name: n.to_string(),
+            higher_is_better: hib,
+        })
+    };
     assert_eq!(Metric::parse("performance"), Some(Metric::Performance));
     assert_eq!(Metric::parse(" Cost "), Some(Metric::Cost));
     assert_eq!(Metric::parse("uptime"), live("uptime", true));
     assert_eq!(Metric::parse("throughput"), live("throughput", true));
-    assert_eq!(Metric::parse("total_requests"), live("total_requests", true));
-    assert_eq!(Metric::parse("total-requests"), live("total_requests", true));
-    for n in ["avg_latency", "min_latency", "max_latency", "avg_e2e_latency", "min_e2e_latency", "max_e2e_latency",
-              "input_tokens", "output_tokens", "total_tokens", "avg_ttft"] {
+    assert_eq!(
+        Metric::parse("total_requests"),
+        live("total_requests", true)
+    );
+    assert_eq!(
+        Metric::parse("total-requests"),
+        live("total_requests", true)
+    );
+    for n in [
+        "avg_latency",
+        "min_latency",
+        "max_latency",
+        "avg_e2e_latency",
+        "min_e2e_latency",
+        "max_e2e_latency",
+        "input_tokens",
+        "output_tokens",
+        "total_tokens",
+        "avg_ttft",
+    ] {
         assert_eq!(Metric::parse(n), live(n, false), "{n}");
     }
-    for n in ["p0_latency", "p50_latency", "p95_e2e_latency", "p99_ttft", "p100_latency", "p5_ttft"] {
+    for n in [
+        "p0_latency",
+        "p50_latency",
+        "p95_e2e_latency",
+        "p99_ttft",
+        "p100_latency",
+        "p5_ttft",
+    ] {
         assert_eq!(Metric::parse(n), live(n, false), "{n}");
     }
     assert_eq!(Metric::parse("P95_Latency"), live("p95_latency", false));
     assert_eq!(Metric::parse("p095_latency"), live("p95_latency", false));
     assert_eq!(Metric::parse("p00_latency"), live("p0_latency", false));
-    for bad in ["", "fastest", "p101_latency", "p1000_latency", "p_latency", "p95", "p95_", "p9x_latency",
-                "p95_latancy", "p-5_latency", "p+5_latency", "latency", "pp95_latency", "p95_latency_", "é"] {
+    for bad in [
+        "",
+        "fastest",
+        "p101_latency",
+        "p1000_latency",
+        "p_latency",
+        "p95",
+        "p95_",
+        "p9x_latency",
+        "p95_latancy",
+        "p-5_latency",
+        "p+5_latency",
+        "latency",
+        "pp95_latency",
+        "p95_latency_",
+        "é",
+    ] {
         assert_eq!(Metric::parse(bad), None, "{bad:?}");
     }
 }
@@ -376,7 +525,9 @@ fn metric_names() {
 fn lookup_gets_canonical_name_clamped_window_once_per_candidate() {
     let calls = RefCell::new(Vec::new());
     let lookup = |id: &str, name: &str, window: u32| {
-        calls.borrow_mut().push((id.to_string(), name.to_string(), window));
+        calls
+            .borrow_mut()
+            .push((id.to_string(), name.to_string(), window));
         match id {
             "openai/gpt-5" => Some(100.0),
             "openai/gpt-5-mini" => Some(50.0),
@@ -391,7 +542,11 @@ fn lookup_gets_canonical_name_clamped_window_once_per_candidate() {
     assert_eq!(ids(&plan)[..2], ["openai/gpt-5-mini", "openai/gpt-5"]);
     let calls = calls.into_inner();
     assert_eq!(calls.len(), 7, "{calls:?}");
-    assert!(calls.iter().all(|(_, n, w)| n == "p95_latency" && *w == 900));
+    assert!(
+        calls
+            .iter()
+            .all(|(_, n, w)| n == "p95_latency" && *w == 900)
+    );
 
     r.routing.interval_seconds = 10_000_000;
     let seen = RefCell::new(0u32);
@@ -464,7 +619,10 @@ fn estimated_cost_formula() {
     r.max_output_tokens = Some(200);
     assert!((estimated_cost(&r, &c) - (10_000.0 + 1000.0) / 1e6).abs() < 1e-12);
     r.prompt_cache_key = true;
-    assert!((estimated_cost(&r, &c) - (10_000.0 + 1000.0) / 1e6).abs() < 1e-12, "no affinity: uncached price");
+    assert!(
+        (estimated_cost(&r, &c) - (10_000.0 + 1000.0) / 1e6).abs() < 1e-12,
+        "no affinity: uncached price"
+    );
     c.cache_affinity = true;
     assert!((estimated_cost(&r, &c) - (1000.0 + 1000.0) / 1e6).abs() < 1e-12);
 }
@@ -482,13 +640,19 @@ fn pinned_candidate_first_even_when_unhealthy_or_exhausted() {
         }
     }
     let r = req("bedrock/claude-sonnet-4-5");
-    assert_eq!(plan_ids(&r, &cands), ["bedrock/claude-sonnet-4-5", "anthropic/claude-sonnet-4-5"]);
+    assert_eq!(
+        plan_ids(&r, &cands),
+        ["bedrock/claude-sonnet-4-5", "anthropic/claude-sonnet-4-5"]
+    );
 }
 
 #[test]
 fn targets_ignore_case_and_whitespace() {
     let r = req(" Claude-Sonnet-4-5 ");
-    assert_eq!(plan_ids(&r, &fleet()), ["anthropic/claude-sonnet-4-5", "bedrock/claude-sonnet-4-5"]);
+    assert_eq!(
+        plan_ids(&r, &fleet()),
+        ["anthropic/claude-sonnet-4-5", "bedrock/claude-sonnet-4-5"]
+    );
     let r = req("AUTO");
     assert_eq!(plan_ids(&r, &fleet()).len(), 7);
 }
@@ -500,7 +664,10 @@ fn exact_id_pin_with_a_model_named_differently() {
     local.provider = "lab-gpu".into();
     local.model = "llama3.1:8b".into();
     let cands = vec![with(cand("ollama/llama3.1:8b"), 4, 0.0, 0.0, &[]), local];
-    assert_eq!(plan_ids(&req("lab/llama"), &cands), ["lab/llama", "ollama/llama3.1:8b"]);
+    assert_eq!(
+        plan_ids(&req("lab/llama"), &cands),
+        ["lab/llama", "ollama/llama3.1:8b"]
+    );
 }
 
 #[test]
@@ -541,16 +708,42 @@ fn rule_matching() {
         r.config = config.clone();
         r.step_type = step.map(str::to_string);
         r.purpose = purpose.map(str::to_string);
-        r.metadata = meta.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        r.metadata = meta
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         run(&r, &fleet()).unwrap().label
     };
     assert_eq!(label(None, None, &[]), "rule:catch-all");
-    assert_eq!(label(Some("inference"), None, &[]), "rule:catch-all", "purpose required by `both`");
+    assert_eq!(
+        label(Some("inference"), None, &[]),
+        "rule:catch-all",
+        "purpose required by `both`"
+    );
     assert_eq!(label(Some("Inference"), Some("CHAT"), &[]), "rule:both");
     assert_eq!(label(Some("tool_call"), None, &[]), "rule:step");
-    assert_eq!(label(None, None, &[("team", "search")]), "rule:catch-all", "all pairs required");
-    assert_eq!(label(None, None, &[("env", "prod"), ("x", "y"), ("Team", "Search")]), "rule:meta");
-    assert_eq!(label(Some("extraction"), None, &[("team", "search"), ("env", "prod")]), "rule:meta", "file order");
+    assert_eq!(
+        label(None, None, &[("team", "search")]),
+        "rule:catch-all",
+        "all pairs required"
+    );
+    assert_eq!(
+        label(
+            None,
+            None,
+            &[("env", "prod"), ("x", "y"), ("Team", "Search")]
+        ),
+        "rule:meta"
+    );
+    assert_eq!(
+        label(
+            Some("extraction"),
+            None,
+            &[("team", "search"), ("env", "prod")]
+        ),
+        "rule:meta",
+        "file order"
+    );
 }
 
 #[test]
@@ -569,13 +762,31 @@ fn rule_models_are_used_only_for_auto() {
 #[test]
 fn strip_order() {
     let table = [
-        ("prompt_cache_key", 1), ("prompt_cache_retention", 1), ("text.verbosity", 2), ("include", 3),
-        ("include.reasoning.encrypted_content", 3), ("tools.custom_tools", 4), ("parallel_tool_calls", 5),
-        ("temperature", 6), ("top_p", 6), ("reasoning.effort.high", 7), ("reasoning.effort.minimal", 7),
-        ("reasoning.effort", 7), ("tools.web_search", 8), ("tool_choice.required", 9), ("tool_choice.auto", 9),
-        ("text.format.json_schema", 10), ("text.format.json_object", 10), ("tools.function_calling", 11),
-        ("stream", 12), ("vision", 0), ("includes", 0), ("reasoning.efforts", 0), ("tool_choices", 0),
-        ("audio", 0), ("", 0),
+        ("prompt_cache_key", 1),
+        ("prompt_cache_retention", 1),
+        ("text.verbosity", 2),
+        ("include", 3),
+        ("include.reasoning.encrypted_content", 3),
+        ("tools.custom_tools", 4),
+        ("parallel_tool_calls", 5),
+        ("temperature", 6),
+        ("top_p", 6),
+        ("reasoning.effort.high", 7),
+        ("reasoning.effort.minimal", 7),
+        ("reasoning.effort", 7),
+        ("tools.web_search", 8),
+        ("tool_choice.required", 9),
+        ("tool_choice.auto", 9),
+        ("text.format.json_schema", 10),
+        ("text.format.json_object", 10),
+        ("tools.function_calling", 11),
+        ("stream", 12),
+        ("vision", 0),
+        ("includes", 0),
+        ("reasoning.efforts", 0),
+        ("tool_choices", 0),
+        ("audio", 0),
+        ("", 0),
     ];
     for (f, step) in table {
         assert_eq!(strip_step(f), step, "{f}");
@@ -587,16 +798,35 @@ fn every_attempt_strips_exactly_what_it_lacks_from_the_stripped_set() {
     let mut r = req("claude-sonnet-4-5");
     r.features = strs(&["prompt_cache_key", "text.verbosity", "stream"]);
     let plan = run(&r, &fleet()).unwrap();
-    assert_eq!(ids(&plan), ["anthropic/claude-sonnet-4-5", "bedrock/claude-sonnet-4-5"]);
+    assert_eq!(
+        ids(&plan),
+        ["anthropic/claude-sonnet-4-5", "bedrock/claude-sonnet-4-5"]
+    );
     assert_eq!(plan.attempts[0].strip, ["text.verbosity"]);
-    assert_eq!(plan.attempts[1].strip, ["prompt_cache_key", "text.verbosity"]);
+    assert_eq!(
+        plan.attempts[1].strip,
+        ["prompt_cache_key", "text.verbosity"]
+    );
 }
 
 #[test]
 fn streaming_is_stripped_last() {
-    let all = ["prompt_cache_key", "text.verbosity", "include", "tools.custom_tools", "parallel_tool_calls",
-               "temperature", "top_p", "reasoning.effort.high", "tools.web_search", "tool_choice.required",
-               "text.format.json_schema", "text.format.json_object", "tools.function_calling", "stream"];
+    let all = [
+        "prompt_cache_key",
+        "text.verbosity",
+        "include",
+        "tools.custom_tools",
+        "parallel_tool_calls",
+        "temperature",
+        "top_p",
+        "reasoning.effort.high",
+        "tools.web_search",
+        "tool_choice.required",
+        "text.format.json_schema",
+        "text.format.json_object",
+        "tools.function_calling",
+        "stream",
+    ];
     let bare = cand("batch/tiny");
     let mut r = req("tiny");
     r.features = strs(&all);
@@ -605,7 +835,10 @@ fn streaming_is_stripped_last() {
 
     // One supports only streaming, the other only function calling: streaming wins
     // because function calling is stripped before it.
-    let cands = vec![with(cand("a/tiny"), 2, 0.0, 0.0, &["stream"]), with(cand("b/tiny"), 2, 0.0, 0.0, &["tools.function_calling"])];
+    let cands = vec![
+        with(cand("a/tiny"), 2, 0.0, 0.0, &["stream"]),
+        with(cand("b/tiny"), 2, 0.0, 0.0, &["tools.function_calling"]),
+    ];
     let mut r = req("tiny");
     r.features = strs(&["stream", "tools.function_calling"]);
     let plan = run(&r, &cands).unwrap();
@@ -666,11 +899,19 @@ fn no_route_messages_name_model_and_features() {
     r.routing.models = strs(&["no-such-model"]);
     let e = err(&r, &fleet());
     assert_eq!(e.kind, PolicyErrorKind::NoRoute);
-    assert!(e.message.contains("`llama3.1:8b`") && e.message.contains("`vision`"), "{}", e.message);
+    assert!(
+        e.message.contains("`llama3.1:8b`") && e.message.contains("`vision`"),
+        "{}",
+        e.message
+    );
     assert!(e.message.contains("`no-such-model`"), "{}", e.message);
 
     let e = err(&req("gpt-9"), &fleet());
-    assert!(e.message.contains("`gpt-9`") && e.message.contains("serves"), "{}", e.message);
+    assert!(
+        e.message.contains("`gpt-9`") && e.message.contains("serves"),
+        "{}",
+        e.message
+    );
 
     let e = err(&req("auto"), &[]);
     assert_eq!(e.kind, PolicyErrorKind::NoRoute);
@@ -708,34 +949,81 @@ fn bad_configs_name_the_problem() {
         (r#"{"rules": [{}]}"#, "`name`"),
         (r#"{"rules": [{"name": ""}]}"#, "name is empty"),
         (r#"{"rules": [{"name": 7}]}"#, "name must be a string"),
-        (r#"{"rules": [{"name": "r", "priority": "high"}]}"#, "(`r`).priority"),
+        (
+            r#"{"rules": [{"name": "r", "priority": "high"}]}"#,
+            "(`r`).priority",
+        ),
         (r#"{"rules": [{"name": "r", "priority": 1.5}]}"#, "priority"),
-        (r#"{"rules": [{"name": "r", "models": "gpt-5"}]}"#, "(`r`).models"),
-        (r#"{"rules": [{"name": "r", "fallbacks": [null]}]}"#, "(`r`).fallbacks[0]"),
-        (r#"{"rules": [{"name": "r", "metric": "p95_latancy"}]}"#, "`p95_latancy`"),
-        (r#"{"rules": [{"name": "r", "timeout_ms": 0}]}"#, "timeout_ms"),
-        (r#"{"rules": [{"name": "r", "timeout_ms": "20s"}]}"#, "timeout_ms"),
-        (r#"{"rules": [{"name": "r", "model": ["gpt-5"]}]}"#, "unknown key `model`"),
+        (
+            r#"{"rules": [{"name": "r", "models": "gpt-5"}]}"#,
+            "(`r`).models",
+        ),
+        (
+            r#"{"rules": [{"name": "r", "fallbacks": [null]}]}"#,
+            "(`r`).fallbacks[0]",
+        ),
+        (
+            r#"{"rules": [{"name": "r", "metric": "p95_latancy"}]}"#,
+            "`p95_latancy`",
+        ),
+        (
+            r#"{"rules": [{"name": "r", "timeout_ms": 0}]}"#,
+            "timeout_ms",
+        ),
+        (
+            r#"{"rules": [{"name": "r", "timeout_ms": "20s"}]}"#,
+            "timeout_ms",
+        ),
+        (
+            r#"{"rules": [{"name": "r", "model": ["gpt-5"]}]}"#,
+            "unknown key `model`",
+        ),
         (r#"{"rules": [{"name": "r", "match": []}]}"#, "(`r`).match"),
-        (r#"{"rules": [{"name": "r", "match": {"step-type": "x"}}]}"#, "unknown key `step-type`"),
-        (r#"{"rules": [{"name": "r", "match": {"step_type": []}}]}"#, "must not be an empty list"),
-        (r#"{"rules": [{"name": "r", "match": {"step_type": 3}}]}"#, "match.step_type"),
-        (r#"{"rules": [{"name": "r", "match": {"purpose": ["a", 1]}}]}"#, "match.purpose[1]"),
-        (r#"{"rules": [{"name": "r", "match": {"metadata": ["a"]}}]}"#, "match.metadata"),
-        (r#"{"rules": [{"name": "r", "match": {"metadata": {"k": 1}}}]}"#, "match.metadata.k"),
+        (
+            r#"{"rules": [{"name": "r", "match": {"step-type": "x"}}]}"#,
+            "unknown key `step-type`",
+        ),
+        (
+            r#"{"rules": [{"name": "r", "match": {"step_type": []}}]}"#,
+            "must not be an empty list",
+        ),
+        (
+            r#"{"rules": [{"name": "r", "match": {"step_type": 3}}]}"#,
+            "match.step_type",
+        ),
+        (
+            r#"{"rules": [{"name": "r", "match": {"purpose": ["a", 1]}}]}"#,
+            "match.purpose[1]",
+        ),
+        (
+            r#"{"rules": [{"name": "r", "match": {"metadata": ["a"]}}]}"#,
+            "match.metadata",
+        ),
+        (
+            r#"{"rules": [{"name": "r", "match": {"metadata": {"k": 1}}}]}"#,
+            "match.metadata.k",
+        ),
     ];
     for (text, needle) in cases {
         let mut r = req("auto");
         r.config = text.to_string();
         let e = err(&r, &fleet());
         assert_eq!(e.kind, PolicyErrorKind::BadConfig, "{text}");
-        assert!(e.message.contains(needle), "{text}: {:?} lacks {needle:?}", e.message);
+        assert!(
+            e.message.contains(needle),
+            "{text}: {:?} lacks {needle:?}",
+            e.message
+        );
     }
     let mut r = req("auto");
     r.routing.metric = Some("p101_latency".into());
     let e = err(&r, &fleet());
     assert_eq!(e.kind, PolicyErrorKind::BadConfig);
-    assert!(e.message.contains("routing.metric") && e.message.contains("`p101_latency`"), "{}", e.message);
+    assert!(
+        e.message.contains("routing.metric") && e.message.contains("`p101_latency`"),
+        "{}",
+        e.message
+    );
     r.routing.metric = Some("  ".into());
     assert!(run(&r, &fleet()).is_ok(), "a blank metric means none");
 }
@@ -754,7 +1042,10 @@ fn describe_names_the_policy() {
 struct Lcg(u64);
 impl Lcg {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         self.0 >> 33
     }
     fn below(&mut self, n: usize) -> usize {
@@ -768,20 +1059,65 @@ impl Lcg {
 #[test]
 fn random_inputs_give_valid_plans_or_typed_errors() {
     const FEATURES: &[&str] = &[
-        "stream", "tools.function_calling", "tools.web_search", "tool_choice.required", "tool_choice.auto",
-        "text.format.json_schema", "text.format.json_object", "reasoning.effort.high", "reasoning.effort.low",
-        "temperature", "top_p", "vision", "parallel_tool_calls", "prompt_cache_key", "prompt_cache_retention",
-        "text.verbosity", "include", "include.logprobs", "tools.custom_tools", "audio",
+        "stream",
+        "tools.function_calling",
+        "tools.web_search",
+        "tool_choice.required",
+        "tool_choice.auto",
+        "text.format.json_schema",
+        "text.format.json_object",
+        "reasoning.effort.high",
+        "reasoning.effort.low",
+        "temperature",
+        "top_p",
+        "vision",
+        "parallel_tool_calls",
+        "prompt_cache_key",
+        "prompt_cache_retention",
+        "text.verbosity",
+        "include",
+        "include.logprobs",
+        "tools.custom_tools",
+        "audio",
     ];
-    const PROVIDERS: &[&str] = &["anthropic", "openai", "bedrock", "ollama", "vertex", "azure"];
-    const MODELS: &[&str] = &["claude-haiku-4-5", "claude-sonnet-4-5", "gpt-5", "gpt-5-mini", "llama3.1:8b", "m/x"];
-    const METRICS: &[&str] = &["performance", "cost", "uptime", "p95_latency", "p50_ttft", "total_tokens",
-                               "throughput", "bogus", "p200_latency", ""];
+    const PROVIDERS: &[&str] = &[
+        "anthropic",
+        "openai",
+        "bedrock",
+        "ollama",
+        "vertex",
+        "azure",
+    ];
+    const MODELS: &[&str] = &[
+        "claude-haiku-4-5",
+        "claude-sonnet-4-5",
+        "gpt-5",
+        "gpt-5-mini",
+        "llama3.1:8b",
+        "m/x",
+    ];
+    const METRICS: &[&str] = &[
+        "performance",
+        "cost",
+        "uptime",
+        "p95_latency",
+        "p50_ttft",
+        "total_tokens",
+        "throughput",
+        "bogus",
+        "p200_latency",
+        "",
+    ];
     const CONFIGS: &[&str] = &[
-        "{}", "", "{\"max_attempts\": 2}", "{\"fallbacks\": [\"auto\"], \"metric\": \"cost\"}",
+        "{}",
+        "",
+        "{\"max_attempts\": 2}",
+        "{\"fallbacks\": [\"auto\"], \"metric\": \"cost\"}",
         "{\"rules\": [{\"name\": \"r\", \"match\": {\"purpose\": \"chat\"}, \"models\": [\"gpt-5\", \"auto\"], \"fallbacks\": [\"claude-haiku-4-5\"], \"timeout_ms\": 5}]}",
         "{\"rules\": [{\"name\": \"r\", \"models\": [\"openai/gpt-5\"]}], \"max_attempts\": 1}",
-        "{", "[]", "{\"rules\": [{}]}",
+        "{",
+        "[]",
+        "{\"rules\": [{}]}",
     ];
     let mut rng = Lcg(0x5eed);
     for round in 0..3000 {
@@ -796,8 +1132,14 @@ fn random_inputs_give_valid_plans_or_typed_errors() {
             }
             let mut c = cand(&id);
             c.tier = rng.below(5) as u8;
-            c.price = Price { input: rng.below(20) as f64, output: rng.below(80) as f64, cached_input: rng.below(3) as f64 };
-            c.features = (0..rng.below(FEATURES.len())).map(|_| rng.pick(FEATURES).to_string()).collect();
+            c.price = Price {
+                input: rng.below(20) as f64,
+                output: rng.below(80) as f64,
+                cached_input: rng.below(3) as f64,
+            };
+            c.features = (0..rng.below(FEATURES.len()))
+                .map(|_| rng.pick(FEATURES).to_string())
+                .collect();
             c.health = [Health::Healthy, Health::Degraded, Health::HalfOpen][rng.below(3)];
             c.headroom = [None, Some(0.0), Some(0.5), Some(f32::NAN)][rng.below(4)];
             c.cache_affinity = rng.below(2) == 0;
@@ -806,15 +1148,40 @@ fn random_inputs_give_valid_plans_or_typed_errors() {
             }
             cands.push(c);
         }
-        let mut r = req(if rng.below(3) == 0 { "auto" } else { rng.pick(MODELS) });
+        let mut r = req(if rng.below(3) == 0 {
+            "auto"
+        } else {
+            rng.pick(MODELS)
+        });
         if rng.below(4) == 0 {
             r.model = format!("{}/{}", rng.pick(PROVIDERS), rng.pick(MODELS));
         }
-        r.routing.metric = if rng.below(2) == 0 { None } else { Some(rng.pick(METRICS).to_string()) };
+        r.routing.metric = if rng.below(2) == 0 {
+            None
+        } else {
+            Some(rng.pick(METRICS).to_string())
+        };
         r.routing.interval_seconds = [0, 900, 3600, u32::MAX][rng.below(4)];
-        r.routing.models = (0..rng.below(4)).map(|_| rng.pick(&["auto", "gpt-5", "anthropic/claude-haiku-4-5", "nope", "primary-llm"]).to_string()).collect();
-        r.features = (0..rng.below(6)).map(|_| rng.pick(FEATURES).to_string()).collect();
-        r.purpose = if rng.below(2) == 0 { Some("chat".into()) } else { None };
+        r.routing.models = (0..rng.below(4))
+            .map(|_| {
+                rng.pick(&[
+                    "auto",
+                    "gpt-5",
+                    "anthropic/claude-haiku-4-5",
+                    "nope",
+                    "primary-llm",
+                ])
+                .to_string()
+            })
+            .collect();
+        r.features = (0..rng.below(6))
+            .map(|_| rng.pick(FEATURES).to_string())
+            .collect();
+        r.purpose = if rng.below(2) == 0 {
+            Some("chat".into())
+        } else {
+            None
+        };
         r.prompt_cache_key = rng.below(2) == 0;
         r.estimated_input_tokens = [0, 1000, u32::MAX][rng.below(3)];
         r.max_output_tokens = [None, Some(0), Some(u32::MAX)][rng.below(3)];
@@ -829,7 +1196,9 @@ fn random_inputs_give_valid_plans_or_typed_errors() {
         };
         match route(&r, &cands, &lookup) {
             Ok(plan) => {
-                let max = Config::parse(&r.config).map(|c| c.max_attempts).unwrap_or(16) as usize;
+                let max = Config::parse(&r.config)
+                    .map(|c| c.max_attempts)
+                    .unwrap_or(16) as usize;
                 assert!(plan.attempts.len() <= max, "round {round}");
                 let mut fails = Vec::new();
                 check_plan_invariants(&r, &cands, &plan, &mut fails);
@@ -847,14 +1216,29 @@ fn random_inputs_give_valid_plans_or_typed_errors() {
 #[ignore]
 fn bench_twenty_candidates() {
     let providers = ["anthropic", "openai", "bedrock", "vertex", "azure"];
-    let models = ["claude-haiku-4-5", "claude-sonnet-4-5", "gpt-5", "gpt-5-mini"];
+    let models = [
+        "claude-haiku-4-5",
+        "claude-sonnet-4-5",
+        "gpt-5",
+        "gpt-5-mini",
+    ];
     let mut cands = Vec::new();
     for (i, p) in providers.iter().enumerate() {
         for (j, m) in models.iter().enumerate() {
-            cands.push(with(cand(&format!("{p}/{m}")), (1 + (i + j) % 4) as u8, 1.0 + j as f64, 5.0 + i as f64, ANTHROPIC));
+            cands.push(with(
+                cand(&format!("{p}/{m}")),
+                (1 + (i + j) % 4) as u8,
+                1.0 + j as f64,
+                5.0 + i as f64,
+                ANTHROPIC,
+            ));
         }
     }
-    let metrics: BTreeMap<String, f64> = cands.iter().enumerate().map(|(i, c)| (c.id.clone(), 100.0 + i as f64)).collect();
+    let metrics: BTreeMap<String, f64> = cands
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.id.clone(), 100.0 + i as f64))
+        .collect();
     let lookup = |id: &str, _: &str, _: u32| metrics.get(id).copied();
     let config = json!({ "fallbacks": ["gpt-5-mini"], "rules": [
         { "name": "cheap", "priority": 100, "match": { "step_type": ["extraction"], "purpose": ["classification"] },
@@ -863,8 +1247,18 @@ fn bench_twenty_candidates() {
     .to_string();
     for (label, metric, model, cfg) in [
         ("auto/performance/{}", None, "auto", "{}".to_string()),
-        ("auto/p95 lookup/{}", Some("p95_latency"), "auto", "{}".to_string()),
-        ("slug/cost/rules", Some("cost"), "claude-sonnet-4-5", config.clone()),
+        (
+            "auto/p95 lookup/{}",
+            Some("p95_latency"),
+            "auto",
+            "{}".to_string(),
+        ),
+        (
+            "slug/cost/rules",
+            Some("cost"),
+            "claude-sonnet-4-5",
+            config.clone(),
+        ),
         ("auto/rule p95/rules", None, "auto", config.clone()),
     ] {
         let mut r = req(model);
@@ -877,7 +1271,10 @@ fn bench_twenty_candidates() {
         for _ in 0..n {
             std::hint::black_box(route(std::hint::black_box(&r), &cands, &lookup).unwrap());
         }
-        println!("{label}: {:.2} µs per decision", start.elapsed().as_secs_f64() * 1e6 / n as f64);
+        println!(
+            "{label}: {:.2} µs per decision",
+            start.elapsed().as_secs_f64() * 1e6 / n as f64
+        );
     }
 }
 
@@ -889,7 +1286,10 @@ fn config_cache_is_keyed_by_exact_text() {
     assert!(Rc::ptr_eq(&first, &cached_config(a).unwrap()));
     assert_eq!(cached_config(b).unwrap().max_attempts, 3);
     assert!(cached_config("{").is_err());
-    assert!(cached_config("{").is_err(), "errors are not cached as successes");
+    assert!(
+        cached_config("{").is_err(),
+        "errors are not cached as successes"
+    );
     assert_eq!(cached_config(a).unwrap().max_attempts, 2);
     let mut r = req("auto");
     for (text, n) in [(a, 2), (b, 3), (a, 2)] {
