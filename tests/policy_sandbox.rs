@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use switchyard::metrics::NoMetrics;
 use switchyard::policy::{
     Candidate, Health, InvalidPlan, Limits, LoadError, Policy, PolicyError, Price, Request,
-    Routing, Runtime,
+    Routing, Runtime, WarmPool,
 };
 use switchyard_tests::guest;
 
@@ -349,4 +349,100 @@ fn loaded_policies_describe_themselves() {
     assert_eq!(f.default.wit_version(), "0.1.0");
     assert_eq!(f.default.sha256().len(), 64);
     assert_eq!(f.hostile.info().name, "hostile");
+}
+
+/// The label of a `count`-mode decision: how many calls its instance served.
+fn count_label(pool: &WarmPool) -> String {
+    let decision = pool.decide_traced(
+        &request(r#"{"mode": "count"}"#),
+        &candidates(),
+        Arc::new(NoMetrics),
+    );
+    decision.result.expect("count mode routes").label
+}
+
+#[test]
+fn warm_instances_are_reused_and_replaced_after_a_fault() {
+    let f = fixture();
+    let pool = WarmPool::new(f.hostile.clone(), 2);
+    // One instance serves decision after decision.
+    assert_eq!(count_label(&pool), "call 1");
+    assert_eq!(count_label(&pool), "call 2");
+    assert_eq!(count_label(&pool), "call 3");
+    assert_eq!(pool.idle_count(), 1);
+
+    // A trap, a deadline or the memory cap discards the instance it hit...
+    for mode in ["trap", "loop", "memory"] {
+        let decision = pool.decide_traced(
+            &request(&format!(r#"{{"mode": "{mode}"}}"#)),
+            &candidates(),
+            Arc::new(NoMetrics),
+        );
+        assert!(decision.result.expect_err(mode).is_fault());
+        assert_eq!(pool.idle_count(), 0, "{mode}");
+        // ...and the next decision starts on a clean one.
+        assert_eq!(count_label(&pool), "call 1", "after {mode}");
+    }
+
+    // A refusal and an invalid plan are answers, not faults of the instance.
+    let refused = pool.decide_traced(
+        &request(r#"{"mode": "refuse"}"#),
+        &candidates(),
+        Arc::new(NoMetrics),
+    );
+    assert!(matches!(refused.result, Err(PolicyError::Refused { .. })));
+    let invalid = pool.decide_traced(
+        &request(r#"{"mode": "duplicate"}"#),
+        &candidates(),
+        Arc::new(NoMetrics),
+    );
+    assert!(matches!(invalid.result, Err(PolicyError::InvalidPlan(_))));
+    assert_eq!(count_label(&pool), "call 2");
+
+    // Pools do not share instances: another pool of the same policy (another
+    // team's) starts its own.
+    let other = WarmPool::new(f.hostile.clone(), 2);
+    assert_eq!(count_label(&other), "call 1");
+    assert_eq!(count_label(&pool), "call 3");
+}
+
+#[test]
+fn warm_instances_stay_within_the_runtime_budget() {
+    let runtime = Runtime::new(Limits {
+        max_warm_instances: 1,
+        ..Limits::default()
+    })
+    .expect("runtime");
+    let hostile = runtime.load(&guest("hostile")).expect("hostile loads");
+    let first = WarmPool::new(hostile.clone(), 4);
+    let second = WarmPool::new(hostile, 4);
+    assert_eq!(count_label(&first), "call 1");
+    assert_eq!(count_label(&first), "call 2");
+    // The budget's one warm instance belongs to the first pool: the second
+    // decides on fresh instances, correctly, and keeps none.
+    assert_eq!(count_label(&second), "call 1");
+    assert_eq!(count_label(&second), "call 1");
+    assert_eq!(second.idle_count(), 0);
+    // Once the first pool's instance is gone, the second may keep one.
+    drop(first);
+    assert_eq!(count_label(&second), "call 1");
+    assert_eq!(count_label(&second), "call 2");
+}
+
+#[test]
+fn a_warm_instance_decides_like_a_fresh_one() {
+    let f = fixture();
+    let pool = WarmPool::new(f.default.clone(), 1);
+    for config in [
+        "{}",
+        r#"{"metric": "cost"}"#,
+        r#"{"max_attempts": 1}"#,
+        "{}",
+    ] {
+        let fresh = f
+            .default
+            .decide(&request(config), &candidates(), Arc::new(NoMetrics));
+        let warm = pool.decide_traced(&request(config), &candidates(), Arc::new(NoMetrics));
+        assert_eq!(warm.result, fresh, "{config}");
+    }
 }

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 
 use crate::config::{Config, Team, hash_key};
-use crate::policy::{LoadError, Policy, Runtime};
+use crate::policy::{LoadError, Policy, Runtime, WarmPool};
 use crate::store::{KeyScope, Store, StoreError, TeamRecord};
 
 /// Where a team is declared.
@@ -66,6 +66,8 @@ pub struct TeamPolicy {
     /// Which activation of the version this is (re-activating starts afresh).
     activation: i64,
     pub policy: Policy,
+    /// Warm instances of this version, used for this team's decisions only.
+    pub pool: WarmPool,
     /// Bounds the decisions of this plugin running at once.
     pub slots: tokio::sync::Semaphore,
     consecutive: AtomicU32,
@@ -403,6 +405,7 @@ impl Teams {
             version,
             label: format!("v{version}"),
             activation: record.activation,
+            pool: WarmPool::new(policy.clone(), self.config.plugins.decision_slots),
             policy,
             slots: tokio::sync::Semaphore::new(self.config.plugins.decision_slots),
             consecutive: AtomicU32::new(0),

@@ -12,9 +12,10 @@
 mod load;
 mod plan;
 mod sandbox;
+mod warm;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,7 @@ use crate::metrics::MetricSource;
 pub use load::LoadError;
 pub use plan::InvalidPlan;
 use sandbox::Sandbox;
+pub use warm::{MAX_USES, MAX_WARM_MEMORY, WarmPool};
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -68,6 +70,9 @@ pub struct Limits {
     /// uses more than this. Off in the gateway (it costs speed); the offline
     /// harness turns it on to report instructions per case.
     pub fuel: Option<u64>,
+    /// Warm instances kept between decisions, across every pool of this
+    /// runtime (see [`WarmPool`]). Each holds a pooling-allocator slot.
+    pub max_warm_instances: u32,
 }
 
 impl Default for Limits {
@@ -82,6 +87,7 @@ impl Default for Limits {
             max_log_bytes: 1024,
             max_concurrent: 256,
             fuel: None,
+            max_warm_instances: 32,
         }
     }
 }
@@ -175,6 +181,8 @@ struct RuntimeInner {
     limits: Limits,
     ticker_stop: Arc<AtomicBool>,
     ticker: Option<JoinHandle<()>>,
+    /// Warm instances alive (see [`WarmPool`]).
+    warm: AtomicU32,
 }
 
 /// Interval of the epoch ticker; deadlines are counted in these ticks.
@@ -227,6 +235,7 @@ impl Runtime {
                 limits,
                 ticker_stop,
                 ticker: Some(ticker),
+                warm: AtomicU32::new(0),
             }),
         })
     }
@@ -386,39 +395,52 @@ impl Policy {
         metrics: Arc<dyn MetricSource>,
     ) -> Decision {
         let started = Instant::now();
-        let limits = &self.inner.runtime.limits;
         let mut store = self.new_store(metrics);
-        let outcome = match self.inner.pre.instantiate(&mut store) {
-            Ok(instance) => instance
-                .call_route(&mut store, request, candidates)
-                .map_err(|e| self.classify(&store, e))
-                .and_then(|answer| {
-                    answer.map_err(|refusal| PolicyError::Refused {
-                        kind: refusal.kind,
-                        message: truncate(refusal.message, limits.max_label_bytes * 4),
-                    })
-                }),
+        let result = match self.inner.pre.instantiate(&mut store) {
+            Ok(instance) => self.call(&mut store, &instance, request, candidates),
             Err(e) => Err(self.classify_instantiate(&store, e)),
         };
-        let result = outcome.and_then(|plan| {
-            plan::validate(&plan, request, candidates, limits)?;
-            Ok(plan)
-        });
-        let fuel_consumed = limits.fuel.map(|start| {
+        let stats = self.stats(&store, started);
+        Decision {
+            result,
+            stats,
+            logs: store.into_data().logs,
+        }
+    }
+
+    /// Calls `route` on an instance and validates the plan it returns.
+    fn call(
+        &self,
+        store: &mut Store<Sandbox>,
+        instance: &bindings::Policy,
+        request: &Request,
+        candidates: &[Candidate],
+    ) -> Result<Plan, PolicyError> {
+        let limits = &self.inner.runtime.limits;
+        let plan = instance
+            .call_route(&mut *store, request, candidates)
+            .map_err(|e| self.classify(store, e))?
+            .map_err(|refusal| PolicyError::Refused {
+                kind: refusal.kind,
+                message: truncate(refusal.message, limits.max_label_bytes * 4),
+            })?;
+        plan::validate(&plan, request, candidates, limits)?;
+        Ok(plan)
+    }
+
+    /// Resource use of the decision that just ran in `store`.
+    fn stats(&self, store: &Store<Sandbox>, started: Instant) -> DecisionStats {
+        let fuel_consumed = self.inner.runtime.limits.fuel.map(|start| {
             let left = store.get_fuel().unwrap_or(0);
             start.saturating_sub(left)
         });
-        let sandbox = store.into_data();
-        Decision {
-            result,
-            stats: DecisionStats {
-                elapsed: started.elapsed(),
-                fuel_consumed,
-                peak_memory_bytes: sandbox.limiter.peak,
-                metric_calls: sandbox.metric_calls,
-                logs_dropped: sandbox.logs_dropped,
-            },
-            logs: sandbox.logs,
+        let sandbox = store.data();
+        DecisionStats {
+            elapsed: started.elapsed(),
+            fuel_consumed,
+            peak_memory_bytes: sandbox.limiter.peak,
+            metric_calls: sandbox.metric_calls,
+            logs_dropped: sandbox.logs_dropped,
         }
     }
 
@@ -437,9 +459,15 @@ impl Policy {
 
     fn new_store(&self, metrics: Arc<dyn MetricSource>) -> Store<Sandbox> {
         let runtime = &self.inner.runtime;
-        let limits = &runtime.limits;
-        let mut store = Store::new(&runtime.engine, Sandbox::new(limits, metrics));
+        let mut store = Store::new(&runtime.engine, Sandbox::new(&runtime.limits, metrics));
         store.limiter(|s| &mut s.limiter);
+        self.arm(&mut store);
+        store
+    }
+
+    /// Starts the deadline (and the fuel, when counted) of one decision.
+    fn arm(&self, store: &mut Store<Sandbox>) {
+        let limits = &self.inner.runtime.limits;
         // One tick may pass right after we read the epoch: allow one extra.
         let ticks = limits.deadline.as_micros().div_ceil(TICK.as_micros()) as u64 + 1;
         store.set_epoch_deadline(ticks);
@@ -447,7 +475,6 @@ impl Policy {
             // Cannot fail: fuel consumption is enabled whenever `fuel` is set.
             let _ = store.set_fuel(fuel);
         }
-        store
     }
 
     fn classify_instantiate(&self, store: &Store<Sandbox>, err: wasmtime::Error) -> PolicyError {

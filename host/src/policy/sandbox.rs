@@ -36,6 +36,24 @@ impl Sandbox {
     }
 }
 
+impl Sandbox {
+    /// Readies a kept store for its next decision, reading `metrics`.
+    pub fn begin(&mut self, metrics: Arc<dyn MetricSource>) {
+        self.metrics = metrics;
+        self.metric_calls = 0;
+        self.logs_dropped = 0;
+        self.logs.clear();
+        self.limiter.denied = false;
+    }
+
+    /// Ends a decision on a kept store: lets go of its metric snapshot and
+    /// hands back its log lines.
+    pub fn end(&mut self) -> Vec<LogLine> {
+        self.metrics = Arc::new(crate::metrics::NoMetrics);
+        std::mem::take(&mut self.logs)
+    }
+}
+
 /// Caps linear memory and tables, remembering the peak and whether a growth
 /// was refused (so a trap that follows is reported as a memory-limit fault).
 pub(super) struct MemoryLimiter {

@@ -22,7 +22,7 @@ use crate::features;
 use crate::health::{Breakers, State, Verdict, feature_failing};
 use crate::metrics::telemetry::{RequestRecord, Telemetry};
 use crate::metrics::{Clock, MetricSource, MetricStore, Outcome, Sample};
-use crate::policy::{Candidate, Plan, Policy, PolicyError, RefusalKind, Request};
+use crate::policy::{Candidate, Plan, Policy, PolicyError, RefusalKind, Request, WarmPool};
 use crate::providers::{
     Api, ChatCall, ChatResponse, ChunkStream, ErrorClass, Provider, UpstreamError, Usage,
 };
@@ -190,10 +190,19 @@ impl Cooldown {
     }
 }
 
+/// How many threads may run a default-policy decision at once: the runtime's
+/// worker threads, which decide inline. Sizes the default policy's warm pool.
+fn decider_threads() -> usize {
+    std::thread::available_parallelism().map_or(4, |n| n.get())
+}
+
 /// The executor shared by every request.
 pub struct Executor {
     config: Arc<Config>,
-    policy: Policy,
+    /// Warm instances of the bundled default policy, shared by every team:
+    /// it is our own code, and keeps nothing between calls but a parse of the
+    /// last config text it saw.
+    default: WarmPool,
     providers: HashMap<String, Arc<dyn Provider>>,
     cooldowns: Mutex<HashMap<String, Cooldown>>,
     metrics: Arc<MetricStore>,
@@ -260,7 +269,7 @@ impl Executor {
             )),
             telemetry: Arc::new(Telemetry::default()),
             config,
-            policy,
+            default: WarmPool::new(policy, decider_threads()),
             providers,
             cooldowns: Mutex::new(HashMap::new()),
         }
@@ -485,13 +494,14 @@ impl Executor {
         if let Some(plugin) = tenant.policy.as_ref().filter(|p| p.in_service()) {
             let permit = plugin.slots.acquire().await;
             if permit.is_ok() && plugin.in_service() {
-                let policy = plugin.policy.clone();
+                let policy = &plugin.policy;
                 if !policy.info().metrics.is_empty() {
                     policy.precompute_metrics(&mut candidates, snapshot.as_ref(), window);
                 }
                 let source: Arc<dyn MetricSource> = snapshot.clone();
+                let warm = plugin.clone();
                 let ran = tokio::task::spawn_blocking(move || {
-                    let decision = policy.decide_traced(&request, &candidates, source);
+                    let decision = warm.pool.decide_traced(&request, &candidates, source);
                     (decision, request, candidates)
                 })
                 .await;
@@ -549,11 +559,11 @@ impl Executor {
                 .config
                 .clone_from(&self.config.default_policy_config);
         }
-        if !self.policy.info().metrics.is_empty() {
-            self.policy
-                .precompute_metrics(&mut candidates, snapshot.as_ref(), window);
+        let policy = self.default.policy();
+        if !policy.info().metrics.is_empty() {
+            policy.precompute_metrics(&mut candidates, snapshot.as_ref(), window);
         }
-        let decision = self.policy.decide_traced(&request, &candidates, snapshot);
+        let decision = self.default.decide_traced(&request, &candidates, snapshot);
         let fault = decision
             .result
             .as_ref()

@@ -109,6 +109,9 @@ fn eat_memory() -> ! {
 
 struct Hostile;
 
+/// Calls made on this instance (the `count` mode).
+static CALLS: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
 impl Guest for Hostile {
     fn route(request: Request, candidates: Vec<Candidate>) -> Result<Plan, PolicyError> {
         let first = candidates
@@ -117,6 +120,15 @@ impl Guest for Hostile {
             .unwrap_or_else(|| "nope/ghost".into());
         match mode(&request.config) {
             "ok" => ok_plan(&candidates),
+            // Counts the calls this instance has served, in the plan label:
+            // shows whether the host reused a warm instance.
+            "count" => {
+                let n = CALLS.fetch_add(1, core::sync::atomic::Ordering::Relaxed) + 1;
+                ok_plan(&candidates).map(|plan| Plan {
+                    label: format!("call {n}"),
+                    ..plan
+                })
+            }
             "loop" => spin_forever(),
             "memory" => eat_memory(),
             "trap" => panic!("hostile: trap on purpose"),
