@@ -1,0 +1,266 @@
+//! Cost of one routing decision by the bundled default policy (DESIGN §9):
+//!
+//! - **warm**: `route` + plan validation on an instance kept from the previous
+//!   decision ([`WarmPool`], what the gateway does);
+//! - **fresh**: a new `Store`, instantiation from the `InstancePre`, `route`
+//!   and validation (what a decision costs when no warm instance is free);
+//! - **native**: the same policy source (`plugins/default-policy/src/logic.rs`)
+//!   compiled into this benchmark, reading the same metric snapshot: the
+//!   baseline the sandbox is compared with;
+//! - **snapshot**: what the host pays per request before the policy runs: a
+//!   metric snapshot and the 20 `p95_latency` reads the policy will make.
+//!
+//! The request sorts by `p95_latency` over 15 minutes of recorded history, so
+//! the policy calls the `metric` import once per candidate (DESIGN §3's case).
+//! Criterion measures each case; then every case is timed call by call
+//! (20,000 calls after 2,000 to warm up) to print median and p99 in one table.
+//!
+//! `cargo bench -p switchyard --bench policy`
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ::switchyard::metrics::{ManualClock, MetricSource, MetricStore, Outcome, Sample, Snapshot};
+use ::switchyard::policy::{
+    Candidate, Health, Limits, Policy, Price, Request, Routing, Runtime, WarmPool,
+};
+use criterion::{BenchmarkId, Criterion};
+
+/// The module path `logic.rs` imports its WIT types from, here pointing at the
+/// host's generated types (the same records and enums).
+mod switchyard {
+    pub mod policy {
+        pub mod types {
+            pub use ::switchyard::policy::{
+                Attempt, Candidate, Health, Info, MetricValue, Plan, Price, Refusal as PolicyError,
+                RefusalKind as PolicyErrorKind, Request, Routing,
+            };
+        }
+    }
+}
+
+/// The default policy's decision logic, compiled natively.
+#[allow(dead_code, unused, clippy::all)]
+#[path = "../../plugins/default-policy/src/logic.rs"]
+mod logic;
+
+const SIZES: [usize; 3] = [5, 20, 100];
+const FEATURES: [&str; 2] = ["stream", "tools.function_calling"];
+const MIN: u64 = 60_000;
+
+fn candidate(i: usize) -> Candidate {
+    Candidate {
+        id: format!("account{i}/model-{}", i % 4),
+        provider: format!("account{i}"),
+        model: format!("model-{}", i % 4),
+        logical_model: None,
+        price: Price {
+            input: 0.5 + (i % 7) as f64,
+            output: 2.0 + (i % 5) as f64 * 3.0,
+            cached_input: 0.05,
+        },
+        features: FEATURES.iter().map(|f| f.to_string()).collect(),
+        zdr: i.is_multiple_of(3),
+        tier: (i % 3) as u8 + 1,
+        health: Health::Healthy,
+        headroom: None,
+        cache_affinity: false,
+        context_window: 200_000,
+        metrics: Vec::new(),
+    }
+}
+
+fn request() -> Request {
+    Request {
+        model: "auto".into(),
+        routing: Routing {
+            metric: Some("p95_latency".into()),
+            interval_seconds: 900,
+            models: Vec::new(),
+            providers: Vec::new(),
+        },
+        features: FEATURES.iter().map(|f| f.to_string()).collect(),
+        step_type: None,
+        purpose: None,
+        team: "bench".into(),
+        estimated_input_tokens: 1200,
+        max_output_tokens: Some(512),
+        prompt_cache_key: false,
+        metadata: Vec::new(),
+        config: "{}".into(),
+    }
+}
+
+/// A metric store with 15 minutes of history for `candidates`.
+fn history(candidates: &[Candidate]) -> Arc<MetricStore> {
+    let clock = ManualClock::new(30_000_000 * MIN);
+    let ids: Vec<String> = candidates.iter().map(|c| c.id.clone()).collect();
+    let store = Arc::new(MetricStore::new(ids.clone(), Arc::new(clock.clone())));
+    let features: Vec<String> = FEATURES.iter().map(|f| f.to_string()).collect();
+    let mut rng = fastrand::Rng::with_seed(7);
+    for _ in 0..15 {
+        for id in &ids {
+            for _ in 0..20 {
+                let latency = Duration::from_micros(200_000 + rng.u64(..800_000));
+                store.record(
+                    id,
+                    &features,
+                    &Sample {
+                        outcome: Some(Outcome::Ok),
+                        latency: Some(latency),
+                        e2e: Some(latency + Duration::from_millis(1)),
+                        ttft: Some(latency / 2),
+                        input_tokens: Some(500),
+                        output_tokens: Some(120),
+                    },
+                );
+            }
+        }
+        clock.advance(Duration::from_secs(60));
+    }
+    store
+}
+
+struct Case {
+    n: usize,
+    request: Request,
+    candidates: Vec<Candidate>,
+    store: Arc<MetricStore>,
+    /// A snapshot whose summaries are already computed, as they are after the
+    /// host's own reads of the same request.
+    snapshot: Arc<Snapshot>,
+}
+
+impl Case {
+    fn new(n: usize) -> Self {
+        let candidates: Vec<Candidate> = (0..n).map(candidate).collect();
+        let store = history(&candidates);
+        let snapshot = Arc::new(store.snapshot());
+        for c in &candidates {
+            snapshot.metric(&c.id, "p95_latency", 900);
+        }
+        Self {
+            n,
+            request: request(),
+            candidates,
+            store,
+            snapshot,
+        }
+    }
+
+    fn warm(&self, pool: &WarmPool) -> usize {
+        let source: Arc<dyn MetricSource> = self.snapshot.clone();
+        let decision = pool.decide_traced(&self.request, &self.candidates, source);
+        plan_len(decision.result)
+    }
+
+    fn fresh(&self, policy: &Policy) -> usize {
+        let source: Arc<dyn MetricSource> = self.snapshot.clone();
+        plan_len(policy.decide(&self.request, &self.candidates, source))
+    }
+
+    fn native(&self) -> usize {
+        let snapshot = &self.snapshot;
+        let lookup = |id: &str, name: &str, window: u32| snapshot.metric(id, name, window);
+        plan_len(logic::route(&self.request, &self.candidates, &lookup))
+    }
+
+    fn snapshot_cost(&self) -> f64 {
+        let snapshot = self.store.snapshot();
+        self.candidates
+            .iter()
+            .map(|c| snapshot.metric(&c.id, "p95_latency", 900).unwrap_or(0.0))
+            .sum()
+    }
+}
+
+fn plan_len<E: std::fmt::Debug>(result: Result<::switchyard::policy::Plan, E>) -> usize {
+    match result {
+        Ok(plan) => plan.attempts.len(),
+        Err(e) => panic!("the benchmark's decision failed: {e:?}"),
+    }
+}
+
+/// Median and p99 of `calls` individually timed runs of `f`, in microseconds.
+fn distribution(mut f: impl FnMut() -> usize) -> (f64, f64) {
+    for _ in 0..2_000 {
+        black_box(f());
+    }
+    let mut times: Vec<Duration> = (0..20_000)
+        .map(|_| {
+            let started = Instant::now();
+            black_box(f());
+            started.elapsed()
+        })
+        .collect();
+    times.sort_unstable();
+    let at = |q: f64| times[((times.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e6;
+    (at(0.5), at(0.99))
+}
+
+fn main() {
+    let runtime = Runtime::new(Limits::default()).expect("policy runtime");
+    let policy = runtime.load_default().expect("default policy loads");
+    let pool = WarmPool::new(policy.clone(), 1);
+    let cases: Vec<Case> = SIZES.iter().map(|&n| Case::new(n)).collect();
+    for case in &cases {
+        let (w, f, n) = (case.warm(&pool), case.fresh(&policy), case.native());
+        assert!(w == f && f == n && n > 0, "plans differ: {w} {f} {n}");
+    }
+
+    let mut c = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .configure_from_args();
+    {
+        let mut group = c.benchmark_group("policy decision");
+        for case in &cases {
+            group.bench_with_input(BenchmarkId::new("wasm warm", case.n), case, |b, case| {
+                b.iter(|| case.warm(&pool))
+            });
+            group.bench_with_input(BenchmarkId::new("wasm fresh", case.n), case, |b, case| {
+                b.iter(|| case.fresh(&policy))
+            });
+            group.bench_with_input(BenchmarkId::new("native", case.n), case, |b, case| {
+                b.iter(|| case.native())
+            });
+            group.bench_with_input(
+                BenchmarkId::new("snapshot + reads", case.n),
+                case,
+                |b, case| b.iter(|| case.snapshot_cost()),
+            );
+        }
+        group.finish();
+    }
+    c.final_summary();
+
+    // Criterion's filter (`cargo bench -- <filter>`) skips the table too.
+    if std::env::args().skip(1).any(|a| !a.starts_with('-')) {
+        return;
+    }
+    println!();
+    println!("Per-call distribution (20,000 timed calls each; µs)");
+    println!(
+        "| candidates | wasm warm p50 | p99 | wasm fresh p50 | p99 | native p50 | p99 | warm/native | snapshot + reads p50 |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for case in &cases {
+        let warm = distribution(|| case.warm(&pool));
+        let fresh = distribution(|| case.fresh(&policy));
+        let native = distribution(|| case.native());
+        let snap = distribution(|| case.snapshot_cost() as usize);
+        println!(
+            "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1}× | {:.2} |",
+            case.n,
+            warm.0,
+            warm.1,
+            fresh.0,
+            fresh.1,
+            native.0,
+            native.1,
+            warm.0 / native.0,
+            snap.0
+        );
+    }
+}
