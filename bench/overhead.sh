@@ -1,0 +1,225 @@
+#!/usr/bin/env bash
+# Gateway overhead on loopback (DESIGN §9), reproducible from a clean clone:
+#
+#   bash bench/overhead.sh            # about 4 minutes
+#   DURATION=5 bash bench/overhead.sh # shorter runs
+#
+# Starts the instant mock provider (bench/mock) and the gateway (release build)
+# on 127.0.0.1 only, then drives them with wrk at 1, 32 and 256 concurrent
+# connections for DURATION seconds each: first straight at the mock (the
+# baseline), then through the gateway (Chat Completions, streamed and not, and
+# the Responses and Messages APIs, which the gateway translates to the
+# provider's Chat Completions). Prints throughput, p50 and p99, and the added
+# latency (through the gateway minus direct). Then measures the gateway's
+# resident memory idle and while 1,000 streams are open at once.
+#
+# Installs what it needs (wrk, from Debian's packages) and builds what it
+# runs. Every run is bounded by DURATION; the whole script by `timeout`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10}
+CONCURRENCY=${CONCURRENCY:-"1 32 256"}
+STREAMS=${STREAMS:-1000}
+MOCK_PORT=${MOCK_PORT:-9501}
+GATEWAY_PORT=${GATEWAY_PORT:-9502}
+MEM_MOCK_PORT=${MEM_MOCK_PORT:-9503}
+MEM_GATEWAY_PORT=${MEM_GATEWAY_PORT:-9504}
+
+if ! command -v wrk >/dev/null || ! command -v ss >/dev/null || ! command -v curl >/dev/null; then
+  echo "== installing wrk, iproute2 and curl (Debian packages)"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq >/dev/null && $SUDO apt-get install -y -qq wrk iproute2 curl >/dev/null
+fi
+rustup target add wasm32-wasip2 >/dev/null 2>&1 || true
+
+echo "== building (release)"
+cargo build --release -q -p switchyard -p switchyard-bench-mock
+bin=target/release/switchyard
+mock=target/release/bench-mock
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+# 1,000 client connections in and 1,000 upstream connections out.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+key="sk-bench-$(date +%s)"
+key_sha=$(printf %s "$key" | sha256sum | cut -d' ' -f1)
+
+# Writes a gateway config routing model gpt-5-mini to one OpenAI account at the mock.
+config() { # $1 gateway port, $2 mock port, $3 file
+  cat >"$3" <<TOML
+[server]
+listen = "127.0.0.1:$1"
+
+[providers.bench]
+kind = "openai"
+base_url = "http://127.0.0.1:$2/v1"
+api_key_env = "BENCH_PROVIDER_KEY"
+models = ["gpt-5-mini"]
+
+[teams.bench]
+key_sha256 = ["$key_sha"]
+
+[store]
+path = "$work/switchyard-$1.db"
+TOML
+}
+
+wait_http() { # $1 url
+  for _ in $(seq 1 200); do
+    if curl -s -o /dev/null "$1"; then return 0; fi
+    sleep 0.05
+  done
+  echo "nothing answers at $1" >&2
+  exit 1
+}
+
+start_pair() { # $1 mock port, $2 gateway port, extra mock args...
+  local mp=$1 gp=$2
+  shift 2
+  "$mock" "127.0.0.1:$mp" "$@" 2>>"$work/mock.log" &
+  pids+=($!)
+  config "$gp" "$mp" "$work/gateway-$gp.toml"
+  BENCH_PROVIDER_KEY=sk-upstream RUST_LOG=warn "$bin" serve --config "$work/gateway-$gp.toml" 2>>"$work/gateway.log" &
+  gateway_pid=$!
+  pids+=($gateway_pid)
+  wait_http "http://127.0.0.1:$mp/"
+  wait_http "http://127.0.0.1:$gp/healthz"
+}
+
+# wrk request scripts: one per body.
+lua() { # $1 name, $2 path-less body, $3 extra header line (lua) or empty
+  cat >"$work/$1.lua" <<LUA
+wrk.method = "POST"
+wrk.body = [[$2]]
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer $key"
+$3
+LUA
+}
+chat='{"model":"gpt-5-mini","messages":[{"role":"user","content":"Say hello."}],"max_tokens":64}'
+chat_stream='{"model":"gpt-5-mini","messages":[{"role":"user","content":"Say hello."}],"max_tokens":64,"stream":true}'
+responses='{"model":"gpt-5-mini","input":"Say hello.","max_output_tokens":64}'
+messages='{"model":"gpt-5-mini","max_tokens":64,"messages":[{"role":"user","content":"Say hello."}]}'
+lua chat "$chat" ""
+lua chat_stream "$chat_stream" ""
+lua responses "$responses" ""
+lua messages "$messages" 'wrk.headers["anthropic-version"] = "2023-06-01"'
+
+# Checks that each body gets a 200 before it is measured.
+check() { # $1 url, $2 body, $3 expected text
+  local out
+  out=$(curl -sS -X POST "$1" -H "Authorization: Bearer $key" -H "Content-Type: application/json" \
+    -H "anthropic-version: 2023-06-01" -d "$2" -w '\n%{http_code}')
+  if [ "$(tail -n1 <<<"$out")" != 200 ] || ! grep -q "$3" <<<"$out"; then
+    echo "unexpected answer from $1:" >&2
+    echo "$out" >&2
+    exit 1
+  fi
+}
+
+results="$work/results.tsv"
+: >"$results"
+run() { # $1 label, $2 url, $3 lua, $4 connections
+  local threads=2
+  [ "$4" -lt 2 ] && threads=1
+  local out="$work/wrk-$1-$4.txt"
+  timeout $((DURATION + 30)) wrk -t"$threads" -c"$4" -d"${DURATION}s" --timeout 10s --latency \
+    -s "$work/$3.lua" "$2" >"$out"
+  python3 - "$1" "$4" "$out" >>"$results" <<'PY'
+import re, sys
+label, conns, path = sys.argv[1], sys.argv[2], sys.argv[3]
+text = open(path).read()
+def us(v):
+    n, unit = re.match(r"([\d.]+)(us|ms|s)", v).groups()
+    return float(n) * {"us": 1, "ms": 1e3, "s": 1e6}[unit]
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+p50 = us(re.search(r"\s50%\s+(\S+)", text).group(1))
+p99 = us(re.search(r"\s99%\s+(\S+)", text).group(1))
+total = int(re.search(r"(\d+) requests in", text).group(1))
+bad = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+errors = re.search(r"Socket errors: (.*)", text)
+if bad or errors:
+    sys.stderr.write(f"{label} at {conns}: {bad.group(0) if bad else ''} {errors.group(0) if errors else ''}\n")
+    sys.exit(1)
+print(f"{label}\t{conns}\t{rps:.0f}\t{p50:.0f}\t{p99:.0f}\t{total}")
+PY
+}
+
+echo "== overhead: ${DURATION}s per run at concurrency $CONCURRENCY"
+start_pair "$MOCK_PORT" "$GATEWAY_PORT"
+direct="http://127.0.0.1:$MOCK_PORT/v1/chat/completions"
+gw="http://127.0.0.1:$GATEWAY_PORT"
+check "$direct" "$chat" "benchmark provider"
+check "$gw/v1/chat/completions" "$chat" "benchmark provider"
+check "$gw/v1/chat/completions" "$chat_stream" "DONE"
+check "$gw/v1/responses" "$responses" "benchmark provider"
+check "$gw/v1/messages" "$messages" "benchmark provider"
+for c in $CONCURRENCY; do
+  run "direct chat" "$direct" chat "$c"
+  run "gateway chat" "$gw/v1/chat/completions" chat "$c"
+  run "direct chat stream" "$direct" chat_stream "$c"
+  run "gateway chat stream" "$gw/v1/chat/completions" chat_stream "$c"
+  run "gateway responses" "$gw/v1/responses" responses "$c"
+  run "gateway messages" "$gw/v1/messages" messages "$c"
+done
+idle_rss=$(awk '/VmRSS/ {print $2}' "/proc/$gateway_pid/status")
+
+python3 - "$results" <<'PY'
+import sys
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+by = {(r[0], r[1]): r for r in rows}
+print()
+print("| path | conc | req/s | p50 µs | p99 µs | added p50 µs | added p99 µs | throughput vs direct |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|")
+for label, conns, rps, p50, p99, total in rows:
+    base = by.get(("direct chat stream" if "stream" in label else "direct chat", conns))
+    if label.startswith("direct") or base is None:
+        added = ("", "", "")
+    else:
+        added = (str(int(p50) - int(base[3])), str(int(p99) - int(base[4])),
+                 f"{100 * float(rps) / float(base[2]):.0f}%")
+    print(f"| {label} | {conns} | {rps} | {p50} | {p99} | {added[0]} | {added[1]} | {added[2]} |")
+PY
+kill "$gateway_pid" 2>/dev/null || true
+
+echo
+echo "== memory: idle, and with $STREAMS streams open at once"
+# A mock whose streams last about 12 s (6 gaps of 2 s), so every connection
+# of the load generator holds one stream open through the measurement.
+start_pair "$MEM_MOCK_PORT" "$MEM_GATEWAY_PORT" --chunk-delay-ms 2000
+check "http://127.0.0.1:$MEM_GATEWAY_PORT/v1/chat/completions" "$chat" "benchmark provider"
+sleep 1
+fresh_rss=$(awk '/VmRSS/ {print $2}' "/proc/$gateway_pid/status")
+timeout 60 wrk -t2 -c"$STREAMS" -d20s --timeout 30s -s "$work/chat_stream.lua" \
+  "http://127.0.0.1:$MEM_GATEWAY_PORT/v1/chat/completions" >"$work/wrk-mem.txt" &
+wrk_pid=$!
+peak_rss=0
+peak_open=0
+for _ in $(seq 1 36); do
+  sleep 0.5
+  rss=$(awk '/VmRSS/ {print $2}' "/proc/$gateway_pid/status")
+  open=$(ss -Htn state established "( dport = :$MEM_MOCK_PORT )" | wc -l)
+  [ "$rss" -gt "$peak_rss" ] && peak_rss=$rss
+  [ "$open" -gt "$peak_open" ] && peak_open=$open
+done
+wait "$wrk_pid" || true
+echo
+echo "| gateway resident memory | MiB |"
+echo "|---|---:|"
+mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+echo "| idle (after one request) | $(mib "$fresh_rss") |"
+echo "| after the overhead runs | $(mib "$idle_rss") |"
+echo "| peak with $STREAMS streams open ($peak_open upstream streams seen open at once) | $(mib "$peak_rss") |"
+if [ "$peak_open" -lt "$STREAMS" ]; then
+  echo "note: only $peak_open of $STREAMS streams were open at once" >&2
+fi
+echo
+echo "(machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); $(date -u +%Y-%m-%d); wrk ${DURATION}s per run)"
