@@ -428,6 +428,7 @@ impl Executor {
             &self.config,
             team,
             &req,
+            &features,
             &|account| {
                 self.cooldown_of(account, now).map(|c| match c {
                     Cooldown::RateLimited(t) => {
