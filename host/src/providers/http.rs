@@ -26,6 +26,22 @@ pub fn client() -> Result<reqwest::Client, String> {
 }
 
 /// Classifies a transport failure.
+/// `{base}{path}` as a URL, parsed once when the account is set up rather
+/// than on every request.
+pub fn endpoint(base: &str, path: &str) -> Result<reqwest::Url, String> {
+    let text = format!("{}{path}", base.trim_end_matches('/'));
+    reqwest::Url::parse(&text).map_err(|e| format!("invalid base_url {base:?}: {e}"))
+}
+
+/// A credential header value, built once and marked sensitive (kept out of
+/// debug output).
+pub fn secret_header(value: &str) -> Result<reqwest::header::HeaderValue, String> {
+    let mut header = reqwest::header::HeaderValue::from_str(value)
+        .map_err(|_| "the API key holds characters an HTTP header cannot carry".to_string())?;
+    header.set_sensitive(true);
+    Ok(header)
+}
+
 pub fn transport_error(err: &reqwest::Error) -> UpstreamError {
     let class = if err.is_timeout() {
         ErrorClass::Timeout

@@ -19,23 +19,29 @@ pub struct OpenAi {
 
 struct Inner {
     client: reqwest::Client,
-    url: String,
+    url: reqwest::Url,
     /// `{base}/responses`, on accounts that have OpenAI's Responses API.
-    responses_url: Option<String>,
-    api_key: Option<String>,
+    responses_url: Option<reqwest::Url>,
+    /// `Bearer {api key}`.
+    authorization: Option<reqwest::header::HeaderValue>,
 }
 
 impl OpenAi {
     /// `base_url` ends before `/chat/completions` (e.g. `https://api.openai.com/v1`);
     /// `responses`: whether the server also has `/responses` (OpenAI does).
     pub fn new(base_url: &str, api_key: Option<String>, responses: bool) -> Result<Self, String> {
-        let base = base_url.trim_end_matches('/');
         Ok(Self {
             inner: Arc::new(Inner {
                 client: http::client()?,
-                url: format!("{base}/chat/completions"),
-                responses_url: responses.then(|| format!("{base}/responses")),
-                api_key,
+                url: http::endpoint(base_url, "/chat/completions")?,
+                responses_url: if responses {
+                    Some(http::endpoint(base_url, "/responses")?)
+                } else {
+                    None
+                },
+                authorization: api_key
+                    .map(|key| http::secret_header(&format!("Bearer {key}")))
+                    .transpose()?,
             }),
         })
     }
@@ -46,12 +52,12 @@ impl Inner {
     /// classified [`UpstreamError`] with OpenAI's message.
     async fn post(
         &self,
-        url: &str,
+        url: &reqwest::Url,
         body: &Map<String, Value>,
     ) -> Result<reqwest::Response, UpstreamError> {
-        let mut request = self.client.post(url).json(body);
-        if let Some(key) = &self.api_key {
-            request = request.bearer_auth(key);
+        let mut request = self.client.post(url.clone()).json(body);
+        if let Some(authorization) = &self.authorization {
+            request = request.header(reqwest::header::AUTHORIZATION, authorization.clone());
         }
         http::send(request, |status, retry_after, body| {
             UpstreamError::from_status(status, retry_after, http::openai_error_message(body))
@@ -152,7 +158,7 @@ impl Provider for OpenAi {
 /// a canonical completion.
 async fn responses_call(
     inner: &Inner,
-    url: &str,
+    url: &reqwest::Url,
     call: ChatCall,
 ) -> Result<ChatResponse, UpstreamError> {
     let body = responses::request(&call.body, call.stream);

@@ -23,8 +23,8 @@ pub struct Anthropic {
 
 struct Inner {
     client: reqwest::Client,
-    url: String,
-    api_key: String,
+    url: reqwest::Url,
+    api_key: reqwest::header::HeaderValue,
 }
 
 impl Anthropic {
@@ -33,8 +33,8 @@ impl Anthropic {
         Ok(Self {
             inner: Arc::new(Inner {
                 client: http::client()?,
-                url: format!("{}/v1/messages", base_url.trim_end_matches('/')),
-                api_key,
+                url: http::endpoint(base_url, "/v1/messages")?,
+                api_key: http::secret_header(&api_key)?,
             }),
         })
     }
@@ -81,8 +81,8 @@ impl Provider for Anthropic {
                 .map_err(|e| UpstreamError::new(ErrorClass::Client, Some(400), e.to_string()))?;
             let request = inner
                 .client
-                .post(&inner.url)
-                .header("x-api-key", &inner.api_key)
+                .post(inner.url.clone())
+                .header("x-api-key", inner.api_key.clone())
                 .header("anthropic-version", ANTHROPIC_VERSION)
                 .json(&body);
             let response = http::send(request, translate::upstream_error).await?;
