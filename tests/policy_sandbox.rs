@@ -446,3 +446,31 @@ fn a_warm_instance_decides_like_a_fresh_one() {
         assert_eq!(warm.result, fresh, "{config}");
     }
 }
+
+#[test]
+fn a_pool_may_give_its_policy_a_longer_deadline() {
+    let f = fixture();
+    let patient = WarmPool::with_deadline(f.hostile.clone(), 1, Duration::from_millis(150));
+    let started = Instant::now();
+    let decision = patient.decide_traced(
+        &request(r#"{"mode": "loop"}"#),
+        &candidates(),
+        Arc::new(NoMetrics),
+    );
+    assert_eq!(
+        decision.result,
+        Err(PolicyError::DeadlineExceeded(Duration::from_millis(150)))
+    );
+    assert!(started.elapsed() >= Duration::from_millis(150));
+    // The runtime's own deadline still holds for other pools.
+    let plain = WarmPool::new(f.hostile.clone(), 1);
+    let decision = plain.decide_traced(
+        &request(r#"{"mode": "loop"}"#),
+        &candidates(),
+        Arc::new(NoMetrics),
+    );
+    assert_eq!(
+        decision.result,
+        Err(PolicyError::DeadlineExceeded(Limits::default().deadline))
+    );
+}

@@ -394,8 +394,24 @@ impl Policy {
         candidates: &[Candidate],
         metrics: Arc<dyn MetricSource>,
     ) -> Decision {
+        self.decide_fresh(
+            request,
+            candidates,
+            metrics,
+            self.inner.runtime.limits.deadline,
+        )
+    }
+
+    /// A decision on a fresh instance, stopped after `deadline`.
+    fn decide_fresh(
+        &self,
+        request: &Request,
+        candidates: &[Candidate],
+        metrics: Arc<dyn MetricSource>,
+        deadline: Duration,
+    ) -> Decision {
         let started = Instant::now();
-        let mut store = self.new_store(metrics);
+        let mut store = self.new_store(metrics, deadline);
         let result = match self.inner.pre.instantiate(&mut store) {
             Ok(instance) => self.call(&mut store, &instance, request, candidates),
             Err(e) => Err(self.classify_instantiate(&store, e)),
@@ -446,7 +462,8 @@ impl Policy {
 
     /// Calls the guest's `describe` export in a fresh store.
     fn describe(&self) -> Result<Info, PolicyError> {
-        let mut store = self.new_store(Arc::new(crate::metrics::NoMetrics));
+        let deadline = self.inner.runtime.limits.deadline;
+        let mut store = self.new_store(Arc::new(crate::metrics::NoMetrics), deadline);
         let instance = self
             .inner
             .pre
@@ -457,19 +474,20 @@ impl Policy {
             .map_err(|e| self.classify(&store, e))
     }
 
-    fn new_store(&self, metrics: Arc<dyn MetricSource>) -> Store<Sandbox> {
+    fn new_store(&self, metrics: Arc<dyn MetricSource>, deadline: Duration) -> Store<Sandbox> {
         let runtime = &self.inner.runtime;
         let mut store = Store::new(&runtime.engine, Sandbox::new(&runtime.limits, metrics));
         store.limiter(|s| &mut s.limiter);
-        self.arm(&mut store);
+        self.arm(&mut store, deadline);
         store
     }
 
     /// Starts the deadline (and the fuel, when counted) of one decision.
-    fn arm(&self, store: &mut Store<Sandbox>) {
+    fn arm(&self, store: &mut Store<Sandbox>, deadline: Duration) {
         let limits = &self.inner.runtime.limits;
+        store.data_mut().deadline = deadline;
         // One tick may pass right after we read the epoch: allow one extra.
-        let ticks = limits.deadline.as_micros().div_ceil(TICK.as_micros()) as u64 + 1;
+        let ticks = deadline.as_micros().div_ceil(TICK.as_micros()) as u64 + 1;
         store.set_epoch_deadline(ticks);
         if let Some(fuel) = limits.fuel {
             // Cannot fail: fuel consumption is enabled whenever `fuel` is set.
@@ -499,7 +517,7 @@ impl Policy {
             };
         }
         match err.downcast_ref::<wasmtime::Trap>() {
-            Some(wasmtime::Trap::Interrupt) => PolicyError::DeadlineExceeded(limits.deadline),
+            Some(wasmtime::Trap::Interrupt) => PolicyError::DeadlineExceeded(store.data().deadline),
             Some(wasmtime::Trap::OutOfFuel) => {
                 PolicyError::FuelExhausted(limits.fuel.unwrap_or_default())
             }

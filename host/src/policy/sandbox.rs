@@ -14,6 +14,8 @@ pub(super) struct Sandbox {
     pub metric_calls: u32,
     pub logs: Vec<LogLine>,
     pub logs_dropped: u32,
+    /// The deadline the current decision runs under.
+    pub deadline: std::time::Duration,
     max_log_lines: usize,
     max_log_bytes: usize,
 }
@@ -30,6 +32,7 @@ impl Sandbox {
             metric_calls: 0,
             logs: Vec::new(),
             logs_dropped: 0,
+            deadline: limits.deadline,
             max_log_lines: limits.max_log_lines,
             max_log_bytes: limits.max_log_bytes,
         }

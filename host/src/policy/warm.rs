@@ -15,7 +15,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use wasmtime::Store;
 
@@ -32,6 +32,7 @@ pub const MAX_WARM_MEMORY: usize = 8 << 20;
 pub struct WarmPool {
     policy: Policy,
     max_idle: usize,
+    deadline: Duration,
     idle: Mutex<Vec<Warm>>,
 }
 
@@ -75,11 +76,23 @@ impl Drop for Slot {
 }
 
 impl WarmPool {
-    /// A pool keeping at most `max_idle` instances of `policy` between decisions.
+    /// A pool keeping at most `max_idle` instances of `policy` between
+    /// decisions, which run under the runtime's deadline.
     pub fn new(policy: Policy, max_idle: usize) -> Self {
+        let deadline = policy.inner.runtime.limits.deadline;
+        Self::with_deadline(policy, max_idle, deadline)
+    }
+
+    /// Like [`WarmPool::new`], with decisions stopped after `deadline`
+    /// instead. The gateway gives its own bundled policy a longer one: on an
+    /// overloaded machine a decision's thread can be descheduled past the
+    /// plugins' few milliseconds, and nothing stands behind the default
+    /// policy to answer for it.
+    pub fn with_deadline(policy: Policy, max_idle: usize, deadline: Duration) -> Self {
         Self {
             policy,
             max_idle,
+            deadline,
             idle: Mutex::new(Vec::new()),
         }
     }
@@ -109,11 +122,15 @@ impl WarmPool {
             None => match self.instantiate(metrics.clone()) {
                 Some(Ok(warm)) => warm,
                 Some(Err(decision)) => return decision,
-                None => return self.policy.decide_traced(request, candidates, metrics),
+                None => {
+                    return self
+                        .policy
+                        .decide_fresh(request, candidates, metrics, self.deadline);
+                }
             },
         };
         warm.store.data_mut().begin(metrics);
-        self.policy.arm(&mut warm.store);
+        self.policy.arm(&mut warm.store, self.deadline);
         let result = self
             .policy
             .call(&mut warm.store, &warm.instance, request, candidates);
@@ -144,7 +161,7 @@ impl WarmPool {
     fn instantiate(&self, metrics: Arc<dyn MetricSource>) -> Option<Result<Warm, Decision>> {
         let slot = Slot::take(&self.policy.inner.runtime)?;
         let started = Instant::now();
-        let mut store = self.policy.new_store(metrics);
+        let mut store = self.policy.new_store(metrics, self.deadline);
         Some(match self.policy.inner.pre.instantiate(&mut store) {
             Ok(instance) => Ok(Warm {
                 store,
