@@ -346,18 +346,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .load(&read_plugin(&plugin)?)
                 .with_context(|| format!("cannot load {plugin}"))?;
             println!(
-                "policy {} {}: fresh instance per decision, single thread, sort by {metric}\n",
+                "policy {} {}: single thread, sort by {metric}\n",
                 policy.info().name,
                 policy.info().version
             );
-            let report = harness::bench(
+            let reports = harness::bench(
                 &policy,
                 candidates,
                 &metric,
                 Duration::from_secs_f64(seconds),
             );
-            print!("{}", harness::render_bench(&report));
-            Ok(if report.faults == 0 {
+            print!("{}", harness::render_bench(&reports));
+            Ok(if reports.iter().all(|r| r.faults == 0) {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE

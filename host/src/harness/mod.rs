@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use crate::metrics::MetricSource;
 use crate::policy::{
-    Candidate, Decision, Health, Plan, Policy, PolicyError, Price, Request, Routing, refusal_name,
+    Candidate, Decision, Health, Plan, Policy, PolicyError, Price, Request, Routing, WarmPool,
+    refusal_name,
 };
 pub use cases::{CaseFile, CaseMetrics};
 
@@ -322,6 +323,8 @@ pub fn render_report(
 /// Decision-time figures from [`bench`].
 #[derive(Debug, Clone)]
 pub struct BenchReport {
+    /// `fresh` (a new instance per decision) or `warm` (one reused instance).
+    pub instance: &'static str,
     pub candidates: usize,
     pub decisions: usize,
     pub per_second: f64,
@@ -409,22 +412,44 @@ pub fn bench_inputs(n: usize, metric: &str) -> (Request, Vec<Candidate>, Arc<dyn
 }
 
 /// Runs decisions back to back for `duration` (after a warm-up) and reports
-/// throughput and latency percentiles.
-pub fn bench(policy: &Policy, n: usize, metric: &str, duration: Duration) -> BenchReport {
+/// throughput and latency percentiles: first each on a fresh instance, then on
+/// a warm one reused from decision to decision, as the gateway runs them.
+pub fn bench(policy: &Policy, n: usize, metric: &str, duration: Duration) -> Vec<BenchReport> {
     let (request, mut candidates, metrics) = bench_inputs(n, metric);
     policy.precompute_metrics(&mut candidates, metrics.as_ref(), 900);
+    let pool = WarmPool::new(policy.clone(), 1);
+    let fresh = || {
+        policy
+            .decide(&request, &candidates, metrics.clone())
+            .is_err()
+    };
+    let warm = || {
+        pool.decide_traced(&request, &candidates, metrics.clone())
+            .result
+            .is_err()
+    };
+    vec![
+        measure("fresh", n, duration, fresh),
+        measure("warm", n, duration, warm),
+    ]
+}
+
+/// Times `decide` (which says whether the decision failed) back to back.
+fn measure(
+    instance: &'static str,
+    n: usize,
+    duration: Duration,
+    decide: impl Fn() -> bool,
+) -> BenchReport {
     for _ in 0..200 {
-        let _ = policy.decide(&request, &candidates, metrics.clone());
+        decide();
     }
     let mut samples = Vec::with_capacity(100_000);
     let mut faults = 0;
     let started = Instant::now();
     while samples.is_empty() || started.elapsed() < duration {
         let t = Instant::now();
-        if policy
-            .decide(&request, &candidates, metrics.clone())
-            .is_err()
-        {
+        if decide() {
             faults += 1;
         }
         samples.push(t.elapsed());
@@ -434,6 +459,7 @@ pub fn bench(policy: &Policy, n: usize, metric: &str, duration: Duration) -> Ben
     let pick = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
     let sum: Duration = samples.iter().sum();
     BenchReport {
+        instance,
         candidates: n,
         decisions: samples.len(),
         per_second: samples.len() as f64 / total.as_secs_f64(),
@@ -444,16 +470,23 @@ pub fn bench(policy: &Policy, n: usize, metric: &str, duration: Duration) -> Ben
     }
 }
 
-/// Renders a bench report as a small table.
-pub fn render_bench(report: &BenchReport) -> String {
-    format!(
-        "candidates  decisions  decisions/s  median     p99        mean       faults\n{:<10}  {:<9}  {:<11.0}  {:<9}  {:<9}  {:<9}  {}\n",
-        report.candidates,
-        report.decisions,
-        report.per_second,
-        human_duration(report.median),
-        human_duration(report.p99),
-        human_duration(report.mean),
-        report.faults
-    )
+/// Renders bench reports as a small table.
+pub fn render_bench(reports: &[BenchReport]) -> String {
+    let mut out = String::from(
+        "instance  candidates  decisions  decisions/s  median     p99        mean       faults\n",
+    );
+    for report in reports {
+        out.push_str(&format!(
+            "{:<8}  {:<10}  {:<9}  {:<11.0}  {:<9}  {:<9}  {:<9}  {}\n",
+            report.instance,
+            report.candidates,
+            report.decisions,
+            report.per_second,
+            human_duration(report.median),
+            human_duration(report.p99),
+            human_duration(report.mean),
+            report.faults
+        ));
+    }
+    out
 }
