@@ -21,6 +21,7 @@ cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10}
 CONCURRENCY=${CONCURRENCY:-"1 32 256"}
 STREAMS=${STREAMS:-1000}
+PARTS=${PARTS:-"overhead memory"}  # which parts to run
 MOCK_PORT=${MOCK_PORT:-9501}
 GATEWAY_PORT=${GATEWAY_PORT:-9502}
 MEM_MOCK_PORT=${MEM_MOCK_PORT:-9503}
@@ -153,6 +154,7 @@ print(f"{label}\t{conns}\t{rps:.0f}\t{p50:.0f}\t{p99:.0f}\t{total}")
 PY
 }
 
+if [[ " $PARTS " == *" overhead "* ]]; then
 echo "== overhead: ${DURATION}s per run at concurrency $CONCURRENCY"
 start_pair "$MOCK_PORT" "$GATEWAY_PORT"
 direct="http://127.0.0.1:$MOCK_PORT/v1/chat/completions"
@@ -189,7 +191,9 @@ for label, conns, rps, p50, p99, total in rows:
     print(f"| {label} | {conns} | {rps} | {p50} | {p99} | {added[0]} | {added[1]} | {added[2]} |")
 PY
 kill "$gateway_pid" 2>/dev/null || true
+fi
 
+if [[ " $PARTS " == *" memory "* ]]; then
 echo
 echo "== memory: idle, and with $STREAMS streams open at once"
 # A mock whose streams last about 12 s (6 gaps of 2 s), so every connection
@@ -216,10 +220,11 @@ echo "| gateway resident memory | MiB |"
 echo "|---|---:|"
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 echo "| idle (after one request) | $(mib "$fresh_rss") |"
-echo "| after the overhead runs | $(mib "$idle_rss") |"
+[ -n "${idle_rss:-}" ] && echo "| after the overhead runs | $(mib "$idle_rss") |"
 echo "| peak with $STREAMS streams open ($peak_open upstream streams seen open at once) | $(mib "$peak_rss") |"
 if [ "$peak_open" -lt "$STREAMS" ]; then
   echo "note: only $peak_open of $STREAMS streams were open at once" >&2
+fi
 fi
 echo
 echo "(machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); $(date -u +%Y-%m-%d); wrk ${DURATION}s per run)"
