@@ -60,6 +60,7 @@ fn candidate(i: usize) -> Candidate {
             output: 2.0 + (i % 5) as f64 * 3.0,
             cached_input: 0.05,
         },
+        // As the host passes them: the request's features the candidate has.
         features: FEATURES.iter().map(|f| f.to_string()).collect(),
         zdr: i.is_multiple_of(3),
         tier: (i % 3) as u8 + 1,
