@@ -463,7 +463,7 @@ impl Policy {
     /// Calls the guest's `describe` export in a fresh store.
     fn describe(&self) -> Result<Info, PolicyError> {
         let deadline = self.inner.runtime.limits.deadline;
-        let mut store = self.new_store(Arc::new(crate::metrics::NoMetrics), deadline);
+        let mut store = self.new_store(sandbox::idle_source(), deadline);
         let instance = self
             .inner
             .pre

@@ -52,9 +52,17 @@ impl Sandbox {
     /// Ends a decision on a kept store: lets go of its metric snapshot and
     /// hands back its log lines.
     pub fn end(&mut self) -> Vec<LogLine> {
-        self.metrics = Arc::new(crate::metrics::NoMetrics);
+        self.metrics = idle_source();
         std::mem::take(&mut self.logs)
     }
+}
+
+/// What a kept store reads between decisions: no data. One shared instance,
+/// so that ending a decision allocates nothing.
+pub fn idle_source() -> Arc<dyn MetricSource> {
+    static IDLE: std::sync::OnceLock<Arc<dyn MetricSource>> = std::sync::OnceLock::new();
+    IDLE.get_or_init(|| Arc::new(crate::metrics::NoMetrics))
+        .clone()
 }
 
 /// Caps linear memory and tables, remembering the peak and whether a growth

@@ -119,7 +119,7 @@ impl WarmPool {
         let taken = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let mut warm = match taken {
             Some(warm) => warm,
-            None => match self.instantiate(metrics.clone()) {
+            None => match self.instantiate() {
                 Some(Ok(warm)) => warm,
                 Some(Err(decision)) => return decision,
                 None => {
@@ -158,10 +158,12 @@ impl WarmPool {
     }
 
     /// A new warm instance; `None` when the runtime's warm budget is spent.
-    fn instantiate(&self, metrics: Arc<dyn MetricSource>) -> Option<Result<Warm, Decision>> {
+    fn instantiate(&self) -> Option<Result<Warm, Decision>> {
         let slot = Slot::take(&self.policy.inner.runtime)?;
         let started = Instant::now();
-        let mut store = self.policy.new_store(metrics, self.deadline);
+        let mut store = self
+            .policy
+            .new_store(super::sandbox::idle_source(), self.deadline);
         Some(match self.policy.inner.pre.instantiate(&mut store) {
             Ok(instance) => Ok(Warm {
                 store,
