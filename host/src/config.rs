@@ -97,6 +97,64 @@ pub struct ProviderAccount {
     /// `None` when off. Off by default for paid providers, every 30 s for
     /// `openai-compatible` (local) servers.
     pub health_check_interval: Option<Duration>,
+    /// Requests and tokens per minute this account may be sent.
+    pub limits: RateLimits,
+    /// Dollars this account may spend per period.
+    pub budget: Option<Budget>,
+}
+
+/// Requests and tokens per minute (a sliding 60-second window); `None` is
+/// unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateLimits {
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
+}
+
+impl RateLimits {
+    pub fn any(&self) -> bool {
+        self.rpm.is_some() || self.tpm.is_some()
+    }
+}
+
+/// How long a budget lasts before it starts again (calendar, UTC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BudgetPeriod {
+    Day,
+    Month,
+}
+
+/// A spending cap in US dollars per period.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Budget {
+    pub usd: f64,
+    pub period: BudgetPeriod,
+}
+
+/// Budget alerts (`[alerts]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertSettings {
+    /// Fractions of a budget (ascending, 0 < t) whose crossing is announced.
+    pub thresholds: Vec<f64>,
+    /// Where each alert is POSTed as JSON, besides the log.
+    pub webhook_url: Option<String>,
+    /// Attempts per alert before it is given up (logged and counted).
+    pub webhook_attempts: u32,
+}
+
+/// Where rate-limit counters, cooldowns, circuit state and budget counters
+/// live (`[state]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateSettings {
+    /// `redis://host:port/db`: shared by every replica; `None` keeps the
+    /// state in this process.
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key, so several gateways can share one Redis.
+    pub key_prefix: String,
+    /// How long one Redis call may take before the gateway serves on local
+    /// state instead.
+    pub timeout: Duration,
 }
 
 impl ProviderAccount {
@@ -124,6 +182,13 @@ pub struct Team {
     /// Whether `policy_config` was given for this team (else it is the
     /// default policy's, which an uploaded plugin does not get).
     pub own_policy_config: bool,
+    /// Requests and tokens per minute the team may send (all its keys together).
+    pub limits: RateLimits,
+    /// Dollars the team may spend per period.
+    pub budget: Option<Budget>,
+    /// The model savings are measured against; `None`: the most expensive
+    /// model the team may use.
+    pub baseline_model: Option<String>,
 }
 
 /// A logical model (seed 004): a name pipelines use instead of a concrete
@@ -231,6 +296,8 @@ pub struct Config {
     /// The default policy's config (the `[policy]` table as JSON), given to
     /// the default policy when it stands in for a team's faulty plugin.
     pub default_policy_config: String,
+    pub alerts: AlertSettings,
+    pub state: StateSettings,
 }
 
 #[derive(Deserialize)]
@@ -258,6 +325,26 @@ struct RawConfig {
     store: RawStore,
     #[serde(default)]
     plugins: RawPlugins,
+    #[serde(default)]
+    alerts: RawAlerts,
+    #[serde(default)]
+    state: RawState,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAlerts {
+    thresholds: Option<Vec<f64>>,
+    webhook_url: Option<String>,
+    webhook_attempts: Option<u32>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawState {
+    redis_url: Option<String>,
+    key_prefix: Option<String>,
+    timeout_ms: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -341,6 +428,10 @@ struct RawProvider {
     simulated: Option<SimulatedConfig>,
     /// 0 turns active health checks off.
     health_check_interval_ms: Option<u64>,
+    rpm: Option<u64>,
+    tpm: Option<u64>,
+    budget_usd: Option<f64>,
+    budget_period: Option<BudgetPeriod>,
 }
 
 #[derive(Deserialize)]
@@ -354,6 +445,47 @@ struct RawTeam {
     #[serde(default)]
     zdr: bool,
     policy_config: Option<toml::Table>,
+    rpm: Option<u64>,
+    tpm: Option<u64>,
+    budget_usd: Option<f64>,
+    budget_period: Option<BudgetPeriod>,
+    baseline_model: Option<String>,
+}
+
+/// Checks `rpm`/`tpm` (at least 1 when given) and the budget (a finite,
+/// non-negative amount; the period needs an amount).
+fn limits_and_budget(
+    at: &dyn Fn(&str) -> String,
+    rpm: Option<u64>,
+    tpm: Option<u64>,
+    usd: Option<f64>,
+    period: Option<BudgetPeriod>,
+) -> Result<(RateLimits, Option<Budget>), (String, String)> {
+    for (field, v) in [("rpm", rpm), ("tpm", tpm)] {
+        if v == Some(0) {
+            return Err((
+                at(field),
+                "must be at least 1 (leave it out for no limit)".into(),
+            ));
+        }
+    }
+    let budget = match (usd, period) {
+        (Some(usd), _) if !usd.is_finite() || usd < 0.0 => {
+            return Err((
+                at("budget_usd"),
+                format!("{usd} is not an amount in dollars"),
+            ));
+        }
+        (Some(usd), period) => Some(Budget {
+            usd,
+            period: period.unwrap_or(BudgetPeriod::Month),
+        }),
+        (None, Some(_)) => {
+            return Err((at("budget_period"), "needs budget_usd".into()));
+        }
+        (None, None) => None,
+    };
+    Ok((RateLimits { rpm, tpm }, budget))
 }
 
 /// sha256 hex digest of an API key, as stored in the config.
@@ -559,6 +691,9 @@ impl Config {
                 None if p.kind == ProviderKind::OpenaiCompatible => Some(Duration::from_secs(30)),
                 None => None,
             };
+            let (limits, budget) =
+                limits_and_budget(&at, p.rpm, p.tpm, p.budget_usd, p.budget_period)
+                    .map_err(|(key, problem)| err(&key, problem))?;
             providers.push(ProviderAccount {
                 name: name.clone(),
                 kind: p.kind,
@@ -570,6 +705,8 @@ impl Config {
                 model_ids: p.model_ids.clone(),
                 simulated,
                 health_check_interval,
+                limits,
+                budget,
             });
         }
 
@@ -629,6 +766,17 @@ impl Config {
                 })?,
                 None => default_policy_config.clone(),
             };
+            let (limits, budget) =
+                limits_and_budget(&at, t.rpm, t.tpm, t.budget_usd, t.budget_period)
+                    .map_err(|(key, problem)| err(&key, problem))?;
+            if let Some(slug) = &t.baseline_model
+                && catalog.get(slug).is_none()
+            {
+                return Err(err(
+                    &at("baseline_model"),
+                    format!("unknown model {slug:?}"),
+                ));
+            }
             teams.push(Team {
                 name: name.clone(),
                 allowed_models: t
@@ -639,6 +787,9 @@ impl Config {
                 zdr: t.zdr,
                 policy_config,
                 own_policy_config: t.policy_config.is_some(),
+                limits,
+                budget,
+                baseline_model: t.baseline_model.clone(),
             });
         }
         let mut logical_models = BTreeMap::new();
@@ -753,6 +904,45 @@ impl Config {
             Some(path) => std::path::PathBuf::from(path),
             None => std::path::PathBuf::from("switchyard.db"),
         };
+        let mut thresholds = raw.alerts.thresholds.clone().unwrap_or(vec![0.5, 0.8, 1.0]);
+        if thresholds.iter().any(|t| !t.is_finite() || *t <= 0.0) {
+            return Err(err(
+                "alerts.thresholds",
+                "takes fractions of a budget above 0 (e.g. [0.5, 0.8, 1.0])".into(),
+            ));
+        }
+        thresholds.sort_by(f64::total_cmp);
+        thresholds.dedup();
+        if let Some(url) = &raw.alerts.webhook_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(err(
+                "alerts.webhook_url",
+                format!("{url:?} is not an http(s) URL"),
+            ));
+        }
+        let alerts = AlertSettings {
+            thresholds,
+            webhook_url: raw.alerts.webhook_url.clone(),
+            webhook_attempts: raw.alerts.webhook_attempts.unwrap_or(5).max(1),
+        };
+        if let Some(url) = &raw.state.redis_url
+            && !(url.starts_with("redis://") || url.starts_with("rediss://"))
+        {
+            return Err(err(
+                "state.redis_url",
+                format!("{url:?} is not a redis:// URL"),
+            ));
+        }
+        let state = StateSettings {
+            redis_url: raw.state.redis_url.clone(),
+            key_prefix: raw
+                .state
+                .key_prefix
+                .clone()
+                .unwrap_or_else(|| "switchyard".into()),
+            timeout: Duration::from_millis(raw.state.timeout_ms.unwrap_or(250).max(1)),
+        };
         Ok(Config {
             server,
             routing,
@@ -765,6 +955,8 @@ impl Config {
             store_path,
             plugins,
             default_policy_config,
+            alerts,
+            state,
         })
     }
 

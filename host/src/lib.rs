@@ -3,7 +3,9 @@
 //!
 //! Data flows one way: [`api`] (HTTP, auth, parsing) → [`features`] →
 //! [`route`] (candidates, [`policy`] decision, attempts) → [`providers`]
-//! (wire formats) → response.
+//! (wire formats) → response, then [`spend`] (ledger, budgets, savings).
+//! [`state`] holds what replicas share (rate limits, cooldowns, open
+//! circuits, budget counters): in process, or in Redis.
 
 // `RouteError` (an HTTP error with its attempt trail) is returned by value on
 // the error path only; boxing it would cost more than it saves.
@@ -21,5 +23,7 @@ pub mod metrics;
 pub mod policy;
 pub mod providers;
 pub mod route;
+pub mod spend;
+pub mod state;
 pub mod store;
 pub mod teams;

@@ -327,6 +327,9 @@ impl Teams {
                     zdr: record.zdr,
                     policy_config: record.policy_config.clone().unwrap_or_else(inherited),
                     own_policy_config: record.policy_config.is_some(),
+                    limits: crate::config::RateLimits::default(),
+                    budget: None,
+                    baseline_model: None,
                 },
             };
             let tenant = Arc::new(Tenant {

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 pub mod mock;
+pub mod redis;
 
 /// Directory holding the guest components built by `tests/build.rs`.
 pub fn guest_dir() -> PathBuf {

@@ -28,6 +28,8 @@ use crate::config::Config;
 use crate::metrics::{Clock, SystemClock};
 use crate::policy::{Limits, Runtime};
 use crate::route::{Executor, RouteError, team_allows_account, team_allows_model};
+use crate::spend::Spending;
+use crate::state::SharedState;
 use crate::store::Store;
 use crate::teams::{Teams, Tenant};
 
@@ -56,9 +58,17 @@ pub fn app_state_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Re
     }
     let config = Arc::new(config);
     let store = Arc::new(Store::open(&config.store_path)?);
+    let state = Arc::new(SharedState::new(&config.state)?);
+    let spending = Arc::new(Spending::start(
+        config.clone(),
+        state.clone(),
+        store.clone(),
+    ));
     let teams = Teams::open(config.clone(), store, runtime)?;
     Ok(AppState {
-        executor: Arc::new(Executor::new(config, policy, providers, clock)),
+        executor: Arc::new(Executor::new(
+            config, policy, providers, clock, state, spending,
+        )),
         teams: Arc::new(teams),
     })
 }
@@ -73,6 +83,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(admin::prometheus))
         .route("/admin/v1/metrics", get(admin::metrics))
+        .route("/admin/v1/spend", get(admin::spend::report))
         .route(
             "/admin/v1/teams",
             post(admin::teams::create).get(admin::teams::list),
@@ -325,7 +336,7 @@ async fn not_found() -> Response {
         404,
         "invalid_request_error",
         "unknown_url",
-        "Unknown request URL. Switchyard serves POST /v1/chat/completions, POST /v1/responses, POST /v1/messages, GET /v1/models, GET /healthz, GET /metrics and the admin API under /admin/v1 (metrics, teams, keys, policies).",
+        "Unknown request URL. Switchyard serves POST /v1/chat/completions, POST /v1/responses, POST /v1/messages, GET /v1/models, GET /healthz, GET /metrics and the admin API under /admin/v1 (metrics, spend, teams, keys, policies).",
     ))
 }
 
@@ -378,7 +389,15 @@ pub async fn serve(
         tracing::info!("shutting down: draining in-flight requests");
         let _ = stopping_tx.send(true);
     };
-    let checks = crate::route::probe::spawn(state.executor.clone(), stopping_rx.clone());
+    let mut checks = crate::route::probe::spawn(state.executor.clone(), stopping_rx.clone());
+    checks.push(tokio::spawn(
+        state
+            .executor
+            .state()
+            .clone()
+            .monitor(Duration::from_millis(500)),
+    ));
+    let spending = state.executor.spending().clone();
     let app = router(state);
     let server = axum::serve(listener, app).with_graceful_shutdown(signal);
     let mut stopping = stopping_rx;
@@ -399,6 +418,13 @@ pub async fn serve(
     };
     for task in checks {
         task.abort();
+    }
+    // Every served request's spend reaches the ledger before we exit.
+    if let Err(e) = tokio::task::spawn_blocking(move || spending.flush())
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()))
+    {
+        tracing::error!(error = %e, "spend ledger not flushed at shutdown");
     }
     result
 }

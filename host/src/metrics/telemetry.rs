@@ -126,6 +126,8 @@ pub struct Telemetry {
     policy_faults: Mutex<BTreeMap<Labels, u64>>,
     exclusions: Mutex<BTreeMap<Labels, u64>>,
     health_checks: Mutex<BTreeMap<Labels, u64>>,
+    limiter_rejections: Mutex<BTreeMap<Labels, u64>>,
+    cooldowns: Mutex<BTreeMap<Labels, u64>>,
     /// Team → plan label → statistics.
     policies: Mutex<BTreeMap<String, BTreeMap<String, PolicyStats>>>,
 }
@@ -266,6 +268,17 @@ impl Telemetry {
         bump(&self.exclusions, &[provider, model, reason], 1);
     }
 
+    /// Counts a request (`scope` team) or an attempt (`scope` account) the
+    /// gateway's own rate limiter turned away, and which limit (`rpm`, `tpm`).
+    pub fn limiter_rejection(&self, scope: &str, name: &str, limit: &str) {
+        bump(&self.limiter_rejections, &[scope, name, limit], 1);
+    }
+
+    /// Counts a cooldown started for an account (`rate_limited`, `quota`).
+    pub fn cooldown(&self, provider: &str, reason: &str) {
+        bump(&self.cooldowns, &[provider, reason], 1);
+    }
+
     /// Counts one active health check.
     pub fn health_check(&self, provider: &str, model: &str, outcome: &str) {
         bump(&self.health_checks, &[provider, model, outcome], 1);
@@ -382,6 +395,20 @@ impl Telemetry {
             "Candidates removed before the policy ran, by reason (circuit_open, feature_uptime).",
             &["provider", "model", "reason"],
             &lock(&self.exclusions),
+        );
+        counter(
+            &mut out,
+            "switchyard_limiter_rejections_total",
+            "Requests (scope team) and attempts (scope account) turned away by the gateway's own rate limiter, by limit (rpm, tpm).",
+            &["scope", "name", "limit"],
+            &lock(&self.limiter_rejections),
+        );
+        counter(
+            &mut out,
+            "switchyard_cooldowns_total",
+            "Cooldowns started for a provider account after it answered 429 (rate_limited) or 402 (quota).",
+            &["provider", "reason"],
+            &lock(&self.cooldowns),
         );
         counter(
             &mut out,

@@ -118,6 +118,18 @@ pub enum Cooling {
     Quota,
 }
 
+/// How a provider account stands before the policy runs, from the shared
+/// state.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct AccountStatus {
+    pub cooling: Option<Cooling>,
+    /// Its budget for the period is spent: a hard filter.
+    pub budget_exhausted: bool,
+    /// Share of its rate limits still free for this request (`None`:
+    /// unlimited), passed to the policy.
+    pub headroom: Option<f32>,
+}
+
 /// What the health rules say of a candidate (`account/model`) before the
 /// policy runs.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -195,7 +207,7 @@ pub fn build<'a>(
     team: &Team,
     req: &RouteRequest,
     needed: &[String],
-    cooling: &dyn Fn(&str) -> Option<Cooling>,
+    status: &dyn Fn(&ProviderAccount) -> AccountStatus,
     judge: &dyn Fn(&str) -> Judgement,
 ) -> Result<Built<'a>, RouteError> {
     for (i, name) in req.routing.providers.iter().enumerate() {
@@ -277,7 +289,7 @@ pub fn build<'a>(
         candidates: Vec::new(),
         accounts: Vec::new(),
     };
-    let (mut zdr_removed, mut quota_removed) = (0usize, 0usize);
+    let (mut zdr_removed, mut quota_removed, mut budget_removed) = (0usize, 0usize, 0usize);
     let mut rate_limited: Option<Duration> = None;
     let mut circuit_open: Option<Duration> = None;
     for account in &config.providers {
@@ -286,10 +298,12 @@ pub fn build<'a>(
         {
             continue;
         }
+        let mut account_status = None;
         for slug in &account.models {
             if !team_allows_model(team, slug) || !(any_auto || slugs.contains(&slug.as_str())) {
                 continue;
             }
+            let status = *account_status.get_or_insert_with(|| status(account));
             let Some(model) = config.catalog.get(slug) else {
                 continue;
             };
@@ -297,7 +311,11 @@ pub fn build<'a>(
                 zdr_removed += 1;
                 continue;
             }
-            match cooling(&account.name) {
+            if status.budget_exhausted {
+                budget_removed += 1;
+                continue;
+            }
+            match status.cooling {
                 Some(Cooling::RateLimited(wait)) => {
                     rate_limited = Some(rate_limited.map_or(wait, |w| w.min(wait)));
                     continue;
@@ -340,7 +358,7 @@ pub fn build<'a>(
                 zdr: account.zdr,
                 tier: model.tier,
                 health,
-                headroom: None,
+                headroom: status.headroom,
                 cache_affinity: false,
                 context_window: model.context_window,
                 metrics: Vec::new(),
@@ -356,7 +374,8 @@ pub fn build<'a>(
         // beats refusing outright.
         return Ok(set_aside);
     }
-    if let Some(wait) = circuit_open.filter(|_| quota_removed == 0 && zdr_removed == 0) {
+    let other_removed = quota_removed + zdr_removed + budget_removed;
+    if let Some(wait) = circuit_open.filter(|_| other_removed == 0) {
         let wait = rate_limited.map_or(wait, |r| r.min(wait));
         let mut e = RouteError::new(
             503,
@@ -367,7 +386,7 @@ pub fn build<'a>(
         e.retry_after = Some(wait);
         return Err(e);
     }
-    if let Some(wait) = rate_limited.filter(|_| quota_removed == 0 && zdr_removed == 0) {
+    if let Some(wait) = rate_limited.filter(|_| other_removed == 0) {
         let mut e = RouteError::new(
             429,
             "rate_limit_error",
@@ -385,6 +404,17 @@ pub fn build<'a>(
             format!(
                 "zero data retention is required for team {}, but no ZDR provider serves {:?}",
                 team.name, req.model
+            ),
+        ));
+    }
+    if budget_removed > 0 {
+        return Err(RouteError::new(
+            402,
+            "insufficient_quota",
+            "budget_exhausted",
+            format!(
+                "every provider account that serves {:?} for team {} has spent its budget for the period",
+                req.model, team.name
             ),
         ));
     }
@@ -449,9 +479,14 @@ mod tests {
             logical_model: None,
         };
         let needed = vec!["stream".to_string(), "tools.function_calling".to_string()];
-        let built = build(&config, &config.teams[0], &req, &needed, &|_| None, &|_| {
-            Judgement::Healthy
-        })
+        let built = build(
+            &config,
+            &config.teams[0],
+            &req,
+            &needed,
+            &|_| AccountStatus::default(),
+            &|_| Judgement::Healthy,
+        )
         .expect("candidates");
         let features = |id: &str| {
             built

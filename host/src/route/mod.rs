@@ -10,7 +10,7 @@ pub mod probe;
 mod stream;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -26,9 +26,11 @@ use crate::policy::{Candidate, Plan, Policy, PolicyError, RefusalKind, Request, 
 use crate::providers::{
     Api, ChatCall, ChatResponse, ChunkStream, ErrorClass, Provider, UpstreamError, Usage,
 };
+use crate::spend::{Settlement, Spending, budget_key};
+use crate::state::{Admission, CooldownKind, LimitKey, SharedState, View, ViewQuery, now_ms};
 use crate::teams::Tenant;
-use candidates::Judgement;
 pub use candidates::RoutingOptions;
+use candidates::{AccountStatus, Judgement};
 pub use candidates::{team_allows_account, team_allows_model};
 pub use stream::{ChatEncoder, StreamEncoder, StreamTally, client_sse, keep_routing_info};
 
@@ -175,21 +177,6 @@ pub enum Served {
     },
 }
 
-/// Why an account is cooling down, and until when.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Cooldown {
-    RateLimited(Instant),
-    Quota(Instant),
-}
-
-impl Cooldown {
-    fn until(&self) -> Instant {
-        match self {
-            Cooldown::RateLimited(t) | Cooldown::Quota(t) => *t,
-        }
-    }
-}
-
 /// Deadline of the bundled default policy's decisions. Its own code decides in
 /// tens of microseconds; the deadline only guards against a bug of ours. Team
 /// plugins keep the runtime's few milliseconds, because the default policy
@@ -212,7 +199,10 @@ pub struct Executor {
     /// last config text it saw.
     default: WarmPool,
     providers: HashMap<String, Arc<dyn Provider>>,
-    cooldowns: Mutex<HashMap<String, Cooldown>>,
+    /// Rate-limit counters, cooldowns, open circuits and budget counters,
+    /// shared with other replicas through Redis when configured.
+    state: Arc<SharedState>,
+    spending: Arc<Spending>,
     metrics: Arc<MetricStore>,
     breakers: Arc<Breakers>,
     telemetry: Arc<Telemetry>,
@@ -262,6 +252,8 @@ impl Executor {
         policy: Policy,
         providers: HashMap<String, Arc<dyn Provider>>,
         clock: Arc<dyn Clock>,
+        state: Arc<SharedState>,
+        spending: Arc<Spending>,
     ) -> Self {
         let ids: Vec<String> = config
             .providers
@@ -279,8 +271,19 @@ impl Executor {
             config,
             default: WarmPool::with_deadline(policy, decider_threads(), DEFAULT_POLICY_DEADLINE),
             providers,
-            cooldowns: Mutex::new(HashMap::new()),
+            state,
+            spending,
         }
+    }
+
+    /// The shared (or local) routing state.
+    pub fn state(&self) -> &Arc<SharedState> {
+        &self.state
+    }
+
+    /// Spend recording, budgets and alerts.
+    pub fn spending(&self) -> &Arc<Spending> {
+        &self.spending
     }
 
     pub fn config(&self) -> &Config {
@@ -310,9 +313,17 @@ impl Executor {
         needed: &[String],
         snapshot: &crate::metrics::Snapshot,
         window: u32,
+        view: &View,
     ) -> Judgement {
         let state = self.breakers.state(id);
         let (provider, model) = id.split_once('/').unwrap_or((id, ""));
+        // Opened by another replica (or by this one, and announced).
+        if let Some(retry_in) = view.circuit_open(id)
+            && !matches!(state, State::HalfOpen { .. })
+        {
+            self.telemetry.exclusion(provider, model, "circuit_open");
+            return Judgement::CircuitOpen(retry_in);
+        }
         match state {
             State::Open { retry_in } => {
                 self.telemetry.exclusion(provider, model, "circuit_open");
@@ -346,26 +357,38 @@ impl Executor {
         }
     }
 
-    fn cooldown_of(&self, account: &str, now: Instant) -> Option<Cooldown> {
-        let mut map = self.cooldowns.lock().unwrap_or_else(|e| e.into_inner());
-        match map.get(account) {
-            Some(c) if c.until() > now => Some(*c),
-            Some(_) => {
-                map.remove(account);
-                None
-            }
-            None => None,
-        }
+    /// Starts an account's cooldown (shared with the other replicas).
+    async fn cool_down(&self, account: &str, kind: CooldownKind, wait: Duration) {
+        self.telemetry.cooldown(account, kind.name());
+        let until_ms = now_ms().saturating_add(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
+        self.state
+            .set_cooldown(account, crate::state::Cooldown { kind, until_ms })
+            .await;
     }
 
-    fn set_cooldown(&self, account: &str, cooldown: Cooldown) {
-        let mut map = self.cooldowns.lock().unwrap_or_else(|e| e.into_inner());
-        let keep_longer = map
-            .get(account)
-            .is_some_and(|c| c.until() > cooldown.until());
-        if !keep_longer {
-            map.insert(account.to_string(), cooldown);
+    /// What the shared state says before routing: window usage of every
+    /// rate-limited account (and the team), budget counters, cooldowns and
+    /// circuits other replicas opened.
+    async fn view(&self, team: &Team, now_secs: u64) -> (View, ViewQuery) {
+        let mut query = ViewQuery::default();
+        for account in &self.config.providers {
+            if account.limits.any() {
+                query
+                    .limits
+                    .push(LimitKey::account(&account.name, account.limits));
+            }
+            if let Some(budget) = &account.budget {
+                query
+                    .budgets
+                    .push(budget_key("account", &account.name, budget, now_secs));
+            }
         }
+        if let Some(budget) = &team.budget {
+            query
+                .budgets
+                .push(budget_key("team", &team.name, budget, now_secs));
+        }
+        (self.state.view(&query).await, query)
     }
 
     /// Routes one request for `tenant`, and counts how it ended.
@@ -424,7 +447,6 @@ impl Executor {
         progress: &mut Progress,
     ) -> Result<Served, RouteError> {
         let team = &tenant.team;
-        let now = Instant::now();
         let logical = logical::expand(&self.config, team, &mut req)?;
         let features = features::detect(&req.body);
         if let Some(l) = logical {
@@ -432,21 +454,106 @@ impl Executor {
         }
         let window = req.routing.interval_seconds;
         let snapshot = Arc::new(self.metrics.snapshot());
+        let now_secs = now_ms() / 1000;
+        let (view, query) = self.view(team, now_secs).await;
+        let spent = |key: &str| {
+            query
+                .budgets
+                .iter()
+                .position(|b| b == key)
+                .and_then(|i| view.spend.get(i))
+                .copied()
+                .unwrap_or(0.0)
+        };
+        if let Some(budget) = &team.budget {
+            let s = spent(&budget_key("team", &team.name, budget, now_secs));
+            self.spending
+                .note_utilisation("team", &team.name, s, budget.usd);
+            if s >= budget.usd {
+                return Err(RouteError::new(
+                    402,
+                    "insufficient_quota",
+                    "budget_exhausted",
+                    format!(
+                        "team {} has spent ${s:.4} of its ${:.2} budget for this {}; ask the gateway's operator to raise it",
+                        team.name,
+                        budget.usd,
+                        match budget.period {
+                            crate::config::BudgetPeriod::Month => "month",
+                            crate::config::BudgetPeriod::Day => "day",
+                        }
+                    ),
+                ));
+            }
+        }
+        let estimated_tokens = u64::from(req.estimated_input_tokens);
         let built = candidates::build(
             &self.config,
             team,
             &req,
             &features,
             &|account| {
-                self.cooldown_of(account, now).map(|c| match c {
-                    Cooldown::RateLimited(t) => {
-                        candidates::Cooling::RateLimited(t.saturating_duration_since(now))
-                    }
-                    Cooldown::Quota(_) => candidates::Cooling::Quota,
-                })
+                let budget_exhausted = account.budget.as_ref().is_some_and(|b| {
+                    let s = spent(&budget_key("account", &account.name, b, now_secs));
+                    self.spending
+                        .note_utilisation("account", &account.name, s, b.usd);
+                    s >= b.usd
+                });
+                let headroom = query
+                    .limits
+                    .iter()
+                    .position(|k| k.id.strip_prefix("account:") == Some(account.name.as_str()))
+                    .and_then(|i| view.usage.get(i))
+                    .and_then(|usage| usage.headroom(&account.limits, estimated_tokens));
+                AccountStatus {
+                    cooling: view.cooldown(&account.name).map(|(kind, wait)| match kind {
+                        CooldownKind::RateLimited => candidates::Cooling::RateLimited(wait),
+                        CooldownKind::Quota => candidates::Cooling::Quota,
+                    }),
+                    budget_exhausted,
+                    headroom,
+                }
             },
-            &|id| self.judge(id, &features, &snapshot, window),
+            &|id| self.judge(id, &features, &snapshot, window, &view),
         )?;
+        // The team's own rate limit (all its keys together): counted once per
+        // request, never failed over.
+        let team_admission = if team.limits.any() {
+            match self
+                .state
+                .acquire(
+                    &LimitKey::team(&team.name, team.limits),
+                    1,
+                    estimated_tokens,
+                )
+                .await
+            {
+                Admission::Admitted(a) => Some(a),
+                Admission::Denied {
+                    limit,
+                    used,
+                    cap,
+                    retry_after,
+                } => {
+                    self.telemetry.limiter_rejection("team", &team.name, limit);
+                    let mut e = RouteError::new(
+                        429,
+                        "rate_limit_error",
+                        "team_rate_limited",
+                        format!(
+                            "team {} is at its {} limit ({used} of {cap} in the last minute); room again in {} ms",
+                            team.name,
+                            limit.to_uppercase(),
+                            retry_after.as_millis()
+                        ),
+                    );
+                    e.retry_after = Some(retry_after);
+                    return Err(e);
+                }
+            }
+        } else {
+            None
+        };
         let policy_request = Request {
             model: req.model.clone(),
             routing: crate::policy::Routing {
@@ -478,9 +585,11 @@ impl Executor {
             .await?;
         progress.label = Some(plan.label.clone());
         let context = Context {
-            team: &team.name,
+            team,
             arrival,
             features: &policy_request.features,
+            estimated_tokens,
+            team_admission,
         };
         self.execute(&req, &context, &candidates, &built.accounts, plan)
             .await
@@ -661,8 +770,7 @@ impl Executor {
             };
             // An earlier attempt of this very request may have put the account
             // in cooldown (429 with retry-after, 402).
-            if let Some(cooling) = self.cooldown_of(&account.name, Instant::now()) {
-                let wait = cooling.until().saturating_duration_since(Instant::now());
+            if let Some((kind, wait)) = self.state.local_cooldown(&account.name) {
                 trail.push(AttemptRecord {
                     provider: account.name.clone(),
                     model: candidate.model.clone(),
@@ -670,7 +778,7 @@ impl Executor {
                     reason: "cooldown".into(),
                     message: Some(format!("account cooling down for {} ms", wait.as_millis())),
                 });
-                if matches!(cooling, Cooldown::RateLimited(_)) {
+                if kind == CooldownKind::RateLimited {
                     soonest_retry = Some(soonest_retry.map_or(wait, |s| s.min(wait)));
                 } else {
                     all_rate_limited = false;
@@ -691,6 +799,41 @@ impl Executor {
                 all_rate_limited = false;
                 continue;
             };
+            // The account's own RPM/TPM: a candidate without room is not
+            // attempted; the request moves on, and the limiter says when
+            // room frees up.
+            let mut admitted = None;
+            if account.limits.any() {
+                let key = LimitKey::account(&account.name, account.limits);
+                match self.state.acquire(&key, 1, cx.estimated_tokens).await {
+                    Admission::Admitted(a) => admitted = Some(a),
+                    Admission::Denied {
+                        limit,
+                        used,
+                        cap,
+                        retry_after,
+                    } => {
+                        drop(ticket);
+                        self.telemetry
+                            .limiter_rejection("account", &account.name, limit);
+                        trail.push(AttemptRecord {
+                            provider: account.name.clone(),
+                            model: candidate.model.clone(),
+                            status: None,
+                            reason: "limit_reached".into(),
+                            message: Some(format!(
+                                "{} is at its {} limit ({used} of {cap} in the last minute); room again in {} ms",
+                                account.name,
+                                limit.to_uppercase(),
+                                retry_after.as_millis()
+                            )),
+                        });
+                        soonest_retry =
+                            Some(soonest_retry.map_or(retry_after, |s| s.min(retry_after)));
+                        continue;
+                    }
+                }
+            }
             if failures > 0
                 && matches!(
                     last_error.as_ref().map(|e| &e.class),
@@ -754,7 +897,12 @@ impl Executor {
             let latency = started.elapsed();
             match result {
                 Ok(answer) => {
+                    let probe = ticket.is_probe();
                     ticket.finish(Verdict::Success);
+                    // A probe that closed the circuit tells the other replicas.
+                    if probe {
+                        self.state.clear_circuit(&candidate.id).await;
+                    }
                     let usage = match &answer {
                         Answer::Complete(_, usage) => Some(usage),
                         Answer::Stream(..) => None,
@@ -789,12 +937,25 @@ impl Executor {
                         cost_usd: None,
                         logical_model: req.logical_model.clone(),
                     };
+                    let settlement = Settlement {
+                        spending: self.spending.clone(),
+                        state: self.state.clone(),
+                        team: cx.team.name.clone(),
+                        account: account.name.clone(),
+                        model: candidate.model.clone(),
+                        label: plan.label.clone(),
+                        baseline: crate::spend::baseline_model(&self.config, cx.team).cloned(),
+                        admitted: admitted
+                            .into_iter()
+                            .chain(cx.team_admission.clone())
+                            .collect(),
+                    };
                     // Only streams need it: built in their arms below.
-                    let tally = move || StreamTally {
+                    let tally = move |settlement| StreamTally {
                         metrics: self.metrics.clone(),
                         telemetry: self.telemetry.clone(),
                         breakers: self.breakers.clone(),
-                        team: cx.team.to_string(),
+                        team: cx.team.name.clone(),
                         candidate: candidate.id.clone(),
                         provider: account.name.clone(),
                         model: candidate.model.clone(),
@@ -802,11 +963,13 @@ impl Executor {
                         usage: None,
                         cost_usd: None,
                         broken: false,
+                        settlement: Some(settlement),
                     };
                     return Ok(match answer {
                         Answer::Complete(mut body, usage) if !req.stream => {
                             let cost = model.cost(&usage);
                             info.cost_usd = Some(cost);
+                            settlement.settle(&usage, cost);
                             self.telemetry.tokens(
                                 &account.name,
                                 &candidate.model,
@@ -825,7 +988,7 @@ impl Executor {
                             info,
                             model: model.clone(),
                             idle_timeout: timeout,
-                            tally: tally(),
+                            tally: tally(settlement),
                         },
                         Answer::Stream(head, rest) => Served::Stream {
                             head,
@@ -833,7 +996,7 @@ impl Executor {
                             info,
                             model: model.clone(),
                             idle_timeout: timeout,
-                            tally: tally(),
+                            tally: tally(settlement),
                         },
                     });
                 }
@@ -841,6 +1004,14 @@ impl Executor {
                     tracing::warn!(provider = %account.name, model = %candidate.model, class = error.class.name(), status = ?error.status, error = %error.message, "attempt failed");
                     let (outcome, verdict) = failure_kind(&error.class);
                     ticket.finish(verdict);
+                    // A circuit this failure opened is announced to the other replicas.
+                    if verdict == Verdict::Failure
+                        && let State::Open { retry_in } = self.breakers.state(&candidate.id)
+                    {
+                        let until = now_ms()
+                            .saturating_add(u64::try_from(retry_in.as_millis()).unwrap_or(0));
+                        self.state.set_circuit_open(&candidate.id, until).await;
+                    }
                     self.record_attempt(
                         &candidate.id,
                         &sent_features,
@@ -860,20 +1031,18 @@ impl Executor {
                         ErrorClass::RateLimited { retry_after } => {
                             let wait =
                                 retry_after.unwrap_or(self.config.routing.rate_limit_cooldown);
-                            self.set_cooldown(
-                                &account.name,
-                                Cooldown::RateLimited(Instant::now() + wait),
-                            );
+                            self.cool_down(&account.name, CooldownKind::RateLimited, wait)
+                                .await;
                             soonest_retry = Some(soonest_retry.map_or(wait, |s| s.min(wait)));
                         }
                         ErrorClass::QuotaExhausted => {
                             all_rate_limited = false;
-                            self.set_cooldown(
+                            self.cool_down(
                                 &account.name,
-                                Cooldown::Quota(
-                                    Instant::now() + self.config.routing.quota_cooldown,
-                                ),
-                            );
+                                CooldownKind::Quota,
+                                self.config.routing.quota_cooldown,
+                            )
+                            .await;
                         }
                         _ => all_rate_limited = false,
                     }
@@ -946,10 +1115,14 @@ impl Executor {
 
 /// What the attempts of one request share.
 struct Context<'a> {
-    team: &'a str,
+    team: &'a Team,
     arrival: Instant,
     /// Features the request needs (before any stripping).
     features: &'a [String],
+    /// Input tokens estimated before the call, counted against TPM limits.
+    estimated_tokens: u64,
+    /// Where the team's rate limit counted this request.
+    team_admission: Option<crate::state::Admitted>,
 }
 
 /// How a failed attempt counts: its outcome for the metrics, its verdict for

@@ -33,6 +33,8 @@ pub struct StreamTally {
     pub(super) usage: Option<Usage>,
     pub(super) cost_usd: Option<f64>,
     pub(super) broken: bool,
+    /// Records spend and corrects the rate limiter once usage is known.
+    pub(super) settlement: Option<crate::spend::Settlement>,
 }
 
 impl Drop for StreamTally {
@@ -57,6 +59,11 @@ impl Drop for StreamTally {
         if let Some(cost) = self.cost_usd {
             self.telemetry
                 .cost(&self.team, &self.provider, &self.model, cost);
+        }
+        if let (Some(usage), Some(cost), Some(settlement)) =
+            (&self.usage, self.cost_usd, self.settlement.take())
+        {
+            settlement.settle(usage, cost);
         }
         if self.broken {
             self.metrics.record_broken(&self.candidate, &self.features);

@@ -7,8 +7,10 @@
 //! - `GET /admin/v1/metrics?window=1h`: the per-candidate table as JSON.
 //! - [`teams`]: teams, their allow-lists and ZDR, and their keys.
 //! - [`policies`]: policy uploads, versions, activation, rollback, config.
+//! - [`spend`]: spend, baseline spend and savings by model and policy label.
 
 pub mod policies;
+pub mod spend;
 pub mod teams;
 
 use axum::extract::{Path, Query, State};
@@ -89,6 +91,9 @@ pub async fn prometheus(State(state): State<AppState>) -> Response {
             samples: vec![(Vec::new(), executor.metrics().heap_bytes() as f64)],
         },
     ];
+    let mut extra = Vec::from(extra);
+    extra.extend(executor.state().families());
+    extra.extend(executor.spending().families());
     let body = executor.telemetry().render(&extra);
     let mut response = body.into_response();
     response.headers_mut().insert(
