@@ -54,6 +54,11 @@ grep -q '^switchyard_requests_total{team="demo"' <<<"$metrics"
 curl -fsS -H "Authorization: Bearer smoke-admin-token" "http://127.0.0.1:$port/admin/v1/metrics?window=1h" \
   | python3 -c 'import json,sys; b=json.load(sys.stdin); assert b["window_seconds"] == 3600; assert any(c["requests"] > 0 for c in b["candidates"]), b'
 
+echo "== README spend report"
+curl -fsS "http://127.0.0.1:$port/admin/v1/spend?team=demo&period=today" \
+  -H "Authorization: Bearer smoke-admin-token" \
+  | python3 -c 'import json,sys; b=json.load(sys.stdin); assert b["requests"] >= 1 and b["spend_usd"] > 0 and "savings_usd" in b and b["by_model"], b'
+
 echo "== README teams and policies at runtime"
 A="Authorization: Bearer $SWITCHYARD_ADMIN_TOKEN"
 base="http://127.0.0.1:$port"
