@@ -217,14 +217,7 @@ fn merge(into: &mut HashMap<(String, String, String, String, String), SpendRow>,
         row.label.clone(),
     );
     match into.get_mut(&key) {
-        Some(r) => {
-            r.requests += row.requests;
-            r.input_tokens += row.input_tokens;
-            r.output_tokens += row.output_tokens;
-            r.cached_tokens += row.cached_tokens;
-            r.cost_usd += row.cost_usd;
-            r.baseline_usd += row.baseline_usd;
-        }
+        Some(r) => r.add(&row),
         None => {
             into.insert(key, row);
         }

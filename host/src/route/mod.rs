@@ -540,11 +540,12 @@ impl Executor {
                         429,
                         "rate_limit_error",
                         "team_rate_limited",
-                        format!(
-                            "team {} is at its {} limit ({used} of {cap} in the last minute); room again in {} ms",
-                            team.name,
-                            limit.to_uppercase(),
-                            retry_after.as_millis()
+                        over_limit(
+                            &format!("team {}", team.name),
+                            limit,
+                            used,
+                            cap,
+                            retry_after,
                         ),
                     );
                     e.retry_after = Some(retry_after);
@@ -821,12 +822,7 @@ impl Executor {
                             model: candidate.model.clone(),
                             status: None,
                             reason: "limit_reached".into(),
-                            message: Some(format!(
-                                "{} is at its {} limit ({used} of {cap} in the last minute); room again in {} ms",
-                                account.name,
-                                limit.to_uppercase(),
-                                retry_after.as_millis()
-                            )),
+                            message: Some(over_limit(&account.name, limit, used, cap, retry_after)),
                         });
                         soonest_retry =
                             Some(soonest_retry.map_or(retry_after, |s| s.min(retry_after)));
@@ -1141,6 +1137,15 @@ fn failure_kind(class: &ErrorClass) -> (Outcome, Verdict) {
 enum Answer {
     Complete(Value, Usage),
     Stream(Vec<Value>, ChunkStream),
+}
+
+/// Why the limiter refused `who` (an account, or `team NAME`).
+fn over_limit(who: &str, limit: &str, used: u64, cap: u64, retry_after: Duration) -> String {
+    format!(
+        "{who} is at its {} limit ({used} of {cap} in the last minute); room again in {} ms",
+        limit.to_uppercase(),
+        retry_after.as_millis()
+    )
 }
 
 fn describe_attempt(a: &AttemptRecord) -> String {

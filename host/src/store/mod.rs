@@ -80,7 +80,7 @@ const MIGRATIONS: &[&str] = &[
 ];
 
 /// One ledger row (or the sum of several, for the same key).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct SpendRow {
     pub day: String,
     pub team: String,
@@ -93,6 +93,18 @@ pub struct SpendRow {
     pub cached_tokens: u64,
     pub cost_usd: f64,
     pub baseline_usd: f64,
+}
+
+impl SpendRow {
+    /// Adds another row's counts and dollars to this one.
+    pub fn add(&mut self, other: &SpendRow) {
+        self.requests += other.requests;
+        self.input_tokens += other.input_tokens;
+        self.output_tokens += other.output_tokens;
+        self.cached_tokens += other.cached_tokens;
+        self.cost_usd += other.cost_usd;
+        self.baseline_usd += other.baseline_usd;
+    }
 }
 
 /// A store failure, naming what was asked.

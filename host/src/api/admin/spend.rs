@@ -76,40 +76,30 @@ fn period_days(text: &str, now_secs: u64) -> Result<(String, String, String), St
     }
 }
 
+/// Sums of ledger rows (the row's key fields unused).
 #[derive(Default)]
-struct Sums {
-    requests: u64,
-    input_tokens: u64,
-    output_tokens: u64,
-    cached_tokens: u64,
-    cost: f64,
-    baseline: f64,
-}
+struct Sums(SpendRow);
 
 impl Sums {
     fn add(&mut self, r: &SpendRow) {
-        self.requests += r.requests;
-        self.input_tokens += r.input_tokens;
-        self.output_tokens += r.output_tokens;
-        self.cached_tokens += r.cached_tokens;
-        self.cost += r.cost_usd;
-        self.baseline += r.baseline_usd;
+        self.0.add(r);
     }
 
     /// Rounded to a millionth of a cent, so sums of floats read cleanly.
     fn json(&self) -> Value {
+        let s = &self.0;
         let usd = |v: f64| (v * 1e8).round() / 1e8;
-        let savings = self.baseline - self.cost;
+        let savings = s.baseline_usd - s.cost_usd;
         json!({
-            "requests": self.requests,
-            "input_tokens": self.input_tokens,
-            "output_tokens": self.output_tokens,
-            "cached_tokens": self.cached_tokens,
-            "spend_usd": usd(self.cost),
-            "baseline_usd": usd(self.baseline),
+            "requests": s.requests,
+            "input_tokens": s.input_tokens,
+            "output_tokens": s.output_tokens,
+            "cached_tokens": s.cached_tokens,
+            "spend_usd": usd(s.cost_usd),
+            "baseline_usd": usd(s.baseline_usd),
             "savings_usd": usd(savings),
-            "savings_percent": (self.baseline > 0.0)
-                .then(|| (savings / self.baseline * 10_000.0).round() / 100.0),
+            "savings_percent": (s.baseline_usd > 0.0)
+                .then(|| (savings / s.baseline_usd * 10_000.0).round() / 100.0),
         })
     }
 }
