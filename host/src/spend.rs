@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::catalog::Model;
+use crate::catalog::{Model, Rates};
 use crate::config::{Budget, BudgetPeriod, Config, Team};
 use crate::metrics::telemetry::Family;
 use crate::providers::Usage;
@@ -113,8 +113,8 @@ pub struct Settlement {
     pub account: String,
     pub model: String,
     pub label: String,
-    /// The team's baseline model, for the counterfactual cost.
-    pub baseline: Option<Model>,
+    /// Prices of the team's baseline model, for the counterfactual cost.
+    pub baseline: Option<Rates>,
     /// Where the account's (and the team's) limits counted the request.
     pub admitted: Vec<Admitted>,
 }
@@ -326,6 +326,7 @@ impl Spending {
                     .iter()
                     .filter_map(|t| t.budget.map(|b| ("team", t.name.as_str(), b))),
             );
+        let mut utilisation = BTreeMap::new();
         for (scope, name, budget) in scopes {
             let (from, to) = match budget.period {
                 BudgetPeriod::Month => {
@@ -336,7 +337,8 @@ impl Spending {
             };
             match store.spend_total(scope, name, &from, &to) {
                 Ok(total) if total > 0.0 => {
-                    state.seed_local_spend(&budget_key(scope, name, &budget, now), total)
+                    state.seed_local_spend(&budget_key(scope, name, &budget, now), total);
+                    utilisation.insert((scope.to_string(), name.to_string()), (total, budget.usd));
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "cannot read the spend ledger"),
@@ -350,7 +352,7 @@ impl Spending {
                 .timeout(Duration::from_secs(5))
                 .build()
                 .unwrap_or_default(),
-            utilisation: Mutex::new(BTreeMap::new()),
+            utilisation: Mutex::new(utilisation),
             alerts_sent: Mutex::new(BTreeMap::new()),
             webhook_failures: Arc::new(AtomicU64::new(0)),
         }
@@ -428,8 +430,8 @@ impl Spending {
         }
     }
 
-    /// Keeps the utilisation a request saw, for `/metrics`.
-    pub fn note_utilisation(&self, scope: &str, name: &str, spent: f64, budget: f64) {
+    /// Keeps a budget's latest total, for `/metrics`.
+    fn note_utilisation(&self, scope: &str, name: &str, spent: f64, budget: f64) {
         let mut u = self.utilisation.lock().unwrap_or_else(|e| e.into_inner());
         u.insert((scope.to_string(), name.to_string()), (spent, budget));
     }

@@ -32,6 +32,30 @@ pub struct Model {
 impl Model {
     /// Cost in US dollars of a call with this usage.
     pub fn cost(&self, usage: &crate::providers::Usage) -> f64 {
+        self.rates().cost(usage)
+    }
+
+    /// Its prices alone.
+    pub fn rates(&self) -> Rates {
+        Rates {
+            input: self.input,
+            output: self.output,
+            cached_input: self.cached_input,
+        }
+    }
+}
+
+/// US dollars per 1M tokens: uncached input, output, cached input.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rates {
+    pub input: f64,
+    pub output: f64,
+    pub cached_input: f64,
+}
+
+impl Rates {
+    /// Cost in US dollars of a call with this usage.
+    pub fn cost(&self, usage: &crate::providers::Usage) -> f64 {
         let cached = usage.cached_tokens.min(usage.prompt_tokens);
         let uncached = usage.prompt_tokens - cached;
         (uncached as f64 * self.input

@@ -207,7 +207,7 @@ pub fn build<'a>(
     team: &Team,
     req: &RouteRequest,
     needed: &[String],
-    status: &dyn Fn(&ProviderAccount) -> AccountStatus,
+    status: &dyn Fn(usize, &ProviderAccount) -> AccountStatus,
     judge: &dyn Fn(&str) -> Judgement,
 ) -> Result<Built<'a>, RouteError> {
     for (i, name) in req.routing.providers.iter().enumerate() {
@@ -292,7 +292,7 @@ pub fn build<'a>(
     let (mut zdr_removed, mut quota_removed, mut budget_removed) = (0usize, 0usize, 0usize);
     let mut rate_limited: Option<Duration> = None;
     let mut circuit_open: Option<Duration> = None;
-    for account in &config.providers {
+    for (index, account) in config.providers.iter().enumerate() {
         if !team_allows_account(team, &account.name)
             || !(req.routing.providers.is_empty() || req.routing.providers.contains(&account.name))
         {
@@ -303,7 +303,7 @@ pub fn build<'a>(
             if !team_allows_model(team, slug) || !(any_auto || slugs.contains(&slug.as_str())) {
                 continue;
             }
-            let status = *account_status.get_or_insert_with(|| status(account));
+            let status = *account_status.get_or_insert_with(|| status(index, account));
             let Some(model) = config.catalog.get(slug) else {
                 continue;
             };
@@ -484,7 +484,7 @@ mod tests {
             &config.teams[0],
             &req,
             &needed,
-            &|_| AccountStatus::default(),
+            &|_, _| AccountStatus::default(),
             &|_| Judgement::Healthy,
         )
         .expect("candidates");

@@ -27,7 +27,9 @@ use crate::providers::{
     Api, ChatCall, ChatResponse, ChunkStream, ErrorClass, Provider, UpstreamError, Usage,
 };
 use crate::spend::{Settlement, Spending, budget_key};
-use crate::state::{Admission, CooldownKind, LimitKey, SharedState, View, ViewQuery, now_ms};
+use crate::state::{
+    Admission, CooldownKind, LimitKey, SharedState, View, ViewQuery, WindowUsage, now_ms,
+};
 use crate::teams::Tenant;
 pub use candidates::RoutingOptions;
 use candidates::{AccountStatus, Judgement};
@@ -369,7 +371,7 @@ impl Executor {
     /// What the shared state says before routing: window usage of every
     /// rate-limited account (and the team), budget counters, cooldowns and
     /// circuits other replicas opened.
-    async fn view(&self, team: &Team, now_secs: u64) -> (View, ViewQuery) {
+    async fn view(&self, team: &Team, now_secs: u64) -> SharedView {
         let mut query = ViewQuery::default();
         for account in &self.config.providers {
             if account.limits.any() {
@@ -388,7 +390,27 @@ impl Executor {
                 .budgets
                 .push(budget_key("team", &team.name, budget, now_secs));
         }
-        (self.state.view(&query).await, query)
+        let view = self.state.view(&query).await;
+        // The answers come back in the order asked: hand them to the
+        // accounts (by config index) and the team in the same order.
+        let mut usage = view.usage.iter().copied();
+        let mut spend = view.spend.iter().copied();
+        let accounts = self
+            .config
+            .providers
+            .iter()
+            .map(|a| {
+                let u = a.limits.any().then(|| usage.next().unwrap_or_default());
+                let s = a.budget.map(|_| spend.next().unwrap_or(0.0));
+                (u, s)
+            })
+            .collect();
+        let team_spent = team.budget.map(|_| spend.next().unwrap_or(0.0));
+        SharedView {
+            view,
+            accounts,
+            team_spent,
+        }
     }
 
     /// Routes one request for `tenant`, and counts how it ended.
@@ -455,36 +477,25 @@ impl Executor {
         let window = req.routing.interval_seconds;
         let snapshot = Arc::new(self.metrics.snapshot());
         let now_secs = now_ms() / 1000;
-        let (view, query) = self.view(team, now_secs).await;
-        let spent = |key: &str| {
-            query
-                .budgets
-                .iter()
-                .position(|b| b == key)
-                .and_then(|i| view.spend.get(i))
-                .copied()
-                .unwrap_or(0.0)
-        };
-        if let Some(budget) = &team.budget {
-            let s = spent(&budget_key("team", &team.name, budget, now_secs));
-            self.spending
-                .note_utilisation("team", &team.name, s, budget.usd);
-            if s >= budget.usd {
-                return Err(RouteError::new(
-                    402,
-                    "insufficient_quota",
-                    "budget_exhausted",
-                    format!(
-                        "team {} has spent ${s:.4} of its ${:.2} budget for this {}; ask the gateway's operator to raise it",
-                        team.name,
-                        budget.usd,
-                        match budget.period {
-                            crate::config::BudgetPeriod::Month => "month",
-                            crate::config::BudgetPeriod::Day => "day",
-                        }
-                    ),
-                ));
-            }
+        let shared = self.view(team, now_secs).await;
+        let view = &shared.view;
+        if let (Some(budget), Some(s)) = (&team.budget, shared.team_spent)
+            && s >= budget.usd
+        {
+            return Err(RouteError::new(
+                402,
+                "insufficient_quota",
+                "budget_exhausted",
+                format!(
+                    "team {} has spent ${s:.4} of its ${:.2} budget for this {}; ask the gateway's operator to raise it",
+                    team.name,
+                    budget.usd,
+                    match budget.period {
+                        crate::config::BudgetPeriod::Month => "month",
+                        crate::config::BudgetPeriod::Day => "day",
+                    }
+                ),
+            ));
         }
         let estimated_tokens = u64::from(req.estimated_input_tokens);
         let built = candidates::build(
@@ -492,19 +503,10 @@ impl Executor {
             team,
             &req,
             &features,
-            &|account| {
-                let budget_exhausted = account.budget.as_ref().is_some_and(|b| {
-                    let s = spent(&budget_key("account", &account.name, b, now_secs));
-                    self.spending
-                        .note_utilisation("account", &account.name, s, b.usd);
-                    s >= b.usd
-                });
-                let headroom = query
-                    .limits
-                    .iter()
-                    .position(|k| k.id.strip_prefix("account:") == Some(account.name.as_str()))
-                    .and_then(|i| view.usage.get(i))
-                    .and_then(|usage| usage.headroom(&account.limits, estimated_tokens));
+            &|i, account| {
+                let (usage, spent) = shared.accounts.get(i).copied().unwrap_or_default();
+                let budget_exhausted = account.budget.zip(spent).is_some_and(|(b, s)| s >= b.usd);
+                let headroom = usage.and_then(|u| u.headroom(&account.limits, estimated_tokens));
                 AccountStatus {
                     cooling: view.cooldown(&account.name).map(|(kind, wait)| match kind {
                         CooldownKind::RateLimited => candidates::Cooling::RateLimited(wait),
@@ -514,7 +516,7 @@ impl Executor {
                     headroom,
                 }
             },
-            &|id| self.judge(id, &features, &snapshot, window, &view),
+            &|id| self.judge(id, &features, &snapshot, window, view),
         )?;
         // The team's own rate limit (all its keys together): counted once per
         // request, never failed over.
@@ -940,7 +942,8 @@ impl Executor {
                         account: account.name.clone(),
                         model: candidate.model.clone(),
                         label: plan.label.clone(),
-                        baseline: crate::spend::baseline_model(&self.config, cx.team).cloned(),
+                        baseline: crate::spend::baseline_model(&self.config, cx.team)
+                            .map(crate::catalog::Model::rates),
                         admitted: admitted
                             .into_iter()
                             .chain(cx.team_admission.clone())
@@ -1107,6 +1110,16 @@ impl Executor {
             sample.ttft,
         );
     }
+}
+
+/// The shared state as one request sees it, sorted out per account.
+struct SharedView {
+    view: View,
+    /// Per `config.providers` index: window usage (limited accounts) and
+    /// dollars spent this period (accounts with a budget).
+    accounts: Vec<(Option<WindowUsage>, Option<f64>)>,
+    /// Dollars the team spent this period, when it has a budget.
+    team_spent: Option<f64>,
 }
 
 /// What the attempts of one request share.

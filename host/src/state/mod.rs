@@ -282,7 +282,8 @@ struct Unreconciled {
 /// this process's.
 pub struct SharedState {
     local: local::LocalBackend,
-    remote: Option<redis::RedisBackend>,
+    /// The shared backend (Redis), when configured.
+    remote: Option<Box<dyn Backend>>,
     timeout: Duration,
     /// Redis answered its last call (always true without Redis).
     up: AtomicBool,
@@ -298,11 +299,11 @@ impl SharedState {
     /// gateway starts (on local state) while Redis is down.
     pub fn new(settings: &StateSettings) -> Result<SharedState, StateError> {
         let remote = match &settings.redis_url {
-            Some(url) => Some(redis::RedisBackend::new(
+            Some(url) => Some(Box::new(redis::RedisBackend::new(
                 url,
                 &settings.key_prefix,
                 settings.timeout,
-            )?),
+            )?) as Box<dyn Backend>),
             None => None,
         };
         Ok(SharedState {
@@ -329,11 +330,6 @@ impl SharedState {
         }
     }
 
-    /// Whether a Redis is configured.
-    pub fn shared(&self) -> bool {
-        self.remote.is_some()
-    }
-
     /// Whether state is shared right now (Redis configured and answering).
     pub fn redis_up(&self) -> bool {
         self.remote.is_some() && self.up.load(Ordering::Relaxed)
@@ -343,9 +339,9 @@ impl SharedState {
     /// local backend (Redis absent, known down, or this call failed).
     async fn remote<'a, T>(
         &'a self,
-        call: impl FnOnce(&'a redis::RedisBackend) -> BoxFuture<'a, Result<T, StateError>>,
+        call: impl FnOnce(&'a dyn Backend) -> BoxFuture<'a, Result<T, StateError>>,
     ) -> Option<T> {
-        let remote = self.remote.as_ref()?;
+        let remote = self.remote.as_deref()?;
         if !self.up.load(Ordering::Relaxed) {
             self.fallbacks.fetch_add(1, Ordering::Relaxed);
             return None;
@@ -470,7 +466,7 @@ impl SharedState {
     /// Checks on Redis while it is away: once it answers, adds the spend
     /// counted meanwhile, then routes on it again. Runs until dropped.
     pub async fn monitor(self: Arc<Self>, every: Duration) {
-        let Some(remote) = self.remote.as_ref() else {
+        let Some(remote) = self.remote.as_deref() else {
             return;
         };
         loop {
@@ -516,11 +512,7 @@ impl SharedState {
 
     /// `/metrics` families of the state backend.
     pub fn families(&self) -> Vec<Family> {
-        let backend = if self.remote.is_some() {
-            "redis"
-        } else {
-            "local"
-        };
+        let backend = self.remote.as_deref().map_or("local", Backend::name);
         vec![
             Family {
                 name: "switchyard_state_backend_up",
