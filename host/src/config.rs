@@ -21,6 +21,39 @@ pub struct ConfigError {
     pub problem: String,
 }
 
+/// A secret: a provider key, the admin token, a webhook or Redis URL. It is
+/// only read through [`Secret::expose`], and its `Debug` output is redacted,
+/// so a config printed with `{:?}` (or a log line built from one) does not
+/// carry it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself, for the one place that uses it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// The host of a URL (or `<invalid URL>`), to name an endpoint held as a
+/// [`Secret`] in logs without its path, query or credentials.
+pub fn url_host(url: &str) -> String {
+    reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .unwrap_or_else(|| "<invalid URL>".to_string())
+}
+
 /// Kinds of provider account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -85,7 +118,7 @@ pub struct ProviderAccount {
     pub kind: ProviderKind,
     pub base_url: String,
     /// The secret, read from the named environment variable at start-up.
-    pub api_key: Option<String>,
+    pub api_key: Option<Secret>,
     pub zdr: bool,
     pub timeout: Duration,
     /// Catalog slugs this account serves, in config order.
@@ -101,6 +134,9 @@ pub struct ProviderAccount {
     pub limits: RateLimits,
     /// Dollars this account may spend per period.
     pub budget: Option<Budget>,
+    /// Largest non-streamed answer read from this account; a larger one is
+    /// an upstream error (failed over), never buffered.
+    pub max_response_bytes: usize,
 }
 
 /// Requests and tokens per minute (a sliding 60-second window); `None` is
@@ -137,8 +173,9 @@ pub struct Budget {
 pub struct AlertSettings {
     /// Fractions of a budget (ascending, 0 < t) whose crossing is announced.
     pub thresholds: Vec<f64>,
-    /// Where each alert is POSTed as JSON, besides the log.
-    pub webhook_url: Option<String>,
+    /// Where each alert is POSTed as JSON, besides the log. A secret (a
+    /// Slack-style URL is a credential): logs name its host only.
+    pub webhook_url: Option<Secret>,
     /// Attempts per alert before it is given up (logged and counted).
     pub webhook_attempts: u32,
 }
@@ -148,8 +185,8 @@ pub struct AlertSettings {
 #[derive(Debug, Clone, PartialEq)]
 pub struct StateSettings {
     /// `redis://host:port/db`: shared by every replica; `None` keeps the
-    /// state in this process.
-    pub redis_url: Option<String>,
+    /// state in this process. A secret (it may carry a password).
+    pub redis_url: Option<Secret>,
     /// Prefix of every Redis key, so several gateways can share one Redis.
     pub key_prefix: String,
     /// How long one Redis call may take before the gateway serves on local
@@ -251,14 +288,77 @@ pub struct RoutingSettings {
     pub circuit_breaker: BreakerSettings,
 }
 
-/// Server settings.
+/// The `/v1` routes whose body limit `[server.body_limits]` may set.
+pub const API_ROUTES: &[&str] = &["/v1/chat/completions", "/v1/responses", "/v1/messages"];
+
+/// Server settings: where to listen, and the limits that keep one client
+/// (or a flood of them) from starving the others. SECURITY.md lists them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerSettings {
     pub listen: SocketAddr,
     /// How long shutdown waits for in-flight requests and open streams.
     pub shutdown_grace: Duration,
-    /// Largest request body accepted.
+    /// Largest `/v1` request body accepted (4 MiB), unless the route has its
+    /// own in `body_limits` or the request carries images.
     pub max_body_bytes: usize,
+    /// Per `/v1` route (`/v1/chat/completions`, ...), instead of
+    /// `max_body_bytes`.
+    pub body_limits: BTreeMap<String, usize>,
+    /// Largest `/v1` body accepted when the request carries image inputs (20 MiB).
+    pub max_image_body_bytes: usize,
+    /// Most JSON values (numbers, strings, objects, ...) a `/v1` body may
+    /// hold: parsed, each costs far more than its bytes.
+    pub max_json_values: usize,
+    /// Memory the request bodies being read and parsed may hold at once
+    /// (estimated); past it, requests get 503 `overloaded`.
+    pub max_request_memory_bytes: usize,
+    /// Open client connections; `None`: derived from the file-descriptor
+    /// limit. At the cap, the connections idle longest are closed to make
+    /// room; when none is idle, new ones get 503.
+    pub max_connections: Option<usize>,
+    /// Requests being served at once (streams until they end); more get 503
+    /// `overloaded` with `retry-after`. `/healthz` and `/metrics` are not
+    /// counted, so they answer under a flood.
+    pub max_in_flight: usize,
+    /// Time a client has to send a request's headers, from its first byte.
+    pub header_read_timeout: Duration,
+    /// How long a connection may sit idle (no request, or before its first)
+    /// before it is closed.
+    pub idle_timeout: Duration,
+    /// Longest pause while a request body arrives (408 after it).
+    pub body_read_timeout: Duration,
+    /// Serve HTTP/2 (prior knowledge, h2c) beside HTTP/1.1; off: HTTP/1.1 only.
+    pub http2: bool,
+}
+
+impl ServerSettings {
+    /// Estimated memory of one parsed JSON value (a `serde_json::Value`
+    /// with its share of the map or array holding it), beyond its bytes.
+    pub const BYTES_PER_JSON_VALUE: usize = 80;
+
+    /// The body limit of `route` for a request without images.
+    pub fn body_limit(&self, route: &str) -> usize {
+        self.body_limits
+            .get(route)
+            .copied()
+            .unwrap_or(self.max_body_bytes)
+    }
+
+    /// The most memory one `/v1` request is charged while it is read and
+    /// parsed: its bytes, a parsed copy of them, and its values.
+    pub fn largest_request_charge(&self) -> usize {
+        let largest_body = self
+            .body_limits
+            .values()
+            .copied()
+            .chain([self.max_body_bytes, self.max_image_body_bytes])
+            .max()
+            .unwrap_or(self.max_body_bytes);
+        largest_body.saturating_mul(2).saturating_add(
+            self.max_json_values
+                .saturating_mul(Self::BYTES_PER_JSON_VALUE),
+        )
+    }
 }
 
 /// How uploaded team policy plugins are run and accepted.
@@ -272,6 +372,22 @@ pub struct PluginSettings {
     /// Decisions of one team's plugin that may run at once; more wait, so a
     /// slow plugin holds at most this many threads.
     pub decision_slots: usize,
+    /// What an uploaded component may declare before it is compiled.
+    pub structure: crate::policy::StructureLimits,
+    /// Wall-clock budget of compiling one component (in the compile worker).
+    pub compile_timeout: Duration,
+    /// Memory ceiling of the compile worker, in bytes.
+    pub compile_memory_bytes: u64,
+    /// Uploads compiled and tested at once.
+    pub compile_slots: usize,
+    /// Uploads that may wait for a slot; more are refused with 429.
+    pub compile_queue: usize,
+    /// Most cases an uploaded case file may hold.
+    pub max_cases: usize,
+    /// CPU time the cases of one upload may use, in all.
+    pub cases_cpu: Duration,
+    /// The program run as the compile worker; `None`: this executable.
+    pub compile_worker: Option<std::path::PathBuf>,
 }
 
 /// The whole, validated configuration.
@@ -286,7 +402,7 @@ pub struct Config {
     pub key_hashes: BTreeMap<String, usize>,
     /// The admin API's bearer token, read from the environment; the admin API
     /// is closed without one.
-    pub admin_token: Option<String>,
+    pub admin_token: Option<Secret>,
     /// Logical models by name.
     pub logical_models: BTreeMap<String, LogicalModel>,
     /// The embedded store's SQLite file (created on first start).
@@ -360,6 +476,18 @@ struct RawPlugins {
     fault_limit: Option<u32>,
     max_upload_bytes: Option<usize>,
     decision_slots: Option<usize>,
+    max_modules: Option<u64>,
+    max_functions: Option<u64>,
+    max_function_bytes: Option<u64>,
+    max_function_locals: Option<u64>,
+    max_function_complexity: Option<u64>,
+    compile_timeout_ms: Option<u64>,
+    compile_memory_mib: Option<u64>,
+    compile_slots: Option<usize>,
+    compile_queue: Option<usize>,
+    max_cases: Option<usize>,
+    cases_cpu_ms: Option<u64>,
+    compile_worker: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -386,6 +514,18 @@ struct RawServer {
     listen: Option<String>,
     shutdown_grace_secs: Option<u64>,
     max_body_bytes: Option<usize>,
+    #[serde(default)]
+    body_limits: BTreeMap<String, usize>,
+    max_image_body_bytes: Option<usize>,
+    max_json_values: Option<usize>,
+    max_request_memory_bytes: Option<usize>,
+    max_connections: Option<usize>,
+    max_in_flight: Option<usize>,
+    header_read_timeout_ms: Option<u64>,
+    idle_timeout_ms: Option<u64>,
+    body_read_timeout_ms: Option<u64>,
+    #[serde(default)]
+    http2: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -422,6 +562,7 @@ struct RawProvider {
     #[serde(default)]
     zdr: bool,
     timeout_ms: Option<u64>,
+    max_response_bytes: Option<usize>,
     models: Vec<String>,
     #[serde(default)]
     model_ids: BTreeMap<String, String>,
@@ -488,6 +629,30 @@ fn limits_and_budget(
     Ok((RateLimits { rpm, tpm }, budget))
 }
 
+/// Checks a team name: 1 to 64 letters, digits, `.`, `_` or `-`, neither
+/// starting nor ending with `.`. Names appear in admin URLs and metric
+/// labels; `.`, `..` and names with a leading or trailing dot are what
+/// path-normalising proxies (and some servers) rewrite, so a request for one
+/// team could reach another.
+pub fn check_team_name(name: &str) -> Result<(), String> {
+    let chars_ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if !chars_ok {
+        return Err(format!(
+            "team name {name:?} must be 1 to 64 letters, digits, '.', '_' or '-'"
+        ));
+    }
+    if name.starts_with('.') || name.ends_with('.') {
+        return Err(format!(
+            "team name {name:?} may not start or end with '.' (proxies rewrite such path segments)"
+        ));
+    }
+    Ok(())
+}
+
 /// sha256 hex digest of an API key, as stored in the config.
 pub fn hash_key(key: &str) -> String {
     crate::digest::sha256_hex(key.as_bytes())
@@ -536,8 +701,78 @@ impl Config {
                 )
             })?,
             shutdown_grace: Duration::from_secs(raw.server.shutdown_grace_secs.unwrap_or(30)),
-            max_body_bytes: raw.server.max_body_bytes.unwrap_or(16 << 20),
+            max_body_bytes: raw.server.max_body_bytes.unwrap_or(4 << 20),
+            body_limits: raw.server.body_limits.clone(),
+            max_image_body_bytes: raw.server.max_image_body_bytes.unwrap_or(20 << 20),
+            max_json_values: raw.server.max_json_values.unwrap_or(200_000),
+            max_request_memory_bytes: raw.server.max_request_memory_bytes.unwrap_or(512 << 20),
+            max_connections: raw.server.max_connections,
+            max_in_flight: raw.server.max_in_flight.unwrap_or(2048),
+            header_read_timeout: Duration::from_millis(
+                raw.server.header_read_timeout_ms.unwrap_or(10_000),
+            ),
+            idle_timeout: Duration::from_millis(raw.server.idle_timeout_ms.unwrap_or(60_000)),
+            body_read_timeout: Duration::from_millis(
+                raw.server.body_read_timeout_ms.unwrap_or(30_000),
+            ),
+            http2: raw.server.http2,
         };
+        for route in server.body_limits.keys() {
+            if !API_ROUTES.contains(&route.as_str()) {
+                return Err(err(
+                    &format!("server.body_limits.{route:?}"),
+                    format!("is not a /v1 route (one of {})", API_ROUTES.join(", ")),
+                ));
+            }
+        }
+        for (key, value) in server
+            .body_limits
+            .iter()
+            .map(|(route, v)| (format!("server.body_limits.{route:?}"), *v))
+            .chain([
+                ("server.max_body_bytes".to_string(), server.max_body_bytes),
+                (
+                    "server.max_image_body_bytes".to_string(),
+                    server.max_image_body_bytes,
+                ),
+            ])
+        {
+            if !(1024..=256 << 20).contains(&value) {
+                return Err(err(&key, "must be between 1 KiB and 256 MiB".into()));
+            }
+        }
+        for (key, value) in [
+            ("server.max_json_values", server.max_json_values),
+            ("server.max_in_flight", server.max_in_flight),
+            (
+                "server.max_connections",
+                server.max_connections.unwrap_or(16),
+            ),
+        ] {
+            if value == 0 {
+                return Err(err(key, "must be at least 1".into()));
+            }
+        }
+        // One request of the largest size, with the most values, must fit.
+        let largest = server.largest_request_charge();
+        if server.max_request_memory_bytes < largest {
+            return Err(err(
+                "server.max_request_memory_bytes",
+                format!(
+                    "must be at least {largest} bytes: twice the largest body limit, plus {} bytes per JSON value of max_json_values (one request of the largest size must fit)",
+                    ServerSettings::BYTES_PER_JSON_VALUE
+                ),
+            ));
+        }
+        for (key, value) in [
+            ("server.header_read_timeout_ms", server.header_read_timeout),
+            ("server.idle_timeout_ms", server.idle_timeout),
+            ("server.body_read_timeout_ms", server.body_read_timeout),
+        ] {
+            if value < Duration::from_millis(100) {
+                return Err(err(key, "must be at least 100 ms".into()));
+            }
+        }
         let r = &raw.routing;
         let b = &r.circuit_breaker;
         let defaults = BreakerSettings::default();
@@ -640,12 +875,14 @@ impl Config {
                 ));
             }
             let api_key = match &p.api_key_env {
-                Some(var) => Some(env(var).filter(|v| !v.is_empty()).ok_or_else(|| {
-                    err(
-                        &at("api_key_env"),
-                        format!("environment variable {var} is not set"),
-                    )
-                })?),
+                Some(var) => Some(env(var).filter(|v| !v.is_empty()).map(Secret).ok_or_else(
+                    || {
+                        err(
+                            &at("api_key_env"),
+                            format!("environment variable {var} is not set"),
+                        )
+                    },
+                )?),
                 None => None,
             };
             if api_key.is_none() && matches!(p.kind, ProviderKind::Openai | ProviderKind::Anthropic)
@@ -653,6 +890,12 @@ impl Config {
                 return Err(err(
                     &at("api_key_env"),
                     "is required for openai and anthropic accounts (name the environment variable holding the key)".into(),
+                ));
+            }
+            if p.max_response_bytes.is_some_and(|n| n < 1024) {
+                return Err(err(
+                    &at("max_response_bytes"),
+                    "must be at least 1024 bytes".into(),
                 ));
             }
             let simulated = match (p.kind, &p.simulated) {
@@ -707,6 +950,9 @@ impl Config {
                 health_check_interval,
                 limits,
                 budget,
+                max_response_bytes: p
+                    .max_response_bytes
+                    .unwrap_or(crate::providers::DEFAULT_MAX_RESPONSE_BYTES),
             });
         }
 
@@ -718,6 +964,7 @@ impl Config {
         let mut teams = Vec::new();
         let mut key_hashes = BTreeMap::new();
         for (name, t) in &raw.teams {
+            check_team_name(name).map_err(|problem| err(&format!("teams.{name}"), problem))?;
             let at = |field: &str| format!("teams.{name}.{field}");
             for (i, hash) in t.key_sha256.iter().enumerate() {
                 let hash = hash.trim().to_ascii_lowercase();
@@ -875,18 +1122,70 @@ impl Config {
             .token_env
             .as_deref()
             .unwrap_or("SWITCHYARD_ADMIN_TOKEN");
-        let admin_token = env(token_env).filter(|t| !t.trim().is_empty());
+        let admin_token = env(token_env).filter(|t| !t.trim().is_empty()).map(Secret);
         if raw.admin.token_env.is_some() && admin_token.is_none() {
             return Err(err(
                 "admin.token_env",
                 format!("environment variable {token_env} is not set"),
             ));
         }
+        let rp = &raw.plugins;
+        let defaults = crate::policy::StructureLimits::default();
         let plugins = PluginSettings {
-            fault_limit: raw.plugins.fault_limit.unwrap_or(5),
-            max_upload_bytes: raw.plugins.max_upload_bytes.unwrap_or(8 << 20),
-            decision_slots: raw.plugins.decision_slots.unwrap_or(4),
+            fault_limit: rp.fault_limit.unwrap_or(5),
+            max_upload_bytes: rp.max_upload_bytes.unwrap_or(8 << 20),
+            decision_slots: rp.decision_slots.unwrap_or(4),
+            structure: crate::policy::StructureLimits {
+                max_modules: rp.max_modules.unwrap_or(defaults.max_modules),
+                max_functions: rp.max_functions.unwrap_or(defaults.max_functions),
+                max_function_bytes: rp.max_function_bytes.unwrap_or(defaults.max_function_bytes),
+                max_function_locals: rp
+                    .max_function_locals
+                    .unwrap_or(defaults.max_function_locals),
+                max_function_complexity: rp
+                    .max_function_complexity
+                    .unwrap_or(defaults.max_function_complexity),
+                ..defaults
+            },
+            compile_timeout: Duration::from_millis(rp.compile_timeout_ms.unwrap_or(20_000)),
+            compile_memory_bytes: rp
+                .compile_memory_mib
+                .unwrap_or(1024)
+                .saturating_mul(1 << 20),
+            compile_slots: rp.compile_slots.unwrap_or(1),
+            compile_queue: rp.compile_queue.unwrap_or(4),
+            max_cases: rp.max_cases.unwrap_or(1000),
+            cases_cpu: Duration::from_millis(rp.cases_cpu_ms.unwrap_or(5_000)),
+            compile_worker: rp.compile_worker.as_ref().map(std::path::PathBuf::from),
         };
+        for (key, value) in [
+            ("plugins.compile_slots", plugins.compile_slots as u64),
+            ("plugins.max_cases", plugins.max_cases as u64),
+            (
+                "plugins.compile_timeout_ms",
+                plugins.compile_timeout.as_millis() as u64,
+            ),
+            ("plugins.cases_cpu_ms", plugins.cases_cpu.as_millis() as u64),
+            ("plugins.max_functions", plugins.structure.max_functions),
+            (
+                "plugins.max_function_bytes",
+                plugins.structure.max_function_bytes,
+            ),
+            (
+                "plugins.max_function_complexity",
+                plugins.structure.max_function_complexity,
+            ),
+        ] {
+            if value == 0 {
+                return Err(err(key, "must be at least 1".into()));
+            }
+        }
+        if plugins.compile_memory_bytes < 64 << 20 {
+            return Err(err(
+                "plugins.compile_memory_mib",
+                "must be at least 64 (the worker itself needs some)".into(),
+            ));
+        }
         if plugins.fault_limit == 0 {
             return Err(err("plugins.fault_limit", "must be at least 1".into()));
         }
@@ -913,17 +1212,15 @@ impl Config {
         }
         thresholds.sort_by(f64::total_cmp);
         thresholds.dedup();
+        // The URL is a secret: errors say what is wrong with it, not what it is.
         if let Some(url) = &raw.alerts.webhook_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
-            return Err(err(
-                "alerts.webhook_url",
-                format!("{url:?} is not an http(s) URL"),
-            ));
+            return Err(err("alerts.webhook_url", "is not an http(s) URL".into()));
         }
         let alerts = AlertSettings {
             thresholds,
-            webhook_url: raw.alerts.webhook_url.clone(),
+            webhook_url: raw.alerts.webhook_url.clone().map(Secret),
             webhook_attempts: raw.alerts.webhook_attempts.unwrap_or(5).max(1),
         };
         if let Some(url) = &raw.state.redis_url
@@ -931,11 +1228,11 @@ impl Config {
         {
             return Err(err(
                 "state.redis_url",
-                format!("{url:?} is not a redis:// URL"),
+                "is not a redis:// or rediss:// URL".into(),
             ));
         }
         let state = StateSettings {
-            redis_url: raw.state.redis_url.clone(),
+            redis_url: raw.state.redis_url.clone().map(Secret),
             key_prefix: raw
                 .state
                 .key_prefix
@@ -1031,12 +1328,46 @@ mod tests {
         .expect("parses");
         assert_eq!(config.providers.len(), 2);
         assert_eq!(config.providers[0].base_url, "http://127.0.0.1:11434/v1");
-        assert_eq!(config.providers[1].api_key.as_deref(), Some("sk-test"));
+        assert_eq!(
+            config.providers[1].api_key.as_ref().map(Secret::expose),
+            Some("sk-test")
+        );
         let team = config.team_for_key("sk-team").expect("team");
         assert_eq!(team.name, "platform");
         assert_eq!(team.policy_config, r#"{"metric":"cost"}"#);
         assert!(config.team_for_key("sk-other").is_none());
         assert_eq!(config.catalog.get("llama3.1:8b").map(|m| m.tier), Some(3));
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_output_and_errors() {
+        let text = r#"
+            [providers.openai]
+            kind = "openai"
+            api_key_env = "OPENAI_KEY"
+            models = ["gpt-5-mini"]
+            [alerts]
+            webhook_url = "https://hooks.example.com/services/T0/B0/hook-secret"
+            [state]
+            redis_url = "redis://:redis-secret@127.0.0.1:6379"
+            "#;
+        let config = Config::parse("t.toml", text, &|var| match var {
+            "OPENAI_KEY" => Some("sk-test".into()),
+            "SWITCHYARD_ADMIN_TOKEN" => Some("admin-secret".into()),
+            _ => None,
+        })
+        .expect("parses");
+        let shown = format!("{config:?}");
+        for secret in ["sk-test", "admin-secret", "hook-secret", "redis-secret"] {
+            assert!(!shown.contains(secret), "Debug shows {secret}");
+        }
+        assert_eq!(
+            url_host(config.alerts.webhook_url.as_ref().map_or("", Secret::expose)),
+            "hooks.example.com"
+        );
+        // A malformed webhook URL is refused without being repeated.
+        let err = parse("[alerts]\nwebhook_url = \"ftp://hook-secret\"\n").expect_err("ftp");
+        assert!(!err.to_string().contains("hook-secret"), "{err}");
     }
 
     #[test]

@@ -57,6 +57,11 @@ fn has_image(messages: Option<&Value>) -> bool {
     })
 }
 
+/// Whether a canonical request carries image inputs (it may be larger).
+pub fn carries_images(body: &Map<String, Value>) -> bool {
+    has_image(body.get("messages"))
+}
+
 fn present(body: &Map<String, Value>, key: &str) -> bool {
     body.get(key).is_some_and(|v| !v.is_null())
 }

@@ -13,6 +13,7 @@
 
 pub mod api;
 pub mod catalog;
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod digest;
@@ -27,3 +28,4 @@ pub mod spend;
 pub mod state;
 pub mod store;
 pub mod teams;
+pub mod text;

@@ -348,8 +348,11 @@ impl Spending {
             config,
             state,
             ledger: Ledger::start(store),
+            // Redirects are not followed: the alert goes where the operator
+            // said, nowhere else.
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(5))
+                .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap_or_default(),
             utilisation: Mutex::new(utilisation),
@@ -459,6 +462,9 @@ impl Spending {
         let Some(url) = self.config.alerts.webhook_url.clone() else {
             return;
         };
+        // The URL is a secret (a Slack-style URL is the credential): logs
+        // name its host only.
+        let host = crate::config::url_host(url.expose());
         let attempts = self.config.alerts.webhook_attempts;
         let client = self.client.clone();
         let body = json!({
@@ -482,14 +488,15 @@ impl Spending {
                     let wait = Duration::from_millis(250u64 << attempt.min(5));
                     tokio::time::sleep(wait).await;
                 }
-                match client.post(&url).json(&body).send().await {
+                match client.post(url.expose()).json(&body).send().await {
                     Ok(r) if r.status().is_success() => return,
                     Ok(r) => last = format!("status {}", r.status()),
-                    Err(e) => last = e.to_string(),
+                    // reqwest names the URL in its errors: drop it.
+                    Err(e) => last = e.without_url().to_string(),
                 }
             }
             failures.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(url = %url, attempts, error = %last, "budget alert webhook failed every attempt; the alert is in the log only");
+            tracing::error!(host = %host, attempts, error = %last, "budget alert webhook failed every attempt; the alert is in the log only");
         });
     }
 

@@ -207,6 +207,53 @@ pub struct Teams {
     compiled: Mutex<HashMap<String, Policy>>,
     /// Serialises admin writes with the rebuild that follows each one.
     writes: tokio::sync::Mutex<()>,
+    /// Uploads being compiled and tested, and those waiting to be.
+    uploads: CompileGate,
+}
+
+/// Admits policy uploads to compiling and testing: a few at a time, a few
+/// more waiting, the rest refused (429) so nobody queues without bound.
+pub struct CompileGate {
+    slots: tokio::sync::Semaphore,
+    waiting: AtomicU32,
+    queue: u32,
+}
+
+/// The gate is full: retry later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GateFull;
+
+/// One waiting upload, counted until it gets its slot or gives up.
+struct Waiting<'a>(&'a AtomicU32);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl CompileGate {
+    pub fn new(slots: usize, queue: usize) -> Self {
+        Self {
+            slots: tokio::sync::Semaphore::new(slots),
+            waiting: AtomicU32::new(0),
+            queue: u32::try_from(queue).unwrap_or(u32::MAX),
+        }
+    }
+
+    /// A slot, at once or after waiting in the queue; [`GateFull`] when the
+    /// queue is full too.
+    pub async fn enter(&self) -> Result<tokio::sync::SemaphorePermit<'_>, GateFull> {
+        if let Ok(permit) = self.slots.try_acquire() {
+            return Ok(permit);
+        }
+        let ahead = self.waiting.fetch_add(1, Ordering::AcqRel);
+        let _waiting = Waiting(&self.waiting);
+        if ahead >= self.queue {
+            return Err(GateFull);
+        }
+        self.slots.acquire().await.map_err(|_| GateFull)
+    }
 }
 
 impl Teams {
@@ -220,12 +267,13 @@ impl Teams {
         let names: Vec<String> = config.teams.iter().map(|t| t.name.clone()).collect();
         store.declare_config_teams(&names)?;
         let teams = Teams {
-            config,
             store,
             runtime,
             current: ArcSwap::from_pointee(Directory::default()),
             compiled: Mutex::new(HashMap::new()),
             writes: tokio::sync::Mutex::new(()),
+            uploads: CompileGate::new(config.plugins.compile_slots, config.plugins.compile_queue),
+            config,
         };
         teams.reload()?;
         Ok(teams)
@@ -242,6 +290,11 @@ impl Teams {
 
     pub fn runtime(&self) -> &Runtime {
         &self.runtime
+    }
+
+    /// The gate uploads pass before they are compiled and tested.
+    pub fn uploads(&self) -> &CompileGate {
+        &self.uploads
     }
 
     pub fn config(&self) -> &Config {

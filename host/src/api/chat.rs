@@ -133,6 +133,8 @@ impl Endpoint for Chat {
     /// Whether the caller asked for the usage chunk.
     type Echo = bool;
 
+    const ROUTE: &'static str = "/v1/chat/completions";
+
     fn parse(bytes: &[u8], headers: &HeaderMap) -> Result<(RouteRequest, bool), RouteError> {
         let request = parse(bytes, headers)?;
         let include_usage = request

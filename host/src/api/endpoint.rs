@@ -7,7 +7,9 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
-use super::{AppState, authenticate, error_response, read_body};
+use super::intake::{BodyError, json_shape};
+use super::{AppState, authenticate, error_response};
+use crate::config::ServerSettings;
 use crate::route::{RouteError, RouteInfo, RouteRequest, Served, StreamEncoder, client_sse};
 
 /// An inbound API: how its requests become the canonical [`RouteRequest`]
@@ -15,6 +17,9 @@ use crate::route::{RouteError, RouteInfo, RouteRequest, Served, StreamEncoder, c
 pub trait Endpoint {
     /// What the answer needs to know about the request (echoed parameters).
     type Echo: Send + 'static;
+
+    /// The route (`/v1/...`), for its body limit.
+    const ROUTE: &'static str;
 
     /// Checks the API's required headers (before the body is read).
     fn check_headers(_headers: &HeaderMap) -> Result<(), RouteError> {
@@ -65,15 +70,35 @@ pub async fn handle<E: Endpoint>(state: AppState, headers: HeaderMap, body: Body
     if let Err(e) = E::check_headers(&headers) {
         return E::error(&e);
     }
-    let limit = config.server.max_body_bytes;
-    let bytes = match read_body(&headers, body, limit).await {
-        Ok(bytes) => bytes,
-        Err(e) => return E::error(&e.to_error(limit, "request body")),
+    let server = &config.server;
+    // Read up to the image limit; a body over the route's own limit must
+    // turn out to carry images.
+    let limit = server.body_limit(E::ROUTE);
+    let read_limit = limit.max(server.max_image_body_bytes);
+    let intake = &state.load.intake;
+    let (bytes, mut charge) = match intake.read_body(&headers, body, read_limit).await {
+        Ok(read) => read,
+        Err(BodyError::TooLarge(_)) => return E::error(&too_large(limit, server)),
+        Err(e) => return E::error(&e.to_error(read_limit, "request body")),
     };
+    let shape = match json_shape(&bytes, server.max_json_values) {
+        Ok(shape) => shape,
+        Err(e) => return E::error(&e.to_error()),
+    };
+    // What parsing will build: a copy of the text and the values.
+    let parsed = bytes.len() + shape.values * ServerSettings::BYTES_PER_JSON_VALUE;
+    if !intake.budget.charge(&mut charge, parsed) {
+        return E::error(&BodyError::Overloaded.to_error(read_limit, "request body"));
+    }
     let (request, echo) = match E::parse(&bytes, &headers) {
         Ok(parsed) => parsed,
         Err(e) => return E::error(&e),
     };
+    let size = bytes.len();
+    drop(bytes);
+    if size > limit && !crate::features::carries_images(&request.body) {
+        return E::error(&too_large(limit, server));
+    }
     match state.executor.serve(&tenant, request).await {
         Ok(Served::Complete { body, info }) => {
             let mut response =
@@ -113,4 +138,17 @@ pub async fn handle<E: Endpoint>(state: AppState, headers: HeaderMap, body: Body
         }
         Err(e) => E::error(&e),
     }
+}
+
+/// 413 naming both limits a `/v1` body is held to.
+fn too_large(limit: usize, server: &ServerSettings) -> RouteError {
+    RouteError::new(
+        413,
+        "invalid_request_error",
+        "request_too_large",
+        format!(
+            "The request body exceeds the {limit} byte limit ({} bytes when it carries images).",
+            server.max_image_body_bytes
+        ),
+    )
 }

@@ -586,6 +586,8 @@ pub struct Messages;
 impl Endpoint for Messages {
     type Echo = Echo;
 
+    const ROUTE: &'static str = "/v1/messages";
+
     fn check_headers(headers: &HeaderMap) -> Result<(), RouteError> {
         match headers.get("anthropic-version").map(HeaderValue::to_str) {
             Some(Ok(v)) if !v.trim().is_empty() => Ok(()),
@@ -639,15 +641,20 @@ impl Endpoint for Messages {
     }
 
     fn error(error: &RouteError) -> Response {
-        let mut body = json!({
-            "type": "error",
-            "error": { "type": error_type(error.status), "message": error.message },
-        });
-        if !error.trail.is_empty() {
-            body["switchyard"] = json!({ "attempts": error.trail.len(), "trail": error.trail });
-        }
-        error_with_body(error, body)
+        error_response(error)
     }
+}
+
+/// An error in Anthropic's shape, with the attempt trail when there is one.
+pub(super) fn error_response(error: &RouteError) -> Response {
+    let mut body = json!({
+        "type": "error",
+        "error": { "type": error_type(error.status), "message": error.message },
+    });
+    if !error.trail.is_empty() {
+        body["switchyard"] = json!({ "attempts": error.trail.len(), "trail": error.trail });
+    }
+    error_with_body(error, body)
 }
 
 /// The content block being streamed.

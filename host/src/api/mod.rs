@@ -1,19 +1,22 @@
 //! The HTTP surface: OpenAI-compatible endpoints, authentication by team key,
-//! OpenAI-style errors, and a server that drains in-flight requests (open
-//! streams included) on shutdown.
+//! OpenAI-style errors, and (in [`server`]) the listener, with its
+//! connection-level limits, that drains in-flight requests (open streams
+//! included) on shutdown.
 
 mod admin;
 mod chat;
 mod endpoint;
 #[cfg(test)]
 mod feature_table;
+pub mod intake;
 mod messages;
 mod responses;
+pub mod server;
 
-use std::future::Future;
-use std::net::SocketAddr;
+pub use intake::BodyError;
+pub use server::{Load, Server, serve};
+
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
@@ -22,11 +25,10 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use serde_json::json;
-use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::metrics::{Clock, SystemClock};
-use crate::policy::{Limits, Runtime};
+use crate::policy::{CompileWorker, Limits, Runtime};
 use crate::route::{Executor, RouteError, team_allows_account, team_allows_model};
 use crate::spend::Spending;
 use crate::state::SharedState;
@@ -39,6 +41,8 @@ pub struct AppState {
     pub executor: Arc<Executor>,
     /// Teams, keys and their policies (config file + embedded store).
     pub teams: Arc<Teams>,
+    /// Connections and requests in flight, and the request-body budget.
+    pub load: Arc<Load>,
 }
 
 /// Builds the executor (policy runtime, default policy, provider adapters).
@@ -49,7 +53,23 @@ pub fn app_state(config: Config) -> anyhow::Result<AppState> {
 /// Like [`app_state`], with metric windows and circuit breakers reading
 /// `clock` (tests move a [`crate::metrics::ManualClock`] by hand).
 pub fn app_state_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
-    let runtime = Runtime::new(Limits::default())?;
+    // Uploaded plugins are compiled by a worker process (this program,
+    // unless the config names another build of it), within their budget.
+    let plugins = &config.plugins;
+    let program = match &plugins.compile_worker {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()?,
+    };
+    let worker = CompileWorker::program(
+        program,
+        plugins.compile_timeout,
+        plugins.compile_memory_bytes,
+    );
+    let limits = Limits {
+        structure: plugins.structure.clone(),
+        ..Limits::default()
+    };
+    let runtime = Runtime::with_worker(limits, Some(worker))?;
     let policy = runtime.load_default()?;
     let mut providers = std::collections::HashMap::new();
     for account in &config.providers {
@@ -65,7 +85,9 @@ pub fn app_state_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Re
         store.clone(),
     ));
     let teams = Teams::open(config.clone(), store, runtime)?;
+    let load = Arc::new(Load::new(&config.server));
     Ok(AppState {
+        load,
         executor: Arc::new(Executor::new(
             config, policy, providers, clock, state, spending,
         )),
@@ -162,91 +184,52 @@ pub fn error_with_body(error: &RouteError, body: serde_json::Value) -> Response 
     response
 }
 
-/// Why a request body was not read whole.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BodyError {
-    /// Larger than the limit: the size declared or seen (at least).
-    TooLarge(usize),
-    /// The client stopped sending midway.
-    Broken,
+/// A 401 for a request whose credentials contradict each other.
+fn ambiguous(what: &str) -> RouteError {
+    RouteError::new(
+        401,
+        "invalid_request_error",
+        "ambiguous_credentials",
+        format!("The request carries {what}; send exactly one key."),
+    )
 }
 
-impl BodyError {
-    /// The caller's error: 413 naming the limit, or 400.
-    pub fn to_error(self, limit: usize, what: &str) -> RouteError {
-        match self {
-            BodyError::TooLarge(_) => RouteError::new(
-                413,
-                "invalid_request_error",
-                "request_too_large",
-                format!("The {what} exceeds the {limit} byte limit."),
-            ),
-            BodyError::Broken => RouteError::invalid(
-                "body",
-                format!("The {what} could not be read: the client stopped sending it."),
-            ),
-        }
+/// The one value of header `name`, trimmed; `Ok(None)` without it, an error
+/// when it is sent more than once (which value a proxy or we would pick is
+/// not something to guess about credentials).
+fn single_header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, RouteError> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(ambiguous(&format!("more than one {name} header")));
     }
+    Ok(first.map(|v| v.to_str().map(str::trim).unwrap_or("")))
 }
 
-/// Reads a request body of at most `limit` bytes. A larger one is read on
-/// and discarded, up to `limit` bytes more, so that the 413 which follows
-/// reaches a client that is still sending (answering at once would close the
-/// connection under it, and it would see a broken pipe instead of the error);
-/// a body declared or found larger than that is refused at once.
-pub async fn read_body(
-    headers: &HeaderMap,
-    body: axum::body::Body,
-    limit: usize,
-) -> Result<bytes::Bytes, BodyError> {
-    use futures_util::StreamExt;
-    let drain_up_to = limit.saturating_mul(2);
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if let Some(n) = declared.filter(|&n| n > drain_up_to) {
-        return Err(BodyError::TooLarge(n));
-    }
-    let mut stream = body.into_data_stream();
-    let mut kept = bytes::BytesMut::with_capacity(declared.unwrap_or(0).min(limit));
-    let mut seen = 0usize;
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|_| BodyError::Broken)?;
-        seen = seen.saturating_add(chunk.len());
-        if seen <= limit {
-            kept.extend_from_slice(&chunk);
-        } else if seen > drain_up_to {
-            return Err(BodyError::TooLarge(seen));
-        }
-    }
-    if seen > limit {
-        return Err(BodyError::TooLarge(seen));
-    }
-    Ok(kept.freeze())
-}
-
-/// The token of an `Authorization: Bearer TOKEN` header, trimmed.
-pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
+/// The token of the request's one `Authorization: Bearer TOKEN` header,
+/// trimmed; an error when `Authorization` is sent more than once. Another
+/// scheme (`Basic`, ...) is no token.
+pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, RouteError> {
+    Ok(single_header(headers, header::AUTHORIZATION.as_str())?
         .and_then(|v| {
             v.strip_prefix("Bearer ")
                 .or_else(|| v.strip_prefix("bearer "))
         })
-        .map(str::trim)
+        .map(str::trim))
 }
 
-/// The team of the request's API key (`Authorization: Bearer` or `x-api-key`).
+/// The team of the request's API key (`Authorization: Bearer` or
+/// `x-api-key`). Both may be sent only if they carry the same key.
 pub fn authenticate(teams: &Teams, headers: &HeaderMap) -> Result<Arc<Tenant>, RouteError> {
-    let key = bearer_token(headers).or_else(|| {
-        headers
-            .get("x-api-key")
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-    });
-    let Some(key) = key.filter(|k| !k.is_empty()) else {
+    let bearer = bearer_token(headers)?.filter(|k| !k.is_empty());
+    let api_key = single_header(headers, "x-api-key")?.filter(|k| !k.is_empty());
+    let key = match (bearer, api_key) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(ambiguous("different keys in Authorization and x-api-key"));
+        }
+        (a, b) => a.or(b),
+    };
+    let Some(key) = key else {
         return Err(RouteError::new(
             401,
             "invalid_request_error",
@@ -338,93 +321,4 @@ async fn not_found() -> Response {
         "unknown_url",
         "Unknown request URL. Switchyard serves POST /v1/chat/completions, POST /v1/responses, POST /v1/messages, GET /v1/models, GET /healthz, GET /metrics and the admin API under /admin/v1 (metrics, spend, teams, keys, policies).",
     ))
-}
-
-/// A running gateway.
-pub struct Server {
-    pub addr: SocketAddr,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-impl Server {
-    /// Starts serving on `listener`.
-    pub fn start(
-        listener: TcpListener,
-        state: AppState,
-        grace: Duration,
-    ) -> std::io::Result<Server> {
-        let addr = listener.local_addr()?;
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(serve(listener, state, grace, async move {
-            let _ = rx.await;
-        }));
-        Ok(Server {
-            addr,
-            shutdown: Some(tx),
-            task,
-        })
-    }
-
-    /// Stops accepting, waits for in-flight requests (up to the grace period).
-    pub async fn shutdown(mut self) -> std::io::Result<()> {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        self.task.await.unwrap_or(Ok(()))
-    }
-}
-
-/// Serves until `signal` resolves, then drains in-flight requests and open
-/// streams for at most `grace`.
-pub async fn serve(
-    listener: TcpListener,
-    state: AppState,
-    grace: Duration,
-    signal: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
-    let signal = async move {
-        signal.await;
-        tracing::info!("shutting down: draining in-flight requests");
-        let _ = stopping_tx.send(true);
-    };
-    let mut checks = crate::route::probe::spawn(state.executor.clone(), stopping_rx.clone());
-    checks.push(tokio::spawn(
-        state
-            .executor
-            .state()
-            .clone()
-            .monitor(Duration::from_millis(500)),
-    ));
-    let spending = state.executor.spending().clone();
-    let app = router(state);
-    let server = axum::serve(listener, app).with_graceful_shutdown(signal);
-    let mut stopping = stopping_rx;
-    let deadline = async move {
-        while !*stopping.borrow() {
-            if stopping.changed().await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        }
-        tokio::time::sleep(grace).await;
-    };
-    let result = tokio::select! {
-        result = server => result,
-        _ = deadline => {
-            tracing::warn!(grace_secs = grace.as_secs(), "grace period over; closing remaining connections");
-            Ok(())
-        }
-    };
-    for task in checks {
-        task.abort();
-    }
-    // Every served request's spend reaches the ledger before we exit.
-    if let Err(e) = tokio::task::spawn_blocking(move || spending.flush())
-        .await
-        .unwrap_or_else(|e| Err(e.to_string()))
-    {
-        tracing::error!(error = %e, "spend ledger not flushed at shutdown");
-    }
-    result
 }

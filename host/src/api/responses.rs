@@ -666,6 +666,8 @@ pub struct Responses;
 impl Endpoint for Responses {
     type Echo = Echo;
 
+    const ROUTE: &'static str = "/v1/responses";
+
     fn parse(bytes: &[u8], headers: &HeaderMap) -> Result<(RouteRequest, Echo), RouteError> {
         let body = json_object(bytes)?;
         let canonical_body = to_canonical(&body)?;

@@ -40,41 +40,43 @@ pub fn parse_case_file(text: &str) -> Result<CaseFile, String> {
 pub fn run_cases(policy: &Policy, file: &CaseFile) -> Vec<CaseReport> {
     file.cases
         .iter()
-        .map(|case| {
-            let request = match case
-                .request
-                .to_request(case.config.as_ref().or(file.config.as_ref()))
-            {
-                Ok(request) => request,
-                Err(e) => {
-                    return CaseReport {
-                        name: case.name.clone(),
-                        failures: vec![format!("bad request in case: {e}")],
-                        decision: None,
-                    };
-                }
-            };
-            let specs = case.candidates.as_ref().unwrap_or(&file.candidates);
-            // Like the gateway, apply the provider whitelist before the policy.
-            let mut candidates: Vec<Candidate> = specs
-                .iter()
-                .map(|spec| spec.to_candidate())
-                .filter(|c| {
-                    request.routing.providers.is_empty()
-                        || request.routing.providers.contains(&c.provider)
-                })
-                .collect();
-            let metrics = CaseMetrics::new(case.metrics.as_ref().unwrap_or(&file.metrics));
-            policy.precompute_metrics(&mut candidates, &metrics, request.routing.interval_seconds);
-            let decision = policy.decide_traced(&request, &candidates, Arc::new(metrics));
-            let failures = check(&case.expect, &decision.result);
-            CaseReport {
-                name: case.name.clone(),
-                failures,
-                decision: Some(decision),
-            }
-        })
+        .map(|case| run_case(policy, file, case))
         .collect()
+}
+
+/// Runs one case of `file` against `policy`.
+pub fn run_case(policy: &Policy, file: &CaseFile, case: &cases::Case) -> CaseReport {
+    let request = match case
+        .request
+        .to_request(case.config.as_ref().or(file.config.as_ref()))
+    {
+        Ok(request) => request,
+        Err(e) => {
+            return CaseReport {
+                name: case.name.clone(),
+                failures: vec![format!("bad request in case: {e}")],
+                decision: None,
+            };
+        }
+    };
+    let specs = case.candidates.as_ref().unwrap_or(&file.candidates);
+    // Like the gateway, apply the provider whitelist before the policy.
+    let mut candidates: Vec<Candidate> = specs
+        .iter()
+        .map(|spec| spec.to_candidate())
+        .filter(|c| {
+            request.routing.providers.is_empty() || request.routing.providers.contains(&c.provider)
+        })
+        .collect();
+    let metrics = CaseMetrics::new(case.metrics.as_ref().unwrap_or(&file.metrics));
+    policy.precompute_metrics(&mut candidates, &metrics, request.routing.interval_seconds);
+    let decision = policy.decide_traced(&request, &candidates, Arc::new(metrics));
+    let failures = check(&case.expect, &decision.result);
+    CaseReport {
+        name: case.name.clone(),
+        failures,
+        decision: Some(decision),
+    }
 }
 
 fn ids(plan: &Plan) -> Vec<&str> {

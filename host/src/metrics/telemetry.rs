@@ -124,6 +124,7 @@ pub struct Telemetry {
     stream_breaks: Mutex<BTreeMap<Labels, u64>>,
     decision_seconds: Mutex<BTreeMap<Labels, Histogram>>,
     policy_faults: Mutex<BTreeMap<Labels, u64>>,
+    policy_misbehaviour: Mutex<BTreeMap<Labels, u64>>,
     exclusions: Mutex<BTreeMap<Labels, u64>>,
     health_checks: Mutex<BTreeMap<Labels, u64>>,
     limiter_rejections: Mutex<BTreeMap<Labels, u64>>,
@@ -262,6 +263,13 @@ impl Telemetry {
         }
     }
 
+    /// Counts what a policy did that it should not, short of a fault
+    /// (`foreign_metric`: a `metric` call naming a candidate it was not
+    /// offered).
+    pub fn misbehaviour(&self, team: &str, version: &str, kind: &str, times: u64) {
+        bump(&self.policy_misbehaviour, &[team, version, kind], times);
+    }
+
     /// Counts a candidate removed before the policy ran, and why
     /// (`circuit_open`, `feature_uptime`).
     pub fn exclusion(&self, provider: &str, model: &str, reason: &str) {
@@ -388,6 +396,13 @@ impl Telemetry {
             "Policy decisions that faulted, by team, policy version (`v3`, or `default`) and kind (trap, deadline, memory, invalid-plan, instantiate). A team plugin's fault is answered by the default policy.",
             &["team", "version", "kind"],
             &lock(&self.policy_faults),
+        );
+        counter(
+            &mut out,
+            "switchyard_policy_misbehaviour_total",
+            "Things policies did that they may not, answered without a fault, by team, policy version and kind (foreign_metric: a metric read for a candidate the decision was not offered, answered none).",
+            &["team", "version", "kind"],
+            &lock(&self.policy_misbehaviour),
         );
         counter(
             &mut out,

@@ -20,6 +20,10 @@ pub enum LoadError {
     NotAComponent,
     #[error("component does not compile: {0}")]
     Compile(String),
+    #[error("component refused while compiling: {0}")]
+    CompileBudget(String),
+    #[error("component refused before compiling: {0}")]
+    Structure(super::structure::StructureError),
     #[error(
         "component was built against switchyard:policy@{found}; this host serves switchyard:policy@{served} (and its 0.{minor}.x releases)",
         served = WIT_VERSION,
@@ -34,6 +38,16 @@ pub enum LoadError {
     Describe(PolicyError),
     #[error("policy engine error: {0}")]
     Engine(String),
+}
+
+impl From<super::structure::StructureError> for LoadError {
+    /// A malformed binary does not compile, whoever finds out first.
+    fn from(e: super::structure::StructureError) -> Self {
+        match e {
+            super::structure::StructureError::Malformed(message) => LoadError::Compile(message),
+            limit => LoadError::Structure(limit),
+        }
+    }
 }
 
 fn served_minor() -> &'static str {

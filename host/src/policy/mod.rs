@@ -9,9 +9,11 @@
 //!
 //! The contract is `wit/policy.wit`; the types below are generated from it.
 
+pub mod compile;
 mod load;
 mod plan;
 mod sandbox;
+pub mod structure;
 mod warm;
 
 use std::sync::Arc;
@@ -23,9 +25,11 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
 use crate::metrics::MetricSource;
+pub use compile::CompileWorker;
 pub use load::LoadError;
 pub use plan::InvalidPlan;
 use sandbox::Sandbox;
+pub use structure::{Structure, StructureLimits};
 pub use warm::{MAX_USES, MAX_WARM_MEMORY, WarmPool};
 
 mod bindings {
@@ -73,6 +77,8 @@ pub struct Limits {
     /// Warm instances kept between decisions, across every pool of this
     /// runtime (see [`WarmPool`]). Each holds a pooling-allocator slot.
     pub max_warm_instances: u32,
+    /// What a component may declare before it is compiled.
+    pub structure: StructureLimits,
 }
 
 impl Default for Limits {
@@ -88,6 +94,7 @@ impl Default for Limits {
             max_concurrent: 256,
             fuel: None,
             max_warm_instances: 32,
+            structure: StructureLimits::default(),
         }
     }
 }
@@ -160,6 +167,9 @@ pub struct DecisionStats {
     pub metric_calls: u32,
     /// Log lines dropped by the rate limit.
     pub logs_dropped: u32,
+    /// `metric` calls naming a candidate this decision was not offered
+    /// (answered `none`): a plugin looking where it should not.
+    pub foreign_metric_calls: u32,
 }
 
 /// Everything one decision produced.
@@ -183,6 +193,8 @@ struct RuntimeInner {
     ticker: Option<JoinHandle<()>>,
     /// Warm instances alive (see [`WarmPool`]).
     warm: AtomicU32,
+    /// Where uploaded components are compiled; `None`: in this process.
+    worker: Option<CompileWorker>,
 }
 
 /// Interval of the epoch ticker; deadlines are counted in these ticks.
@@ -197,23 +209,40 @@ impl Drop for RuntimeInner {
     }
 }
 
-impl Runtime {
-    /// Creates the engine and starts its epoch ticker thread.
-    pub fn new(limits: Limits) -> Result<Self, LoadError> {
+/// The engine settings of a runtime with `limits`. A compile worker uses the
+/// same settings without the pooling allocator (it instantiates nothing), so
+/// what it compiles loads into the gateway's engine.
+fn engine_config(limits: &Limits, pooling: bool) -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    config.consume_fuel(limits.fuel.is_some());
+    config.max_wasm_stack(512 << 10);
+    if pooling {
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(limits.max_concurrent);
         pool.total_core_instances(limits.max_concurrent.saturating_mul(8));
         pool.total_memories(limits.max_concurrent);
         pool.total_tables(limits.max_concurrent.saturating_mul(8));
         pool.max_memory_size(limits.max_memory_bytes);
-
-        let mut config = Config::new();
-        config.wasm_component_model(true);
-        config.epoch_interruption(true);
-        config.consume_fuel(limits.fuel.is_some());
-        config.max_wasm_stack(512 << 10);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        let engine = Engine::new(&config).map_err(|e| LoadError::Engine(e.to_string()))?;
+    }
+    config
+}
+
+impl Runtime {
+    /// Creates the engine and starts its epoch ticker thread. Components are
+    /// compiled in this process.
+    pub fn new(limits: Limits) -> Result<Self, LoadError> {
+        Self::with_worker(limits, None)
+    }
+
+    /// Like [`Runtime::new`], with uploaded components (everything
+    /// [`Runtime::load`] takes) compiled by `worker`, in its own process
+    /// and budget; the bundled default policy is still compiled here.
+    pub fn with_worker(limits: Limits, worker: Option<CompileWorker>) -> Result<Self, LoadError> {
+        let engine = Engine::new(&engine_config(&limits, true))
+            .map_err(|e| LoadError::Engine(e.to_string()))?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let ticker = {
@@ -236,6 +265,7 @@ impl Runtime {
                 ticker_stop,
                 ticker: Some(ticker),
                 warm: AtomicU32::new(0),
+                worker,
             }),
         })
     }
@@ -245,8 +275,13 @@ impl Runtime {
         &self.inner.limits
     }
 
-    /// Validates and compiles a policy component, then asks it to describe itself.
+    /// Validates and compiles a policy component (in the compile worker,
+    /// when the runtime has one), then asks it to describe itself.
     pub fn load(&self, bytes: &[u8]) -> Result<Policy, LoadError> {
+        self.load_with(bytes, self.inner.worker.as_ref())
+    }
+
+    fn load_with(&self, bytes: &[u8], worker: Option<&CompileWorker>) -> Result<Policy, LoadError> {
         let limits = &self.inner.limits;
         if bytes.len() > limits.max_component_bytes {
             return Err(LoadError::TooLarge {
@@ -255,9 +290,14 @@ impl Runtime {
             });
         }
         load::check_header(bytes)?;
+        let structure = structure::measure(bytes, &limits.structure)?;
         let engine = &self.inner.engine;
-        let component =
-            Component::new(engine, bytes).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        let component = match worker {
+            Some(worker) => compile::compile(worker, engine, limits.fuel.is_some(), bytes)?,
+            None => {
+                Component::new(engine, bytes).map_err(|e| LoadError::Compile(format!("{e:#}")))?
+            }
+        };
         let wit_version = load::check_imports_and_exports(engine, &component)?;
 
         let mut linker: Linker<Sandbox> = Linker::new(engine);
@@ -287,6 +327,7 @@ impl Runtime {
                 sha256: crate::digest::sha256_hex(bytes),
                 wit_version,
                 size: bytes.len(),
+                structure,
             }),
         };
         let info = policy.describe().map_err(LoadError::Describe)?;
@@ -304,9 +345,10 @@ impl Runtime {
         Ok(policy)
     }
 
-    /// Loads the bundled default policy.
+    /// Loads the bundled default policy, compiled in this process: it is
+    /// our own code, built into the binary.
     pub fn load_default(&self) -> Result<Policy, LoadError> {
-        self.load(DEFAULT_POLICY_WASM)
+        self.load_with(DEFAULT_POLICY_WASM, None)
     }
 }
 
@@ -323,6 +365,7 @@ struct PolicyInner {
     sha256: String,
     wit_version: String,
     size: usize,
+    structure: Structure,
 }
 
 impl std::fmt::Debug for Policy {
@@ -355,6 +398,11 @@ impl Policy {
     /// Size of the component in bytes.
     pub fn size(&self) -> usize {
         self.inner.size
+    }
+
+    /// What the component declares (functions, its largest function, ...).
+    pub fn structure(&self) -> &Structure {
+        &self.inner.structure
     }
 
     /// Fills each candidate's `metrics` with the values `describe()` asked for,
@@ -433,12 +481,14 @@ impl Policy {
         candidates: &[Candidate],
     ) -> Result<Plan, PolicyError> {
         let limits = &self.inner.runtime.limits;
+        store.data_mut().offer(candidates);
         let plan = instance
             .call_route(&mut *store, request, candidates)
             .map_err(|e| self.classify(store, e))?
             .map_err(|refusal| PolicyError::Refused {
                 kind: refusal.kind,
-                message: truncate(refusal.message, limits.max_label_bytes * 4),
+                // The plugin's own text: it reaches the caller and the log.
+                message: crate::text::printable(&refusal.message, limits.max_label_bytes * 4),
             })?;
         plan::validate(&plan, request, candidates, limits)?;
         Ok(plan)
@@ -457,6 +507,7 @@ impl Policy {
             peak_memory_bytes: sandbox.limiter.peak,
             metric_calls: sandbox.metric_calls,
             logs_dropped: sandbox.logs_dropped,
+            foreign_metric_calls: sandbox.foreign_metric_calls,
         }
     }
 
@@ -536,8 +587,10 @@ pub fn refusal_name(kind: RefusalKind) -> &'static str {
     }
 }
 
+/// The first line of a trap's report (which may quote the plugin's own
+/// names), escaped.
 fn first_line(text: &str) -> String {
-    text.lines().next().unwrap_or_default().to_string()
+    crate::text::printable(text.lines().next().unwrap_or_default(), 1024)
 }
 
 pub(crate) fn truncate(mut text: String, max: usize) -> String {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::bindings::switchyard::policy::{host, types};
-use super::{Limits, LogLine};
+use super::{Candidate, Limits, LogLine};
 use crate::metrics::{MAX_WINDOW_SECS, MIN_WINDOW_SECS, MetricSource};
 
 /// Store data of one decision.
@@ -12,6 +12,14 @@ pub(super) struct Sandbox {
     pub limiter: MemoryLimiter,
     pub metrics: Arc<dyn MetricSource>,
     pub metric_calls: u32,
+    /// Ids of the candidates offered to the current decision: `metric`
+    /// answers for these only (buffers reused from decision to decision).
+    offered: Vec<String>,
+    /// Where the last `metric` lookup matched, so a policy walking its
+    /// candidates in order finds each at the first comparison.
+    cursor: usize,
+    /// `metric` calls naming a candidate not offered to this decision.
+    pub foreign_metric_calls: u32,
     pub logs: Vec<LogLine>,
     pub logs_dropped: u32,
     /// The deadline the current decision runs under.
@@ -30,6 +38,9 @@ impl Sandbox {
             },
             metrics,
             metric_calls: 0,
+            offered: Vec::new(),
+            cursor: 0,
+            foreign_metric_calls: 0,
             logs: Vec::new(),
             logs_dropped: 0,
             deadline: limits.deadline,
@@ -44,9 +55,39 @@ impl Sandbox {
     pub fn begin(&mut self, metrics: Arc<dyn MetricSource>) {
         self.metrics = metrics;
         self.metric_calls = 0;
+        self.foreign_metric_calls = 0;
         self.logs_dropped = 0;
         self.logs.clear();
         self.limiter.denied = false;
+    }
+
+    /// Records the candidates a decision is offered: the only ids `metric`
+    /// answers for.
+    pub fn offer(&mut self, candidates: &[Candidate]) {
+        self.offered.truncate(candidates.len());
+        for (i, candidate) in candidates.iter().enumerate() {
+            match self.offered.get_mut(i) {
+                Some(id) => {
+                    id.clear();
+                    id.push_str(&candidate.id);
+                }
+                None => self.offered.push(candidate.id.clone()),
+            }
+        }
+        self.cursor = 0;
+    }
+
+    /// Whether `id` was offered to the current decision.
+    fn was_offered(&mut self, id: &str) -> bool {
+        let n = self.offered.len();
+        for k in 0..n {
+            let i = (self.cursor + k) % n;
+            if self.offered[i] == id {
+                self.cursor = i + 1;
+                return true;
+            }
+        }
+        false
     }
 
     /// Ends a decision on a kept store: lets go of its metric snapshot and
@@ -107,6 +148,12 @@ impl host::Host for Sandbox {
     fn metric(&mut self, candidate: String, name: String, window_seconds: u32) -> Option<f64> {
         self.metric_calls = self.metric_calls.saturating_add(1);
         if !(MIN_WINDOW_SECS..=MAX_WINDOW_SECS).contains(&window_seconds) {
+            return None;
+        }
+        // A policy reads the metrics of what it was offered, nothing else:
+        // another team's private accounts are not its business.
+        if !self.was_offered(&candidate) {
+            self.foreign_metric_calls = self.foreign_metric_calls.saturating_add(1);
             return None;
         }
         self.metrics.metric(&candidate, &name, window_seconds)

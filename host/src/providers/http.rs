@@ -15,17 +15,21 @@ use super::{ChunkStream, ErrorClass, UpstreamError};
 /// Largest error body read from a provider.
 const MAX_ERROR_BODY: usize = 64 << 10;
 
-/// A client for one provider account.
+/// A client for one provider account. It never follows a redirect: a
+/// provider API does not redirect a POST, and following one would send the
+/// account's key to wherever the `Location` points (reqwest's default policy
+/// strips `Authorization` on a cross-host hop, but not `x-api-key`). A 3xx is
+/// an upstream error instead (see [`send`]).
 pub fn client() -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .pool_idle_timeout(Duration::from_secs(90))
         .tcp_nodelay(true)
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| format!("cannot build HTTP client: {e}"))
 }
 
-/// Classifies a transport failure.
 /// `{base}{path}` as a URL, parsed once when the account is set up rather
 /// than on every request.
 pub fn endpoint(base: &str, path: &str) -> Result<reqwest::Url, String> {
@@ -42,20 +46,25 @@ pub fn secret_header(value: &str) -> Result<reqwest::header::HeaderValue, String
     Ok(header)
 }
 
-pub fn transport_error(err: &reqwest::Error) -> UpstreamError {
+/// Classifies a transport failure. The message names what went wrong, never
+/// the URL (the caller sees it, and an internal account's address is not
+/// theirs to know; the attempt trail names the account instead).
+pub fn transport_error(err: reqwest::Error) -> UpstreamError {
     let class = if err.is_timeout() {
         ErrorClass::Timeout
     } else {
         ErrorClass::Connect
     };
+    let status = err.status().map(|s| s.as_u16());
+    let err = err.without_url();
     let mut message = err.to_string();
-    let mut source = std::error::Error::source(err);
+    let mut source = std::error::Error::source(&err);
     while let Some(inner) = source {
         message.push_str(": ");
         message.push_str(&inner.to_string());
         source = inner.source();
     }
-    UpstreamError::new(class, err.status().map(|s| s.as_u16()), message)
+    UpstreamError::new(class, status, message)
 }
 
 /// `retry-after-ms`, or `retry-after` in seconds.
@@ -116,29 +125,63 @@ pub async fn send(
     request: reqwest::RequestBuilder,
     classify: fn(u16, Option<Duration>, &[u8]) -> UpstreamError,
 ) -> Result<reqwest::Response, UpstreamError> {
-    let response = request.send().await.map_err(|e| transport_error(&e))?;
+    let response = request.send().await.map_err(transport_error)?;
     if response.status().is_success() {
         return Ok(response);
     }
     let status = response.status().as_u16();
+    if response.status().is_redirection() {
+        // Not followed (see [`client`]): failed over like a server error.
+        return Err(UpstreamError::new(
+            ErrorClass::Retryable,
+            Some(status),
+            format!(
+                "the provider answered {status} (a redirect); the gateway does not follow redirects from providers, so the request was not sent elsewhere"
+            ),
+        ));
+    }
     let retry_after = retry_after(response.headers());
     let body = error_body(response).await;
     Err(classify(status, retry_after, &body))
 }
 
-/// Reads a whole JSON response body.
-pub async fn json_body(response: reqwest::Response) -> Result<Value, UpstreamError> {
+/// Largest successful (non-streamed) answer read from a provider, unless the
+/// account sets `max_response_bytes`.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 32 << 20;
+
+/// Reads a whole JSON response body of at most `limit` bytes; a larger one
+/// is a provider fault (failed over), not something to buffer.
+pub async fn json_body(response: reqwest::Response, limit: usize) -> Result<Value, UpstreamError> {
     let status = response.status().as_u16();
-    response.json().await.map_err(|e| {
-        if e.is_decode() {
-            UpstreamError::new(
-                ErrorClass::Protocol,
-                Some(status),
-                format!("invalid response body: {e}"),
-            )
-        } else {
-            transport_error(&e)
+    let too_large = |size: u64| {
+        UpstreamError::new(
+            ErrorClass::Protocol,
+            Some(status),
+            format!(
+                "the provider's answer is larger than the {limit} byte limit (max_response_bytes) at {size} bytes; it was not read"
+            ),
+        )
+    };
+    if let Some(declared) = response.content_length()
+        && declared > limit as u64
+    {
+        return Err(too_large(declared));
+    }
+    let mut body = Vec::with_capacity(response.content_length().unwrap_or(0) as usize);
+    let mut stream = response.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(transport_error)?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large((body.len() + chunk.len()) as u64));
         }
+        body.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&body).map_err(|e| {
+        UpstreamError::new(
+            ErrorClass::Protocol,
+            Some(status),
+            format!("invalid response body: {e}"),
+        )
     })
 }
 
@@ -228,7 +271,7 @@ pub fn sse_chunks<T: Translate>(response: reqwest::Response, translate: T) -> Ch
                 },
                 Some(Err(e)) => {
                     s.ended = true;
-                    let mut err = transport_error(&e);
+                    let mut err = transport_error(e);
                     err.message = format!("stream broke: {}", err.message);
                     s.error = Some(err);
                 }

@@ -21,8 +21,9 @@ use futures_util::Stream;
 use futures_util::future::BoxFuture;
 use serde_json::{Map, Value};
 
-use crate::config::{ProviderAccount, ProviderKind};
+use crate::config::{ProviderAccount, ProviderKind, Secret};
 pub use anthropic::{ANTHROPIC_VERSION, Anthropic};
+pub use http::DEFAULT_MAX_RESPONSE_BYTES;
 pub use openai::OpenAi;
 pub use simulated::Simulated;
 
@@ -38,17 +39,20 @@ pub fn build(account: &ProviderAccount) -> Result<Arc<dyn Provider>, String> {
     Ok(match account.kind {
         ProviderKind::Openai => Arc::new(OpenAi::new(
             &account.base_url,
-            account.api_key.clone(),
+            account.api_key.as_ref().map(Secret::expose),
             true,
+            account.max_response_bytes,
         )?),
         ProviderKind::OpenaiCompatible => Arc::new(OpenAi::new(
             &account.base_url,
-            account.api_key.clone(),
+            account.api_key.as_ref().map(Secret::expose),
             false,
+            account.max_response_bytes,
         )?),
         ProviderKind::Anthropic => Arc::new(Anthropic::new(
             &account.base_url,
-            account.api_key.clone().unwrap_or_default(),
+            account.api_key.as_ref().map_or("", Secret::expose),
+            account.max_response_bytes,
         )?),
         ProviderKind::Simulated => Arc::new(Simulated::new(
             &account.name,
@@ -100,6 +104,9 @@ impl ErrorClass {
     }
 }
 
+/// Longest upstream error message kept, in characters.
+const MAX_MESSAGE_CHARS: usize = 1000;
+
 /// A classified upstream failure with the provider's own message.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{message}")]
@@ -112,11 +119,13 @@ pub struct UpstreamError {
 }
 
 impl UpstreamError {
+    /// `message` is escaped and trimmed ([`crate::text::printable`]): it
+    /// is often the provider's own text, and it reaches logs and callers.
     pub fn new(class: ErrorClass, status: Option<u16>, message: impl Into<String>) -> Self {
         Self {
             class,
             status,
-            message: message.into(),
+            message: crate::text::printable(&message.into(), MAX_MESSAGE_CHARS),
         }
     }
 

@@ -24,12 +24,20 @@ struct Inner {
     responses_url: Option<reqwest::Url>,
     /// `Bearer {api key}`.
     authorization: Option<reqwest::header::HeaderValue>,
+    /// Largest answer read (`max_response_bytes`).
+    max_body: usize,
 }
 
 impl OpenAi {
     /// `base_url` ends before `/chat/completions` (e.g. `https://api.openai.com/v1`);
     /// `responses`: whether the server also has `/responses` (OpenAI does).
-    pub fn new(base_url: &str, api_key: Option<String>, responses: bool) -> Result<Self, String> {
+    /// `max_body`: the largest non-streamed answer read.
+    pub fn new(
+        base_url: &str,
+        api_key: Option<&str>,
+        responses: bool,
+        max_body: usize,
+    ) -> Result<Self, String> {
         Ok(Self {
             inner: Arc::new(Inner {
                 client: http::client()?,
@@ -42,6 +50,7 @@ impl OpenAi {
                 authorization: api_key
                     .map(|key| http::secret_header(&format!("Bearer {key}")))
                     .transpose()?,
+                max_body,
             }),
         })
     }
@@ -137,7 +146,7 @@ impl Provider for OpenAi {
                 )));
             }
             let status = response.status().as_u16();
-            let body = http::json_body(response).await?;
+            let body = http::json_body(response, inner.max_body).await?;
             if body.get("choices").and_then(Value::as_array).is_none() {
                 return Err(UpstreamError::new(
                     ErrorClass::Protocol,
@@ -170,7 +179,7 @@ async fn responses_call(
         )));
     }
     let status = response.status().as_u16();
-    let body = http::json_body(response).await?;
+    let body = http::json_body(response, inner.max_body).await?;
     let (body, usage) = responses::response(&body).map_err(|mut e| {
         e.status = Some(status);
         e

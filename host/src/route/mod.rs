@@ -637,6 +637,7 @@ impl Executor {
                 })?;
                 request = back_request;
                 candidates = back_candidates;
+                self.count_misbehaviour(&team.name, &plugin.label, &decision.stats);
                 match decision.result {
                     Err(fault) if fault.is_fault() => {
                         self.telemetry.decision(
@@ -685,6 +686,7 @@ impl Executor {
             policy.precompute_metrics(&mut candidates, snapshot.as_ref(), window);
         }
         let decision = self.default.decide_traced(&request, &candidates, snapshot);
+        self.count_misbehaviour(&team.name, "default", &decision.stats);
         let fault = decision
             .result
             .as_ref()
@@ -698,6 +700,24 @@ impl Executor {
             request,
             candidates,
         ))
+    }
+
+    /// Counts what a decision did that a policy may not, short of a fault.
+    fn count_misbehaviour(&self, team: &str, version: &str, stats: &crate::policy::DecisionStats) {
+        if stats.foreign_metric_calls > 0 {
+            tracing::warn!(
+                team,
+                version,
+                calls = stats.foreign_metric_calls,
+                "policy asked for metrics of candidates it was not offered (answered none)"
+            );
+            self.telemetry.misbehaviour(
+                team,
+                version,
+                "foreign_metric",
+                u64::from(stats.foreign_metric_calls),
+            );
+        }
     }
 
     /// The plan, or the caller's error for a refusal or a fault.

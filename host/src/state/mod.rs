@@ -300,7 +300,7 @@ impl SharedState {
     pub fn new(settings: &StateSettings) -> Result<SharedState, StateError> {
         let remote = match &settings.redis_url {
             Some(url) => Some(Box::new(redis::RedisBackend::new(
-                url,
+                url.expose(),
                 &settings.key_prefix,
                 settings.timeout,
             )?) as Box<dyn Backend>),

@@ -115,6 +115,11 @@ pub enum StoreError {
         path: PathBuf,
         source: rusqlite::Error,
     },
+    #[error("cannot create the store at {path}: {source}")]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(
         "the store at {path} has schema version {found}, newer than this build knows ({known}); upgrade Switchyard"
     )]
@@ -270,6 +275,35 @@ fn to_json(list: Option<&[String]>) -> Option<String> {
     list.map(|l| serde_json::Value::from(l.to_vec()).to_string())
 }
 
+/// Creates the store's file readable and writable by its owner only (mode
+/// 0600): it holds key hashes, policies and spend. SQLite gives its `-wal`
+/// and `-shm` files the same mode. An existing file keeps its mode; a
+/// warning says when others can read it.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let mode = std::fs::metadata(path)?.permissions().mode();
+                if mode & 0o077 != 0 {
+                    tracing::warn!(path = %path.display(), mode = format!("{:o}", mode & 0o777), "the store file is readable by other users; `chmod 600` it");
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
 impl Store {
     /// Opens (creating if needed) the store at `path` and migrates it.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
@@ -277,6 +311,10 @@ impl Store {
             path: path.to_path_buf(),
             source,
         };
+        create_private(path).map_err(|source| StoreError::Create {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let mut conn = Connection::open(path).map_err(open_err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(open_err)?;

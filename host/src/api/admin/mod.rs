@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 
 use super::{AppState, bearer_token, error_response};
+use crate::config::Secret;
 use crate::health::State as Circuit;
 use crate::metrics::telemetry::Family;
 use crate::metrics::{MIN_WINDOW_SECS, Summary, parse_window};
@@ -92,6 +93,7 @@ pub async fn prometheus(State(state): State<AppState>) -> Response {
         },
     ];
     let mut extra = Vec::from(extra);
+    extra.extend(state.load.families());
     extra.extend(executor.state().families());
     extra.extend(executor.spending().families());
     let body = executor.telemetry().render(&extra);
@@ -128,7 +130,7 @@ impl Caller {
 }
 
 fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, RouteError> {
-    let Some(token) = bearer_token(headers).filter(|t| !t.is_empty()) else {
+    let Some(token) = bearer_token(headers)?.filter(|t| !t.is_empty()) else {
         return Err(RouteError::new(
             401,
             "invalid_request_error",
@@ -136,7 +138,12 @@ fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, RouteError> {
             "The admin API needs the admin token (or a team admin token) as `Authorization: Bearer TOKEN`.",
         ));
     };
-    if let Some(expected) = state.executor.config().admin_token.as_deref()
+    if let Some(expected) = state
+        .executor
+        .config()
+        .admin_token
+        .as_ref()
+        .map(Secret::expose)
         && constant_time_eq(token.as_bytes(), expected.as_bytes())
     {
         return Ok(Caller::Operator);
@@ -360,7 +367,10 @@ pub(crate) fn store_error(error: StoreError) -> RouteError {
         StoreError::NothingToRollBack(_) => (409, "nothing_to_roll_back"),
         StoreError::KeyExists => (409, "key_exists"),
         StoreError::NoKey { .. } => (404, "key_not_found"),
-        StoreError::Open { .. } | StoreError::TooNew { .. } | StoreError::Sqlite(_) => {
+        StoreError::Open { .. }
+        | StoreError::Create { .. }
+        | StoreError::TooNew { .. }
+        | StoreError::Sqlite(_) => {
             tracing::error!(error = %message, "store failure");
             return RouteError::new(503, "server_error", "store_unavailable", message);
         }
@@ -443,16 +453,22 @@ pub(crate) fn find_team(state: &AppState, team: &str) -> Result<Arc<Tenant>, Rou
 /// Reads a JSON object body of at most [`MAX_JSON_BODY`] bytes (an empty
 /// body when `empty_ok` reads as `{}`).
 pub(crate) async fn read_json(
+    state: &AppState,
     headers: &HeaderMap,
     body: axum::body::Body,
     empty_ok: bool,
 ) -> Result<serde_json::Map<String, Value>, RouteError> {
-    let bytes = crate::api::read_body(headers, body, MAX_JSON_BODY)
+    let (bytes, _charge) = state
+        .load
+        .intake
+        .read_body(headers, body, MAX_JSON_BODY)
         .await
         .map_err(|e| e.to_error(MAX_JSON_BODY, "request body"))?;
     if empty_ok && bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(serde_json::Map::new());
     }
+    let max_values = state.executor.config().server.max_json_values;
+    crate::api::intake::json_shape(&bytes, max_values).map_err(|e| e.to_error())?;
     json_object(&bytes)
 }
 

@@ -11,6 +11,8 @@
 //! stored only if it compiles, implements our WIT world, imports nothing but
 //! what the sandbox provides, stays within the limits, and passes its cases.
 
+use std::time::Duration;
+
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -23,6 +25,7 @@ use super::{
     Answer, PathResult, authorize_team, blocking, find_team, ok, path, read_json, store_error,
     team_answer, team_view, write,
 };
+use crate::api::intake::{Charge, Intake};
 use crate::api::{AppState, BodyError};
 use crate::harness;
 use crate::route::RouteError;
@@ -59,18 +62,21 @@ fn too_large(size: usize, limit: usize) -> RouteError {
 }
 
 async fn read_submission(
+    intake: &Intake,
     headers: &HeaderMap,
     query: UploadQuery,
     body: Body,
     limit: usize,
-) -> Result<Submission, RouteError> {
+) -> Result<(Submission, Charge), RouteError> {
     let total_limit = limit + CASES_ALLOWANCE;
-    let bytes = crate::api::read_body(headers, body, total_limit)
-        .await
-        .map_err(|e| match e {
-            BodyError::TooLarge(n) => too_large(n, limit),
-            BodyError::Broken => e.to_error(total_limit, "upload"),
-        })?;
+    let (bytes, charge) =
+        intake
+            .read_body(headers, body, total_limit)
+            .await
+            .map_err(|e| match e {
+                BodyError::TooLarge(n) => too_large(n, limit),
+                e => e.to_error(total_limit, "upload"),
+            })?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -123,7 +129,7 @@ async fn read_submission(
             "`notes` may be at most 4096 bytes.",
         ));
     }
-    Ok(submission)
+    Ok((submission, charge))
 }
 
 async fn multipart(content_type: &str, bytes: Bytes) -> Result<Submission, RouteError> {
@@ -184,8 +190,14 @@ async fn multipart(content_type: &str, bytes: Bytes) -> Result<Submission, Route
     })
 }
 
-/// Runs the uploaded case file; every case must pass.
-fn check_cases(policy: &crate::policy::Policy, text: &str) -> Result<Value, RouteError> {
+/// Runs the uploaded case file; every case must pass, and all of them
+/// within `cpu` of this thread's CPU time.
+fn check_cases(
+    policy: &crate::policy::Policy,
+    text: &str,
+    max_cases: usize,
+    cpu: Duration,
+) -> Result<Value, RouteError> {
     let file = harness::parse_case_file(text).map_err(|e| RouteError::invalid("cases", e))?;
     if file.cases.is_empty() {
         return Err(RouteError::invalid(
@@ -193,7 +205,43 @@ fn check_cases(policy: &crate::policy::Policy, text: &str) -> Result<Value, Rout
             "The case file holds no cases.",
         ));
     }
-    let reports = harness::run_cases(policy, &file);
+    if file.cases.len() > max_cases {
+        return Err(RouteError {
+            param: Some("cases".into()),
+            ..RouteError::new(
+                413,
+                "invalid_request_error",
+                "too_many_cases",
+                format!(
+                    "The case file holds {} cases; an upload may carry at most {max_cases} (plugins.max_cases).",
+                    file.cases.len()
+                ),
+            )
+        });
+    }
+    let started = thread_cpu_time();
+    let mut reports = Vec::with_capacity(file.cases.len());
+    for case in &file.cases {
+        reports.push(harness::run_case(policy, &file, case));
+        let used = thread_cpu_time().saturating_sub(started);
+        if used > cpu && reports.len() < file.cases.len() {
+            return Err(RouteError {
+                param: Some("cases".into()),
+                ..RouteError::new(
+                    422,
+                    "invalid_request_error",
+                    "cases_cpu_exceeded",
+                    format!(
+                        "The cases used {} ms of CPU time after {} of {}; an upload's cases may use {} ms in all (plugins.cases_cpu_ms).",
+                        used.as_millis(),
+                        reports.len(),
+                        file.cases.len(),
+                        cpu.as_millis()
+                    ),
+                )
+            });
+        }
+    }
     let failed: Vec<String> = reports
         .iter()
         .filter(|r| !r.passed())
@@ -230,13 +278,28 @@ pub async fn upload(
     let caller = authorize_team(&state, &headers, &team)?;
     let Query(query) = query.map_err(|e| RouteError::invalid("query", e.body_text()))?;
     find_team(&state, &team)?;
-    let limit = state.executor.config().plugins.max_upload_bytes;
-    let submission = read_submission(&headers, query, body, limit).await?;
+    let settings = &state.executor.config().plugins;
+    let limit = settings.max_upload_bytes;
+    let (submission, _charge) =
+        read_submission(&state.load.intake, &headers, query, body, limit).await?;
     let teams = state.teams.clone();
     let component = submission.component.clone();
     let cases = submission.cases.clone();
-    // Validate before taking the write lock: compiling takes a while.
-    let (policy, case_summary) = blocking(move || {
+    let (max_cases, cases_cpu) = (settings.max_cases, settings.cases_cpu);
+    // Validate before taking the write lock: compiling takes a while. A few
+    // uploads at a time, on a low-priority thread (the compile worker it
+    // starts inherits the priority), never on the threads serving /v1.
+    let _slot = state.teams.uploads().enter().await.map_err(|_| {
+        let mut e = RouteError::new(
+            429,
+            "rate_limit_error",
+            "uploads_busy",
+            "The gateway is compiling as many policy uploads as it may (plugins.compile_slots, plugins.compile_queue); retry shortly.",
+        );
+        e.retry_after = Some(settings.compile_timeout.min(Duration::from_secs(10)));
+        e
+    })?;
+    let (policy, case_summary) = background(move || {
         let policy = teams.runtime().load(&component).map_err(|e| RouteError {
             param: Some("component".into()),
             ..RouteError::new(
@@ -247,7 +310,7 @@ pub async fn upload(
             )
         })?;
         let summary = match &cases {
-            Some(text) => Some(check_cases(&policy, text)?),
+            Some(text) => Some(check_cases(&policy, text, max_cases, cases_cpu)?),
             None => None,
         };
         Ok((policy, summary))
@@ -298,6 +361,45 @@ pub async fn upload(
             "cases": case_summary,
             "active": activate,
         }),
+    )
+}
+
+/// Runs `work` on a thread of its own at a lower scheduling priority (nice
+/// 10), so compiling and testing an upload takes CPU only the serving
+/// threads leave.
+async fn background<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, RouteError> + Send + 'static,
+) -> Result<T, RouteError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("policy-upload".into())
+        .spawn(move || {
+            // SAFETY: gettid and setpriority only act on this thread.
+            unsafe {
+                let tid = libc::gettid();
+                libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10);
+            }
+            let _ = tx.send(work());
+        });
+    let failed = |what: String| RouteError::new(500, "server_error", "internal_error", what);
+    spawned.map_err(|e| failed(format!("cannot start the upload thread: {e}")))?;
+    rx.await
+        .unwrap_or_else(|_| Err(failed("the upload thread failed".into())))
+}
+
+/// CPU time this thread has used.
+fn thread_cpu_time() -> Duration {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes `now`.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) } != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(
+        u64::try_from(now.tv_sec).unwrap_or(0),
+        u32::try_from(now.tv_nsec).unwrap_or(0),
     )
 }
 
@@ -420,7 +522,7 @@ pub async fn put_config(
 ) -> Answer {
     let team = path(team)?;
     authorize_team(&state, &headers, &team)?;
-    let config = read_json(&headers, body, false).await?;
+    let config = read_json(&state, &headers, body, false).await?;
     find_team(&state, &team)?;
     let text = Value::Object(config.clone()).to_string();
     let name = team.clone();

@@ -17,22 +17,10 @@ use crate::route::RouteError;
 use crate::store::KeyScope;
 use crate::teams::Origin;
 
-/// A team name: 1–64 letters, digits, `.`, `_` or `-` (it appears in URLs
-/// and metric labels).
+/// A team name ([`crate::config::check_team_name`]): it appears in URLs and
+/// metric labels.
 fn check_name(name: &str) -> Result<(), RouteError> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(RouteError::invalid(
-            "name",
-            format!("Team name {name:?} must be 1 to 64 letters, digits, '.', '_' or '-'."),
-        ))
-    }
+    crate::config::check_team_name(name).map_err(|problem| RouteError::invalid("name", problem))
 }
 
 /// `Some(None)` for `null` (everything allowed), `Some(Some(list))` for a
@@ -106,7 +94,7 @@ fn access(map: &Map<String, Value>, allowed: &[&str]) -> Result<Access, RouteErr
 /// `POST /admin/v1/teams`: `{"name", "allowed_models"?, "allowed_providers"?, "zdr"?, "policy_config"?}`.
 pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Answer {
     authorize(&state, &headers)?;
-    let map = read_json(&headers, body, false).await?;
+    let map = read_json(&state, &headers, body, false).await?;
     let name = match map.get("name") {
         Some(Value::String(name)) => name.clone(),
         _ => {
@@ -191,7 +179,7 @@ pub async fn update(
 ) -> Answer {
     let team = path(team)?;
     authorize(&state, &headers)?;
-    let map = read_json(&headers, body, false).await?;
+    let map = read_json(&state, &headers, body, false).await?;
     let changes = access(&map, &["allowed_models", "allowed_providers", "zdr"])?;
     let tenant = find_team(&state, &team)?;
     if tenant.origin == Origin::Config {
@@ -258,7 +246,7 @@ pub async fn create_key(
 ) -> Answer {
     let team = path(team)?;
     authorize(&state, &headers)?;
-    let map = read_json(&headers, body, true).await?;
+    let map = read_json(&state, &headers, body, true).await?;
     if let Some(unknown) = map
         .keys()
         .find(|k| !["label", "scope"].contains(&k.as_str()))

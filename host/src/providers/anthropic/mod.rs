@@ -25,16 +25,20 @@ struct Inner {
     client: reqwest::Client,
     url: reqwest::Url,
     api_key: reqwest::header::HeaderValue,
+    /// Largest answer read (`max_response_bytes`).
+    max_body: usize,
 }
 
 impl Anthropic {
-    /// `base_url` is the API root (e.g. `https://api.anthropic.com`).
-    pub fn new(base_url: &str, api_key: String) -> Result<Self, String> {
+    /// `base_url` is the API root (e.g. `https://api.anthropic.com`);
+    /// `max_body`: the largest non-streamed answer read.
+    pub fn new(base_url: &str, api_key: &str, max_body: usize) -> Result<Self, String> {
         Ok(Self {
             inner: Arc::new(Inner {
                 client: http::client()?,
                 url: http::endpoint(base_url, "/v1/messages")?,
-                api_key: http::secret_header(&api_key)?,
+                api_key: http::secret_header(api_key)?,
+                max_body,
             }),
         })
     }
@@ -96,7 +100,7 @@ impl Provider for Anthropic {
                 return Ok(ChatResponse::Stream(http::sse_chunks(response, events)));
             }
             let status = response.status().as_u16();
-            let body = http::json_body(response).await?;
+            let body = http::json_body(response, inner.max_body).await?;
             let (body, usage) = translate::response(&body, &model, created).map_err(|e| {
                 UpstreamError::new(ErrorClass::Protocol, Some(status), e.to_string())
             })?;

@@ -1,0 +1,498 @@
+//! The `switchyard` command: the gateway and its policy tools. The binary's
+//! `main` is [`main`]; it lives in the library so that test builds can run
+//! the very same command (as a compile worker, or a gateway in its own
+//! process).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::client::{AdminClient, ClientError};
+use crate::config::Config;
+use crate::policy::{DEFAULT_POLICY_WASM, Limits, Runtime};
+use crate::{api, harness};
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "switchyard",
+    version,
+    about = "LLM gateway with sandboxed, team-owned routing policies"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        /// The configuration file (TOML; see examples/demo.toml).
+        #[arg(long, short, env = "SWITCHYARD_CONFIG")]
+        config: PathBuf,
+        /// Listen address, overriding `server.listen` of the config.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// The embedded store's SQLite file, overriding `store.path` of the
+        /// config (created on first start).
+        #[arg(long, env = "SWITCHYARD_STORE")]
+        store: Option<PathBuf>,
+    },
+    /// Work with routing-policy components offline.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Team API keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Print the sha256 of an API key, as `key_sha256` in a team's config.
+    Hash {
+        /// The key.
+        key: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Run a policy against a case file; exits non-zero if any case fails.
+    Test {
+        /// The policy component (.wasm), or `builtin:default` for the bundled one.
+        plugin: String,
+        /// The case file (JSON; see docs/policy-cases.md).
+        cases: PathBuf,
+        #[command(flatten)]
+        limits: LimitArgs,
+        /// Instructions each case may execute.
+        #[arg(long, default_value_t = 100_000_000)]
+        fuel: u64,
+    },
+    /// Measure decisions per second and decision time on synthetic candidates.
+    Bench {
+        /// The policy component (.wasm), or `builtin:default` for the bundled one.
+        plugin: String,
+        /// Number of candidates offered per decision.
+        #[arg(long, default_value_t = 20)]
+        candidates: usize,
+        /// Sort metric of the synthetic requests.
+        #[arg(long, default_value = "p50_latency")]
+        metric: String,
+        /// How long to measure, in seconds.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
+    /// Compile a component read from standard input and write the compiled
+    /// artifact to standard output: what the gateway runs, in its own
+    /// process and budget, for every uploaded policy.
+    #[command(hide = true)]
+    CompileWorker {
+        /// Compile for an engine that counts fuel.
+        #[arg(long)]
+        fuel: bool,
+    },
+    /// Load a policy and print what it says about itself.
+    Describe {
+        /// The policy component (.wasm), or `builtin:default` for the bundled one.
+        plugin: String,
+    },
+    /// Upload a policy for a team (validated by the gateway, then activated
+    /// unless --no-activate).
+    Push {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// The team.
+        #[arg(long)]
+        team: String,
+        /// The policy component (.wasm), or `builtin:default` for the bundled one.
+        plugin: String,
+        /// A case file the policy must pass before it is stored.
+        #[arg(long)]
+        cases: Option<PathBuf>,
+        /// Notes kept with the version.
+        #[arg(long, default_value = "")]
+        notes: String,
+        /// Store the version without activating it.
+        #[arg(long)]
+        no_activate: bool,
+    },
+    /// List a team's policy versions.
+    List {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// The team.
+        #[arg(long)]
+        team: String,
+    },
+    /// Activate one of a team's policy versions.
+    Activate {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// The team.
+        #[arg(long)]
+        team: String,
+        /// The version number.
+        version: u32,
+    },
+    /// Re-activate the version a team used before the current one.
+    Rollback {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// The team.
+        #[arg(long)]
+        team: String,
+    },
+}
+
+/// Where the admin API is and how to authenticate.
+#[derive(clap::Args)]
+struct AdminArgs {
+    /// The gateway's base URL.
+    #[arg(long, env = "SWITCHYARD_URL", default_value = "http://127.0.0.1:4000")]
+    url: String,
+    /// The admin token, or the team's admin token.
+    #[arg(long, env = "SWITCHYARD_ADMIN_TOKEN", hide_env_values = true)]
+    token: String,
+}
+
+impl AdminArgs {
+    fn client(&self) -> AdminClient {
+        AdminClient::new(&self.url, &self.token)
+    }
+}
+
+/// Runs one admin call on a small runtime.
+fn admin_call<F: std::future::Future<Output = Result<serde_json::Value, ClientError>>>(
+    call: F,
+) -> Result<serde_json::Value> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    Ok(runtime.block_on(call)?)
+}
+
+fn print_policy(view: &serde_json::Value) {
+    let p = &view["policy"];
+    match p["active_version"].as_u64() {
+        Some(v) => {
+            println!(
+                "active:      v{v} ({} {}, sha256 {})",
+                p["name"].as_str().unwrap_or("?"),
+                p["plugin_version"].as_str().unwrap_or("?"),
+                p["sha256"].as_str().map_or("?", |s| &s[..s.len().min(12)])
+            );
+            if let Some(reason) = p["set_aside"].as_str() {
+                println!("set aside:   {reason}");
+            }
+        }
+        None => println!("active:      the bundled default policy"),
+    }
+}
+
+#[derive(clap::Args)]
+struct LimitArgs {
+    /// Deadline of one decision, in milliseconds.
+    #[arg(long, default_value_t = 10)]
+    deadline_ms: u64,
+    /// Memory cap of one decision, in MiB.
+    #[arg(long, default_value_t = 32)]
+    memory_mib: usize,
+}
+
+impl LimitArgs {
+    fn limits(&self, fuel: Option<u64>) -> Limits {
+        Limits {
+            deadline: Duration::from_millis(self.deadline_ms),
+            max_memory_bytes: self.memory_mib << 20,
+            fuel,
+            ..Limits::default()
+        }
+    }
+}
+
+fn read_plugin(plugin: &str) -> Result<Vec<u8>> {
+    if plugin == "builtin:default" {
+        return Ok(DEFAULT_POLICY_WASM.to_vec());
+    }
+    std::fs::read(Path::new(plugin))
+        .with_context(|| format!("cannot read policy component {plugin}"))
+}
+
+/// Runs the `switchyard` command with the process's arguments.
+pub fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+fn serve(
+    config_path: &Path,
+    listen: Option<std::net::SocketAddr>,
+    store: Option<PathBuf>,
+) -> Result<ExitCode> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    // Every client connection is a descriptor (and often an upstream one):
+    // take the hard limit, as servers do. The connection cap is derived
+    // from what this leaves, unless the config sets it.
+    match api::server::raise_fd_limit() {
+        Ok(limit) => tracing::info!(open_files = limit, "file descriptor limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot read or raise the file descriptor limit"),
+    }
+    let mut config = Config::load(config_path)?;
+    if let Some(addr) = listen {
+        config.server.listen = addr;
+    }
+    if let Some(path) = store {
+        config.store_path = path;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let addr = config.server.listen;
+        let grace = config.server.shutdown_grace;
+        let state = api::app_state(config)?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let local = listener.local_addr()?;
+        tracing::info!("switchyard listening on http://{local}");
+        println!("switchyard listening on http://{local}");
+        api::serve(listener, state, grace, wait_for_signal()).await?;
+        tracing::info!("stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Serve {
+            config,
+            listen,
+            store,
+        } => serve(&config, listen, store),
+        Command::Key(KeyCommand::Hash { key }) => {
+            println!("{}", crate::config::hash_key(&key));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Policy(PolicyCommand::Test {
+            plugin,
+            cases,
+            limits,
+            fuel,
+        }) => {
+            let limits = limits.limits(Some(fuel));
+            let memory_limit = limits.max_memory_bytes;
+            let runtime = Runtime::new(limits)?;
+            let policy = runtime
+                .load(&read_plugin(&plugin)?)
+                .with_context(|| format!("cannot load {plugin}"))?;
+            let text = std::fs::read_to_string(&cases)
+                .with_context(|| format!("cannot read case file {}", cases.display()))?;
+            let file = harness::parse_case_file(&text)
+                .map_err(anyhow::Error::msg)
+                .with_context(|| cases.display().to_string())?;
+            let info = policy.info();
+            println!(
+                "policy {} {} (switchyard:policy@{}, sha256 {}), {} cases from {}\n",
+                info.name,
+                info.version,
+                policy.wit_version(),
+                &policy.sha256()[..12],
+                file.cases.len(),
+                cases.display()
+            );
+            let reports = harness::run_cases(&policy, &file);
+            print!(
+                "{}",
+                harness::render_report(&reports, memory_limit, Some(fuel))
+            );
+            let ok = !reports.is_empty() && reports.iter().all(|r| r.passed());
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Policy(PolicyCommand::Bench {
+            plugin,
+            candidates,
+            metric,
+            seconds,
+            limits,
+        }) => {
+            anyhow::ensure!(candidates > 0, "--candidates must be at least 1");
+            anyhow::ensure!(
+                seconds.is_finite() && seconds > 0.0,
+                "--seconds must be positive"
+            );
+            let runtime = Runtime::new(limits.limits(None))?;
+            let policy = runtime
+                .load(&read_plugin(&plugin)?)
+                .with_context(|| format!("cannot load {plugin}"))?;
+            println!(
+                "policy {} {}: single thread, sort by {metric}\n",
+                policy.info().name,
+                policy.info().version
+            );
+            let reports = harness::bench(
+                &policy,
+                candidates,
+                &metric,
+                Duration::from_secs_f64(seconds),
+            );
+            print!("{}", harness::render_bench(&reports));
+            Ok(if reports.iter().all(|r| r.faults == 0) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Policy(PolicyCommand::Push {
+            admin,
+            team,
+            plugin,
+            cases,
+            notes,
+            no_activate,
+        }) => {
+            let bytes = read_plugin(&plugin)?;
+            let cases = cases
+                .map(|path| {
+                    std::fs::read_to_string(&path)
+                        .with_context(|| format!("cannot read case file {}", path.display()))
+                })
+                .transpose()?;
+            let client = admin.client();
+            let answer =
+                admin_call(client.push(&team, &bytes, cases.as_deref(), &notes, !no_activate))?;
+            println!(
+                "uploaded {plugin} as team {team}'s version {} ({} {}, sha256 {})",
+                answer["version"],
+                answer["name"].as_str().unwrap_or("?"),
+                answer["plugin_version"].as_str().unwrap_or("?"),
+                answer["sha256"]
+                    .as_str()
+                    .map_or("?", |s| &s[..s.len().min(12)]),
+            );
+            if let Some(total) = answer["cases"]["total"].as_u64() {
+                println!("cases:       {total} passed");
+            }
+            println!(
+                "{}",
+                if no_activate {
+                    "not activated (switchyard policy activate to use it)"
+                } else {
+                    "activated: new requests use it now"
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Policy(PolicyCommand::List { admin, team }) => {
+            let answer = admin_call(admin.client().list(&team))?;
+            println!("team {team}");
+            print_policy(&answer);
+            let versions = answer["data"].as_array().cloned().unwrap_or_default();
+            if versions.is_empty() {
+                println!("no uploaded versions");
+            }
+            for v in versions {
+                println!(
+                    "{} v{:<4} sha256 {}  wit {}  by {}  {}",
+                    if v["active"] == true { "*" } else { " " },
+                    v["version"],
+                    v["sha256"].as_str().map_or("?", |s| &s[..s.len().min(12)]),
+                    v["wit_version"].as_str().unwrap_or("?"),
+                    v["uploader"].as_str().unwrap_or("?"),
+                    v["notes"].as_str().unwrap_or(""),
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Policy(PolicyCommand::Activate {
+            admin,
+            team,
+            version,
+        }) => {
+            let answer = admin_call(admin.client().activate(&team, version))?;
+            println!("team {team}");
+            print_policy(&answer);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Policy(PolicyCommand::Rollback { admin, team }) => {
+            let answer = admin_call(admin.client().rollback(&team))?;
+            println!("team {team} rolled back");
+            print_policy(&answer);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Policy(PolicyCommand::CompileWorker { fuel }) => {
+            Ok(crate::policy::compile::worker_main(fuel))
+        }
+        Command::Policy(PolicyCommand::Describe { plugin }) => {
+            let runtime = Runtime::new(Limits::default())?;
+            let bytes = read_plugin(&plugin)?;
+            let policy = runtime
+                .load(&bytes)
+                .with_context(|| format!("cannot load {plugin}"))?;
+            let info = policy.info();
+            println!("name:        {}", info.name);
+            println!("version:     {}", info.version);
+            println!("wit:         switchyard:policy@{}", policy.wit_version());
+            println!("sha256:      {}", policy.sha256());
+            println!("size:        {} bytes", policy.size());
+            let s = policy.structure();
+            println!(
+                "structure:   {} modules, {} functions; largest function {} bytes, most locals {}, highest locals × blocks {}",
+                s.modules,
+                s.functions,
+                s.largest_function_bytes,
+                s.most_function_locals,
+                s.highest_function_complexity
+            );
+            println!(
+                "metrics:     {}",
+                if info.metrics.is_empty() {
+                    "-".to_string()
+                } else {
+                    info.metrics.join(", ")
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
