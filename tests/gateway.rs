@@ -815,12 +815,13 @@ async fn a_logical_model_refuses_what_it_does_not_offer_and_is_listed() {
 #[tokio::test]
 async fn an_oversized_body_gets_a_413_the_client_can_read() {
     let env = Env::start().await;
-    // Over the 16 MiB limit, sent with a length and then chunked: either way
-    // the client is still sending when the gateway refuses, and must get the
-    // error, not a broken pipe.
+    // Over the 4 MiB limit (and the 20 MiB one of requests with images),
+    // sent with a length and then chunked: either way the client is still
+    // sending when the gateway refuses, and must get the error, not a broken
+    // pipe.
     let big = format!(
         r#"{{"model": "gpt-4o", "messages": [{{"role": "user", "content": "{}"}}]}}"#,
-        "x".repeat(17 << 20)
+        "x".repeat(21 << 20)
     );
     let sized = env
         .client
@@ -853,7 +854,7 @@ async fn an_oversized_body_gets_a_413_the_client_can_read() {
         assert!(
             body["error"]["message"]
                 .as_str()
-                .is_some_and(|m| m.contains("16777216 byte limit")),
+                .is_some_and(|m| m.contains("4194304 byte limit")),
             "{body}"
         );
     }

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 pub mod mock;
+pub mod process;
 pub mod redis;
 
 /// Directory holding the guest components built by `tests/build.rs`.
@@ -36,8 +37,35 @@ pub fn temp_store() -> PathBuf {
     dir.join(format!("{}-{n}-{nanos:x}.db", std::process::id()))
 }
 
+/// The `switchyard` command built by this package (`switchyard-test-cli`,
+/// beside the test binaries' `deps/` directory), or the one
+/// `SWITCHYARD_TEST_CLI` names (to run the process tests against another
+/// build).
+pub fn cli_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("SWITCHYARD_TEST_CLI") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("test binary directory");
+    let path = dir.join(format!(
+        "switchyard-test-cli{}",
+        std::env::consts::EXE_SUFFIX
+    ));
+    assert!(
+        path.exists(),
+        "{} is missing: it is built with the tests of this package",
+        path.display()
+    );
+    path
+}
+
 /// Parses the config `text` (named `name` in errors), reading `${VAR}`s from
-/// `env`; without a `[store]` table it gets a fresh temporary store.
+/// `env`; without a `[store]` table it gets a fresh temporary store. Uploaded
+/// policies are compiled by [`cli_binary`], as a gateway compiles them with
+/// its own executable.
 pub fn parse_config(name: &str, text: &str, env: &[(&str, &str)]) -> switchyard::config::Config {
     let mut config = switchyard::config::Config::parse(name, text, &|var| {
         env.iter()
@@ -47,6 +75,9 @@ pub fn parse_config(name: &str, text: &str, env: &[(&str, &str)]) -> switchyard:
     .expect("config");
     if !text.contains("[store]") {
         config.store_path = temp_store();
+    }
+    if config.plugins.compile_worker.is_none() {
+        config.plugins.compile_worker = Some(cli_binary());
     }
     config
 }

@@ -129,6 +129,13 @@ pub enum Behavior {
     /// Wait `delay_ms` before answering (before the response headers), then
     /// behave as `Text(text)`.
     Slow { delay_ms: u64, text: String },
+    /// Answer exactly this: status, headers and body (a redirect, a body
+    /// too large to be an answer, ...).
+    Raw {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    },
 }
 
 /// One request the mock received.
@@ -755,6 +762,23 @@ async fn respond(shared: &Shared, ctx: &Ctx, behavior: Behavior) -> Response {
             answer(shared, ctx, Answer::Text(text))
         }
         Behavior::Error { status, message } => error_response(flavor, status, &message, ctx.id),
+        Behavior::Raw {
+            status,
+            headers,
+            body,
+        } => {
+            let mut resp = Response::new(axum::body::Body::from(body));
+            *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            for (name, value) in headers {
+                if let (Ok(name), Ok(value)) = (
+                    HeaderName::from_bytes(name.as_bytes()),
+                    HeaderValue::from_str(&value),
+                ) {
+                    resp.headers_mut().append(name, value);
+                }
+            }
+            resp
+        }
         Behavior::RateLimited { retry_after_secs } => {
             let mut resp = match flavor {
                 Flavor::OpenAi => openai_error(
