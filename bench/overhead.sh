@@ -10,8 +10,14 @@
 # baseline), then through the gateway (Chat Completions, streamed and not, and
 # the Responses and Messages APIs, which the gateway translates to the
 # provider's Chat Completions). Prints throughput, p50 and p99, and the added
-# latency (through the gateway minus direct). Then measures the gateway's
-# resident memory idle and while 1,000 streams are open at once.
+# latency (through the gateway minus direct), and the CPU time the serving
+# process (the mock for direct rows, the gateway alone for gateway rows) spent
+# per request answered. Then measures the gateway's resident memory idle and
+# while 1,000 streams are open at once.
+#
+# BIN=path/to/switchyard measures another build of the gateway (e.g. the one
+# before a change, built from another checkout), so two builds can be compared
+# in one session, alternating runs.
 #
 # Installs what it needs (wrk, from Debian's packages) and builds what it
 # runs. Every run is bounded by DURATION; the whole script by `timeout`.
@@ -36,7 +42,7 @@ rustup target add wasm32-wasip2 >/dev/null 2>&1 || true
 
 echo "== building (release)"
 cargo build --release -q -p switchyard -p switchyard-bench-mock
-bin=target/release/switchyard
+bin=${BIN:-target/release/switchyard}
 mock=target/release/bench-mock
 
 work=$(mktemp -d)
@@ -86,7 +92,8 @@ start_pair() { # $1 mock port, $2 gateway port, extra mock args...
   local mp=$1 gp=$2
   shift 2
   "$mock" "127.0.0.1:$mp" "$@" 2>>"$work/mock.log" &
-  pids+=($!)
+  mock_pid=$!
+  pids+=($mock_pid)
   config "$gp" "$mp" "$work/gateway-$gp.toml"
   BENCH_PROVIDER_KEY=sk-upstream RUST_LOG=warn "$bin" serve --config "$work/gateway-$gp.toml" 2>>"$work/gateway.log" &
   gateway_pid=$!
@@ -128,15 +135,23 @@ check() { # $1 url, $2 body, $3 expected text
 
 results="$work/results.tsv"
 : >"$results"
-run() { # $1 label, $2 url, $3 lua, $4 connections
+# CPU time (user + system, in clock ticks) a process has used so far.
+cpu_ticks() { # $1 pid
+  awk '{print $14 + $15}' "/proc/$1/stat"
+}
+run() { # $1 label, $2 url, $3 lua, $4 connections, $5 pid of the process serving $2
   local threads=2
   [ "$4" -lt 2 ] && threads=1
   local out="$work/wrk-$1-$4.txt"
+  local before after
+  before=$(cpu_ticks "$5")
   timeout $((DURATION + 30)) wrk -t"$threads" -c"$4" -d"${DURATION}s" --timeout 10s --latency \
     -s "$work/$3.lua" "$2" >"$out"
-  python3 - "$1" "$4" "$out" >>"$results" <<'PY'
+  after=$(cpu_ticks "$5")
+  python3 - "$1" "$4" "$out" "$((after - before))" "$(getconf CLK_TCK)" >>"$results" <<'PY'
 import re, sys
 label, conns, path = sys.argv[1], sys.argv[2], sys.argv[3]
+cpu_us = int(sys.argv[4]) * 1e6 / int(sys.argv[5])
 text = open(path).read()
 def us(v):
     n, unit = re.match(r"([\d.]+)(us|ms|s)", v).groups()
@@ -150,7 +165,7 @@ errors = re.search(r"Socket errors: (.*)", text)
 if bad or errors:
     sys.stderr.write(f"{label} at {conns}: {bad.group(0) if bad else ''} {errors.group(0) if errors else ''}\n")
     sys.exit(1)
-print(f"{label}\t{conns}\t{rps:.0f}\t{p50:.0f}\t{p99:.0f}\t{total}")
+print(f"{label}\t{conns}\t{rps:.0f}\t{p50:.0f}\t{p99:.0f}\t{total}\t{cpu_us / total:.1f}")
 PY
 }
 
@@ -165,12 +180,12 @@ check "$gw/v1/chat/completions" "$chat_stream" "DONE"
 check "$gw/v1/responses" "$responses" "benchmark provider"
 check "$gw/v1/messages" "$messages" "benchmark provider"
 for c in $CONCURRENCY; do
-  run "direct chat" "$direct" chat "$c"
-  run "gateway chat" "$gw/v1/chat/completions" chat "$c"
-  run "direct chat stream" "$direct" chat_stream "$c"
-  run "gateway chat stream" "$gw/v1/chat/completions" chat_stream "$c"
-  run "gateway responses" "$gw/v1/responses" responses "$c"
-  run "gateway messages" "$gw/v1/messages" messages "$c"
+  run "direct chat" "$direct" chat "$c" "$mock_pid"
+  run "gateway chat" "$gw/v1/chat/completions" chat "$c" "$gateway_pid"
+  run "direct chat stream" "$direct" chat_stream "$c" "$mock_pid"
+  run "gateway chat stream" "$gw/v1/chat/completions" chat_stream "$c" "$gateway_pid"
+  run "gateway responses" "$gw/v1/responses" responses "$c" "$gateway_pid"
+  run "gateway messages" "$gw/v1/messages" messages "$c" "$gateway_pid"
 done
 idle_rss=$(awk '/VmRSS/ {print $2}' "/proc/$gateway_pid/status")
 
@@ -179,16 +194,16 @@ import sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 by = {(r[0], r[1]): r for r in rows}
 print()
-print("| path | conc | req/s | p50 µs | p99 µs | added p50 µs | added p99 µs | throughput vs direct |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|")
-for label, conns, rps, p50, p99, total in rows:
+print("| path | conc | req/s | p50 µs | p99 µs | added p50 µs | added p99 µs | throughput vs direct | CPU µs/req |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+for label, conns, rps, p50, p99, total, cpu in rows:
     base = by.get(("direct chat stream" if "stream" in label else "direct chat", conns))
     if label.startswith("direct") or base is None:
         added = ("", "", "")
     else:
         added = (str(int(p50) - int(base[3])), str(int(p99) - int(base[4])),
                  f"{100 * float(rps) / float(base[2]):.0f}%")
-    print(f"| {label} | {conns} | {rps} | {p50} | {p99} | {added[0]} | {added[1]} | {added[2]} |")
+    print(f"| {label} | {conns} | {rps} | {p50} | {p99} | {added[0]} | {added[1]} | {added[2]} | {cpu} |")
 PY
 kill "$gateway_pid" 2>/dev/null || true
 fi
