@@ -310,6 +310,33 @@ async fn a_half_sent_head_an_idle_connection_and_a_slow_body_are_cut_off() {
     gw.shutdown().await.expect("shutdown");
 }
 
+/// Starts `n` chat requests of team `t`, each on a connection of its own,
+/// and waits until `mock` (which answers slowly) has them all; their
+/// statuses come from the handles.
+async fn slow_requests(
+    base: &str,
+    mock: &MockProvider,
+    n: usize,
+) -> Vec<tokio::task::JoinHandle<u16>> {
+    let tasks = (0..n)
+        .map(|_| {
+            let base = base.to_string();
+            tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                post_chat(&client, &base, "t", &chat("gpt-4o-mini")).await.0
+            })
+        })
+        .collect();
+    for _ in 0..200 {
+        if mock.hits() == n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(mock.hits(), n, "the slow requests did not all arrive");
+    tasks
+}
+
 #[tokio::test]
 async fn past_the_in_flight_cap_requests_get_503_overloaded_and_health_answers() {
     let mock = MockProvider::start(Flavor::OpenAi).await;
@@ -324,21 +351,7 @@ async fn past_the_in_flight_cap_requests_get_503_overloaded_and_health_answers()
     .await;
     let base = url(&gw, "");
     let client = reqwest::Client::new();
-    let mut slow = Vec::new();
-    for _ in 0..3 {
-        let (client, base) = (client.clone(), base.clone());
-        slow.push(tokio::spawn(async move {
-            post_chat(&client, &base, "t", &chat("gpt-4o-mini")).await.0
-        }));
-    }
-    // Until the three are in flight.
-    for _ in 0..100 {
-        if mock.hits() == 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(mock.hits(), 3);
+    let slow = slow_requests(&base, &mock, 3).await;
     let started = Instant::now();
     for _ in 0..5 {
         let (status, headers, body) = post_chat(&client, &base, "t", &chat("gpt-4o-mini")).await;
@@ -402,21 +415,7 @@ async fn at_the_connection_cap_with_every_connection_busy_a_new_one_gets_503() {
     )
     .await;
     let base = url(&gw, "");
-    let mut busy = Vec::new();
-    for _ in 0..3 {
-        let base = base.clone();
-        busy.push(tokio::spawn(async move {
-            // One client each: one connection each.
-            let client = reqwest::Client::new();
-            post_chat(&client, &base, "t", &chat("gpt-4o-mini")).await.0
-        }));
-    }
-    for _ in 0..100 {
-        if mock.hits() == 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let busy = slow_requests(&base, &mock, 3).await;
     let mut extra = TcpStream::connect(gw.addr).await.expect("connect");
     let mut answer = Vec::new();
     assert!(closed_within(&mut extra, Duration::from_secs(2), &mut answer).await);

@@ -481,6 +481,12 @@ struct RawPlugins {
     max_function_bytes: Option<u64>,
     max_function_locals: Option<u64>,
     max_function_complexity: Option<u64>,
+    max_tables: Option<u64>,
+    max_memories: Option<u64>,
+    max_globals: Option<u64>,
+    max_data_segments: Option<u64>,
+    max_element_segments: Option<u64>,
+    max_instances: Option<u64>,
     compile_timeout_ms: Option<u64>,
     compile_memory_mib: Option<u64>,
     compile_slots: Option<usize>,
@@ -1145,7 +1151,14 @@ impl Config {
                 max_function_complexity: rp
                     .max_function_complexity
                     .unwrap_or(defaults.max_function_complexity),
-                ..defaults
+                max_tables: rp.max_tables.unwrap_or(defaults.max_tables),
+                max_memories: rp.max_memories.unwrap_or(defaults.max_memories),
+                max_globals: rp.max_globals.unwrap_or(defaults.max_globals),
+                max_data_segments: rp.max_data_segments.unwrap_or(defaults.max_data_segments),
+                max_element_segments: rp
+                    .max_element_segments
+                    .unwrap_or(defaults.max_element_segments),
+                max_instances: rp.max_instances.unwrap_or(defaults.max_instances),
             },
             compile_timeout: Duration::from_millis(rp.compile_timeout_ms.unwrap_or(20_000)),
             compile_memory_bytes: rp
@@ -1362,7 +1375,13 @@ mod tests {
             assert!(!shown.contains(secret), "Debug shows {secret}");
         }
         assert_eq!(
-            url_host(config.alerts.webhook_url.as_ref().map_or("", Secret::expose)),
+            url_host(
+                config
+                    .alerts
+                    .webhook_url
+                    .as_ref()
+                    .map_or("", Secret::expose)
+            ),
             "hooks.example.com"
         );
         // A malformed webhook URL is refused without being repeated.

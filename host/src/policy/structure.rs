@@ -103,136 +103,162 @@ pub fn measure(bytes: &[u8], limits: &StructureLimits) -> Result<Structure, Stru
     let malformed = |e: wasmparser::BinaryReaderError| StructureError::Malformed(e.to_string());
     let mut s = Structure::default();
     for payload in Parser::new(0).parse_all(bytes) {
-        match payload.map_err(malformed)? {
+        let payload = payload.map_err(malformed)?;
+        // Sections whose entries are counted against a limit.
+        let counted = match &payload {
             Payload::Version {
                 encoding: wasmparser::Encoding::Module,
                 ..
-            } => {
-                s.modules += 1;
-                check(
-                    "the number of core modules",
-                    s.modules,
-                    limits.max_modules,
-                    "max_modules",
-                )?;
+            } => Some((
+                &mut s.modules,
+                1,
+                limits.max_modules,
+                "core modules",
+                "max_modules",
+            )),
+            Payload::FunctionSection(r) => Some((
+                &mut s.functions,
+                r.count(),
+                limits.max_functions,
+                "functions",
+                "max_functions",
+            )),
+            Payload::TableSection(r) => Some((
+                &mut s.tables,
+                r.count(),
+                limits.max_tables,
+                "tables",
+                "max_tables",
+            )),
+            Payload::MemorySection(r) => Some((
+                &mut s.memories,
+                r.count(),
+                limits.max_memories,
+                "memories",
+                "max_memories",
+            )),
+            Payload::GlobalSection(r) => Some((
+                &mut s.globals,
+                r.count(),
+                limits.max_globals,
+                "globals",
+                "max_globals",
+            )),
+            Payload::DataSection(r) => Some((
+                &mut s.data_segments,
+                r.count(),
+                limits.max_data_segments,
+                "data segments",
+                "max_data_segments",
+            )),
+            Payload::ElementSection(r) => Some((
+                &mut s.element_segments,
+                r.count(),
+                limits.max_element_segments,
+                "element segments",
+                "max_element_segments",
+            )),
+            Payload::InstanceSection(r) => Some((
+                &mut s.instances,
+                r.count(),
+                limits.max_instances,
+                "instances",
+                "max_instances",
+            )),
+            Payload::ComponentInstanceSection(r) => Some((
+                &mut s.instances,
+                r.count(),
+                limits.max_instances,
+                "instances",
+                "max_instances",
+            )),
+            _ => None,
+        };
+        if let Some((total, count, limit, what, key)) = counted {
+            *total += u64::from(count);
+            check(format!("the number of {what}"), *total, limit, key)?;
+        }
+        if let Payload::CodeSectionEntry(body) = payload {
+            let size = body.range().len() as u64;
+            check(
+                format!("a function body of {size} bytes"),
+                size,
+                limits.max_function_bytes,
+                "max_function_bytes",
+            )?;
+            let mut locals = 0u64;
+            let mut reader = body.get_locals_reader().map_err(malformed)?;
+            for _ in 0..reader.get_count() {
+                let (count, _) = reader.read().map_err(malformed)?;
+                locals += u64::from(count);
             }
-            Payload::FunctionSection(r) => {
-                s.functions += u64::from(r.count());
-                check(
-                    "the number of functions",
-                    s.functions,
-                    limits.max_functions,
-                    "max_functions",
-                )?;
-            }
-            Payload::TableSection(r) => {
-                s.tables += u64::from(r.count());
-                check(
-                    "the number of tables",
-                    s.tables,
-                    limits.max_tables,
-                    "max_tables",
-                )?;
-            }
-            Payload::MemorySection(r) => {
-                s.memories += u64::from(r.count());
-                check(
-                    "the number of memories",
-                    s.memories,
-                    limits.max_memories,
-                    "max_memories",
-                )?;
-            }
-            Payload::GlobalSection(r) => {
-                s.globals += u64::from(r.count());
-                check(
-                    "the number of globals",
-                    s.globals,
-                    limits.max_globals,
-                    "max_globals",
-                )?;
-            }
-            Payload::DataSection(r) => {
-                s.data_segments += u64::from(r.count());
-                check(
-                    "the number of data segments",
-                    s.data_segments,
-                    limits.max_data_segments,
-                    "max_data_segments",
-                )?;
-            }
-            Payload::ElementSection(r) => {
-                s.element_segments += u64::from(r.count());
-                check(
-                    "the number of element segments",
-                    s.element_segments,
-                    limits.max_element_segments,
-                    "max_element_segments",
-                )?;
-            }
-            Payload::InstanceSection(r) => {
-                s.instances += u64::from(r.count());
-                check(
-                    "the number of instances",
-                    s.instances,
-                    limits.max_instances,
-                    "max_instances",
-                )?;
-            }
-            Payload::ComponentInstanceSection(r) => {
-                s.instances += u64::from(r.count());
-                check(
-                    "the number of instances",
-                    s.instances,
-                    limits.max_instances,
-                    "max_instances",
-                )?;
-            }
-            Payload::CodeSectionEntry(body) => {
-                let size = body.range().len() as u64;
-                check(
-                    format!("a function body of {size} bytes"),
-                    size,
-                    limits.max_function_bytes,
-                    "max_function_bytes",
-                )?;
-                let mut locals = 0u64;
-                let mut reader = body.get_locals_reader().map_err(malformed)?;
-                for _ in 0..reader.get_count() {
-                    let (count, _) = reader.read().map_err(malformed)?;
-                    locals += u64::from(count);
+            check(
+                "the number of locals of one function",
+                locals,
+                limits.max_function_locals,
+                "max_function_locals",
+            )?;
+            let mut blocks = 0u64;
+            let mut ops = body.get_operators_reader().map_err(malformed)?;
+            while !ops.eof() {
+                if matches!(
+                    ops.read().map_err(malformed)?,
+                    Operator::Block { .. } | Operator::Loop { .. } | Operator::If { .. }
+                ) {
+                    blocks += 1;
                 }
-                check(
-                    "the number of locals of one function",
-                    locals,
-                    limits.max_function_locals,
-                    "max_function_locals",
-                )?;
-                let mut blocks = 0u64;
-                let mut ops = body.get_operators_reader().map_err(malformed)?;
-                while !ops.eof() {
-                    if matches!(
-                        ops.read().map_err(malformed)?,
-                        Operator::Block { .. } | Operator::Loop { .. } | Operator::If { .. }
-                    ) {
-                        blocks += 1;
-                    }
-                }
-                let complexity = locals.saturating_mul(blocks + 1);
-                check(
-                    format!(
-                        "the complexity of a function with {locals} locals and {blocks} blocks (locals × blocks)"
-                    ),
-                    complexity,
-                    limits.max_function_complexity,
-                    "max_function_complexity",
-                )?;
-                s.largest_function_bytes = s.largest_function_bytes.max(size);
-                s.most_function_locals = s.most_function_locals.max(locals);
-                s.highest_function_complexity = s.highest_function_complexity.max(complexity);
             }
-            _ => {}
+            let complexity = locals.saturating_mul(blocks + 1);
+            check(
+                format!(
+                    "the complexity of a function with {locals} locals and {blocks} blocks (locals × blocks)"
+                ),
+                complexity,
+                limits.max_function_complexity,
+                "max_function_complexity",
+            )?;
+            s.largest_function_bytes = s.largest_function_bytes.max(size);
+            s.most_function_locals = s.most_function_locals.max(locals);
+            s.highest_function_complexity = s.highest_function_complexity.max(complexity);
         }
     }
     Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bundled_policy_is_measured_and_fits_the_defaults() {
+        let s = measure(
+            super::super::DEFAULT_POLICY_WASM,
+            &StructureLimits::default(),
+        )
+        .expect("fits");
+        assert!(s.modules >= 1 && s.functions > 100, "{s:?}");
+        assert!(s.largest_function_bytes > 0 && s.most_function_locals > 0);
+        assert!(s.highest_function_complexity >= s.most_function_locals);
+    }
+
+    #[test]
+    fn each_limit_is_named_when_broken() {
+        let wasm = super::super::DEFAULT_POLICY_WASM;
+        let tight = |set: fn(&mut StructureLimits)| {
+            let mut limits = StructureLimits::default();
+            set(&mut limits);
+            measure(wasm, &limits).expect_err("over").to_string()
+        };
+        assert!(tight(|l| l.max_functions = 10).contains("plugins.max_functions"));
+        assert!(tight(|l| l.max_function_bytes = 100).contains("plugins.max_function_bytes"));
+        assert!(tight(|l| l.max_function_locals = 2).contains("plugins.max_function_locals"));
+        assert!(
+            tight(|l| l.max_function_complexity = 10).contains("plugins.max_function_complexity")
+        );
+        assert!(tight(|l| l.max_memories = 0).contains("plugins.max_memories"));
+        assert!(matches!(
+            measure(&wasm[..wasm.len() / 2], &StructureLimits::default()),
+            Err(StructureError::Malformed(_))
+        ));
+    }
 }
