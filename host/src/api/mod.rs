@@ -56,15 +56,11 @@ pub fn app_state_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Re
     // Uploaded plugins are compiled by a worker process (this program,
     // unless the config names another build of it), within their budget.
     let plugins = &config.plugins;
-    let program = match &plugins.compile_worker {
-        Some(path) => path.clone(),
-        None => std::env::current_exe()?,
+    let (timeout, memory) = (plugins.compile_timeout, plugins.compile_memory_bytes);
+    let worker = match &plugins.compile_worker {
+        Some(path) => CompileWorker::program(path.clone(), timeout, memory),
+        None => CompileWorker::this_program(timeout, memory)?,
     };
-    let worker = CompileWorker::program(
-        program,
-        plugins.compile_timeout,
-        plugins.compile_memory_bytes,
-    );
     let limits = Limits {
         structure: plugins.structure.clone(),
         ..Limits::default()

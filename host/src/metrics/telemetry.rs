@@ -265,9 +265,13 @@ impl Telemetry {
 
     /// Counts what a policy did that it should not, short of a fault
     /// (`foreign_metric`: a `metric` call naming a candidate it was not
-    /// offered).
-    pub fn misbehaviour(&self, team: &str, version: &str, kind: &str, times: u64) {
-        bump(&self.policy_misbehaviour, &[team, version, kind], times);
+    /// offered); returns the count before.
+    pub fn misbehaviour(&self, team: &str, version: &str, kind: &str, times: u64) -> u64 {
+        let mut counts = lock(&self.policy_misbehaviour);
+        let count = counts.entry(labels(&[team, version, kind])).or_default();
+        let before = *count;
+        *count += times;
+        before
     }
 
     /// Counts a candidate removed before the policy ran, and why

@@ -45,13 +45,18 @@ pub struct CompileWorker {
 }
 
 impl CompileWorker {
-    /// This very program, run as `switchyard policy compile-worker`.
+    /// This very program, run as `switchyard policy compile-worker`: on
+    /// Linux through `/proc/self/exe`, which stays the running binary even
+    /// when an upgrade has replaced the file (a newer build would compile
+    /// for another wasmtime).
     pub fn this_program(timeout: Duration, memory_bytes: u64) -> std::io::Result<Self> {
-        Ok(Self::program(
-            std::env::current_exe()?,
-            timeout,
-            memory_bytes,
-        ))
+        let own = std::path::Path::new("/proc/self/exe");
+        let program = if own.exists() {
+            own.to_path_buf()
+        } else {
+            std::env::current_exe()?
+        };
+        Ok(Self::program(program, timeout, memory_bytes))
     }
 
     /// `program` (a `switchyard` CLI), run as `policy compile-worker`.

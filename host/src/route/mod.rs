@@ -705,18 +705,20 @@ impl Executor {
     /// Counts what a decision did that a policy may not, short of a fault.
     fn count_misbehaviour(&self, team: &str, version: &str, stats: &crate::policy::DecisionStats) {
         if stats.foreign_metric_calls > 0 {
-            tracing::warn!(
-                team,
-                version,
-                calls = stats.foreign_metric_calls,
-                "policy asked for metrics of candidates it was not offered (answered none)"
-            );
-            self.telemetry.misbehaviour(
+            let before = self.telemetry.misbehaviour(
                 team,
                 version,
                 "foreign_metric",
                 u64::from(stats.foreign_metric_calls),
             );
+            // Once per team and version: the counter says how often.
+            if before == 0 {
+                tracing::warn!(
+                    team,
+                    version,
+                    "policy asked for metrics of candidates it was not offered (answered none; counted in switchyard_policy_misbehaviour_total)"
+                );
+            }
         }
     }
 
