@@ -235,14 +235,7 @@ async fn idle_connections_past_the_descriptor_limit_do_not_starve_a_new_client()
     let (status, _, body) = post_chat(&client, &gw.url(""), "t", &chat("gpt-4o-mini")).await;
     assert_eq!(status, 200, "{body}");
     assert!(started.elapsed() < Duration::from_secs(2));
-    let metrics = client
-        .get(gw.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = metrics_text(&gw.url("")).await;
     let cap = sample(&metrics, "switchyard_max_connections ").expect("cap");
     assert!(cap < 256.0, "cap {cap} leaves no descriptors for the rest");
     assert!(sample(&metrics, "switchyard_idle_connections_closed_total ").unwrap_or(0.0) > 0.0);
