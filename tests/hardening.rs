@@ -681,6 +681,7 @@ async fn a_bystander_teams_p99_holds_while_uploads_compile() {
         answered += u.await.expect("uploader");
     }
     assert!(answered >= 4, "the uploads did not run");
+    eprintln!("bystander p99: {baseline:?} alone, {during:?} during {answered} uploads");
     assert!(
         during <= baseline * 2,
         "bystander p99 {during:?} while uploads compiled, against {baseline:?} before"
