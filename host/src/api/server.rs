@@ -800,10 +800,10 @@ impl hyper::service::Service<Request<Incoming>> for Service {
 /// The route label of a request answered before routing: its path when it
 /// is a fixed route, else a family name (path parameters stay out of labels).
 fn route_label(path: &str) -> &'static str {
+    if let Some(route) = crate::config::API_ROUTES.iter().find(|r| **r == path) {
+        return route;
+    }
     match path {
-        "/v1/chat/completions" => "/v1/chat/completions",
-        "/v1/responses" => "/v1/responses",
-        "/v1/messages" => "/v1/messages",
         "/v1/models" => "/v1/models",
         p if p.starts_with("/admin/") => "/admin/v1/*",
         _ => "unmatched",
