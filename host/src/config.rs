@@ -12,6 +12,10 @@ use serde::Deserialize;
 use crate::catalog::{Catalog, ModelOverride};
 use crate::health::BreakerSettings;
 
+/// Largest successful (non-streamed) answer read from a provider, unless the
+/// account sets `max_response_bytes`.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 32 << 20;
+
 /// A configuration problem, naming where it is.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{file}: {key}: {problem}")]
@@ -226,6 +230,22 @@ pub struct Team {
     /// The model savings are measured against; `None`: the most expensive
     /// model the team may use.
     pub baseline_model: Option<String>,
+}
+
+impl Team {
+    /// Whether the team may use the model (or logical model) `slug`.
+    pub fn allows_model(&self, slug: &str) -> bool {
+        self.allowed_models
+            .as_ref()
+            .is_none_or(|models| models.iter().any(|m| m == slug))
+    }
+
+    /// Whether the team may use the provider account `account`.
+    pub fn allows_account(&self, account: &str) -> bool {
+        self.allowed_providers
+            .as_ref()
+            .is_none_or(|accounts| accounts.iter().any(|a| a == account))
+    }
 }
 
 /// A logical model (seed 004): a name pipelines use instead of a concrete
@@ -956,9 +976,7 @@ impl Config {
                 health_check_interval,
                 limits,
                 budget,
-                max_response_bytes: p
-                    .max_response_bytes
-                    .unwrap_or(crate::providers::DEFAULT_MAX_RESPONSE_BYTES),
+                max_response_bytes: p.max_response_bytes.unwrap_or(DEFAULT_MAX_RESPONSE_BYTES),
             });
         }
 
@@ -1067,7 +1085,7 @@ impl Config {
                 .map(|c| capability_feature(c).to_string())
                 .collect();
             for (i, c) in capabilities.iter().enumerate() {
-                if !crate::features::is_known_feature(c) {
+                if !switchyard_wire::feature::is_known_feature(c) {
                     return Err(err(
                         &format!("{}[{i}]", at("capabilities")),
                         format!("unknown capability {:?}", l.capabilities[i]),

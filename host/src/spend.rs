@@ -19,10 +19,9 @@ use serde_json::json;
 use crate::catalog::{Model, Rates};
 use crate::config::{Budget, BudgetPeriod, Config, Team};
 use crate::metrics::telemetry::Family;
-use crate::providers::Usage;
-use crate::route::{team_allows_account, team_allows_model};
 use crate::state::{Admitted, SharedState, now_ms};
 use crate::store::{SpendRow, Store};
+use switchyard_wire::Usage;
 
 /// (year, month, day) of a Unix time in seconds, UTC.
 pub fn civil(unix_secs: u64) -> (i64, u32, u32) {
@@ -81,9 +80,9 @@ pub fn baseline_model<'a>(config: &'a Config, team: &Team) -> Option<&'a Model> 
     config
         .providers
         .iter()
-        .filter(|a| team_allows_account(team, &a.name) && (!team.zdr || a.zdr))
+        .filter(|a| team.allows_account(&a.name) && (!team.zdr || a.zdr))
         .flat_map(|a| a.models.iter())
-        .filter(|slug| team_allows_model(team, slug))
+        .filter(|slug| team.allows_model(slug))
         .filter_map(|slug| config.catalog.get(slug))
         .max_by(|a, b| {
             (a.input + a.output)

@@ -8,8 +8,8 @@ use serde_json::{Map, Value};
 
 use super::AppState;
 use super::endpoint::{self, Endpoint};
-use crate::providers::Api;
 use crate::route::{ChatEncoder, RouteError, RouteRequest, RoutingOptions, StreamEncoder};
+use switchyard_wire::Api;
 
 /// Parses and validates a Chat Completions body into a [`RouteRequest`].
 pub fn parse(bytes: &[u8], headers: &HeaderMap) -> Result<RouteRequest, RouteError> {

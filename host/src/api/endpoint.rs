@@ -96,7 +96,7 @@ pub async fn handle<E: Endpoint>(state: AppState, headers: HeaderMap, body: Body
     };
     let size = bytes.len();
     drop(bytes);
-    if size > limit && !crate::features::carries_images(&request.body) {
+    if size > limit && !switchyard_wire::feature::carries_images(&request.body) {
         return E::error(&too_large(limit, server));
     }
     match state.executor.serve(&tenant, request).await {

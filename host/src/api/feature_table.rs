@@ -10,7 +10,7 @@ use super::chat::Chat;
 use super::endpoint::Endpoint;
 use super::messages::Messages;
 use super::responses::Responses;
-use crate::features;
+use switchyard_wire::feature as features;
 
 /// One row: the feature, then its spelling on Chat Completions, Responses
 /// and Messages (`Err(field)`: Messages cannot express it, and `field` is

@@ -13,8 +13,8 @@ use serde_json::{Map, Value, json};
 use super::chat::{canonical, json_object};
 use super::endpoint::{self, Endpoint};
 use super::{AppState, error_with_body};
-use crate::providers::{Api, sse};
 use crate::route::{RouteError, RouteRequest, StreamEncoder, keep_routing_info};
+use switchyard_wire::{Api, sse};
 
 /// Top-level fields the Messages API accepts here (`service_tier` is accepted
 /// and ignored; `routing` is Switchyard's own).

@@ -29,7 +29,7 @@ use serde_json::json;
 use crate::config::Config;
 use crate::metrics::{Clock, SystemClock};
 use crate::policy::{CompileWorker, Limits, Runtime};
-use crate::route::{Executor, RouteError, team_allows_account, team_allows_model};
+use crate::route::{Executor, RouteError};
 use crate::spend::Spending;
 use crate::state::SharedState;
 use crate::store::Store;
@@ -260,13 +260,13 @@ async fn models(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let mut data: Vec<_> = config
         .catalog
         .iter()
-        .filter(|m| team_allows_model(team, &m.slug))
+        .filter(|m| team.allows_model(&m.slug))
         .filter_map(|m| {
             let providers: Vec<&str> = config
                 .providers
                 .iter()
                 .filter(|p| p.models.contains(&m.slug))
-                .filter(|p| team_allows_account(team, &p.name))
+                .filter(|p| team.allows_account(&p.name))
                 .filter(|p| !team.zdr || p.zdr)
                 .map(|p| p.name.as_str())
                 .collect();
@@ -289,7 +289,7 @@ async fn models(State(state): State<AppState>, headers: HeaderMap) -> Response {
         config
             .logical_models
             .values()
-            .filter(|l| team_allows_model(team, &l.name))
+            .filter(|l| team.allows_model(&l.name))
             .map(|l| {
                 json!({
                     "id": l.name,

@@ -16,8 +16,8 @@ use serde_json::{Map, Value, json};
 use super::AppState;
 use super::chat::{canonical, json_object};
 use super::endpoint::{self, Endpoint};
-use crate::providers::{Api, content_text, sse};
 use crate::route::{RouteError, RouteRequest, StreamEncoder, keep_routing_info};
+use switchyard_wire::{Api, content_text, sse};
 
 /// Parameters passed on into the canonical request under the same name.
 const SAME_NAME: &[&str] = &[

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::features::is_known_feature;
+use switchyard_wire::Usage;
+use switchyard_wire::feature::is_known_feature;
 
 /// One model.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -31,7 +32,7 @@ pub struct Model {
 
 impl Model {
     /// Cost in US dollars of a call with this usage.
-    pub fn cost(&self, usage: &crate::providers::Usage) -> f64 {
+    pub fn cost(&self, usage: &Usage) -> f64 {
         self.rates().cost(usage)
     }
 
@@ -55,7 +56,7 @@ pub struct Rates {
 
 impl Rates {
     /// Cost in US dollars of a call with this usage.
-    pub fn cost(&self, usage: &crate::providers::Usage) -> f64 {
+    pub fn cost(&self, usage: &Usage) -> f64 {
         let cached = usage.cached_tokens.min(usage.prompt_tokens);
         let uncached = usage.prompt_tokens - cached;
         (uncached as f64 * self.input
@@ -207,7 +208,7 @@ mod tests {
     fn cost_uses_cached_and_output_prices() {
         let catalog = Catalog::bundled();
         let haiku = catalog.get("claude-haiku-4-5").expect("haiku");
-        let usage = crate::providers::Usage {
+        let usage = Usage {
             prompt_tokens: 1_000_000,
             completion_tokens: 100_000,
             cached_tokens: 500_000,

@@ -21,7 +21,7 @@ use super::MetricSource;
 use super::clock::Clock;
 use super::histogram::Distribution;
 use super::series::{Counts, Detail, Kind, Sample, Series, Summary, parse_percentile};
-use crate::features::FEATURES;
+use switchyard_wire::feature::FEATURES;
 
 /// Feature series per pair: the feature table plus `reasoning.effort`.
 const FEATURE_SLOTS: usize = FEATURES.len() + 1;

@@ -206,7 +206,7 @@ fn worker_failure(worker: &CompileWorker, status: ExitStatus, stderr: &str) -> L
         Some(message) => LoadError::Compile(message.trim().to_string()),
         None => LoadError::Engine(format!(
             "the compile worker failed ({status}): {}",
-            crate::text::printable(stderr, 500)
+            switchyard_wire::text::printable(stderr, 500)
         )),
     }
 }

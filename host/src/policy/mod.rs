@@ -488,7 +488,10 @@ impl Policy {
             .map_err(|refusal| PolicyError::Refused {
                 kind: refusal.kind,
                 // The plugin's own text: it reaches the caller and the log.
-                message: crate::text::printable(&refusal.message, limits.max_label_bytes * 4),
+                message: switchyard_wire::text::printable(
+                    &refusal.message,
+                    limits.max_label_bytes * 4,
+                ),
             })?;
         plan::validate(&plan, request, candidates, limits)?;
         Ok(plan)
@@ -590,7 +593,7 @@ pub fn refusal_name(kind: RefusalKind) -> &'static str {
 /// The first line of a trap's report (which may quote the plugin's own
 /// names), escaped.
 fn first_line(text: &str) -> String {
-    crate::text::printable(text.lines().next().unwrap_or_default(), 1024)
+    switchyard_wire::text::printable(text.lines().next().unwrap_or_default(), 1024)
 }
 
 pub(crate) fn truncate(mut text: String, max: usize) -> String {

@@ -9,8 +9,10 @@ use futures_util::{StreamExt, stream};
 use reqwest::header::HeaderMap;
 use serde_json::Value;
 
-use super::sse::{SseDecoder, SseEvent};
-use super::{ChunkStream, ErrorClass, UpstreamError};
+use switchyard_wire::sse::{SseDecoder, SseEvent, Translate};
+use switchyard_wire::{ErrorClass, UpstreamError};
+
+use super::ChunkStream;
 
 /// Largest error body read from a provider.
 const MAX_ERROR_BODY: usize = 64 << 10;
@@ -145,10 +147,6 @@ pub async fn send(
     Err(classify(status, retry_after, &body))
 }
 
-/// Largest successful (non-streamed) answer read from a provider, unless the
-/// account sets `max_response_bytes`.
-pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 32 << 20;
-
 /// Reads a whole JSON response body of at most `limit` bytes; a larger one
 /// is a provider fault (failed over), not something to buffer.
 pub async fn json_body(response: reqwest::Response, limit: usize) -> Result<Value, UpstreamError> {
@@ -185,15 +183,6 @@ pub async fn json_body(response: reqwest::Response, limit: usize) -> Result<Valu
     })
 }
 
-/// Turns provider SSE events into OpenAI chunks.
-pub trait Translate: Send + 'static {
-    /// Chunks for one event (possibly none), or the error the event reports.
-    fn event(&mut self, event: &SseEvent) -> Result<Vec<Value>, UpstreamError>;
-    /// At the end of the body: final chunks, or an error if the stream was
-    /// cut before its proper end.
-    fn finish(&mut self) -> Result<Vec<Value>, UpstreamError>;
-}
-
 struct SseState<T> {
     body: std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<Bytes>> + Send>>,
     decoder: SseDecoder,
@@ -223,20 +212,6 @@ impl<T: Translate> SseState<T> {
 /// The chunks of an SSE response body, in order, ending with an error if the
 /// body breaks or ends before the provider's end-of-stream marker. Dropping the
 /// stream drops the connection.
-/// The end of an upstream stream: fine if the translator saw its proper end
-/// (`done`), otherwise a cut connection naming the event that never came.
-pub fn stream_end(done: bool, missing: &str) -> Result<Vec<Value>, UpstreamError> {
-    if done {
-        Ok(Vec::new())
-    } else {
-        Err(UpstreamError::new(
-            ErrorClass::Connect,
-            Some(200),
-            format!("the stream ended without {missing}"),
-        ))
-    }
-}
-
 pub fn sse_chunks<T: Translate>(response: reqwest::Response, translate: T) -> ChunkStream {
     let state = SseState {
         body: Box::pin(response.bytes_stream()),

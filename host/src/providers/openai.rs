@@ -8,9 +8,12 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 use serde_json::{Map, Value, json};
 
-use super::http::{self, Translate};
-use super::sse::SseEvent;
-use super::{Api, ChatCall, ChatResponse, ErrorClass, Provider, UpstreamError, Usage, responses};
+use switchyard_wire::responses_out as responses;
+use switchyard_wire::sse::{SseEvent, Translate, stream_end};
+use switchyard_wire::{Api, ErrorClass, UpstreamError, Usage};
+
+use super::http;
+use super::{ChatCall, ChatResponse, Provider};
 
 /// An OpenAI Chat Completions endpoint.
 pub struct OpenAi {
@@ -114,7 +117,7 @@ impl Translate for Chunks {
     }
 
     fn finish(&mut self) -> Result<Vec<Value>, UpstreamError> {
-        http::stream_end(self.done, "[DONE]")
+        stream_end(self.done, "[DONE]")
     }
 }
 

@@ -8,7 +8,9 @@ use futures_util::future::BoxFuture;
 use futures_util::stream;
 use serde_json::{Value, json};
 
-use super::{ChatCall, ChatResponse, ErrorClass, Provider, UpstreamError, Usage};
+use switchyard_wire::{ErrorClass, UpstreamError, Usage};
+
+use super::{ChatCall, ChatResponse, Provider};
 use crate::config::SimulatedConfig;
 
 pub struct Simulated {

@@ -174,20 +174,6 @@ fn resolve<'a>(config: &Config, text: &'a str) -> Option<Target<'a>> {
     serves.then_some(Target::Model { slug })
 }
 
-/// Whether `team` may use the model (or logical model) `slug`.
-pub fn team_allows_model(team: &Team, slug: &str) -> bool {
-    team.allowed_models
-        .as_ref()
-        .is_none_or(|models| models.iter().any(|m| m == slug))
-}
-
-/// Whether `team` may use the provider account `account`.
-pub fn team_allows_account(team: &Team, account: &str) -> bool {
-    team.allowed_providers
-        .as_ref()
-        .is_none_or(|accounts| accounts.iter().any(|a| a == account))
-}
-
 /// A 403 for the primary model (`fallback` none) or a fallback of `routing.models`.
 fn forbidden(code: &'static str, message: String, fallback: Option<usize>) -> RouteError {
     let mut e = RouteError::new(403, "permission_error", code, message);
@@ -224,8 +210,7 @@ pub fn build<'a>(
         .as_ref()
         .and_then(|name| config.logical_models.get(name));
     let team_allows_model = |team: &Team, slug: &str| {
-        team_allows_model(team, slug)
-            || logical.is_some_and(|l| l.targets.iter().any(|t| t == slug))
+        team.allows_model(slug) || logical.is_some_and(|l| l.targets.iter().any(|t| t == slug))
     };
     let mut any_auto = false;
     let mut slugs: Vec<&str> = Vec::new();
@@ -248,7 +233,7 @@ pub fn build<'a>(
                     ));
                 }
                 if let Some((account, _)) = text.split_once('/').filter(|_| text != slug)
-                    && !team_allows_account(team, account)
+                    && !team.allows_account(account)
                 {
                     return Err(forbidden(
                         "provider_not_allowed",
@@ -293,7 +278,7 @@ pub fn build<'a>(
     let mut rate_limited: Option<Duration> = None;
     let mut circuit_open: Option<Duration> = None;
     for (index, account) in config.providers.iter().enumerate() {
-        if !team_allows_account(team, &account.name)
+        if !team.allows_account(&account.name)
             || !(req.routing.providers.is_empty() || req.routing.providers.contains(&account.name))
         {
             continue;
@@ -471,7 +456,7 @@ mod tests {
             model: "auto".into(),
             routing: RoutingOptions::default(),
             stream: true,
-            api: crate::providers::Api::Chat,
+            api: switchyard_wire::Api::Chat,
             step_type: None,
             purpose: None,
             metadata: Vec::new(),

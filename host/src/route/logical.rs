@@ -6,7 +6,6 @@
 
 use serde_json::{Value, json};
 
-use super::candidates::team_allows_model;
 use super::{RouteError, RouteRequest};
 use crate::config::{Config, LogicalModel, Team};
 
@@ -31,7 +30,7 @@ pub fn expand<'a>(
     let Some(logical) = config.logical_models.get(&req.model) else {
         return Ok(None);
     };
-    if !team_allows_model(team, &logical.name) {
+    if !team.allows_model(&logical.name) {
         let mut e = RouteError::new(
             403,
             "permission_error",

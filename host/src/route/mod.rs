@@ -18,14 +18,11 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::config::{Config, ProviderAccount, Team};
-use crate::features;
 use crate::health::{Breakers, State, Verdict, feature_failing};
 use crate::metrics::telemetry::{RequestRecord, Telemetry};
 use crate::metrics::{Clock, MetricSource, MetricStore, Outcome, Sample};
 use crate::policy::{Candidate, Plan, Policy, PolicyError, RefusalKind, Request, WarmPool};
-use crate::providers::{
-    Api, ChatCall, ChatResponse, ChunkStream, ErrorClass, Provider, UpstreamError, Usage,
-};
+use crate::providers::{ChatCall, ChatResponse, ChunkStream, Provider};
 use crate::spend::{Settlement, Spending, budget_key};
 use crate::state::{
     Admission, CooldownKind, LimitKey, SharedState, View, ViewQuery, WindowUsage, now_ms,
@@ -33,8 +30,9 @@ use crate::state::{
 use crate::teams::Tenant;
 pub use candidates::RoutingOptions;
 use candidates::{AccountStatus, Judgement};
-pub use candidates::{team_allows_account, team_allows_model};
 pub use stream::{ChatEncoder, StreamEncoder, StreamTally, client_sse, keep_routing_info};
+use switchyard_wire::feature as features;
+use switchyard_wire::{Api, ErrorClass, UpstreamError, Usage};
 
 /// The canonical request: what the caller asked for, whichever of the three
 /// APIs it came in on, parsed and validated by the API layer. Feature

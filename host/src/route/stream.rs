@@ -16,7 +16,8 @@ use crate::catalog::Model;
 use crate::health::{Breakers, Verdict};
 use crate::metrics::telemetry::Telemetry;
 use crate::metrics::{MetricStore, Sample};
-use crate::providers::{ChunkStream, Usage, sse};
+use crate::providers::ChunkStream;
+use switchyard_wire::{Usage, sse};
 
 /// What is only known when a stream ends: its token usage and cost, and
 /// whether it broke after content reached the caller. Recorded when dropped,

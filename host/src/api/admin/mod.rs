@@ -261,7 +261,7 @@ pub async fn metrics(
         let (provider, model) = id.split_once('/').unwrap_or((id.as_str(), ""));
         let c = summary.counts;
         let mut features = Vec::new();
-        for feature in crate::features::FEATURES
+        for feature in switchyard_wire::feature::FEATURES
             .iter()
             .copied()
             .chain(std::iter::once("reasoning.effort"))

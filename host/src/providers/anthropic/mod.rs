@@ -1,18 +1,18 @@
 //! Anthropic's Messages API over HTTP, translated to and from the canonical
 //! OpenAI shapes by [`translate`].
 
-pub mod translate;
-
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures_util::future::BoxFuture;
 use serde_json::Value;
 
-use self::translate::StreamTranslator;
-use super::http::{self, Translate};
-use super::sse::SseEvent;
-use super::{ChatCall, ChatResponse, ErrorClass, Provider, UpstreamError};
+use switchyard_wire::anthropic::{self as translate, StreamTranslator};
+use switchyard_wire::sse::{SseEvent, Translate, stream_end};
+use switchyard_wire::{ErrorClass, UpstreamError};
+
+use super::http;
+use super::{ChatCall, ChatResponse, Provider};
 
 /// The `anthropic-version` header sent on every call.
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
@@ -67,7 +67,7 @@ impl Translate for Events {
     }
 
     fn finish(&mut self) -> Result<Vec<Value>, UpstreamError> {
-        http::stream_end(self.translator.finished(), "message_stop")
+        stream_end(self.translator.finished(), "message_stop")
     }
 }
 

@@ -1,10 +1,11 @@
-//! `switchyard policy ...` as a policy author runs it.
+//! `switchyard policy ...` as a policy author runs it (the command built as
+//! `switchyard-test-cli`, the same `switchyard::cli::main`).
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
 fn switchyard(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_switchyard"))
+    Command::new(env!("CARGO_BIN_EXE_switchyard-test-cli"))
         .args(args)
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
         .output()

@@ -1,0 +1,26 @@
+//! The wire vocabulary of Switchyard: what the three inbound APIs (OpenAI
+//! Chat Completions and Responses, Anthropic Messages) and the provider
+//! formats say, and the pure translations between them.
+//!
+//! Nothing here does I/O or depends on an async runtime, an HTTP stack or the
+//! WebAssembly runtime (a test in `tests/all/architecture.rs` keeps it so).
+//! Every function is a plain transformation, unit-tested on fixtures beside
+//! it (`*_tests.rs`).
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`feature`] | the feature table of DESIGN §4: detecting the features a canonical request uses, and stripping one |
+//! | [`upstream`] | [`UpstreamError`] and its [`ErrorClass`], [`Usage`], the inbound [`Api`] |
+//! | [`sse`] | the Server-Sent Events decoder and encoder, and the [`sse::Translate`] trait upstream stream translators implement |
+//! | [`anthropic`] | canonical (Chat Completions) ⇄ Anthropic Messages, upstream side |
+//! | [`responses_out`] | canonical ⇄ OpenAI Responses, upstream side (an OpenAI account serving `/v1/responses`) |
+//! | [`text`] | making untrusted text printable before it reaches a log or a caller |
+
+pub mod anthropic;
+pub mod feature;
+pub mod responses_out;
+pub mod sse;
+pub mod text;
+pub mod upstream;
+
+pub use upstream::{Api, ErrorClass, UpstreamError, Usage, content_text};
