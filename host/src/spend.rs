@@ -105,7 +105,7 @@ pub struct SpendEvent {
 
 /// What settling a served request needs once its usage is known: spend to
 /// record, and rate-limit estimates to correct with the real token count.
-pub struct Settlement {
+pub struct Charge {
     pub spending: Arc<Spending>,
     pub state: Arc<SharedState>,
     pub team: String,
@@ -118,7 +118,7 @@ pub struct Settlement {
     pub admitted: Vec<Admitted>,
 }
 
-impl Settlement {
+impl Charge {
     /// Records the spend (ledger, budgets, alerts) and corrects the token
     /// estimates; neither waits.
     pub fn settle(self, usage: &Usage, cost_usd: f64) {

@@ -1305,6 +1305,37 @@ pub fn upstream_error(status: u16, retry_after: Option<Duration>, body: &[u8]) -
     error
 }
 
+/// Anthropic's SSE events as a stream of canonical chunks: the translator's
+/// chunks, then one usage chunk once the message has finished.
+pub struct Events {
+    translator: StreamTranslator,
+    usage_sent: bool,
+}
+
+impl Events {
+    pub fn new(translator: StreamTranslator) -> Self {
+        Self {
+            translator,
+            usage_sent: false,
+        }
+    }
+}
+
+impl crate::sse::Translate for Events {
+    fn event(&mut self, event: &SseEvent) -> Result<Vec<Value>, UpstreamError> {
+        let mut chunks = self.translator.event(event)?;
+        if self.translator.finished() && !self.usage_sent {
+            self.usage_sent = true;
+            chunks.push(self.translator.usage_chunk());
+        }
+        Ok(chunks)
+    }
+
+    fn finish(&mut self) -> Result<Vec<Value>, UpstreamError> {
+        crate::sse::stream_end(self.translator.finished(), "message_stop")
+    }
+}
+
 #[cfg(test)]
 #[path = "anthropic_tests.rs"]
 mod tests;

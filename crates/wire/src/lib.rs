@@ -12,15 +12,26 @@
 //! | [`feature`] | the feature table of DESIGN §4: detecting the features a canonical request uses, and stripping one |
 //! | [`upstream`] | [`UpstreamError`] and its [`ErrorClass`], [`Usage`], the inbound [`Api`] |
 //! | [`sse`] | the Server-Sent Events decoder and encoder, and the [`sse::Translate`] trait upstream stream translators implement |
+//! | [`error`] | [`RequestError`]: why an inbound body was refused, with a typed [`error::RequestCode`] |
+//! | [`responses_in`] | OpenAI Responses ⇄ canonical, caller side: request translation, answers and SSE events |
+//! | [`messages_in`] | Anthropic Messages ⇄ canonical, caller side: request translation, answers and SSE events |
+//! | [`stream`] | a streamed answer between executor and edge: [`stream::StreamEvent`], the [`stream::StreamEncoder`] trait, the Chat Completions encoder |
+//! | [`openai`] | OpenAI Chat Completions upstream: its SSE chunks and error bodies |
 //! | [`anthropic`] | canonical (Chat Completions) ⇄ Anthropic Messages, upstream side |
 //! | [`responses_out`] | canonical ⇄ OpenAI Responses, upstream side (an OpenAI account serving `/v1/responses`) |
 //! | [`text`] | making untrusted text printable before it reaches a log or a caller |
 
 pub mod anthropic;
+pub mod error;
 pub mod feature;
+pub mod messages_in;
+pub mod openai;
+pub mod responses_in;
 pub mod responses_out;
 pub mod sse;
+pub mod stream;
 pub mod text;
 pub mod upstream;
 
+pub use error::RequestError;
 pub use upstream::{Api, ErrorClass, UpstreamError, Usage, content_text};

@@ -8,7 +8,9 @@ use serde_json::{Map, Value};
 
 use super::AppState;
 use super::endpoint::{self, Endpoint};
-use crate::route::{ChatEncoder, RouteError, RouteRequest, RoutingOptions, StreamEncoder};
+use switchyard_wire::stream::{ChatEncoder, StreamEncoder};
+
+use crate::route::{RouteError, RouteRequest, RoutingOptions};
 use switchyard_wire::Api;
 
 /// Parses and validates a Chat Completions body into a [`RouteRequest`].

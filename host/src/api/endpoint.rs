@@ -10,7 +10,9 @@ use serde_json::Value;
 use super::intake::{BodyError, json_shape};
 use super::{AppState, authenticate, error_response};
 use crate::config::ServerSettings;
-use crate::route::{RouteError, RouteInfo, RouteRequest, Served, StreamEncoder, client_sse};
+use switchyard_wire::stream::StreamEncoder;
+
+use crate::route::{RouteError, RouteInfo, RouteRequest, Served};
 
 /// An inbound API: how its requests become the canonical [`RouteRequest`]
 /// and how answers and errors are written back in its own shapes.
@@ -106,29 +108,11 @@ pub async fn handle<E: Endpoint>(state: AppState, headers: HeaderMap, body: Body
             routing_headers(response.headers_mut(), &info);
             response
         }
-        Ok(Served::Stream {
-            info,
-            head,
-            rest,
-            model,
-            idle_timeout,
-            tally,
-        }) => {
-            let mut response_headers = HeaderMap::new();
-            // Before `info` moves into the stream.
-            routing_headers(&mut response_headers, &info);
-            let sse = client_sse(
-                info,
-                head,
-                rest,
-                model,
-                idle_timeout,
-                tally,
-                E::encoder(echo),
-            );
+        Ok(Served::Stream { info, events }) => {
+            let sse = super::sse::render(events, E::encoder(echo));
             let mut response = Response::new(Body::from_stream(sse));
             let h = response.headers_mut();
-            h.extend(response_headers);
+            routing_headers(h, &info);
             h.insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("text/event-stream"),

@@ -12,6 +12,7 @@ pub mod intake;
 mod messages;
 mod responses;
 pub mod server;
+mod sse;
 
 pub use intake::BodyError;
 pub use server::{Load, Server, serve};

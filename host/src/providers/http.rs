@@ -100,27 +100,6 @@ pub async fn error_body(response: reqwest::Response) -> Vec<u8> {
     body
 }
 
-/// The OpenAI-style `error.message` of a body, or its text.
-pub fn openai_error_message(body: &[u8]) -> String {
-    serde_json::from_slice::<Value>(body)
-        .ok()
-        .and_then(|v| {
-            v.pointer("/error/message")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-                .or_else(|| v.get("error").and_then(Value::as_str).map(str::to_string))
-        })
-        .unwrap_or_else(|| {
-            let text = String::from_utf8_lossy(body);
-            let text = text.trim();
-            if text.is_empty() {
-                "(empty error body)".to_string()
-            } else {
-                text.chars().take(1024).collect()
-            }
-        })
-}
-
 /// Sends a request. A non-2xx answer becomes the error `classify` makes of its
 /// status, retry-after and body.
 pub async fn send(

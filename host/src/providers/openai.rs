@@ -9,8 +9,7 @@ use futures_util::future::BoxFuture;
 use serde_json::{Map, Value, json};
 
 use switchyard_wire::responses_out as responses;
-use switchyard_wire::sse::{SseEvent, Translate, stream_end};
-use switchyard_wire::{Api, ErrorClass, UpstreamError, Usage};
+use switchyard_wire::{Api, ErrorClass, UpstreamError, Usage, openai};
 
 use super::http;
 use super::{ChatCall, ChatResponse, Provider};
@@ -72,52 +71,9 @@ impl Inner {
             request = request.header(reqwest::header::AUTHORIZATION, authorization.clone());
         }
         http::send(request, |status, retry_after, body| {
-            UpstreamError::from_status(status, retry_after, http::openai_error_message(body))
+            UpstreamError::from_status(status, retry_after, openai::error_message(body))
         })
         .await
-    }
-}
-
-/// OpenAI's own SSE: one JSON chunk per `data:`, ended by `data: [DONE]`.
-#[derive(Default)]
-struct Chunks {
-    done: bool,
-}
-
-impl Translate for Chunks {
-    fn event(&mut self, event: &SseEvent) -> Result<Vec<Value>, UpstreamError> {
-        let data = event.data.trim();
-        if data == "[DONE]" {
-            self.done = true;
-            return Ok(Vec::new());
-        }
-        if data.is_empty() {
-            return Ok(Vec::new());
-        }
-        let chunk: Value = serde_json::from_str(data).map_err(|e| {
-            UpstreamError::new(
-                ErrorClass::Protocol,
-                Some(200),
-                format!("invalid stream chunk: {e}"),
-            )
-        })?;
-        if let Some(error) = chunk.get("error").filter(|e| !e.is_null()) {
-            let message = error
-                .get("message")
-                .and_then(Value::as_str)
-                .unwrap_or("the provider reported an error mid-stream")
-                .to_string();
-            return Err(UpstreamError::new(
-                ErrorClass::Retryable,
-                Some(200),
-                message,
-            ));
-        }
-        Ok(vec![chunk])
-    }
-
-    fn finish(&mut self) -> Result<Vec<Value>, UpstreamError> {
-        stream_end(self.done, "[DONE]")
     }
 }
 
@@ -145,7 +101,7 @@ impl Provider for OpenAi {
             if call.stream {
                 return Ok(ChatResponse::Stream(http::sse_chunks(
                     response,
-                    Chunks::default(),
+                    openai::Chunks::default(),
                 )));
             }
             let status = response.status().as_u16();

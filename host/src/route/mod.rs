@@ -7,6 +7,7 @@
 mod candidates;
 mod logical;
 pub mod probe;
+mod settle;
 mod stream;
 
 use std::collections::HashMap;
@@ -23,16 +24,17 @@ use crate::metrics::telemetry::{RequestRecord, Telemetry};
 use crate::metrics::{Clock, MetricSource, MetricStore, Outcome, Sample};
 use crate::policy::{Candidate, Plan, Policy, PolicyError, RefusalKind, Request, WarmPool};
 use crate::providers::{ChatCall, ChatResponse, ChunkStream, Provider};
-use crate::spend::{Settlement, Spending, budget_key};
+use crate::spend::{Charge, Spending, budget_key};
 use crate::state::{
     Admission, CooldownKind, LimitKey, SharedState, View, ViewQuery, WindowUsage, now_ms,
 };
 use crate::teams::Tenant;
 pub use candidates::RoutingOptions;
 use candidates::{AccountStatus, Judgement};
-pub use stream::{ChatEncoder, StreamEncoder, StreamTally, client_sse, keep_routing_info};
+pub use settle::{Settlement, Tally};
+pub use stream::EventStream;
 use switchyard_wire::feature as features;
-use switchyard_wire::{Api, ErrorClass, UpstreamError, Usage};
+use switchyard_wire::{Api, ErrorClass, RequestError, UpstreamError, Usage};
 
 /// The canonical request: what the caller asked for, whichever of the three
 /// APIs it came in on, parsed and validated by the API layer. Feature
@@ -95,6 +97,15 @@ pub struct RouteInfo {
     /// The logical model the caller asked for, when it was one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub logical_model: Option<String>,
+}
+
+impl From<RequestError> for RouteError {
+    fn from(e: RequestError) -> Self {
+        Self {
+            param: e.param,
+            ..Self::new(400, "invalid_request_error", e.code.as_str(), e.message)
+        }
+    }
 }
 
 /// A request that could not be served, with an OpenAI-style error.
@@ -163,17 +174,10 @@ impl RouteError {
 pub enum Served {
     /// A whole `chat.completion` (with `switchyard` added).
     Complete { body: Value, info: RouteInfo },
-    /// A stream: chunks already received (the first content chunk among them)
-    /// and the rest of the upstream stream.
+    /// A stream of canonical events; it settles the answer when it ends.
     Stream {
         info: RouteInfo,
-        head: Vec<Value>,
-        rest: ChunkStream,
-        /// Price of the serving model, to cost the usage at the end.
-        model: crate::catalog::Model,
-        idle_timeout: Duration,
-        /// Records tokens, cost and a mid-stream break when the stream ends.
-        tally: StreamTally,
+        events: EventStream,
     },
 }
 
@@ -955,7 +959,7 @@ impl Executor {
                         cost_usd: None,
                         logical_model: req.logical_model.clone(),
                     };
-                    let settlement = Settlement {
+                    let charge = Charge {
                         spending: self.spending.clone(),
                         state: self.state.clone(),
                         team: cx.team.name.clone(),
@@ -969,8 +973,7 @@ impl Executor {
                             .chain(cx.team_admission.clone())
                             .collect(),
                     };
-                    // Only streams need it: built in their arms below.
-                    let tally = move |settlement| StreamTally {
+                    let settlement = Settlement {
                         metrics: self.metrics.clone(),
                         telemetry: self.telemetry.clone(),
                         breakers: self.breakers.clone(),
@@ -979,45 +982,32 @@ impl Executor {
                         provider: account.name.clone(),
                         model: candidate.model.clone(),
                         features: sent_features,
-                        usage: None,
-                        cost_usd: None,
-                        broken: false,
-                        settlement: Some(settlement),
+                        streamed: req.stream,
+                        charge,
                     };
-                    return Ok(match answer {
+                    let (head, rest) = match answer {
                         Answer::Complete(mut body, usage) if !req.stream => {
                             let cost = model.cost(&usage);
                             info.cost_usd = Some(cost);
-                            settlement.settle(&usage, cost);
-                            self.telemetry.tokens(
-                                &account.name,
-                                &candidate.model,
-                                usage.prompt_tokens,
-                                usage.completion_tokens,
-                            );
+                            settlement.settle(Tally {
+                                usage: Some(usage),
+                                cost_usd: Some(cost),
+                                broken: false,
+                            });
                             if let Value::Object(map) = &mut body {
                                 map.insert("switchyard".into(), json!(info));
                             }
-                            Served::Complete { body, info }
+                            return Ok(Served::Complete { body, info });
                         }
                         // Streaming was stripped: stream the whole answer ourselves.
-                        Answer::Complete(body, usage) => Served::Stream {
-                            head: Vec::new(),
-                            rest: stream::from_completion(body, usage),
-                            info,
-                            model: model.clone(),
-                            idle_timeout: timeout,
-                            tally: tally(settlement),
-                        },
-                        Answer::Stream(head, rest) => Served::Stream {
-                            head,
-                            rest,
-                            info,
-                            model: model.clone(),
-                            idle_timeout: timeout,
-                            tally: tally(settlement),
-                        },
-                    });
+                        Answer::Complete(body, usage) => {
+                            (Vec::new(), stream::from_completion(body, usage))
+                        }
+                        Answer::Stream(head, rest) => (head, rest),
+                    };
+                    let events =
+                        stream::relay(json!(info), head, rest, model.clone(), timeout, settlement);
+                    return Ok(Served::Stream { info, events });
                 }
                 Err(error) => {
                     tracing::warn!(provider = %account.name, model = %candidate.model, class = error.class.name(), status = ?error.status, error = %error.message, "attempt failed");

@@ -8,7 +8,6 @@ use futures_util::future::BoxFuture;
 use serde_json::Value;
 
 use switchyard_wire::anthropic::{self as translate, StreamTranslator};
-use switchyard_wire::sse::{SseEvent, Translate, stream_end};
 use switchyard_wire::{ErrorClass, UpstreamError};
 
 use super::http;
@@ -51,26 +50,6 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
-struct Events {
-    translator: StreamTranslator,
-    usage_sent: bool,
-}
-
-impl Translate for Events {
-    fn event(&mut self, event: &SseEvent) -> Result<Vec<Value>, UpstreamError> {
-        let mut chunks = self.translator.event(event)?;
-        if self.translator.finished() && !self.usage_sent {
-            self.usage_sent = true;
-            chunks.push(self.translator.usage_chunk());
-        }
-        Ok(chunks)
-    }
-
-    fn finish(&mut self) -> Result<Vec<Value>, UpstreamError> {
-        stream_end(self.translator.finished(), "message_stop")
-    }
-}
-
 impl Provider for Anthropic {
     fn chat(&self, call: ChatCall) -> BoxFuture<'static, Result<ChatResponse, UpstreamError>> {
         let inner = self.inner.clone();
@@ -93,10 +72,7 @@ impl Provider for Anthropic {
             let created = now();
             if call.stream {
                 let id = format!("chatcmpl-{:016x}", fastrand::u64(..));
-                let events = Events {
-                    translator: StreamTranslator::new(id, model, created),
-                    usage_sent: false,
-                };
+                let events = translate::Events::new(StreamTranslator::new(id, model, created));
                 return Ok(ChatResponse::Stream(http::sse_chunks(response, events)));
             }
             let status = response.status().as_u16();
