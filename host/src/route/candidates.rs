@@ -10,8 +10,10 @@ use serde_json::Value;
 
 use super::{RouteError, RouteRequest};
 use crate::config::{Config, ProviderAccount, Team};
+use crate::health::{State, feature_failing};
 use crate::metrics::{MIN_WINDOW_SECS, is_sort_metric, parse_window};
 use crate::policy::{Candidate, Health, Price};
+use crate::state::View;
 
 /// The caller's `routing` object.
 #[derive(Debug, Clone, PartialEq)]
@@ -417,6 +419,60 @@ pub fn build<'a>(
         "no_provider",
         format!("no provider this team may use serves {:?}", req.model),
     ))
+}
+
+impl super::Executor {
+    /// How a candidate stands before the policy runs: its circuit, and its
+    /// success rate for each feature the request needs.
+    pub(super) fn judge(
+        &self,
+        id: &str,
+        needed: &[String],
+        snapshot: &crate::metrics::Snapshot,
+        window: u32,
+        view: &View,
+    ) -> Judgement {
+        let state = self.breakers.state(id);
+        let (provider, model) = id.split_once('/').unwrap_or((id, ""));
+        // Opened by another replica (or by this one, and announced).
+        if let Some(retry_in) = view.circuit_open(id)
+            && !matches!(state, State::HalfOpen { .. })
+        {
+            self.telemetry.exclusion(provider, model, "circuit_open");
+            return Judgement::CircuitOpen(retry_in);
+        }
+        match state {
+            State::Open { retry_in } => {
+                self.telemetry.exclusion(provider, model, "circuit_open");
+                return Judgement::CircuitOpen(retry_in);
+            }
+            State::HalfOpen { probe_free: false } => {
+                self.telemetry.exclusion(provider, model, "circuit_open");
+                return Judgement::CircuitOpen(Duration::from_secs(1));
+            }
+            _ => {}
+        }
+        let routing = &self.config.routing;
+        let failing = needed.iter().find(|f| {
+            snapshot.feature_counts(id, f, window).is_some_and(|c| {
+                feature_failing(
+                    &c,
+                    routing.feature_uptime_threshold,
+                    routing.feature_uptime_min_requests,
+                )
+            })
+        });
+        if let Some(feature) = failing {
+            tracing::debug!(candidate = id, feature = %feature, "feature uptime below threshold");
+            self.telemetry.exclusion(provider, model, "feature_uptime");
+            return Judgement::FeatureFailing;
+        }
+        match state {
+            State::HalfOpen { .. } => Judgement::HalfOpen,
+            State::Closed { degraded: true } => Judgement::Degraded,
+            _ => Judgement::Healthy,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -14,7 +14,8 @@ use serde_json::{Map, json};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::{Executor, failure_kind};
+use super::Executor;
+use super::attempt::failure_kind;
 use crate::config::ProviderKind;
 use crate::health::Verdict;
 use crate::metrics::{Outcome, Sample};

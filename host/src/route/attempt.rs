@@ -1,0 +1,668 @@
+//! Attempts: the plan's attempts in order, one upstream call each, failing
+//! over on retryable errors, timeouts and streams that die before their first
+//! content token, with backoff, cooldowns and the account's own rate limit.
+//! A served answer leaves with its [`Settlement`].
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use switchyard_wire::feature as features;
+use switchyard_wire::{ErrorClass, UpstreamError, Usage};
+
+use crate::catalog::Model;
+use crate::config::{ProviderAccount, Team};
+use crate::health::Ticket;
+use crate::health::{State, Verdict};
+use crate::metrics::{Outcome, Sample};
+use crate::policy::{Candidate, Plan};
+use crate::providers::{ChatCall, ChatResponse, ChunkStream};
+use crate::spend::Charge;
+use crate::state::{Admission, Admitted, CooldownKind, LimitKey, now_ms};
+
+use super::admission::over_limit;
+use super::settle::{Settlement, Tally};
+use super::{AttemptRecord, Executor, RouteError, RouteInfo, RouteRequest, Served, stream};
+
+impl Executor {
+    fn backoff(&self, failures: u32) -> Duration {
+        let routing = &self.config.routing;
+        let exp = routing
+            .backoff_base
+            .saturating_mul(1u32 << failures.min(10))
+            .min(routing.backoff_max);
+        // Full jitter: anywhere between half and the whole step.
+        exp.mul_f64(0.5 + fastrand::f64() * 0.5)
+    }
+
+    /// Starts an account's cooldown (shared with the other replicas).
+    pub(super) async fn cool_down(&self, account: &str, kind: CooldownKind, wait: Duration) {
+        self.telemetry.cooldown(account, kind.name());
+        let until_ms = now_ms().saturating_add(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
+        self.state
+            .set_cooldown(account, crate::state::Cooldown { kind, until_ms })
+            .await;
+    }
+
+    /// Runs the plan's attempts in order until one answers; the caller's
+    /// error (with the attempt trail) if none does.
+    pub(super) async fn attempt(
+        &self,
+        req: &RouteRequest,
+        cx: &Context<'_>,
+        candidates: &[Candidate],
+        accounts: &[&ProviderAccount],
+        plan: Plan,
+    ) -> Result<Served, RouteError> {
+        let mut failover = Failover::default();
+        for attempt in &plan.attempts {
+            let Some(index) = candidates.iter().position(|c| c.id == attempt.candidate) else {
+                continue; // validated by the runtime; unreachable in practice
+            };
+            let candidate = &candidates[index];
+            let account = accounts[index];
+            let Some(model) = self.config.catalog.get(&candidate.model) else {
+                continue;
+            };
+            let Some(provider) = self.providers.get(&account.name) else {
+                continue;
+            };
+            let Some((ticket, admitted)) = self.gate(&mut failover, cx, account, candidate).await
+            else {
+                continue;
+            };
+            if failover.backs_off() {
+                tokio::time::sleep(self.backoff(failover.failures - 1)).await;
+            }
+            let (chat, sent) = self.call(req, cx, attempt, account, candidate);
+            let started = Instant::now();
+            let result = send(provider.as_ref(), chat).await;
+            let latency = started.elapsed();
+            match result {
+                Ok(answer) => {
+                    let probe = ticket.is_probe();
+                    ticket.finish(Verdict::Success);
+                    // A probe that closed the circuit tells the other replicas.
+                    if probe {
+                        self.state.clear_circuit(&candidate.id).await;
+                    }
+                    let winner = Winner {
+                        req,
+                        cx,
+                        plan: &plan,
+                        attempt,
+                        account,
+                        candidate,
+                        model,
+                    };
+                    return Ok(self.served(
+                        &winner,
+                        answer,
+                        failover.trail,
+                        sent,
+                        latency,
+                        admitted,
+                    ));
+                }
+                Err(error) => {
+                    tracing::warn!(provider = %account.name, model = %candidate.model, class = error.class.name(), status = ?error.status, error = %error.message, "attempt failed");
+                    let (outcome, verdict) = failure_kind(&error.class);
+                    ticket.finish(verdict);
+                    // A circuit this failure opened is announced to the other replicas.
+                    if verdict == Verdict::Failure
+                        && let State::Open { retry_in } = self.breakers.state(&candidate.id)
+                    {
+                        let until = now_ms()
+                            .saturating_add(u64::try_from(retry_in.as_millis()).unwrap_or(0));
+                        self.state.set_circuit_open(&candidate.id, until).await;
+                    }
+                    self.record_attempt(
+                        &candidate.id,
+                        &sent.features,
+                        Sample {
+                            outcome: Some(outcome),
+                            ..Sample::default()
+                        },
+                    );
+                    self.failed(&mut failover, account, candidate, error)
+                        .await?;
+                }
+            }
+        }
+        Err(failover.into_error(self.config.routing.rate_limit_cooldown))
+    }
+
+    /// Whether `candidate` may be attempted now: its account not cooling
+    /// down, its circuit letting a call through, its account's own RPM/TPM
+    /// with room. A candidate that may not is skipped (and said so in the
+    /// trail); one that may gets its breaker ticket and limiter admission.
+    async fn gate<'b>(
+        &'b self,
+        failover: &mut Failover,
+        cx: &Context<'_>,
+        account: &ProviderAccount,
+        candidate: &Candidate,
+    ) -> Option<(Ticket<'b>, Option<Admitted>)> {
+        // An earlier attempt of this very request may have put the account
+        // in cooldown (429 with retry-after, 402).
+        if let Some((kind, wait)) = self.state.local_cooldown(&account.name) {
+            failover.skip(
+                account,
+                candidate,
+                "cooldown",
+                format!("account cooling down for {} ms", wait.as_millis()),
+            );
+            if kind == CooldownKind::RateLimited {
+                failover.retry_after(wait);
+            } else {
+                failover.all_rate_limited = false;
+            }
+            return None;
+        }
+        // Its circuit may have opened since the candidates were built (an
+        // earlier attempt of this or another request), or its half-open
+        // probe slot may be taken.
+        let Some(ticket) = self.breakers.begin(&candidate.id) else {
+            failover.skip(
+                account,
+                candidate,
+                "circuit_open",
+                "circuit breaker open after recent failures".into(),
+            );
+            failover.all_rate_limited = false;
+            return None;
+        };
+        // The account's own RPM/TPM: a candidate without room is not
+        // attempted; the request moves on, and the limiter says when
+        // room frees up.
+        if !account.limits.any() {
+            return Some((ticket, None));
+        }
+        let key = LimitKey::account(&account.name, account.limits);
+        match self.state.acquire(&key, 1, cx.estimated_tokens).await {
+            Admission::Admitted(a) => Some((ticket, Some(a))),
+            Admission::Denied {
+                limit,
+                used,
+                cap,
+                retry_after,
+            } => {
+                drop(ticket);
+                self.telemetry
+                    .limiter_rejection("account", &account.name, limit);
+                failover.skip(
+                    account,
+                    candidate,
+                    "limit_reached",
+                    over_limit(&account.name, limit, used, cap, retry_after),
+                );
+                failover.retry_after(retry_after);
+                None
+            }
+        }
+    }
+
+    /// The upstream call an attempt makes: the request with the plan's
+    /// features stripped and the provider's model id, and its time limits.
+    fn call(
+        &self,
+        req: &RouteRequest,
+        cx: &Context<'_>,
+        attempt: &crate::policy::Attempt,
+        account: &ProviderAccount,
+        candidate: &Candidate,
+    ) -> (ChatCall, Sent) {
+        let mut body = req.body.clone();
+        for feature in &attempt.strip {
+            features::strip(&mut body, feature);
+        }
+        let sent_features: Vec<String> = cx
+            .features
+            .iter()
+            .filter(|f| !attempt.strip.contains(f))
+            .cloned()
+            .collect();
+        let upstream_model = account
+            .upstream_model(&self.config.catalog, &candidate.model)
+            .to_string();
+        body.insert("model".into(), Value::String(upstream_model));
+        let stream_upstream = req.stream && !attempt.strip.iter().any(|f| f == "stream");
+        let timeout = attempt
+            .timeout_ms
+            .map(|ms| Duration::from_millis(u64::from(ms)))
+            .unwrap_or(account.timeout);
+        let call_timeout = if stream_upstream {
+            timeout.min(self.config.routing.first_token_timeout)
+        } else {
+            timeout
+        };
+        let chat = ChatCall {
+            body,
+            stream: stream_upstream,
+            timeout: call_timeout,
+            api: req.api,
+        };
+        (
+            chat,
+            Sent {
+                features: sent_features,
+                timeout,
+            },
+        )
+    }
+
+    /// A served answer: recorded as the attempt that served, settled (a
+    /// whole answer at once, a stream when it ends), with the routing info.
+    fn served(
+        &self,
+        w: &Winner<'_>,
+        answer: Answer,
+        mut trail: Vec<AttemptRecord>,
+        sent: Sent,
+        latency: Duration,
+        admitted: Option<Admitted>,
+    ) -> Served {
+        let (req, cx, account, candidate) = (w.req, w.cx, w.account, w.candidate);
+        let usage = match &answer {
+            Answer::Complete(_, usage) => Some(usage),
+            Answer::Stream(..) => None,
+        };
+        let streamed = matches!(answer, Answer::Stream(..));
+        self.record_attempt(
+            &candidate.id,
+            &sent.features,
+            Sample {
+                outcome: Some(Outcome::Ok),
+                latency: Some(latency),
+                e2e: Some(cx.arrival.elapsed()),
+                ttft: streamed.then_some(latency),
+                input_tokens: usage.map(|u| u.prompt_tokens),
+                output_tokens: usage.map(|u| u.completion_tokens),
+            },
+        );
+        trail.push(AttemptRecord {
+            provider: account.name.clone(),
+            model: candidate.model.clone(),
+            status: Some(200),
+            reason: "ok".into(),
+            message: None,
+        });
+        let mut info = RouteInfo {
+            provider: account.name.clone(),
+            model: candidate.model.clone(),
+            attempts: trail.len(),
+            stripped: w.attempt.strip.clone(),
+            label: w.plan.label.clone(),
+            trail,
+            cost_usd: None,
+            logical_model: req.logical_model.clone(),
+        };
+        let charge = Charge {
+            spending: self.spending.clone(),
+            state: self.state.clone(),
+            team: cx.team.name.clone(),
+            account: account.name.clone(),
+            model: candidate.model.clone(),
+            label: w.plan.label.clone(),
+            baseline: crate::spend::baseline_model(&self.config, cx.team)
+                .map(crate::catalog::Model::rates),
+            admitted: admitted
+                .into_iter()
+                .chain(cx.team_admission.clone())
+                .collect(),
+        };
+        let settlement = Settlement {
+            metrics: self.metrics.clone(),
+            telemetry: self.telemetry.clone(),
+            breakers: self.breakers.clone(),
+            team: cx.team.name.clone(),
+            candidate: candidate.id.clone(),
+            provider: account.name.clone(),
+            model: candidate.model.clone(),
+            features: sent.features,
+            streamed: req.stream,
+            charge,
+        };
+        let (head, rest) = match answer {
+            Answer::Complete(mut body, usage) if !req.stream => {
+                let cost = w.model.cost(&usage);
+                info.cost_usd = Some(cost);
+                settlement.settle(Tally {
+                    usage: Some(usage),
+                    cost_usd: Some(cost),
+                    broken: false,
+                });
+                if let Value::Object(map) = &mut body {
+                    map.insert("switchyard".into(), json!(info));
+                }
+                return Served::Complete { body, info };
+            }
+            // Streaming was stripped: stream the whole answer ourselves.
+            Answer::Complete(body, usage) => (Vec::new(), stream::from_completion(body, usage)),
+            Answer::Stream(head, rest) => (head, rest),
+        };
+        let events = stream::relay(
+            json!(info),
+            head,
+            rest,
+            w.model.clone(),
+            sent.timeout,
+            settlement,
+        );
+        Served::Stream { info, events }
+    }
+
+    /// The bookkeeping of a failed attempt: cooldowns for rate limits and
+    /// exhausted quotas, the trail; the caller's error at once when the
+    /// provider refused the request itself (never retried).
+    async fn failed(
+        &self,
+        failover: &mut Failover,
+        account: &ProviderAccount,
+        candidate: &Candidate,
+        error: UpstreamError,
+    ) -> Result<(), RouteError> {
+        failover.trail.push(AttemptRecord {
+            provider: account.name.clone(),
+            model: candidate.model.clone(),
+            status: error.status,
+            reason: error.class.name().into(),
+            message: Some(error.message.clone()),
+        });
+        match &error.class {
+            ErrorClass::RateLimited { retry_after } => {
+                let wait = retry_after.unwrap_or(self.config.routing.rate_limit_cooldown);
+                self.cool_down(&account.name, CooldownKind::RateLimited, wait)
+                    .await;
+                failover.retry_after(wait);
+            }
+            ErrorClass::QuotaExhausted => {
+                failover.all_rate_limited = false;
+                self.cool_down(
+                    &account.name,
+                    CooldownKind::Quota,
+                    self.config.routing.quota_cooldown,
+                )
+                .await;
+            }
+            _ => failover.all_rate_limited = false,
+        }
+        if !error.class.fails_over() {
+            // The caller's request is at fault: never retried.
+            return Err(RouteError {
+                status: error.status.unwrap_or(400),
+                kind: "invalid_request_error",
+                code: "upstream_rejected_request",
+                message: format!("{} rejected the request: {}", account.name, error.message),
+                param: None,
+                retry_after: None,
+                trail: std::mem::take(&mut failover.trail),
+                label: None,
+            });
+        }
+        failover.failures += 1;
+        failover.last_error = Some(error);
+        Ok(())
+    }
+
+    /// Records one attempt in the live metrics and the telemetry.
+    fn record_attempt(&self, id: &str, features: &[String], sample: Sample) {
+        self.metrics.record(id, features, &sample);
+        let (provider, model) = id.split_once('/').unwrap_or((id, ""));
+        self.telemetry.attempt(
+            provider,
+            model,
+            sample.outcome.map_or("ok", Outcome::name),
+            // Only successful attempts carry a latency.
+            sample.latency,
+            sample.ttft,
+        );
+    }
+}
+
+/// What the attempts of one request share.
+pub(super) struct Context<'a> {
+    pub(super) team: &'a Team,
+    pub(super) arrival: Instant,
+    /// Features the request needs (before any stripping).
+    pub(super) features: &'a [String],
+    /// Input tokens estimated before the call, counted against TPM limits.
+    pub(super) estimated_tokens: u64,
+    /// Where the team's rate limit counted this request.
+    pub(super) team_admission: Option<crate::state::Admitted>,
+}
+
+/// How a failed attempt counts: its outcome for the metrics, its verdict for
+/// the circuit breaker.
+pub(super) fn failure_kind(class: &ErrorClass) -> (Outcome, Verdict) {
+    match class {
+        ErrorClass::RateLimited { .. } | ErrorClass::QuotaExhausted => {
+            (Outcome::RateLimited, Verdict::Neutral)
+        }
+        ErrorClass::Timeout => (Outcome::Timeout, Verdict::Failure),
+        class if !class.fails_over() => (Outcome::Rejected, Verdict::Neutral),
+        _ => (Outcome::Error, Verdict::Failure),
+    }
+}
+
+enum Answer {
+    Complete(Value, Usage),
+    Stream(Vec<Value>, ChunkStream),
+}
+
+/// What the attempts of one request have gathered so far, for the error the
+/// caller gets if none answers.
+struct Failover {
+    trail: Vec<AttemptRecord>,
+    last_error: Option<UpstreamError>,
+    /// Attempts that were made and failed.
+    failures: u32,
+    /// Every candidate tried or skipped was rate limited (so far).
+    all_rate_limited: bool,
+    /// The soonest a rate-limited candidate has room again.
+    soonest_retry: Option<Duration>,
+}
+
+impl Default for Failover {
+    fn default() -> Self {
+        Self {
+            trail: Vec::new(),
+            last_error: None,
+            failures: 0,
+            all_rate_limited: true,
+            soonest_retry: None,
+        }
+    }
+}
+
+impl Failover {
+    /// A candidate skipped without a call, and why.
+    fn skip(
+        &mut self,
+        account: &ProviderAccount,
+        candidate: &Candidate,
+        reason: &str,
+        message: String,
+    ) {
+        self.trail.push(AttemptRecord {
+            provider: account.name.clone(),
+            model: candidate.model.clone(),
+            status: None,
+            reason: reason.into(),
+            message: Some(message),
+        });
+    }
+
+    /// A rate-limited candidate has room again after `wait`.
+    fn retry_after(&mut self, wait: Duration) {
+        self.soonest_retry = Some(self.soonest_retry.map_or(wait, |s| s.min(wait)));
+    }
+
+    /// Whether the next call waits first: the last one failed in a way a
+    /// pause may cure (a server error, a timeout, a broken connection).
+    fn backs_off(&self) -> bool {
+        self.failures > 0
+            && matches!(
+                self.last_error.as_ref().map(|e| &e.class),
+                Some(ErrorClass::Retryable | ErrorClass::Timeout | ErrorClass::Connect)
+            )
+    }
+
+    /// The caller's error when no attempt answered: 429 when every
+    /// candidate was rate limited, else 424 naming the last failure.
+    fn into_error(self, rate_limit_cooldown: Duration) -> RouteError {
+        let last = self.trail.last();
+        if self.all_rate_limited && !self.trail.is_empty() {
+            let mut e = RouteError::new(
+                429,
+                "rate_limit_error",
+                "all_providers_rate_limited",
+                format!(
+                    "every provider for this request is rate limited; last: {}",
+                    last.map(describe_attempt).unwrap_or_default()
+                ),
+            );
+            e.retry_after = Some(self.soonest_retry.unwrap_or(rate_limit_cooldown));
+            e.trail = self.trail;
+            return e;
+        }
+        let mut e = RouteError::new(
+            424,
+            "upstream_error",
+            "all_providers_failed",
+            format!(
+                "all {} attempts failed; last: {}",
+                self.trail.len(),
+                last.map(describe_attempt)
+                    .unwrap_or_else(|| "no attempt could be made".into())
+            ),
+        );
+        e.trail = self.trail;
+        e
+    }
+}
+
+/// The attempt that answered, and what it answered for.
+struct Winner<'a> {
+    req: &'a RouteRequest,
+    cx: &'a Context<'a>,
+    plan: &'a Plan,
+    attempt: &'a crate::policy::Attempt,
+    account: &'a ProviderAccount,
+    candidate: &'a Candidate,
+    /// The serving model's catalog entry (its prices).
+    model: &'a Model,
+}
+
+/// What an attempt sent, for recording its outcome.
+struct Sent {
+    /// The request's features minus those the plan stripped.
+    features: Vec<String>,
+    /// The attempt's time limit; a stream's idle limit after its first token.
+    timeout: Duration,
+}
+
+/// Makes one upstream call within its time limit. A stream has answered once
+/// its first content chunk arrives (everything read so far comes back with
+/// it); until then it can still fail over with nothing sent to the caller.
+async fn send(
+    provider: &dyn crate::providers::Provider,
+    chat: ChatCall,
+) -> Result<Answer, UpstreamError> {
+    let call_timeout = chat.timeout;
+    let deadline = tokio::time::Instant::from_std(Instant::now() + call_timeout);
+    let result = match tokio::time::timeout_at(deadline, provider.chat(chat)).await {
+        Ok(result) => result,
+        Err(_) => Err(UpstreamError::new(
+            ErrorClass::Timeout,
+            None,
+            format!("no response within {} ms", call_timeout.as_millis()),
+        )),
+    };
+    match result? {
+        ChatResponse::Stream(mut upstream) => {
+            let head = first_content(&mut upstream, deadline, call_timeout).await?;
+            Ok(Answer::Stream(head, upstream))
+        }
+        ChatResponse::Complete { body, usage } => Ok(Answer::Complete(body, usage)),
+    }
+}
+
+fn describe_attempt(a: &AttemptRecord) -> String {
+    let status = a.status.map(|s| format!(" {s}")).unwrap_or_default();
+    format!(
+        "{}/{} {}{}: {}",
+        a.provider,
+        a.model,
+        a.reason,
+        status,
+        a.message.as_deref().unwrap_or("")
+    )
+}
+
+/// Whether a chunk carries content the client would see: text, a tool call,
+/// reasoning, or a refusal.
+fn has_content(chunk: &Value) -> bool {
+    let Some(choices) = chunk.get("choices").and_then(Value::as_array) else {
+        return false;
+    };
+    choices.iter().any(|c| {
+        let Some(delta) = c.get("delta") else {
+            return false;
+        };
+        ["content", "reasoning_content", "refusal"].iter().any(|k| {
+            delta
+                .get(*k)
+                .and_then(Value::as_str)
+                .is_some_and(|s| !s.is_empty())
+        }) || delta
+            .get("tool_calls")
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty())
+    })
+}
+
+/// Reads the upstream until its first content chunk (returning everything read
+/// so far) — or fails, so the executor can try the next attempt with nothing
+/// yet sent to the client.
+async fn first_content(
+    upstream: &mut ChunkStream,
+    deadline: tokio::time::Instant,
+    limit: Duration,
+) -> Result<Vec<Value>, UpstreamError> {
+    let mut head = Vec::new();
+    loop {
+        match tokio::time::timeout_at(deadline, upstream.next()).await {
+            Err(_) => {
+                return Err(UpstreamError::new(
+                    ErrorClass::Timeout,
+                    Some(200),
+                    format!("stream sent no content within {} ms", limit.as_millis()),
+                ));
+            }
+            Ok(None) => {
+                // A stream that ends cleanly with only a finish reason (an empty
+                // answer) is an answer; one that just stops is a failure.
+                if head.iter().any(|c: &Value| {
+                    c.pointer("/choices/0/finish_reason")
+                        .is_some_and(|f| !f.is_null())
+                }) {
+                    return Ok(head);
+                }
+                return Err(UpstreamError::new(
+                    ErrorClass::Connect,
+                    Some(200),
+                    "stream ended before any content",
+                ));
+            }
+            Ok(Some(Err(e))) => return Err(e),
+            Ok(Some(Ok(chunk))) => {
+                let content = has_content(&chunk);
+                head.push(chunk);
+                if content {
+                    return Ok(head);
+                }
+            }
+        }
+    }
+}

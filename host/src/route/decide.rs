@@ -1,0 +1,205 @@
+//! Decide: the team's policy (or the bundled default standing in for it)
+//! turns the candidates into a plan, checked against what it was offered.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::config::Team;
+use crate::metrics::MetricSource;
+use crate::policy::{Candidate, Plan, PolicyError, RefusalKind, Request};
+use crate::teams::Tenant;
+
+use super::{Executor, RouteError, RouteRequest};
+
+/// What the policy is told about a request.
+pub(super) fn policy_request(req: &RouteRequest, team: &Team, features: Vec<String>) -> Request {
+    Request {
+        model: req.model.clone(),
+        routing: crate::policy::Routing {
+            metric: req.routing.metric.clone(),
+            interval_seconds: req.routing.interval_seconds,
+            models: req.routing.models.clone(),
+            providers: req.routing.providers.clone(),
+        },
+        features,
+        step_type: req.step_type.clone(),
+        purpose: req.purpose.clone(),
+        team: team.name.clone(),
+        estimated_input_tokens: req.estimated_input_tokens,
+        max_output_tokens: req
+            .body
+            .get("max_completion_tokens")
+            .or_else(|| req.body.get("max_tokens"))
+            .and_then(Value::as_u64)
+            .map(|n| n.min(u64::from(u32::MAX)) as u32),
+        prompt_cache_key: req
+            .body
+            .get("prompt_cache_key")
+            .is_some_and(|v| !v.is_null()),
+        metadata: req.metadata.clone(),
+        config: team.policy_config.clone(),
+    }
+}
+
+impl Executor {
+    /// Asks the team's plugin (if it has one in service) for a plan, on a
+    /// blocking thread and within the plugin's decision slots, so a slow or
+    /// looping plugin holds only its own team's requests. A fault is counted
+    /// against the plugin and the request is routed by the default policy.
+    /// Gives back the request and candidates it was handed.
+    pub(super) async fn decide(
+        &self,
+        tenant: &Tenant,
+        mut request: Request,
+        mut candidates: Vec<Candidate>,
+        snapshot: Arc<crate::metrics::Snapshot>,
+        window: u32,
+    ) -> Result<(Plan, Request, Vec<Candidate>), RouteError> {
+        let team = &tenant.team;
+        if let Some(plugin) = tenant.policy.as_ref().filter(|p| p.in_service()) {
+            let permit = plugin.slots.acquire().await;
+            if permit.is_ok() && plugin.in_service() {
+                let policy = &plugin.policy;
+                if !policy.info().metrics.is_empty() {
+                    policy.precompute_metrics(&mut candidates, snapshot.as_ref(), window);
+                }
+                let source: Arc<dyn MetricSource> = snapshot.clone();
+                let warm = plugin.clone();
+                let ran = tokio::task::spawn_blocking(move || {
+                    let decision = warm.pool.decide_traced(&request, &candidates, source);
+                    (decision, request, candidates)
+                })
+                .await;
+                drop(permit);
+                let (decision, back_request, back_candidates) = ran.map_err(|e| {
+                    RouteError::new(
+                        503,
+                        "server_error",
+                        "routing_policy_fault",
+                        format!("the routing policy failed: {e}"),
+                    )
+                })?;
+                request = back_request;
+                candidates = back_candidates;
+                self.count_misbehaviour(&team.name, &plugin.label, &decision.stats);
+                match decision.result {
+                    Err(fault) if fault.is_fault() => {
+                        self.telemetry.decision(
+                            &team.name,
+                            &plugin.label,
+                            decision.stats.elapsed,
+                            Some(fault.kind()),
+                        );
+                        // A full instance pool is the host's capacity, not the plugin's fault.
+                        let aside = if matches!(fault, PolicyError::Instantiate(_)) {
+                            None
+                        } else {
+                            plugin.record_fault(fault.kind())
+                        };
+                        match aside {
+                            Some(reason) => {
+                                tracing::error!(team = %team.name, version = plugin.version, error = %fault, "team policy set aside: {reason}")
+                            }
+                            None => {
+                                tracing::warn!(team = %team.name, version = plugin.version, error = %fault, "team policy fault; the default policy routes this request")
+                            }
+                        }
+                    }
+                    result => {
+                        self.telemetry.decision(
+                            &team.name,
+                            &plugin.label,
+                            decision.stats.elapsed,
+                            None,
+                        );
+                        plugin.record_success();
+                        return Ok((Self::plan_or_error(team, result)?, request, candidates));
+                    }
+                }
+            }
+        }
+        if tenant.policy.is_some() {
+            // Standing in for the team's plugin: the team's config is written
+            // for that plugin, so the default policy gets its own.
+            request
+                .config
+                .clone_from(&self.config.default_policy_config);
+        }
+        let policy = self.default.policy();
+        if !policy.info().metrics.is_empty() {
+            policy.precompute_metrics(&mut candidates, snapshot.as_ref(), window);
+        }
+        let decision = self.default.decide_traced(&request, &candidates, snapshot);
+        self.count_misbehaviour(&team.name, "default", &decision.stats);
+        let fault = decision
+            .result
+            .as_ref()
+            .err()
+            .filter(|e| e.is_fault())
+            .map(PolicyError::kind);
+        self.telemetry
+            .decision(&team.name, "default", decision.stats.elapsed, fault);
+        Ok((
+            Self::plan_or_error(team, decision.result)?,
+            request,
+            candidates,
+        ))
+    }
+
+    /// Counts what a decision did that a policy may not, short of a fault.
+    fn count_misbehaviour(&self, team: &str, version: &str, stats: &crate::policy::DecisionStats) {
+        if stats.foreign_metric_calls > 0 {
+            let before = self.telemetry.misbehaviour(
+                team,
+                version,
+                "foreign_metric",
+                u64::from(stats.foreign_metric_calls),
+            );
+            // Once per team and version: the counter says how often.
+            if before == 0 {
+                tracing::warn!(
+                    team,
+                    version,
+                    "policy asked for metrics of candidates it was not offered (answered none; counted in switchyard_policy_misbehaviour_total)"
+                );
+            }
+        }
+    }
+
+    /// The plan, or the caller's error for a refusal or a fault.
+    fn plan_or_error(team: &Team, result: Result<Plan, PolicyError>) -> Result<Plan, RouteError> {
+        match result {
+            Ok(plan) => Ok(plan),
+            Err(PolicyError::Refused { kind, message }) => Err(match kind {
+                RefusalKind::NoRoute if team.zdr => RouteError::new(
+                    422,
+                    "invalid_request_error",
+                    "zdr_unavailable",
+                    format!(
+                        "zero data retention is required for team {}, but no ZDR provider can serve this request: {message}",
+                        team.name
+                    ),
+                ),
+                RefusalKind::NoRoute => {
+                    RouteError::new(422, "invalid_request_error", "no_capable_provider", message)
+                }
+                RefusalKind::BadConfig | RefusalKind::Internal => RouteError::new(
+                    503,
+                    "server_error",
+                    "routing_policy_error",
+                    format!("the routing policy could not route this request: {message}"),
+                ),
+            }),
+            Err(fault) => {
+                tracing::error!(team = %team.name, error = %fault, "routing policy fault");
+                Err(RouteError::new(
+                    503,
+                    "server_error",
+                    "routing_policy_fault",
+                    format!("the routing policy failed: {fault}"),
+                ))
+            }
+        }
+    }
+}
