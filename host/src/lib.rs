@@ -17,6 +17,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod digest;
+pub mod errors;
 pub mod harness;
 pub mod health;
 pub mod metrics;

@@ -23,6 +23,18 @@ pub enum RequestCode {
     UnsupportedParameter,
     /// A parameter the API does not define.
     UnknownParameter,
+    /// The body is not JSON, or not a JSON object.
+    InvalidJson,
+    /// The Messages API's `anthropic-version` header is missing.
+    MissingAnthropicVersion,
+    /// The body stopped arriving.
+    RequestTimeout,
+    /// The body (or a part of it) is over its size limit.
+    RequestTooLarge,
+    /// No such route.
+    UnknownUrl,
+    /// The body's content type is not one the route takes.
+    UnsupportedMediaType,
 }
 
 impl RequestCode {
@@ -32,6 +44,12 @@ impl RequestCode {
             RequestCode::InvalidRequest => "invalid_request",
             RequestCode::UnsupportedParameter => "unsupported_parameter",
             RequestCode::UnknownParameter => "unknown_parameter",
+            RequestCode::InvalidJson => "invalid_json",
+            RequestCode::MissingAnthropicVersion => "missing_anthropic_version",
+            RequestCode::RequestTimeout => "request_timeout",
+            RequestCode::RequestTooLarge => "request_too_large",
+            RequestCode::UnknownUrl => "unknown_url",
+            RequestCode::UnsupportedMediaType => "unsupported_media_type",
         }
     }
 }

@@ -10,6 +10,7 @@ use super::AppState;
 use super::endpoint::{self, Endpoint};
 use switchyard_wire::stream::{ChatEncoder, StreamEncoder};
 
+use crate::errors::RequestCode;
 use crate::route::{RouteError, RouteRequest, RoutingOptions};
 use switchyard_wire::Api;
 
@@ -22,17 +23,13 @@ pub fn parse(bytes: &[u8], headers: &HeaderMap) -> Result<RouteRequest, RouteErr
 pub fn json_object(bytes: &[u8]) -> Result<Map<String, Value>, RouteError> {
     let value: Value = serde_json::from_slice(bytes).map_err(|e| {
         RouteError::new(
-            400,
-            "invalid_request_error",
-            "invalid_json",
+            RequestCode::InvalidJson,
             format!("We could not parse the JSON body of your request: {e}"),
         )
     })?;
     let Value::Object(body) = value else {
         return Err(RouteError::new(
-            400,
-            "invalid_request_error",
-            "invalid_json",
+            RequestCode::InvalidJson,
             "The request body must be a JSON object.",
         ));
     };

@@ -12,6 +12,7 @@ use super::{AppState, authenticate, error_response};
 use crate::config::ServerSettings;
 use switchyard_wire::stream::StreamEncoder;
 
+use crate::errors::RequestCode;
 use crate::route::{RouteError, RouteInfo, RouteRequest, Served};
 
 /// An inbound API: how its requests become the canonical [`RouteRequest`]
@@ -127,9 +128,7 @@ pub async fn handle<E: Endpoint>(state: AppState, headers: HeaderMap, body: Body
 /// 413 naming both limits a `/v1` body is held to.
 fn too_large(limit: usize, server: &ServerSettings) -> RouteError {
     RouteError::new(
-        413,
-        "invalid_request_error",
-        "request_too_large",
+        RequestCode::RequestTooLarge,
         format!(
             "The request body exceeds the {limit} byte limit ({} bytes when it carries images).",
             server.max_image_body_bytes

@@ -12,6 +12,7 @@ use std::time::Duration;
 use axum::http::{HeaderMap, header};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::errors::{RequestCode, ServerCode};
 use crate::route::RouteError;
 
 /// JSON nested deeper than this is refused before it is parsed.
@@ -35,9 +36,7 @@ impl BodyError {
     pub fn to_error(self, limit: usize, what: &str) -> RouteError {
         match self {
             BodyError::TooLarge(_) => RouteError::new(
-                413,
-                "invalid_request_error",
-                "request_too_large",
+                RequestCode::RequestTooLarge,
                 format!("The {what} exceeds the {limit} byte limit."),
             ),
             BodyError::Broken => RouteError::invalid(
@@ -45,9 +44,7 @@ impl BodyError {
                 format!("The {what} could not be read: the client stopped sending it."),
             ),
             BodyError::TimedOut(pause) => RouteError::new(
-                408,
-                "invalid_request_error",
-                "request_timeout",
+                RequestCode::RequestTimeout,
                 format!(
                     "The {what} stopped arriving for {} ms (server.body_read_timeout_ms).",
                     pause.as_millis()
@@ -63,7 +60,7 @@ impl BodyError {
 /// 503 `overloaded` with `retry-after: 1`: the gateway's own capacity, not
 /// the caller's fault.
 pub fn overloaded(message: &str) -> RouteError {
-    let mut e = RouteError::new(503, "server_error", "overloaded", message);
+    let mut e = RouteError::new(ServerCode::Overloaded, message);
     e.retry_after = Some(Duration::from_secs(1));
     e
 }
@@ -231,9 +228,7 @@ impl ShapeError {
                 format!("The request body nests JSON deeper than {depth} levels."),
             ),
             ShapeError::TooManyValues { limit } => RouteError::new(
-                413,
-                "invalid_request_error",
-                "request_too_large",
+                RequestCode::RequestTooLarge,
                 format!(
                     "The request body holds more than {limit} JSON values (server.max_json_values)."
                 ),

@@ -15,6 +15,7 @@ use switchyard_wire::stream::StreamEncoder;
 use super::chat::{canonical, json_object};
 use super::endpoint::{self, Endpoint};
 use super::{AppState, error_with_body};
+use crate::errors::RequestCode;
 use crate::route::{RouteError, RouteRequest};
 
 /// The Anthropic Messages endpoint.
@@ -29,9 +30,7 @@ impl Endpoint for Messages {
         match headers.get("anthropic-version").map(HeaderValue::to_str) {
             Some(Ok(v)) if !v.trim().is_empty() => Ok(()),
             _ => Err(RouteError::new(
-                400,
-                "invalid_request_error",
-                "missing_anthropic_version",
+                RequestCode::MissingAnthropicVersion,
                 "anthropic-version: header is required",
             )),
         }

@@ -28,6 +28,7 @@ use axum::routing::{delete, get, post};
 use serde_json::json;
 
 use crate::config::Config;
+use crate::errors::{AuthCode, RequestCode};
 use crate::metrics::{Clock, SystemClock};
 use crate::policy::{CompileWorker, Limits, Runtime};
 use crate::route::{Executor, RouteError};
@@ -184,9 +185,7 @@ pub fn error_with_body(error: &RouteError, body: serde_json::Value) -> Response 
 /// A 401 for a request whose credentials contradict each other.
 fn ambiguous(what: &str) -> RouteError {
     RouteError::new(
-        401,
-        "invalid_request_error",
-        "ambiguous_credentials",
+        AuthCode::AmbiguousCredentials,
         format!("The request carries {what}; send exactly one key."),
     )
 }
@@ -228,9 +227,7 @@ pub fn authenticate(teams: &Teams, headers: &HeaderMap) -> Result<Arc<Tenant>, R
     };
     let Some(key) = key else {
         return Err(RouteError::new(
-            401,
-            "invalid_request_error",
-            "missing_api_key",
+            AuthCode::MissingApiKey,
             "You didn't provide an API key: send it as `Authorization: Bearer KEY` or `x-api-key: KEY`.",
         ));
     };
@@ -243,12 +240,7 @@ pub fn authenticate(teams: &Teams, headers: &HeaderMap) -> Result<Arc<Tenant>, R
     } else {
         "Incorrect API key provided."
     };
-    Err(RouteError::new(
-        401,
-        "invalid_request_error",
-        "invalid_api_key",
-        message,
-    ))
+    Err(RouteError::new(AuthCode::InvalidApiKey, message))
 }
 
 async fn models(State(state): State<AppState>, headers: HeaderMap) -> Response {
@@ -313,9 +305,7 @@ async fn healthz() -> Response {
 
 async fn not_found() -> Response {
     error_response(&RouteError::new(
-        404,
-        "invalid_request_error",
-        "unknown_url",
+        RequestCode::UnknownUrl,
         "Unknown request URL. Switchyard serves POST /v1/chat/completions, POST /v1/responses, POST /v1/messages, GET /v1/models, GET /healthz, GET /metrics and the admin API under /admin/v1 (metrics, spend, teams, keys, policies).",
     ))
 }

@@ -10,6 +10,7 @@ use crate::state::{Admission, Admitted, CooldownKind, LimitKey, View, ViewQuery,
 
 use super::candidates::{AccountStatus, Cooling};
 use super::{Executor, RouteError};
+use crate::errors::RoutingCode;
 
 impl Executor {
     /// What the shared state says before routing: window usage of every
@@ -63,9 +64,7 @@ impl Executor {
             && s >= budget.usd
         {
             return Err(RouteError::new(
-                402,
-                "insufficient_quota",
-                "budget_exhausted",
+                RoutingCode::BudgetExhausted,
                 format!(
                     "team {} has spent ${s:.4} of its ${:.2} budget for this {}; ask the gateway's operator to raise it",
                     team.name,
@@ -108,9 +107,7 @@ impl Executor {
             } => {
                 self.telemetry.limiter_rejection("team", &team.name, limit);
                 let mut e = RouteError::new(
-                    429,
-                    "rate_limit_error",
-                    "team_rate_limited",
+                    RoutingCode::TeamRateLimited,
                     over_limit(
                         &format!("team {}", team.name),
                         limit,

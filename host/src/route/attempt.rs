@@ -23,6 +23,7 @@ use crate::state::{Admission, Admitted, CooldownKind, LimitKey, now_ms};
 use super::admission::over_limit;
 use super::settle::{Settlement, Tally};
 use super::{AttemptRecord, Executor, RouteError, RouteInfo, RouteRequest, Served, stream};
+use crate::errors::RoutingCode;
 
 impl Executor {
     fn backoff(&self, failures: u32) -> Duration {
@@ -389,16 +390,13 @@ impl Executor {
         }
         if !error.class.fails_over() {
             // The caller's request is at fault: never retried.
-            return Err(RouteError {
-                status: error.status.unwrap_or(400),
-                kind: "invalid_request_error",
-                code: "upstream_rejected_request",
-                message: format!("{} rejected the request: {}", account.name, error.message),
-                param: None,
-                retry_after: None,
-                trail: std::mem::take(&mut failover.trail),
-                label: None,
-            });
+            let mut e = RouteError::new(
+                RoutingCode::UpstreamRejectedRequest,
+                format!("{} rejected the request: {}", account.name, error.message),
+            );
+            e.status = error.status.unwrap_or(400);
+            e.trail = std::mem::take(&mut failover.trail);
+            return Err(e);
         }
         failover.failures += 1;
         failover.last_error = Some(error);
@@ -514,9 +512,7 @@ impl Failover {
         let last = self.trail.last();
         if self.all_rate_limited && !self.trail.is_empty() {
             let mut e = RouteError::new(
-                429,
-                "rate_limit_error",
-                "all_providers_rate_limited",
+                RoutingCode::AllProvidersRateLimited,
                 format!(
                     "every provider for this request is rate limited; last: {}",
                     last.map(describe_attempt).unwrap_or_default()
@@ -527,9 +523,7 @@ impl Failover {
             return e;
         }
         let mut e = RouteError::new(
-            424,
-            "upstream_error",
-            "all_providers_failed",
+            RoutingCode::AllProvidersFailed,
             format!(
                 "all {} attempts failed; last: {}",
                 self.trail.len(),

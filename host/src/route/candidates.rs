@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::{RouteError, RouteRequest};
 use crate::config::{Config, ProviderAccount, Team};
+use crate::errors::RoutingCode;
 use crate::health::{State, feature_failing};
 use crate::metrics::{MIN_WINDOW_SECS, is_sort_metric, parse_window};
 use crate::policy::{Candidate, Health, Price};
@@ -177,8 +178,8 @@ fn resolve<'a>(config: &Config, text: &'a str) -> Option<Target<'a>> {
 }
 
 /// A 403 for the primary model (`fallback` none) or a fallback of `routing.models`.
-fn forbidden(code: &'static str, message: String, fallback: Option<usize>) -> RouteError {
-    let mut e = RouteError::new(403, "permission_error", code, message);
+fn forbidden(code: RoutingCode, message: String, fallback: Option<usize>) -> RouteError {
+    let mut e = RouteError::new(code, message);
     e.param = Some(fallback.map_or("model".into(), |i| format!("routing.models[{i}]")));
     e
 }
@@ -229,7 +230,7 @@ pub fn build<'a>(
             Some(Target::Model { slug }) => {
                 if !team_allows_model(team, slug) {
                     return Err(forbidden(
-                        "model_not_allowed",
+                        RoutingCode::ModelNotAllowed,
                         format!("team {} may not use model {slug:?}", team.name),
                         fallback,
                     ));
@@ -238,7 +239,7 @@ pub fn build<'a>(
                     && !team.allows_account(account)
                 {
                     return Err(forbidden(
-                        "provider_not_allowed",
+                        RoutingCode::ProviderNotAllowed,
                         format!("team {} may not use provider {account:?}", team.name),
                         fallback,
                     ));
@@ -249,9 +250,7 @@ pub fn build<'a>(
                 return Err(match fallback {
                     None => {
                         let mut e = RouteError::new(
-                            404,
-                            "invalid_request_error",
-                            "model_not_found",
+                            RoutingCode::ModelNotFound,
                             format!(
                                 "The model `{text}` does not exist or is not served by any provider of this gateway (GET /v1/models lists them)"
                             ),
@@ -365,9 +364,7 @@ pub fn build<'a>(
     if let Some(wait) = circuit_open.filter(|_| other_removed == 0) {
         let wait = rate_limited.map_or(wait, |r| r.min(wait));
         let mut e = RouteError::new(
-            503,
-            "server_error",
-            "circuit_open",
+            RoutingCode::CircuitOpen,
             "every provider for this request has an open circuit breaker (recent failures); retry later",
         );
         e.retry_after = Some(wait);
@@ -375,9 +372,7 @@ pub fn build<'a>(
     }
     if let Some(wait) = rate_limited.filter(|_| other_removed == 0) {
         let mut e = RouteError::new(
-            429,
-            "rate_limit_error",
-            "all_providers_rate_limited",
+            RoutingCode::AllProvidersRateLimited,
             "every provider for this request is rate limited",
         );
         e.retry_after = Some(wait);
@@ -385,9 +380,7 @@ pub fn build<'a>(
     }
     if zdr_removed > 0 {
         return Err(RouteError::new(
-            422,
-            "invalid_request_error",
-            "zdr_unavailable",
+            RoutingCode::ZdrUnavailable,
             format!(
                 "zero data retention is required for team {}, but no ZDR provider serves {:?}",
                 team.name, req.model
@@ -396,9 +389,7 @@ pub fn build<'a>(
     }
     if budget_removed > 0 {
         return Err(RouteError::new(
-            402,
-            "insufficient_quota",
-            "budget_exhausted",
+            RoutingCode::BudgetExhausted,
             format!(
                 "every provider account that serves {:?} for team {} has spent its budget for the period",
                 req.model, team.name
@@ -407,16 +398,12 @@ pub fn build<'a>(
     }
     if quota_removed > 0 {
         return Err(RouteError::new(
-            424,
-            "upstream_error",
-            "all_providers_failed",
+            RoutingCode::AllProvidersFailed,
             "every provider for this request has exhausted its quota",
         ));
     }
     Err(RouteError::new(
-        424,
-        "upstream_error",
-        "no_provider",
+        RoutingCode::NoProvider,
         format!("no provider this team may use serves {:?}", req.model),
     ))
 }

@@ -11,6 +11,7 @@ use crate::policy::{Candidate, Plan, PolicyError, RefusalKind, Request};
 use crate::teams::Tenant;
 
 use super::{Executor, RouteError, RouteRequest};
+use crate::errors::RoutingCode;
 
 /// What the policy is told about a request.
 pub(super) fn policy_request(req: &RouteRequest, team: &Team, features: Vec<String>) -> Request {
@@ -74,9 +75,7 @@ impl Executor {
                 drop(permit);
                 let (decision, back_request, back_candidates) = ran.map_err(|e| {
                     RouteError::new(
-                        503,
-                        "server_error",
-                        "routing_policy_fault",
+                        RoutingCode::RoutingPolicyFault,
                         format!("the routing policy failed: {e}"),
                     )
                 })?;
@@ -173,30 +172,22 @@ impl Executor {
             Ok(plan) => Ok(plan),
             Err(PolicyError::Refused { kind, message }) => Err(match kind {
                 RefusalKind::NoRoute if team.zdr => RouteError::new(
-                    422,
-                    "invalid_request_error",
-                    "zdr_unavailable",
+                    RoutingCode::ZdrUnavailable,
                     format!(
                         "zero data retention is required for team {}, but no ZDR provider can serve this request: {message}",
                         team.name
                     ),
                 ),
-                RefusalKind::NoRoute => {
-                    RouteError::new(422, "invalid_request_error", "no_capable_provider", message)
-                }
+                RefusalKind::NoRoute => RouteError::new(RoutingCode::NoCapableProvider, message),
                 RefusalKind::BadConfig | RefusalKind::Internal => RouteError::new(
-                    503,
-                    "server_error",
-                    "routing_policy_error",
+                    RoutingCode::RoutingPolicyError,
                     format!("the routing policy could not route this request: {message}"),
                 ),
             }),
             Err(fault) => {
                 tracing::error!(team = %team.name, error = %fault, "routing policy fault");
                 Err(RouteError::new(
-                    503,
-                    "server_error",
-                    "routing_policy_fault",
+                    RoutingCode::RoutingPolicyFault,
                     format!("the routing policy failed: {fault}"),
                 ))
             }

@@ -7,12 +7,13 @@ use serde_json::{Value, json};
 use switchyard_wire::RequestError;
 
 use super::AttemptRecord;
+use crate::errors::{ErrorCode, RequestCode};
 
 impl From<RequestError> for RouteError {
     fn from(e: RequestError) -> Self {
         Self {
             param: e.param,
-            ..Self::new(400, "invalid_request_error", e.code.as_str(), e.message)
+            ..Self::new(e.code, e.message)
         }
     }
 }
@@ -20,11 +21,11 @@ impl From<RequestError> for RouteError {
 /// A request that could not be served, with an OpenAI-style error.
 #[derive(Debug, Clone)]
 pub struct RouteError {
+    /// The HTTP status: the code's, except where the code says otherwise
+    /// (`upstream_rejected_request` answers with the provider's status).
     pub status: u16,
-    /// OpenAI error `type`.
-    pub kind: &'static str,
-    /// OpenAI error `code`.
-    pub code: &'static str,
+    /// The error `code` (and the OpenAI error `type` it implies).
+    pub code: ErrorCode,
     pub message: String,
     pub param: Option<String>,
     pub retry_after: Option<Duration>,
@@ -34,15 +35,10 @@ pub struct RouteError {
 }
 
 impl RouteError {
-    pub fn new(
-        status: u16,
-        kind: &'static str,
-        code: &'static str,
-        message: impl Into<String>,
-    ) -> Self {
+    pub fn new(code: impl Into<ErrorCode>, message: impl Into<String>) -> Self {
+        let code = code.into();
         Self {
-            status,
-            kind,
+            status: code.status(),
             code,
             message: message.into(),
             param: None,
@@ -55,7 +51,7 @@ impl RouteError {
     pub fn invalid(param: &str, message: impl Into<String>) -> Self {
         Self {
             param: Some(param.to_string()),
-            ..Self::new(400, "invalid_request_error", "invalid_request", message)
+            ..Self::new(RequestCode::InvalidRequest, message)
         }
     }
 
@@ -64,8 +60,8 @@ impl RouteError {
         let mut body = json!({
             "error": {
                 "message": self.message,
-                "type": self.kind,
-                "code": self.code,
+                "type": self.code.kind(),
+                "code": self.code.as_str(),
                 "param": self.param,
             }
         });

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use super::{RouteError, RouteRequest};
 use crate::config::{Config, LogicalModel, Team};
+use crate::errors::RoutingCode;
 
 /// Features that are capabilities a logical model may promise (as opposed to
 /// parameters such as `temperature`, which degradation may strip).
@@ -32,9 +33,7 @@ pub fn expand<'a>(
     };
     if !team.allows_model(&logical.name) {
         let mut e = RouteError::new(
-            403,
-            "permission_error",
-            "model_not_allowed",
+            RoutingCode::ModelNotAllowed,
             format!("team {} may not use model {:?}", team.name, logical.name),
         );
         e.param = Some("model".into());
@@ -82,9 +81,7 @@ pub fn check_capabilities(logical: &LogicalModel, features: &[String]) -> Result
         return Ok(());
     }
     let mut e = RouteError::new(
-        422,
-        "invalid_request_error",
-        "capability_not_supported",
+        RoutingCode::CapabilityNotSupported,
         format!(
             "logical model {:?} does not offer {} (it offers: {})",
             logical.name,

@@ -284,7 +284,7 @@ impl Executor {
                 (
                     last.map_or("none", |a| a.provider.as_str()),
                     last.map_or("none", |a| a.model.as_str()),
-                    e.code,
+                    e.code.as_str(),
                     false,
                     None,
                 )

@@ -23,6 +23,7 @@ use std::sync::Arc;
 
 use super::{AppState, bearer_token, error_response};
 use crate::config::Secret;
+use crate::errors::{AuthCode, ServerCode, StoreCode};
 use crate::health::State as Circuit;
 use crate::metrics::telemetry::Family;
 use crate::metrics::{MIN_WINDOW_SECS, Summary, parse_window};
@@ -132,9 +133,7 @@ impl Caller {
 fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, RouteError> {
     let Some(token) = bearer_token(headers)?.filter(|t| !t.is_empty()) else {
         return Err(RouteError::new(
-            401,
-            "invalid_request_error",
-            "missing_admin_token",
+            AuthCode::MissingAdminToken,
             "The admin API needs the admin token (or a team admin token) as `Authorization: Bearer TOKEN`.",
         ));
     };
@@ -157,30 +156,21 @@ fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, RouteError> {
     } else {
         "Incorrect admin token."
     };
-    Err(RouteError::new(
-        401,
-        "invalid_request_error",
-        "invalid_admin_token",
-        message,
-    ))
+    Err(RouteError::new(AuthCode::InvalidAdminToken, message))
 }
 
 /// Lets only the operator through (team-wide and gateway-wide routes).
 pub fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), RouteError> {
     if state.executor.config().admin_token.is_none() {
         return Err(RouteError::new(
-            403,
-            "permission_error",
-            "admin_disabled",
+            AuthCode::AdminDisabled,
             "This admin route is disabled: no admin token is configured (set SWITCHYARD_ADMIN_TOKEN, or [admin] token_env).",
         ));
     }
     match caller(state, headers)? {
         Caller::Operator => Ok(()),
         Caller::TeamAdmin(team) => Err(RouteError::new(
-            403,
-            "permission_error",
-            "operator_only",
+            AuthCode::OperatorOnly,
             format!(
                 "This route needs the operator's admin token; the team admin token of team {team:?} manages only that team's policies."
             ),
@@ -196,9 +186,7 @@ pub fn authorize_team(
 ) -> Result<Caller, RouteError> {
     match caller(state, headers)? {
         Caller::TeamAdmin(own) if own != team => Err(RouteError::new(
-            403,
-            "permission_error",
-            "other_team",
+            AuthCode::OtherTeam,
             format!(
                 "This team admin token belongs to team {own:?}; it cannot act on team {team:?}."
             ),
@@ -348,9 +336,7 @@ pub(crate) async fn blocking<T: Send + 'static>(
 ) -> Result<T, RouteError> {
     tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| {
         Err(RouteError::new(
-            500,
-            "server_error",
-            "internal_error",
+            ServerCode::Internal,
             format!("the admin task failed: {e}"),
         ))
     })
@@ -360,27 +346,22 @@ pub(crate) async fn blocking<T: Send + 'static>(
 /// that the store itself failed (e.g. a full disk), never a silent success.
 pub(crate) fn store_error(error: StoreError) -> RouteError {
     let message = error.to_string();
-    let (status, code) = match error {
-        StoreError::NoTeam(_) => (404, "team_not_found"),
-        StoreError::TeamExists(_) => (409, "team_exists"),
-        StoreError::NoVersion { .. } => (404, "policy_version_not_found"),
-        StoreError::NothingToRollBack(_) => (409, "nothing_to_roll_back"),
-        StoreError::KeyExists => (409, "key_exists"),
-        StoreError::NoKey { .. } => (404, "key_not_found"),
+    let code = match error {
+        StoreError::NoTeam(_) => StoreCode::TeamNotFound,
+        StoreError::TeamExists(_) => StoreCode::TeamExists,
+        StoreError::NoVersion { .. } => StoreCode::PolicyVersionNotFound,
+        StoreError::NothingToRollBack(_) => StoreCode::NothingToRollBack,
+        StoreError::KeyExists => StoreCode::KeyExists,
+        StoreError::NoKey { .. } => StoreCode::KeyNotFound,
         StoreError::Open { .. }
         | StoreError::Create { .. }
         | StoreError::TooNew { .. }
         | StoreError::Sqlite(_) => {
             tracing::error!(error = %message, "store failure");
-            return RouteError::new(503, "server_error", "store_unavailable", message);
+            return RouteError::new(StoreCode::StoreUnavailable, message);
         }
     };
-    let kind = if status == 404 {
-        "not_found_error"
-    } else {
-        "invalid_request_error"
-    };
-    RouteError::new(status, kind, code, message)
+    RouteError::new(code, message)
 }
 
 /// Parses a JSON object body, naming what is wrong with it.

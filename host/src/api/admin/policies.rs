@@ -27,6 +27,7 @@ use super::{
 };
 use crate::api::intake::{Charge, Intake};
 use crate::api::{AppState, BodyError};
+use crate::errors::{AdminCode, RequestCode, ServerCode};
 use crate::harness;
 use crate::route::RouteError;
 use crate::store::Upload;
@@ -52,9 +53,7 @@ const CASES_ALLOWANCE: usize = 1 << 20;
 
 fn too_large(size: usize, limit: usize) -> RouteError {
     RouteError::new(
-        413,
-        "invalid_request_error",
-        "upload_too_large",
+        AdminCode::UploadTooLarge,
         format!(
             "The policy component is {size} bytes; uploads may be at most {limit} bytes (plugins.max_upload_bytes)."
         ),
@@ -105,9 +104,7 @@ async fn read_submission(
         },
         other => {
             return Err(RouteError::new(
-                415,
-                "invalid_request_error",
-                "unsupported_media_type",
+                RequestCode::UnsupportedMediaType,
                 format!(
                     "Cannot read an upload of type {other:?}: send the component as application/wasm (or application/octet-stream), or multipart/form-data with the fields component, cases, notes and activate."
                 ),
@@ -209,9 +206,7 @@ fn check_cases(
         return Err(RouteError {
             param: Some("cases".into()),
             ..RouteError::new(
-                413,
-                "invalid_request_error",
-                "too_many_cases",
+                AdminCode::TooManyCases,
                 format!(
                     "The case file holds {} cases; an upload may carry at most {max_cases} (plugins.max_cases).",
                     file.cases.len()
@@ -228,9 +223,7 @@ fn check_cases(
             return Err(RouteError {
                 param: Some("cases".into()),
                 ..RouteError::new(
-                    422,
-                    "invalid_request_error",
-                    "cases_cpu_exceeded",
+                    AdminCode::CasesCpuExceeded,
                     format!(
                         "The cases used {} ms of CPU time after {} of {}; an upload's cases may use {} ms in all (plugins.cases_cpu_ms).",
                         used.as_millis(),
@@ -251,9 +244,7 @@ fn check_cases(
         return Err(RouteError {
             param: Some("cases".into()),
             ..RouteError::new(
-                422,
-                "invalid_request_error",
-                "policy_cases_failed",
+                AdminCode::PolicyCasesFailed,
                 format!(
                     "The policy failed {} of its {} uploaded cases, so it was not stored. {}",
                     failed.len(),
@@ -290,11 +281,7 @@ pub async fn upload(
     // uploads at a time, on a low-priority thread (the compile worker it
     // starts inherits the priority), never on the threads serving /v1.
     let _slot = state.teams.uploads().enter().await.map_err(|_| {
-        let mut e = RouteError::new(
-            429,
-            "rate_limit_error",
-            "uploads_busy",
-            "The gateway is compiling as many policy uploads as it may (plugins.compile_slots, plugins.compile_queue); retry shortly.",
+        let mut e = RouteError::new(AdminCode::UploadsBusy, "The gateway is compiling as many policy uploads as it may (plugins.compile_slots, plugins.compile_queue); retry shortly.",
         );
         e.retry_after = Some(settings.compile_timeout.min(Duration::from_secs(10)));
         e
@@ -303,9 +290,7 @@ pub async fn upload(
         let policy = teams.runtime().load(&component).map_err(|e| RouteError {
             param: Some("component".into()),
             ..RouteError::new(
-                422,
-                "invalid_request_error",
-                "invalid_policy",
+                AdminCode::InvalidPolicy,
                 format!("The component was rejected: {e}."),
             )
         })?;
@@ -381,7 +366,7 @@ async fn background<T: Send + 'static>(
             }
             let _ = tx.send(work());
         });
-    let failed = |what: String| RouteError::new(500, "server_error", "internal_error", what);
+    let failed = |what: String| RouteError::new(ServerCode::Internal, what);
     spawned.map_err(|e| failed(format!("cannot start the upload thread: {e}")))?;
     rx.await
         .unwrap_or_else(|_| Err(failed("the upload thread failed".into())))
@@ -463,9 +448,7 @@ pub async fn activate(
             .map_err(store_error)?;
         writer.compile(&bytes).map_err(|e| {
             RouteError::new(
-                422,
-                "invalid_request_error",
-                "invalid_policy",
+                AdminCode::InvalidPolicy,
                 format!("Version {version} no longer loads on this gateway: {e}."),
             )
         })?;

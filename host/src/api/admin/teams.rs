@@ -13,6 +13,7 @@ use super::{
     store_error, team_answer, team_view, write,
 };
 use crate::api::AppState;
+use crate::errors::{AdminCode, ServerCode};
 use crate::route::RouteError;
 use crate::store::KeyScope;
 use crate::teams::Origin;
@@ -184,9 +185,7 @@ pub async fn update(
     let tenant = find_team(&state, &team)?;
     if tenant.origin == Origin::Config {
         return Err(RouteError::new(
-            409,
-            "invalid_request_error",
-            "team_in_config",
+            AdminCode::TeamInConfig,
             format!(
                 "Team {team:?} is declared in the config file; change its allow-lists and ZDR under [teams.{team}] there."
             ),
@@ -222,9 +221,7 @@ fn new_secret(prefix: &str) -> Result<String, RouteError> {
     let mut bytes = [0u8; 32];
     getrandom::getrandom(&mut bytes).map_err(|e| {
         RouteError::new(
-            503,
-            "server_error",
-            "no_randomness",
+            ServerCode::NoRandomness,
             format!("cannot generate a key: {e}"),
         )
     })?;
