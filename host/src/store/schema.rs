@@ -1,0 +1,66 @@
+//! The schema, as a list of migrations (`user_version` counts those applied).
+
+/// Schema migrations, in order: migration `i` brings `user_version` from `i`
+/// to `i + 1`. Append only; never edit a released one.
+pub(super) const MIGRATIONS: &[&str] = &[
+    // 1: teams, keys, plugin versions, activations.
+    "CREATE TABLE teams (
+        name TEXT PRIMARY KEY NOT NULL,
+        created_at INTEGER NOT NULL,
+        allowed_models TEXT,      -- JSON array, NULL = every model
+        allowed_providers TEXT,   -- JSON array, NULL = every account
+        zdr INTEGER NOT NULL DEFAULT 0,
+        policy_config TEXT,       -- JSON document given to the team's plugin
+        active_version INTEGER    -- NULL = the bundled default policy
+    );
+    CREATE TABLE api_keys (
+        id INTEGER PRIMARY KEY,
+        team TEXT NOT NULL REFERENCES teams(name),
+        key_sha256 TEXT NOT NULL UNIQUE,
+        label TEXT NOT NULL DEFAULT '',
+        created_at INTEGER NOT NULL,
+        revoked_at INTEGER
+    );
+    CREATE TABLE policy_versions (
+        team TEXT NOT NULL REFERENCES teams(name),
+        version INTEGER NOT NULL,
+        component BLOB NOT NULL,
+        sha256 TEXT NOT NULL,
+        wit_version TEXT NOT NULL,
+        uploader TEXT NOT NULL,
+        notes TEXT NOT NULL DEFAULT '',
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (team, version)
+    );
+    CREATE TABLE activations (
+        id INTEGER PRIMARY KEY,
+        team TEXT NOT NULL REFERENCES teams(name),
+        version INTEGER NOT NULL,
+        activated_at INTEGER NOT NULL,
+        FOREIGN KEY (team, version) REFERENCES policy_versions(team, version)
+    );",
+    // 2: key scopes (team admin tokens), teams declared by the config file,
+    // and why a team's active plugin was set aside after repeated faults.
+    "ALTER TABLE api_keys ADD COLUMN scope TEXT NOT NULL DEFAULT 'api';
+    ALTER TABLE teams ADD COLUMN origin TEXT NOT NULL DEFAULT 'admin';
+    ALTER TABLE teams ADD COLUMN set_aside TEXT;",
+    // 3: the spend ledger: what served requests cost and would have cost on
+    // the team's baseline model, per UTC day, team, provider account, model
+    // and policy label (no foreign key: config teams and spend outlive edits).
+    "CREATE TABLE spend (
+        day TEXT NOT NULL,            -- YYYY-MM-DD, UTC
+        team TEXT NOT NULL,
+        account TEXT NOT NULL,
+        model TEXT NOT NULL,
+        label TEXT NOT NULL,
+        requests INTEGER NOT NULL,
+        input_tokens INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        cached_tokens INTEGER NOT NULL,
+        cost_usd REAL NOT NULL,
+        baseline_usd REAL NOT NULL,
+        PRIMARY KEY (day, team, account, model, label)
+    );
+    CREATE INDEX spend_by_team ON spend (team, day);
+    CREATE INDEX spend_by_account ON spend (account, day);",
+];
