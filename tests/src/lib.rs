@@ -6,7 +6,7 @@ pub mod mock;
 pub mod process;
 pub mod redis;
 
-/// Directory holding the guest components built by `tests/build.rs`.
+/// DirectorySnapshot holding the guest components built by `tests/build.rs`.
 pub fn guest_dir() -> PathBuf {
     PathBuf::from(env!("SWITCHYARD_GUEST_DIR"))
 }

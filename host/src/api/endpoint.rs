@@ -66,8 +66,8 @@ pub fn routing_headers(headers: &mut HeaderMap, info: &RouteInfo) {
 /// the answer (or error) in `E`'s shapes.
 pub async fn handle<E: Endpoint>(state: AppState, headers: HeaderMap, body: Body) -> Response {
     let config = state.executor.config();
-    let tenant = match authenticate(&state.teams, &headers) {
-        Ok(tenant) => tenant,
+    let entry = match authenticate(&state.directory, &headers) {
+        Ok(entry) => entry,
         Err(e) => return E::error(&e),
     };
     if let Err(e) = E::check_headers(&headers) {
@@ -102,7 +102,7 @@ pub async fn handle<E: Endpoint>(state: AppState, headers: HeaderMap, body: Body
     if size > limit && !switchyard_wire::feature::carries_images(&request.body) {
         return E::error(&too_large(limit, server));
     }
-    match state.executor.serve(&tenant, request).await {
+    match state.executor.serve(&entry, request).await {
         Ok(Served::Complete { body, info }) => {
             let mut response =
                 (StatusCode::OK, axum::Json(E::complete(body, echo))).into_response();

@@ -28,6 +28,7 @@ use axum::routing::{delete, get, post};
 use serde_json::json;
 
 use crate::config::Config;
+use crate::directory::{Directory, DirectoryEntry};
 use crate::errors::{AuthCode, RequestCode};
 use crate::metrics::{Clock, SystemClock};
 use crate::policy::{CompileWorker, Limits, Runtime};
@@ -35,14 +36,13 @@ use crate::route::{Executor, RouteError};
 use crate::spend::Spending;
 use crate::state::SharedState;
 use crate::store::Store;
-use crate::teams::{Teams, Tenant};
 
 /// Shared state of the HTTP handlers.
 #[derive(Clone)]
 pub struct AppState {
     pub executor: Arc<Executor>,
-    /// Teams, keys and their policies (config file + embedded store).
-    pub teams: Arc<Teams>,
+    /// Directory, keys and their policies (config file + embedded store).
+    pub directory: Arc<Directory>,
     /// Connections and requests in flight, and the request-body budget.
     pub load: Arc<Load>,
 }
@@ -82,14 +82,14 @@ pub fn app_state_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Re
         state.clone(),
         store.clone(),
     ));
-    let teams = Teams::open(config.clone(), store, runtime)?;
+    let teams = Directory::open(config.clone(), store, runtime)?;
     let load = Arc::new(Load::new(&config.server));
     Ok(AppState {
         load,
         executor: Arc::new(Executor::new(
             config, policy, providers, clock, state, spending,
         )),
-        teams: Arc::new(teams),
+        directory: Arc::new(teams),
     })
 }
 
@@ -216,7 +216,10 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, RouteError> {
 
 /// The team of the request's API key (`Authorization: Bearer` or
 /// `x-api-key`). Both may be sent only if they carry the same key.
-pub fn authenticate(teams: &Teams, headers: &HeaderMap) -> Result<Arc<Tenant>, RouteError> {
+pub fn authenticate(
+    teams: &Directory,
+    headers: &HeaderMap,
+) -> Result<Arc<DirectoryEntry>, RouteError> {
     let bearer = bearer_token(headers)?.filter(|k| !k.is_empty());
     let api_key = single_header(headers, "x-api-key")?.filter(|k| !k.is_empty());
     let key = match (bearer, api_key) {
@@ -231,9 +234,9 @@ pub fn authenticate(teams: &Teams, headers: &HeaderMap) -> Result<Arc<Tenant>, R
             "You didn't provide an API key: send it as `Authorization: Bearer KEY` or `x-api-key: KEY`.",
         ));
     };
-    let directory = teams.directory();
-    if let Some(tenant) = directory.by_key(key) {
-        return Ok(tenant.clone());
+    let directory = teams.snapshot();
+    if let Some(entry) = directory.by_key(key) {
+        return Ok(entry.clone());
     }
     let message = if directory.admin_of(key).is_some() {
         "Incorrect API key provided: this is a team admin token, which only the admin API (/admin/v1) accepts."
@@ -245,11 +248,11 @@ pub fn authenticate(teams: &Teams, headers: &HeaderMap) -> Result<Arc<Tenant>, R
 
 async fn models(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let config = state.executor.config();
-    let tenant = match authenticate(&state.teams, &headers) {
-        Ok(tenant) => tenant,
+    let entry = match authenticate(&state.directory, &headers) {
+        Ok(entry) => entry,
         Err(e) => return error_response(&e),
     };
-    let team = &tenant.team;
+    let team = &entry.team;
     let mut data: Vec<_> = config
         .catalog
         .iter()

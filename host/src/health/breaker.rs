@@ -49,7 +49,7 @@ impl Default for BreakerSettings {
 
 /// Where a circuit stands.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum State {
+pub enum CircuitState {
     /// Attempts flow. `degraded` when the window holds failures at half the
     /// opening rate or more.
     Closed { degraded: bool },
@@ -59,22 +59,22 @@ pub enum State {
     Open { retry_in: Duration },
 }
 
-impl State {
+impl CircuitState {
     /// `closed`, `half_open`, `open`.
     pub fn name(&self) -> &'static str {
         match self {
-            State::Closed { .. } => "closed",
-            State::HalfOpen { .. } => "half_open",
-            State::Open { .. } => "open",
+            CircuitState::Closed { .. } => "closed",
+            CircuitState::HalfOpen { .. } => "half_open",
+            CircuitState::Open { .. } => "open",
         }
     }
 
     /// Prometheus gauge value: 0 closed, 1 half-open, 2 open.
     pub fn gauge(&self) -> u8 {
         match self {
-            State::Closed { .. } => 0,
-            State::HalfOpen { .. } => 1,
-            State::Open { .. } => 2,
+            CircuitState::Closed { .. } => 0,
+            CircuitState::HalfOpen { .. } => 1,
+            CircuitState::Open { .. } => 2,
         }
     }
 }
@@ -203,12 +203,12 @@ impl Breakers {
         self.settings.window.as_millis() as u64
     }
 
-    fn state_of(&self, c: &Circuit, now: u64) -> State {
+    fn state_of(&self, c: &Circuit, now: u64) -> CircuitState {
         match c.open_until {
-            Some(until) if now < until => State::Open {
+            Some(until) if now < until => CircuitState::Open {
                 retry_in: Duration::from_millis(until - now),
             },
-            Some(_) => State::HalfOpen {
+            Some(_) => CircuitState::HalfOpen {
                 probe_free: c.probes_in_flight < self.settings.half_open_probes,
             },
             None => {
@@ -216,15 +216,15 @@ impl Breakers {
                 let total = ok + failed;
                 let degraded = failed > 0
                     && f64::from(failed) / f64::from(total) >= self.settings.failure_rate / 2.0;
-                State::Closed { degraded }
+                CircuitState::Closed { degraded }
             }
         }
     }
 
     /// The state of the circuit of `id` (`account/model`) now.
-    pub fn state(&self, id: &str) -> State {
+    pub fn state(&self, id: &str) -> CircuitState {
         let Some(&i) = self.index.get(id).filter(|_| self.settings.enabled) else {
-            return State::Closed { degraded: false };
+            return CircuitState::Closed { degraded: false };
         };
         let now = self.clock.now_ms();
         let c = self.lock(i);
@@ -244,12 +244,12 @@ impl Breakers {
         let now = self.clock.now_ms();
         let mut c = self.lock(i);
         match self.state_of(&c, now) {
-            State::Closed { .. } => Some(Ticket {
+            CircuitState::Closed { .. } => Some(Ticket {
                 breakers: self,
                 circuit: Some(i),
                 probe: false,
             }),
-            State::HalfOpen { probe_free: true } => {
+            CircuitState::HalfOpen { probe_free: true } => {
                 c.probes_in_flight += 1;
                 Some(Ticket {
                     breakers: self,
@@ -257,7 +257,7 @@ impl Breakers {
                     probe: true,
                 })
             }
-            State::HalfOpen { probe_free: false } | State::Open { .. } => None,
+            CircuitState::HalfOpen { probe_free: false } | CircuitState::Open { .. } => None,
         }
     }
 
@@ -278,7 +278,7 @@ impl Breakers {
         let (as_probe, release) = match source {
             Source::Ticket { probe } => (probe, probe),
             Source::Untracked => (
-                matches!(self.state_of(&c, now), State::HalfOpen { .. }),
+                matches!(self.state_of(&c, now), CircuitState::HalfOpen { .. }),
                 false,
             ),
         };
@@ -319,7 +319,7 @@ impl Breakers {
     }
 
     /// Every circuit: id, state, and how often it opened.
-    pub fn all(&self) -> Vec<(String, State, u64)> {
+    pub fn all(&self) -> Vec<(String, CircuitState, u64)> {
         let now = self.clock.now_ms();
         self.ids
             .iter()
@@ -329,7 +329,7 @@ impl Breakers {
                 let state = if self.settings.enabled {
                     self.state_of(&c, now)
                 } else {
-                    State::Closed { degraded: false }
+                    CircuitState::Closed { degraded: false }
                 };
                 (id.clone(), state, c.opens)
             })
@@ -371,25 +371,28 @@ mod tests {
         for _ in 0..3 {
             assert!(attempt(&b, Verdict::Failure));
         }
-        assert!(matches!(b.state("a/m"), State::Closed { degraded: true }));
+        assert!(matches!(
+            b.state("a/m"),
+            CircuitState::Closed { degraded: true }
+        ));
         assert!(attempt(&b, Verdict::Failure));
-        assert!(matches!(b.state("a/m"), State::Open { .. }));
+        assert!(matches!(b.state("a/m"), CircuitState::Open { .. }));
         assert!(!attempt(&b, Verdict::Success), "open: no attempt allowed");
         clock.advance(Duration::from_secs(29));
         assert!(b.begin("a/m").is_none());
         clock.advance(Duration::from_secs(1));
-        assert_eq!(b.state("a/m"), State::HalfOpen { probe_free: true });
+        assert_eq!(b.state("a/m"), CircuitState::HalfOpen { probe_free: true });
         let probe = b.begin("a/m").expect("probe");
         assert!(probe.is_probe());
         assert!(b.begin("a/m").is_none(), "one probe at a time");
         probe.finish(Verdict::Failure);
-        assert!(matches!(b.state("a/m"), State::Open { .. }));
+        assert!(matches!(b.state("a/m"), CircuitState::Open { .. }));
         clock.advance(Duration::from_secs(30));
         let probe = b.begin("a/m").expect("probe");
         drop(probe); // abandoned: the slot is free again
         let probe = b.begin("a/m").expect("probe again");
         probe.finish(Verdict::Success);
-        assert_eq!(b.state("a/m"), State::Closed { degraded: false });
+        assert_eq!(b.state("a/m"), CircuitState::Closed { degraded: false });
     }
 
     #[test]
@@ -410,11 +413,11 @@ mod tests {
         for _ in 0..4 {
             assert!(attempt(&b, Verdict::Failure));
         }
-        assert!(matches!(b.state("a/m"), State::Closed { .. }));
+        assert!(matches!(b.state("a/m"), CircuitState::Closed { .. }));
         // 4 of 14 is below half; 10 of 20 is not.
         for _ in 0..6 {
             assert!(attempt(&b, Verdict::Failure));
         }
-        assert!(matches!(b.state("a/m"), State::Open { .. }));
+        assert!(matches!(b.state("a/m"), CircuitState::Open { .. }));
     }
 }

@@ -8,7 +8,7 @@
 
 mod breaker;
 
-pub use breaker::{BreakerSettings, Breakers, State, Ticket, Verdict};
+pub use breaker::{BreakerSettings, Breakers, CircuitState, Ticket, Verdict};
 
 use crate::metrics::Counts;
 

@@ -13,7 +13,7 @@ use switchyard_wire::{ErrorClass, UpstreamError, Usage};
 use crate::catalog::Model;
 use crate::config::{ProviderAccount, Team};
 use crate::health::Ticket;
-use crate::health::{State, Verdict};
+use crate::health::{CircuitState, Verdict};
 use crate::metrics::{Outcome, Sample};
 use crate::policy::{Candidate, Plan};
 use crate::providers::{ChatCall, ChatResponse, ChunkStream};
@@ -111,7 +111,7 @@ impl Executor {
                     ticket.finish(verdict);
                     // A circuit this failure opened is announced to the other replicas.
                     if verdict == Verdict::Failure
-                        && let State::Open { retry_in } = self.breakers.state(&candidate.id)
+                        && let CircuitState::Open { retry_in } = self.breakers.state(&candidate.id)
                     {
                         let until = now_ms()
                             .saturating_add(u64::try_from(retry_in.as_millis()).unwrap_or(0));

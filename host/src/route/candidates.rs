@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::{RouteError, RouteRequest};
 use crate::config::{Config, ProviderAccount, Team};
 use crate::errors::RoutingCode;
-use crate::health::{State, feature_failing};
+use crate::health::{CircuitState, feature_failing};
 use crate::metrics::{MIN_WINDOW_SECS, is_sort_metric, parse_window};
 use crate::policy::{Candidate, Health, Price};
 use crate::state::View;
@@ -423,17 +423,17 @@ impl super::Executor {
         let (provider, model) = id.split_once('/').unwrap_or((id, ""));
         // Opened by another replica (or by this one, and announced).
         if let Some(retry_in) = view.circuit_open(id)
-            && !matches!(state, State::HalfOpen { .. })
+            && !matches!(state, CircuitState::HalfOpen { .. })
         {
             self.telemetry.exclusion(provider, model, "circuit_open");
             return Judgement::CircuitOpen(retry_in);
         }
         match state {
-            State::Open { retry_in } => {
+            CircuitState::Open { retry_in } => {
                 self.telemetry.exclusion(provider, model, "circuit_open");
                 return Judgement::CircuitOpen(retry_in);
             }
-            State::HalfOpen { probe_free: false } => {
+            CircuitState::HalfOpen { probe_free: false } => {
                 self.telemetry.exclusion(provider, model, "circuit_open");
                 return Judgement::CircuitOpen(Duration::from_secs(1));
             }
@@ -455,8 +455,8 @@ impl super::Executor {
             return Judgement::FeatureFailing;
         }
         match state {
-            State::HalfOpen { .. } => Judgement::HalfOpen,
-            State::Closed { degraded: true } => Judgement::Degraded,
+            CircuitState::HalfOpen { .. } => Judgement::HalfOpen,
+            CircuitState::Closed { degraded: true } => Judgement::Degraded,
             _ => Judgement::Healthy,
         }
     }

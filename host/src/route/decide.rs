@@ -6,9 +6,9 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::config::Team;
+use crate::directory::DirectoryEntry;
 use crate::metrics::MetricSource;
 use crate::policy::{Candidate, Plan, PolicyError, RefusalKind, Request};
-use crate::teams::Tenant;
 
 use super::{Executor, RouteError, RouteRequest};
 use crate::errors::RoutingCode;
@@ -51,14 +51,14 @@ impl Executor {
     /// Gives back the request and candidates it was handed.
     pub(super) async fn decide(
         &self,
-        tenant: &Tenant,
+        entry: &DirectoryEntry,
         mut request: Request,
         mut candidates: Vec<Candidate>,
         snapshot: Arc<crate::metrics::Snapshot>,
         window: u32,
     ) -> Result<(Plan, Request, Vec<Candidate>), RouteError> {
-        let team = &tenant.team;
-        if let Some(plugin) = tenant.policy.as_ref().filter(|p| p.in_service()) {
+        let team = &entry.team;
+        if let Some(plugin) = entry.policy.as_ref().filter(|p| p.in_service()) {
             let permit = plugin.slots.acquire().await;
             if permit.is_ok() && plugin.in_service() {
                 let policy = &plugin.policy;
@@ -118,7 +118,7 @@ impl Executor {
                 }
             }
         }
-        if tenant.policy.is_some() {
+        if entry.policy.is_some() {
             // Standing in for the team's plugin: the team's config is written
             // for that plugin, so the default policy gets its own.
             request

@@ -39,6 +39,7 @@ use switchyard_wire::Api;
 use switchyard_wire::feature as features;
 
 use crate::config::Config;
+use crate::directory::DirectoryEntry;
 use crate::health::Breakers;
 use crate::metrics::telemetry::{RequestRecord, Telemetry};
 use crate::metrics::{Clock, MetricStore};
@@ -46,7 +47,6 @@ use crate::policy::{Policy, WarmPool};
 use crate::providers::Provider;
 use crate::spend::Spending;
 use crate::state::{SharedState, now_ms};
-use crate::teams::Tenant;
 use attempt::Context;
 pub use candidates::RoutingOptions;
 pub use error::RouteError;
@@ -258,9 +258,13 @@ impl Executor {
         &self.telemetry
     }
 
-    /// Routes one request for `tenant`, and counts how it ended.
-    pub async fn serve(&self, tenant: &Tenant, req: RouteRequest) -> Result<Served, RouteError> {
-        let team = &tenant.team;
+    /// Routes one request for `entry`, and counts how it ended.
+    pub async fn serve(
+        &self,
+        entry: &DirectoryEntry,
+        req: RouteRequest,
+    ) -> Result<Served, RouteError> {
+        let team = &entry.team;
         let arrival = Instant::now();
         let mut progress = Progress { label: None };
         let abandoned = Abandoned {
@@ -269,7 +273,7 @@ impl Executor {
             arrival,
             armed: true,
         };
-        let result = self.route(tenant, req, arrival, &mut progress).await;
+        let result = self.route(entry, req, arrival, &mut progress).await;
         abandoned.disarm();
         let (provider, model, outcome, fallback, cost) = match &result {
             Ok(Served::Complete { info, .. } | Served::Stream { info, .. }) => (
@@ -308,12 +312,12 @@ impl Executor {
 
     async fn route(
         &self,
-        tenant: &Tenant,
+        entry: &DirectoryEntry,
         mut req: RouteRequest,
         arrival: Instant,
         progress: &mut Progress,
     ) -> Result<Served, RouteError> {
-        let team = &tenant.team;
+        let team = &entry.team;
         // Features, and what a logical model the caller named promises.
         let logical = logical::expand(&self.config, team, &mut req)?;
         let features = features::detect(&req.body);
@@ -341,7 +345,7 @@ impl Executor {
         // Decide: the team's policy, or the default standing in for it.
         let policy_request = decide::policy_request(&req, team, features);
         let (plan, policy_request, candidates) = self
-            .decide(tenant, policy_request, built.candidates, snapshot, window)
+            .decide(entry, policy_request, built.candidates, snapshot, window)
             .await?;
         progress.label = Some(plan.label.clone());
         // Attempts, each served answer leaving with its settlement.

@@ -24,7 +24,7 @@ pub use keys::{KeyRecord, KeyScope, LiveKey};
 pub use policies::{PolicyVersion, Upload};
 use schema::MIGRATIONS;
 pub use spend::SpendRow;
-pub use teams::TeamRecord;
+pub use teams::TeamRow;
 
 /// A store failure, naming what was asked.
 #[derive(Debug, thiserror::Error)]

@@ -7,7 +7,7 @@ use super::{Store, StoreError, now};
 
 /// A team's row.
 #[derive(Debug, Clone, PartialEq)]
-pub struct TeamRecord {
+pub struct TeamRow {
     pub name: String,
     pub created_at: u64,
     pub allowed_models: Option<Vec<String>>,
@@ -34,8 +34,8 @@ pub(super) const TEAM_COLUMNS: &str =
      (SELECT COALESCE(MAX(id), 0) FROM activations WHERE activations.team = teams.name)
      FROM teams";
 
-pub(super) fn team_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<TeamRecord> {
-    Ok(TeamRecord {
+pub(super) fn team_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<TeamRow> {
+    Ok(TeamRow {
         name: r.get(0)?,
         created_at: r.get::<_, i64>(1)? as u64,
         allowed_models: list(r.get(2)?),
@@ -59,7 +59,7 @@ fn to_json(list: Option<&[String]>) -> Option<String> {
 
 impl Store {
     /// Creates a team (no keys, every model, the default policy).
-    pub fn create_team(&self, name: &str) -> Result<TeamRecord, StoreError> {
+    pub fn create_team(&self, name: &str) -> Result<TeamRow, StoreError> {
         let conn = self.conn();
         let created = now();
         match conn.execute(
@@ -74,7 +74,7 @@ impl Store {
             }
             Err(e) => return Err(e.into()),
         }
-        Ok(TeamRecord {
+        Ok(TeamRow {
             name: name.to_string(),
             created_at: created as u64,
             allowed_models: None,
@@ -106,7 +106,7 @@ impl Store {
     }
 
     /// Every team, by name.
-    pub fn teams(&self) -> Result<Vec<TeamRecord>, StoreError> {
+    pub fn teams(&self) -> Result<Vec<TeamRow>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(&format!("{TEAM_COLUMNS} ORDER BY name"))?;
         let rows = stmt.query_map([], team_record)?;
@@ -114,7 +114,7 @@ impl Store {
     }
 
     /// One team.
-    pub fn team(&self, name: &str) -> Result<TeamRecord, StoreError> {
+    pub fn team(&self, name: &str) -> Result<TeamRow, StoreError> {
         self.conn()
             .query_row(
                 &format!("{TEAM_COLUMNS} WHERE name = ?1"),

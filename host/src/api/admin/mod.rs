@@ -23,20 +23,20 @@ use std::sync::Arc;
 
 use super::{AppState, bearer_token, error_response};
 use crate::config::Secret;
+use crate::directory::{Directory, DirectoryEntry};
 use crate::errors::{AuthCode, ServerCode, StoreCode};
-use crate::health::State as Circuit;
+use crate::health::CircuitState as Circuit;
 use crate::metrics::telemetry::Family;
 use crate::metrics::{MIN_WINDOW_SECS, Summary, parse_window};
 use crate::route::RouteError;
 use crate::store::StoreError;
-use crate::teams::{Teams, Tenant};
 
 /// `GET /metrics`.
 pub async fn prometheus(State(state): State<AppState>) -> Response {
     let executor = &state.executor;
     let circuits = executor.breakers().all();
-    let directory = state.teams.directory();
-    let tenants = directory.tenants();
+    let directory = state.directory.snapshot();
+    let entries = directory.entries();
     let extra = [
         Family {
             name: "switchyard_circuit_state",
@@ -63,7 +63,7 @@ pub async fn prometheus(State(state): State<AppState>) -> Response {
             help: "The policy version each team's requests use (0: the bundled default policy).",
             kind: "gauge",
             labels: &["team"],
-            samples: tenants
+            samples: entries
                 .iter()
                 .map(|t| {
                     let version = t.policy.as_ref().map_or(0, |p| p.version);
@@ -76,7 +76,7 @@ pub async fn prometheus(State(state): State<AppState>) -> Response {
             help: "1 when a team's active plugin was set aside after repeated faults (the default policy serves the team until a version is activated).",
             kind: "gauge",
             labels: &["team", "version"],
-            samples: tenants
+            samples: entries
                 .iter()
                 .filter_map(|t| t.policy.as_ref())
                 .map(|p| {
@@ -147,7 +147,7 @@ fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, RouteError> {
     {
         return Ok(Caller::Operator);
     }
-    let directory = state.teams.directory();
+    let directory = state.directory.snapshot();
     if let Some(team) = directory.admin_of(token) {
         return Ok(Caller::TeamAdmin(team.to_string()));
     }
@@ -380,9 +380,9 @@ pub(crate) fn json_object(bytes: &[u8]) -> Result<serde_json::Map<String, Value>
 }
 
 /// A team as the admin API shows it: access, and which policy serves it.
-pub(crate) fn team_view(tenant: &Tenant) -> Value {
-    let team = &tenant.team;
-    let policy = match &tenant.policy {
+pub(crate) fn team_view(entry: &DirectoryEntry) -> Value {
+    let team = &entry.team;
+    let policy = match &entry.policy {
         Some(p) => {
             let info = p.policy.info();
             let aside = p.set_aside();
@@ -401,14 +401,14 @@ pub(crate) fn team_view(tenant: &Tenant) -> Value {
         None => json!({
             "active_version": null,
             "serving": "default",
-            "load_error": tenant.policy_error,
+            "load_error": entry.policy_error,
         }),
     };
     json!({
         "object": "team",
         "name": team.name,
-        "source": tenant.origin.as_str(),
-        "created_at": tenant.created_at,
+        "source": entry.origin.as_str(),
+        "created_at": entry.created_at,
         "allowed_models": team.allowed_models,
         "allowed_providers": team.allowed_providers,
         "zdr": team.zdr,
@@ -422,10 +422,10 @@ pub(crate) fn team_answer(state: &AppState, status: StatusCode, team: &str) -> A
 }
 
 /// The current view of `team`, or 404.
-pub(crate) fn find_team(state: &AppState, team: &str) -> Result<Arc<Tenant>, RouteError> {
+pub(crate) fn find_team(state: &AppState, team: &str) -> Result<Arc<DirectoryEntry>, RouteError> {
     state
-        .teams
-        .directory()
+        .directory
+        .snapshot()
         .team(team)
         .cloned()
         .ok_or_else(|| store_error(StoreError::NoTeam(team.to_string())))
@@ -479,9 +479,9 @@ pub(crate) fn ok(status: StatusCode, body: Value) -> Answer {
 /// lock is released.
 pub(crate) async fn write<T: Send + 'static>(
     state: &AppState,
-    work: impl FnOnce(&Teams) -> Result<T, RouteError> + Send + 'static,
+    work: impl FnOnce(&Directory) -> Result<T, RouteError> + Send + 'static,
 ) -> Result<T, RouteError> {
-    let teams = state.teams.clone();
+    let teams = state.directory.clone();
     let _write = teams.write_lock().await;
     let writer = teams.clone();
     blocking(move || {

@@ -273,14 +273,14 @@ pub async fn upload(
     let limit = settings.max_upload_bytes;
     let (submission, _charge) =
         read_submission(&state.load.intake, &headers, query, body, limit).await?;
-    let teams = state.teams.clone();
+    let teams = state.directory.clone();
     let component = submission.component.clone();
     let cases = submission.cases.clone();
     let (max_cases, cases_cpu) = (settings.max_cases, settings.cases_cpu);
     // Validate before taking the write lock: compiling takes a while. A few
     // uploads at a time, on a low-priority thread (the compile worker it
     // starts inherits the priority), never on the threads serving /v1.
-    let _slot = state.teams.uploads().enter().await.map_err(|_| {
+    let _slot = state.directory.uploads().enter().await.map_err(|_| {
         let mut e = RouteError::new(AdminCode::UploadsBusy, "The gateway is compiling as many policy uploads as it may (plugins.compile_slots, plugins.compile_queue); retry shortly.",
         );
         e.retry_after = Some(settings.compile_timeout.min(Duration::from_secs(10)));
@@ -397,7 +397,7 @@ pub async fn list(
     let team = path(team)?;
     authorize_team(&state, &headers, &team)?;
     let tenant = find_team(&state, &team)?;
-    let teams = state.teams.clone();
+    let teams = state.directory.clone();
     let name = team.clone();
     let versions =
         blocking(move || teams.store().policy_versions(&name).map_err(store_error)).await?;

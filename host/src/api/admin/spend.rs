@@ -136,7 +136,7 @@ async fn build(
         None => None,
     };
     let spending = state.executor.spending().clone();
-    let store = state.teams.store().clone();
+    let store = state.directory.store().clone();
     let team = query.team.clone();
     let (from_q, to_q) = (from.clone(), to.clone());
     let rows = blocking(move || {

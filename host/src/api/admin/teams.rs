@@ -1,4 +1,4 @@
-//! Teams and their keys: `POST/GET /admin/v1/teams`, `GET/PATCH
+//! Directory and their keys: `POST/GET /admin/v1/teams`, `GET/PATCH
 //! /admin/v1/teams/{team}`, `POST/GET /admin/v1/teams/{team}/keys` and
 //! `DELETE /admin/v1/teams/{team}/keys/{id}`. Operator only, except reading
 //! one's own team.
@@ -13,10 +13,10 @@ use super::{
     store_error, team_answer, team_view, write,
 };
 use crate::api::AppState;
+use crate::directory::Origin;
 use crate::errors::{AdminCode, ServerCode};
 use crate::route::RouteError;
 use crate::store::KeyScope;
-use crate::teams::Origin;
 
 /// A team name ([`crate::config::check_team_name`]): it appears in URLs and
 /// metric labels.
@@ -149,9 +149,9 @@ pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bod
 /// `GET /admin/v1/teams`.
 pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> Answer {
     authorize(&state, &headers)?;
-    let directory = state.teams.directory();
+    let directory = state.directory.snapshot();
     let data: Vec<Value> = directory
-        .tenants()
+        .entries()
         .into_iter()
         .map(|t| team_view(t))
         .collect();
@@ -170,7 +170,7 @@ pub async fn get(
 }
 
 /// `PATCH /admin/v1/teams/{team}`: `{"allowed_models"?, "allowed_providers"?, "zdr"?}`
-/// (`null` lists allow everything). Teams declared in the config file are
+/// (`null` lists allow everything). Directory declared in the config file are
 /// changed there.
 pub async fn update(
     State(state): State<AppState>,
@@ -182,8 +182,8 @@ pub async fn update(
     authorize(&state, &headers)?;
     let map = read_json(&state, &headers, body, false).await?;
     let changes = access(&map, &["allowed_models", "allowed_providers", "zdr"])?;
-    let tenant = find_team(&state, &team)?;
-    if tenant.origin == Origin::Config {
+    let entry = find_team(&state, &team)?;
+    if entry.origin == Origin::Config {
         return Err(RouteError::new(
             AdminCode::TeamInConfig,
             format!(
@@ -191,7 +191,7 @@ pub async fn update(
             ),
         ));
     }
-    let current = &tenant.team;
+    let current = &entry.team;
     let models = changes
         .models
         .unwrap_or_else(|| current.allowed_models.clone());
@@ -310,7 +310,7 @@ pub async fn list_keys(
 ) -> Answer {
     let team = path(team)?;
     authorize(&state, &headers)?;
-    let teams = state.teams.clone();
+    let teams = state.directory.clone();
     let name = team.clone();
     let keys = blocking(move || teams.store().keys(&name).map_err(store_error)).await?;
     let data: Vec<Value> = keys

@@ -1,12 +1,14 @@
-//! Who a key belongs to, and which policy routes that team's requests.
+//! The live team directory: who a key belongs to, and which policy routes
+//! that team's requests.
 //!
 //! Teams come from two places: the config file (allow-lists, ZDR and keys
 //! declared there) and the embedded store (teams and keys created through the
 //! admin API, plus every team's uploaded policy versions and the active one).
-//! [`Teams`] merges both into an immutable [`Directory`] snapshot held in an
-//! `ArcSwap`: a request loads it once and keeps its [`Tenant`] (and so its
-//! policy version) to the end, while an admin write builds the next snapshot
-//! and swaps it in atomically. Compiled policies are reused across snapshots.
+//! The [`Directory`] merges both into an immutable [`DirectorySnapshot`] held
+//! in an `ArcSwap`: a request loads it once and keeps its [`DirectoryEntry`]
+//! (its [`Team`] and [`ActivePolicy`], and so its policy version) to the end,
+//! while an admin write builds the next snapshot and swaps it in atomically.
+//! Compiled policies are reused across snapshots.
 //!
 //! A team's uploaded plugin is watched: every fault (trap, deadline, memory,
 //! invalid plan) is counted per team and version, and after
@@ -22,7 +24,7 @@ use arc_swap::ArcSwap;
 
 use crate::config::{Config, Team, hash_key};
 use crate::policy::{LoadError, Policy, Runtime, WarmPool};
-use crate::store::{KeyScope, Store, StoreError, TeamRecord};
+use crate::store::{KeyScope, Store, StoreError, TeamRow};
 
 /// Where a team is declared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,21 +46,21 @@ impl Origin {
 
 /// One team as requests see it.
 #[derive(Debug)]
-pub struct Tenant {
+pub struct DirectoryEntry {
     /// Allow-lists, ZDR and the policy config the team's requests carry.
     pub team: Team,
     pub origin: Origin,
     /// When the team was created (seconds since the epoch).
     pub created_at: u64,
     /// The team's active uploaded plugin; `None`: the bundled default policy.
-    pub policy: Option<Arc<TeamPolicy>>,
+    pub policy: Option<Arc<ActivePolicy>>,
     /// Why the active version could not be loaded (the default policy
     /// serves meanwhile), e.g. after an upgrade that dropped its WIT version.
     pub policy_error: Option<String>,
 }
 
 /// A team's active plugin version and how it has behaved.
-pub struct TeamPolicy {
+pub struct ActivePolicy {
     pub team: String,
     pub version: u32,
     /// `v{version}`, the label of its metrics (built once, not per request).
@@ -77,9 +79,9 @@ pub struct TeamPolicy {
     store: Arc<Store>,
 }
 
-impl std::fmt::Debug for TeamPolicy {
+impl std::fmt::Debug for ActivePolicy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TeamPolicy")
+        f.debug_struct("ActivePolicy")
             .field("team", &self.team)
             .field("version", &self.version)
             .field("faults", &self.faults())
@@ -88,7 +90,7 @@ impl std::fmt::Debug for TeamPolicy {
     }
 }
 
-impl TeamPolicy {
+impl ActivePolicy {
     /// Why the plugin was set aside, if it was.
     pub fn set_aside(&self) -> Option<String> {
         self.set_aside
@@ -165,17 +167,17 @@ impl TeamPolicy {
 
 /// An immutable view of every team and key.
 #[derive(Debug, Default)]
-pub struct Directory {
-    tenants: HashMap<String, Arc<Tenant>>,
+pub struct DirectorySnapshot {
+    entries: HashMap<String, Arc<DirectoryEntry>>,
     /// sha256 of an API key → its team.
-    api_keys: HashMap<String, Arc<Tenant>>,
+    api_keys: HashMap<String, Arc<DirectoryEntry>>,
     /// sha256 of a team admin token → its team's name.
     admin_keys: HashMap<String, String>,
 }
 
-impl Directory {
+impl DirectorySnapshot {
     /// The team of an API key.
-    pub fn by_key(&self, key: &str) -> Option<&Arc<Tenant>> {
+    pub fn by_key(&self, key: &str) -> Option<&Arc<DirectoryEntry>> {
         self.api_keys.get(&hash_key(key))
     }
 
@@ -185,24 +187,24 @@ impl Directory {
     }
 
     /// A team by name.
-    pub fn team(&self, name: &str) -> Option<&Arc<Tenant>> {
-        self.tenants.get(name)
+    pub fn team(&self, name: &str) -> Option<&Arc<DirectoryEntry>> {
+        self.entries.get(name)
     }
 
     /// Every team, by name.
-    pub fn tenants(&self) -> Vec<&Arc<Tenant>> {
-        let mut all: Vec<_> = self.tenants.values().collect();
+    pub fn entries(&self) -> Vec<&Arc<DirectoryEntry>> {
+        let mut all: Vec<_> = self.entries.values().collect();
         all.sort_by(|a, b| a.team.name.cmp(&b.team.name));
         all
     }
 }
 
 /// The live team directory and the store behind it.
-pub struct Teams {
+pub struct Directory {
     config: Arc<Config>,
     store: Arc<Store>,
     runtime: Runtime,
-    current: ArcSwap<Directory>,
+    current: ArcSwap<DirectorySnapshot>,
     /// Compiled components by sha256 (uploads land here before activation).
     compiled: Mutex<HashMap<String, Policy>>,
     /// Serialises admin writes with the rebuild that follows each one.
@@ -256,20 +258,20 @@ impl CompileGate {
     }
 }
 
-impl Teams {
+impl Directory {
     /// Opens the directory: records the config's teams in the store and
     /// compiles every team's active version.
     pub fn open(
         config: Arc<Config>,
         store: Arc<Store>,
         runtime: Runtime,
-    ) -> Result<Teams, StoreError> {
+    ) -> Result<Directory, StoreError> {
         let names: Vec<String> = config.teams.iter().map(|t| t.name.clone()).collect();
         store.declare_config_teams(&names)?;
-        let teams = Teams {
+        let teams = Directory {
             store,
             runtime,
-            current: ArcSwap::from_pointee(Directory::default()),
+            current: ArcSwap::from_pointee(DirectorySnapshot::default()),
             compiled: Mutex::new(HashMap::new()),
             writes: tokio::sync::Mutex::new(()),
             uploads: CompileGate::new(config.plugins.compile_slots, config.plugins.compile_queue),
@@ -280,7 +282,7 @@ impl Teams {
     }
 
     /// The current snapshot.
-    pub fn directory(&self) -> Arc<Directory> {
+    pub fn snapshot(&self) -> Arc<DirectorySnapshot> {
         self.current.load_full()
     }
 
@@ -334,7 +336,7 @@ impl Teams {
         let previous = self.current.load_full();
         let records = self.store.teams()?;
         let keys = self.store.live_keys()?;
-        let mut next = Directory::default();
+        let mut next = DirectorySnapshot::default();
         for record in records {
             let declared = self.config.teams.iter().find(|t| t.name == record.name);
             if record.from_config && declared.is_none() {
@@ -385,7 +387,7 @@ impl Teams {
                     baseline_model: None,
                 },
             };
-            let tenant = Arc::new(Tenant {
+            let entry = Arc::new(DirectoryEntry {
                 team,
                 origin: if declared.is_some() {
                     Origin::Config
@@ -396,25 +398,25 @@ impl Teams {
                 policy,
                 policy_error,
             });
-            next.tenants.insert(record.name.clone(), tenant);
+            next.entries.insert(record.name.clone(), entry);
         }
         for (hash, &i) in &self.config.key_hashes {
-            if let Some(tenant) = self
+            if let Some(entry) = self
                 .config
                 .teams
                 .get(i)
-                .and_then(|t| next.tenants.get(&t.name))
+                .and_then(|t| next.entries.get(&t.name))
             {
-                next.api_keys.insert(hash.clone(), tenant.clone());
+                next.api_keys.insert(hash.clone(), entry.clone());
             }
         }
         for key in keys {
-            let Some(tenant) = next.tenants.get(&key.team) else {
+            let Some(entry) = next.entries.get(&key.team) else {
                 continue;
             };
             match key.scope {
                 KeyScope::Api => {
-                    next.api_keys.insert(key.key_sha256, tenant.clone());
+                    next.api_keys.insert(key.key_sha256, entry.clone());
                 }
                 KeyScope::Admin => {
                     next.admin_keys.insert(key.key_sha256, key.team);
@@ -423,7 +425,7 @@ impl Teams {
         }
         // Keep compiled components only for versions in service.
         let in_use: Vec<String> = next
-            .tenants
+            .entries
             .values()
             .filter_map(|t| t.policy.as_ref())
             .map(|p| p.policy.sha256().to_string())
@@ -437,9 +439,9 @@ impl Teams {
     /// fault counts carry over), else a fresh one compiled or found compiled.
     fn active_policy(
         &self,
-        record: &TeamRecord,
-        running: Option<&Arc<Tenant>>,
-    ) -> Result<Option<Arc<TeamPolicy>>, TeamPolicyError> {
+        record: &TeamRow,
+        running: Option<&Arc<DirectoryEntry>>,
+    ) -> Result<Option<Arc<ActivePolicy>>, TeamPolicyError> {
         let Some(version) = record.active_version else {
             return Ok(None);
         };
@@ -456,7 +458,7 @@ impl Teams {
         let policy = self
             .compile(&bytes)
             .map_err(|e| TeamPolicyError::Load(version, e))?;
-        Ok(Some(Arc::new(TeamPolicy {
+        Ok(Some(Arc::new(ActivePolicy {
             team: record.name.clone(),
             version,
             label: format!("v{version}"),
