@@ -28,3 +28,4 @@ pub mod route;
 pub mod spend;
 pub mod state;
 pub mod store;
+pub mod telemetry;

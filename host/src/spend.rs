@@ -18,9 +18,9 @@ use serde_json::json;
 
 use crate::catalog::{Model, Rates};
 use crate::config::{Budget, BudgetPeriod, Config, Team};
-use crate::metrics::telemetry::Family;
 use crate::state::{Admitted, SharedState, now_ms};
 use crate::store::{SpendRow, Store};
+use crate::telemetry::Family;
 use switchyard_wire::Usage;
 
 /// (year, month, day) of a Unix time in seconds, UTC.

@@ -39,7 +39,7 @@ use tokio::sync::{Notify, watch};
 use super::intake::{Intake, MemoryBudget, overloaded};
 use super::{AppState, router};
 use crate::config::ServerSettings;
-use crate::metrics::telemetry::Family;
+use crate::telemetry::Family;
 
 /// File descriptors kept back from client connections for everything else
 /// (the store, Redis, logs, the listener, health checks).
@@ -340,7 +340,7 @@ fn is_out_of_descriptors(e: &std::io::Error) -> bool {
 /// What every connection task shares.
 struct Shared {
     router: Router,
-    telemetry: Arc<crate::metrics::telemetry::Telemetry>,
+    telemetry: Arc<crate::telemetry::Telemetry>,
     load: Arc<Load>,
     settings: ServerSettings,
     max_connections: usize,

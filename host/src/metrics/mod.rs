@@ -6,7 +6,7 @@
 //!   15 minutes to 7 days is computed without keeping samples.
 //! - [`Snapshot`] is the store as of a request's arrival: the
 //!   [`MetricSource`] a routing policy reads through `host.metric`.
-//! - [`telemetry`] is what operators read: Prometheus counters and
+//! - [`crate::telemetry`] is what operators read: Prometheus counters and
 //!   histograms, per-policy statistics.
 //!
 //! This module also owns the vocabulary of metric names and windows (seed 001).
@@ -15,7 +15,6 @@ pub mod clock;
 pub mod histogram;
 pub mod series;
 mod store;
-pub mod telemetry;
 mod window;
 
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -11,6 +11,7 @@ use crate::state::{Admission, Admitted, CooldownKind, LimitKey, View, ViewQuery,
 use super::candidates::{AccountStatus, Cooling};
 use super::{Executor, RouteError};
 use crate::errors::RoutingCode;
+use crate::telemetry::LimitScope;
 
 impl Executor {
     /// What the shared state says before routing: window usage of every
@@ -105,7 +106,8 @@ impl Executor {
                 cap,
                 retry_after,
             } => {
-                self.telemetry.limiter_rejection("team", &team.name, limit);
+                self.telemetry
+                    .limiter_rejection(LimitScope::Team, &team.name, limit);
                 let mut e = RouteError::new(
                     RoutingCode::TeamRateLimited,
                     over_limit(

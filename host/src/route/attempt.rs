@@ -24,6 +24,7 @@ use super::admission::over_limit;
 use super::settle::{Settlement, Tally};
 use super::{AttemptRecord, Executor, RouteError, RouteInfo, RouteRequest, Served, stream};
 use crate::errors::RoutingCode;
+use crate::telemetry::LimitScope;
 
 impl Executor {
     fn backoff(&self, failures: u32) -> Duration {
@@ -190,7 +191,7 @@ impl Executor {
             } => {
                 drop(ticket);
                 self.telemetry
-                    .limiter_rejection("account", &account.name, limit);
+                    .limiter_rejection(LimitScope::Account, &account.name, limit);
                 failover.skip(
                     account,
                     candidate,

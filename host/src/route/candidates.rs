@@ -15,6 +15,7 @@ use crate::health::{CircuitState, feature_failing};
 use crate::metrics::{MIN_WINDOW_SECS, is_sort_metric, parse_window};
 use crate::policy::{Candidate, Health, Price};
 use crate::state::View;
+use crate::telemetry::Exclusion;
 
 /// The caller's `routing` object.
 #[derive(Debug, Clone, PartialEq)]
@@ -425,16 +426,19 @@ impl super::Executor {
         if let Some(retry_in) = view.circuit_open(id)
             && !matches!(state, CircuitState::HalfOpen { .. })
         {
-            self.telemetry.exclusion(provider, model, "circuit_open");
+            self.telemetry
+                .exclusion(provider, model, Exclusion::CircuitOpen);
             return Judgement::CircuitOpen(retry_in);
         }
         match state {
             CircuitState::Open { retry_in } => {
-                self.telemetry.exclusion(provider, model, "circuit_open");
+                self.telemetry
+                    .exclusion(provider, model, Exclusion::CircuitOpen);
                 return Judgement::CircuitOpen(retry_in);
             }
             CircuitState::HalfOpen { probe_free: false } => {
-                self.telemetry.exclusion(provider, model, "circuit_open");
+                self.telemetry
+                    .exclusion(provider, model, Exclusion::CircuitOpen);
                 return Judgement::CircuitOpen(Duration::from_secs(1));
             }
             _ => {}
@@ -451,7 +455,8 @@ impl super::Executor {
         });
         if let Some(feature) = failing {
             tracing::debug!(candidate = id, feature = %feature, "feature uptime below threshold");
-            self.telemetry.exclusion(provider, model, "feature_uptime");
+            self.telemetry
+                .exclusion(provider, model, Exclusion::FeatureUptime);
             return Judgement::FeatureFailing;
         }
         match state {

@@ -41,12 +41,12 @@ use switchyard_wire::feature as features;
 use crate::config::Config;
 use crate::directory::DirectoryEntry;
 use crate::health::Breakers;
-use crate::metrics::telemetry::{RequestRecord, Telemetry};
 use crate::metrics::{Clock, MetricStore};
 use crate::policy::{Policy, WarmPool};
 use crate::providers::Provider;
 use crate::spend::Spending;
 use crate::state::{SharedState, now_ms};
+use crate::telemetry::{RequestOutcome, RequestRecord, Telemetry};
 use attempt::Context;
 pub use candidates::RoutingOptions;
 pub use error::RouteError;
@@ -188,7 +188,7 @@ impl Drop for Abandoned<'_> {
                 team: self.team,
                 provider: "none",
                 model: "none",
-                outcome: "client_closed",
+                outcome: RequestOutcome::ClientClosed,
                 duration: self.arrival.elapsed(),
                 label: None,
                 fallback: false,
@@ -279,7 +279,7 @@ impl Executor {
             Ok(Served::Complete { info, .. } | Served::Stream { info, .. }) => (
                 info.provider.as_str(),
                 info.model.as_str(),
-                "ok",
+                RequestOutcome::Ok,
                 info.trail.len() > 1,
                 info.cost_usd,
             ),
@@ -288,7 +288,7 @@ impl Executor {
                 (
                     last.map_or("none", |a| a.provider.as_str()),
                     last.map_or("none", |a| a.model.as_str()),
-                    e.code.as_str(),
+                    RequestOutcome::from(e.code),
                     false,
                     None,
                 )

@@ -12,9 +12,9 @@ use std::sync::Arc;
 use switchyard_wire::Usage;
 
 use crate::health::{Breakers, Verdict};
-use crate::metrics::telemetry::Telemetry;
 use crate::metrics::{MetricStore, Sample};
 use crate::spend::Charge;
+use crate::telemetry::Telemetry;
 
 /// What a served answer owes, waiting for its usage.
 pub struct Settlement {

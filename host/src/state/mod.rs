@@ -27,7 +27,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures_util::future::BoxFuture;
 
 use crate::config::{RateLimits, StateSettings};
-use crate::metrics::telemetry::Family;
+use crate::telemetry::Family;
 
 /// Length of the rate-limit window.
 pub const WINDOW_SECS: u64 = 60;

@@ -26,10 +26,10 @@ use crate::config::Secret;
 use crate::directory::{Directory, DirectoryEntry};
 use crate::errors::{AuthCode, ServerCode, StoreCode};
 use crate::health::CircuitState as Circuit;
-use crate::metrics::telemetry::Family;
 use crate::metrics::{MIN_WINDOW_SECS, Summary, parse_window};
 use crate::route::RouteError;
 use crate::store::StoreError;
+use crate::telemetry::Family;
 
 /// `GET /metrics`.
 pub async fn prometheus(State(state): State<AppState>) -> Response {

@@ -12,7 +12,11 @@ use std::fmt::Write as _;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use super::series::Stat;
+use crate::metrics::series::Stat;
+
+mod labels;
+
+pub use labels::*;
 
 /// Distinct plan labels tracked per team; later ones are counted as `(other)`.
 pub const MAX_LABELS_PER_TEAM: usize = 64;
@@ -99,8 +103,7 @@ pub struct RequestRecord<'a> {
     /// Serving (or last attempted) account and model; `none` without attempt.
     pub provider: &'a str,
     pub model: &'a str,
-    /// `ok`, or the error code the caller got.
-    pub outcome: &'a str,
+    pub outcome: RequestOutcome,
     /// Arrival → answer ready (or error).
     pub duration: Duration,
     /// The plan label, when the policy produced a plan.
@@ -113,59 +116,80 @@ pub struct RequestRecord<'a> {
 /// Counters and histograms since start-up.
 #[derive(Default)]
 pub struct Telemetry {
-    http: Mutex<BTreeMap<Labels, u64>>,
-    requests: Mutex<BTreeMap<Labels, u64>>,
-    request_seconds: Mutex<BTreeMap<Labels, Histogram>>,
-    attempts: Mutex<BTreeMap<Labels, u64>>,
-    upstream_seconds: Mutex<BTreeMap<Labels, Histogram>>,
-    ttft_seconds: Mutex<BTreeMap<Labels, Histogram>>,
-    tokens: Mutex<BTreeMap<Labels, u64>>,
-    cost: Mutex<BTreeMap<Labels, f64>>,
-    stream_breaks: Mutex<BTreeMap<Labels, u64>>,
-    decision_seconds: Mutex<BTreeMap<Labels, Histogram>>,
-    policy_faults: Mutex<BTreeMap<Labels, u64>>,
-    policy_misbehaviour: Mutex<BTreeMap<Labels, u64>>,
-    exclusions: Mutex<BTreeMap<Labels, u64>>,
-    health_checks: Mutex<BTreeMap<Labels, u64>>,
-    limiter_rejections: Mutex<BTreeMap<Labels, u64>>,
-    cooldowns: Mutex<BTreeMap<Labels, u64>>,
+    http: Mutex<BTreeMap<HttpLabels, u64>>,
+    requests: Mutex<BTreeMap<RequestLabels, u64>>,
+    request_seconds: Mutex<BTreeMap<TeamModelLabels, Histogram>>,
+    attempts: Mutex<BTreeMap<AttemptLabels, u64>>,
+    upstream_seconds: Mutex<BTreeMap<ModelLabels, Histogram>>,
+    ttft_seconds: Mutex<BTreeMap<ModelLabels, Histogram>>,
+    tokens: Mutex<BTreeMap<TokenLabels, u64>>,
+    cost: Mutex<BTreeMap<TeamModelLabels, f64>>,
+    stream_breaks: Mutex<BTreeMap<ModelLabels, u64>>,
+    decision_seconds: Mutex<BTreeMap<TeamLabels, Histogram>>,
+    policy_faults: Mutex<BTreeMap<PolicyLabels, u64>>,
+    policy_misbehaviour: Mutex<BTreeMap<PolicyLabels, u64>>,
+    exclusions: Mutex<BTreeMap<ExclusionLabels, u64>>,
+    health_checks: Mutex<BTreeMap<AttemptLabels, u64>>,
+    limiter_rejections: Mutex<BTreeMap<LimiterLabels, u64>>,
+    cooldowns: Mutex<BTreeMap<CooldownLabels, u64>>,
     /// Team → plan label → statistics.
     policies: Mutex<BTreeMap<String, BTreeMap<String, PolicyStats>>>,
 }
 
-fn labels(values: &[&str]) -> Labels {
-    values.iter().map(|v| v.to_string()).collect()
+fn bump<L: LabelSet>(map: &Mutex<BTreeMap<L, u64>>, labels: L, by: u64) {
+    *lock(map).entry(labels).or_default() += by;
 }
 
-fn bump(map: &Mutex<BTreeMap<Labels, u64>>, values: &[&str], by: u64) {
-    *lock(map).entry(labels(values)).or_default() += by;
-}
-
-fn observe(
-    map: &Mutex<BTreeMap<Labels, Histogram>>,
+fn observe<L: LabelSet>(
+    map: &Mutex<BTreeMap<L, Histogram>>,
     bounds: &'static [f64],
-    values: &[&str],
+    labels: L,
     secs: f64,
 ) {
     lock(map)
-        .entry(labels(values))
+        .entry(labels)
         .or_insert_with(|| Histogram::new(bounds))
         .observe(secs);
+}
+
+fn model(provider: &str, model: &str) -> ModelLabels {
+    ModelLabels {
+        provider: provider.to_owned(),
+        model: model.to_owned(),
+    }
+}
+
+fn team_model(team: &str, provider: &str, model: &str) -> TeamModelLabels {
+    TeamModelLabels {
+        team: team.to_owned(),
+        provider: provider.to_owned(),
+        model: model.to_owned(),
+    }
 }
 
 impl Telemetry {
     /// Counts one HTTP response by route and status.
     pub fn http(&self, route: &str, status: u16) {
-        bump(&self.http, &[route, &status.to_string()], 1);
+        let labels = HttpLabels {
+            route: route.to_owned(),
+            status: status.to_string(),
+        };
+        bump(&self.http, labels, 1);
     }
 
     /// Counts one routed request (answered or not) and its per-policy stats.
     pub fn request(&self, r: &RequestRecord<'_>) {
-        bump(&self.requests, &[r.team, r.provider, r.model, r.outcome], 1);
+        let labels = RequestLabels {
+            team: r.team.to_owned(),
+            provider: r.provider.to_owned(),
+            model: r.model.to_owned(),
+            outcome: r.outcome,
+        };
+        bump(&self.requests, labels, 1);
         observe(
             &self.request_seconds,
             LATENCY_BUCKETS,
-            &[r.team, r.provider, r.model],
+            team_model(r.team, r.provider, r.model),
             r.duration.as_secs_f64(),
         );
         if let Some(cost) = r.cost_usd {
@@ -191,7 +215,7 @@ impl Telemetry {
                 return;
             };
             stats.matches += 1;
-            if r.outcome == "ok" {
+            if r.outcome == RequestOutcome::Ok {
                 stats.successes += 1;
                 stats.fallbacks += u64::from(r.fallback);
                 stats.latency.record(r.duration);
@@ -205,7 +229,7 @@ impl Telemetry {
     pub fn cost(&self, team: &str, provider: &str, model: &str, usd: f64) {
         if usd.is_finite() && usd > 0.0 {
             *lock(&self.cost)
-                .entry(labels(&[team, provider, model]))
+                .entry(team_model(team, provider, model))
                 .or_default() += usd;
         }
     }
@@ -215,16 +239,21 @@ impl Telemetry {
         &self,
         provider: &str,
         model: &str,
-        outcome: &str,
+        outcome: &'static str,
         latency: Option<Duration>,
         ttft: Option<Duration>,
     ) {
-        bump(&self.attempts, &[provider, model, outcome], 1);
+        let labels = AttemptLabels {
+            provider: provider.to_owned(),
+            model: model.to_owned(),
+            outcome,
+        };
+        bump(&self.attempts, labels, 1);
         if let Some(d) = latency {
             observe(
                 &self.upstream_seconds,
                 LATENCY_BUCKETS,
-                &[provider, model],
+                self::model(provider, model),
                 d.as_secs_f64(),
             );
         }
@@ -232,7 +261,7 @@ impl Telemetry {
             observe(
                 &self.ttft_seconds,
                 LATENCY_BUCKETS,
-                &[provider, model],
+                self::model(provider, model),
                 d.as_secs_f64(),
             );
         }
@@ -240,60 +269,103 @@ impl Telemetry {
 
     /// Adds reported token usage.
     pub fn tokens(&self, provider: &str, model: &str, input: u64, output: u64) {
-        bump(&self.tokens, &[provider, model, "input"], input);
-        bump(&self.tokens, &[provider, model, "output"], output);
+        for (kind, n) in [(TokenKind::Input, input), (TokenKind::Output, output)] {
+            let labels = TokenLabels {
+                provider: provider.to_owned(),
+                model: model.to_owned(),
+                kind,
+            };
+            bump(&self.tokens, labels, n);
+        }
     }
 
     /// Counts a stream that broke after content had been sent.
     pub fn stream_break(&self, provider: &str, model: &str) {
-        bump(&self.stream_breaks, &[provider, model], 1);
+        bump(&self.stream_breaks, self::model(provider, model), 1);
     }
 
     /// Records one policy decision: its time, and its fault kind if it faulted
     /// (`version` is the team plugin's `vN`, or `default`).
-    pub fn decision(&self, team: &str, version: &str, elapsed: Duration, fault: Option<&str>) {
+    pub fn decision(
+        &self,
+        team: &str,
+        version: &str,
+        elapsed: Duration,
+        fault: Option<&'static str>,
+    ) {
+        let labels = TeamLabels {
+            team: team.to_owned(),
+        };
         observe(
             &self.decision_seconds,
             DECISION_BUCKETS,
-            &[team],
+            labels,
             elapsed.as_secs_f64(),
         );
         if let Some(kind) = fault {
-            bump(&self.policy_faults, &[team, version, kind], 1);
+            let labels = PolicyLabels {
+                team: team.to_owned(),
+                version: version.to_owned(),
+                kind,
+            };
+            bump(&self.policy_faults, labels, 1);
         }
     }
 
     /// Counts what a policy did that it should not, short of a fault
     /// (`foreign_metric`: a `metric` call naming a candidate it was not
     /// offered); returns the count before.
-    pub fn misbehaviour(&self, team: &str, version: &str, kind: &str, times: u64) -> u64 {
+    pub fn misbehaviour(&self, team: &str, version: &str, kind: &'static str, times: u64) -> u64 {
+        let labels = PolicyLabels {
+            team: team.to_owned(),
+            version: version.to_owned(),
+            kind,
+        };
         let mut counts = lock(&self.policy_misbehaviour);
-        let count = counts.entry(labels(&[team, version, kind])).or_default();
+        let count = counts.entry(labels).or_default();
         let before = *count;
         *count += times;
         before
     }
 
-    /// Counts a candidate removed before the policy ran, and why
-    /// (`circuit_open`, `feature_uptime`).
-    pub fn exclusion(&self, provider: &str, model: &str, reason: &str) {
-        bump(&self.exclusions, &[provider, model, reason], 1);
+    /// Counts a candidate removed before the policy ran, and why.
+    pub fn exclusion(&self, provider: &str, model: &str, reason: Exclusion) {
+        let labels = ExclusionLabels {
+            provider: provider.to_owned(),
+            model: model.to_owned(),
+            reason,
+        };
+        bump(&self.exclusions, labels, 1);
     }
 
     /// Counts a request (`scope` team) or an attempt (`scope` account) the
     /// gateway's own rate limiter turned away, and which limit (`rpm`, `tpm`).
-    pub fn limiter_rejection(&self, scope: &str, name: &str, limit: &str) {
-        bump(&self.limiter_rejections, &[scope, name, limit], 1);
+    pub fn limiter_rejection(&self, scope: LimitScope, name: &str, limit: &'static str) {
+        let labels = LimiterLabels {
+            scope,
+            name: name.to_owned(),
+            limit,
+        };
+        bump(&self.limiter_rejections, labels, 1);
     }
 
     /// Counts a cooldown started for an account (`rate_limited`, `quota`).
-    pub fn cooldown(&self, provider: &str, reason: &str) {
-        bump(&self.cooldowns, &[provider, reason], 1);
+    pub fn cooldown(&self, provider: &str, reason: &'static str) {
+        let labels = CooldownLabels {
+            provider: provider.to_owned(),
+            reason,
+        };
+        bump(&self.cooldowns, labels, 1);
     }
 
     /// Counts one active health check.
-    pub fn health_check(&self, provider: &str, model: &str, outcome: &str) {
-        bump(&self.health_checks, &[provider, model, outcome], 1);
+    pub fn health_check(&self, provider: &str, model: &str, outcome: &'static str) {
+        let labels = AttemptLabels {
+            provider: provider.to_owned(),
+            model: model.to_owned(),
+            outcome,
+        };
+        bump(&self.health_checks, labels, 1);
     }
 
     /// Per-policy statistics, by team then label.
@@ -317,49 +389,42 @@ impl Telemetry {
             &mut out,
             "switchyard_http_responses_total",
             "HTTP responses by route and status.",
-            &["route", "status"],
             &lock(&self.http),
         );
         counter(
             &mut out,
             "switchyard_requests_total",
             "Routed requests by team, serving (or last tried) provider and model, and outcome (ok or the error code returned).",
-            &["team", "provider", "model", "outcome"],
             &lock(&self.requests),
         );
         histogram(
             &mut out,
             "switchyard_request_duration_seconds",
             "Arrival to answer ready (first token for streams), by team, provider and model.",
-            &["team", "provider", "model"],
             &lock(&self.request_seconds),
         );
         counter(
             &mut out,
             "switchyard_attempts_total",
             "Attempts at providers by outcome (ok, error, timeout, rate_limited, rejected).",
-            &["provider", "model", "outcome"],
             &lock(&self.attempts),
         );
         histogram(
             &mut out,
             "switchyard_upstream_latency_seconds",
             "Provider latency of successful attempts: whole answer, or first content token for streams.",
-            &["provider", "model"],
             &lock(&self.upstream_seconds),
         );
         histogram(
             &mut out,
             "switchyard_time_to_first_token_seconds",
             "Time to the first content token of streamed attempts.",
-            &["provider", "model"],
             &lock(&self.ttft_seconds),
         );
         counter(
             &mut out,
             "switchyard_tokens_total",
             "Tokens reported by providers.",
-            &["provider", "model", "kind"],
             &lock(&self.tokens),
         );
         let cost = lock(&self.cost);
@@ -369,12 +434,12 @@ impl Telemetry {
             "Spend in US dollars from reported usage and catalog prices.",
             "counter",
         );
-        for (values, v) in cost.iter() {
+        for (labels, v) in cost.iter() {
             sample(
                 &mut out,
                 "switchyard_cost_usd_total",
-                &["team", "provider", "model"],
-                values,
+                TeamModelLabels::NAMES,
+                &labels.values(),
                 None,
                 *v,
             );
@@ -384,56 +449,48 @@ impl Telemetry {
             &mut out,
             "switchyard_stream_interruptions_total",
             "Streams that broke after content had reached the caller.",
-            &["provider", "model"],
             &lock(&self.stream_breaks),
         );
         histogram(
             &mut out,
             "switchyard_policy_decision_seconds",
             "Time of one routing policy decision (instantiate, call, validate).",
-            &["team"],
             &lock(&self.decision_seconds),
         );
         counter(
             &mut out,
             "switchyard_policy_faults_total",
             "Policy decisions that faulted, by team, policy version (`v3`, or `default`) and kind (trap, deadline, memory, invalid-plan, instantiate). A team plugin's fault is answered by the default policy.",
-            &["team", "version", "kind"],
             &lock(&self.policy_faults),
         );
         counter(
             &mut out,
             "switchyard_policy_misbehaviour_total",
             "Things policies did that they may not, answered without a fault, by team, policy version and kind (foreign_metric: a metric read for a candidate the decision was not offered, answered none).",
-            &["team", "version", "kind"],
             &lock(&self.policy_misbehaviour),
         );
         counter(
             &mut out,
             "switchyard_candidate_exclusions_total",
             "Candidates removed before the policy ran, by reason (circuit_open, feature_uptime).",
-            &["provider", "model", "reason"],
             &lock(&self.exclusions),
         );
         counter(
             &mut out,
             "switchyard_limiter_rejections_total",
             "Requests (scope team) and attempts (scope account) turned away by the gateway's own rate limiter, by limit (rpm, tpm).",
-            &["scope", "name", "limit"],
             &lock(&self.limiter_rejections),
         );
         counter(
             &mut out,
             "switchyard_cooldowns_total",
             "Cooldowns started for a provider account after it answered 429 (rate_limited) or 402 (quota).",
-            &["provider", "reason"],
             &lock(&self.cooldowns),
         );
         counter(
             &mut out,
             "switchyard_health_checks_total",
             "Active health checks by outcome.",
-            &["provider", "model", "outcome"],
             &lock(&self.health_checks),
         );
         let policies = self.policy_stats();
@@ -465,7 +522,7 @@ impl Telemetry {
                     &mut out,
                     name,
                     &["team", "label"],
-                    &[row.team.clone(), row.label.clone()],
+                    &[&row.team, &row.label],
                     None,
                     get(&row.stats) as f64,
                 );
@@ -483,7 +540,7 @@ impl Telemetry {
                     &mut out,
                     "switchyard_policy_median_latency_seconds",
                     &["team", "label"],
-                    &[row.team.clone(), row.label.clone()],
+                    &[&row.team, &row.label],
                     None,
                     ms / 1000.0,
                 );
@@ -492,7 +549,8 @@ impl Telemetry {
         for family in extra {
             family_header(&mut out, family.name, family.help, family.kind);
             for (values, v) in &family.samples {
-                sample(&mut out, family.name, family.labels, values, None, *v);
+                let values: Vec<&str> = values.iter().map(String::as_str).collect();
+                sample(&mut out, family.name, family.labels, &values, None, *v);
             }
         }
         out
@@ -541,14 +599,7 @@ fn number(v: f64) -> String {
     }
 }
 
-fn sample(
-    out: &mut String,
-    name: &str,
-    names: &[&str],
-    values: &[String],
-    le: Option<&str>,
-    v: f64,
-) {
+fn sample(out: &mut String, name: &str, names: &[&str], values: &[&str], le: Option<&str>, v: f64) {
     out.push_str(name);
     let mut pairs: Vec<String> = names
         .iter()
@@ -568,23 +619,19 @@ fn sample(
     out.push('\n');
 }
 
-fn counter(out: &mut String, name: &str, help: &str, names: &[&str], map: &BTreeMap<Labels, u64>) {
+fn counter<L: LabelSet>(out: &mut String, name: &str, help: &str, map: &BTreeMap<L, u64>) {
     family_header(out, name, help, "counter");
-    for (values, v) in map {
-        sample(out, name, names, values, None, *v as f64);
+    for (labels, v) in map {
+        sample(out, name, L::NAMES, &labels.values(), None, *v as f64);
     }
 }
 
-fn histogram(
-    out: &mut String,
-    name: &str,
-    help: &str,
-    names: &[&str],
-    map: &BTreeMap<Labels, Histogram>,
-) {
+fn histogram<L: LabelSet>(out: &mut String, name: &str, help: &str, map: &BTreeMap<L, Histogram>) {
     family_header(out, name, help, "histogram");
     let bucket = format!("{name}_bucket");
-    for (values, h) in map {
+    let names = L::NAMES;
+    for (labels, h) in map {
+        let values = &labels.values();
         let mut cumulative = 0u64;
         for (bound, count) in h.bounds.iter().zip(&h.counts) {
             cumulative += count;
@@ -621,7 +668,7 @@ mod tests {
             team: "a \"quoted\"\nteam",
             provider: "oa1",
             model: "gpt-4o",
-            outcome: "ok",
+            outcome: RequestOutcome::Ok,
             duration: Duration::from_millis(30),
             label: Some("rule:chat"),
             fallback: true,
@@ -649,7 +696,10 @@ mod tests {
                 team: "t",
                 provider: "p",
                 model: "m",
-                outcome: "all_providers_failed",
+                outcome: crate::errors::ErrorCode::from(
+                    crate::errors::RoutingCode::AllProvidersFailed,
+                )
+                .into(),
                 duration: Duration::from_millis(1),
                 label: Some(&label),
                 fallback: false,
