@@ -12,6 +12,7 @@
 //! | [`feature`] | the feature table of DESIGN §4: detecting the features a canonical request uses, and stripping one |
 //! | [`upstream`] | [`UpstreamError`] and its [`ErrorClass`], [`Usage`], the inbound [`Api`] |
 //! | [`sse`] | the Server-Sent Events decoder and encoder, and the [`sse::Translate`] trait upstream stream translators implement |
+//! | [`candidate`] | [`CandidateId`] (`account/model`) and [`candidate::CandidateRef`], the one place ids are written and split |
 //! | [`error`] | [`RequestError`]: why an inbound body was refused, with a typed [`error::RequestCode`] |
 //! | [`responses_in`] | OpenAI Responses ⇄ canonical, caller side: request translation, answers and SSE events |
 //! | [`messages_in`] | Anthropic Messages ⇄ canonical, caller side: request translation, answers and SSE events |
@@ -22,6 +23,7 @@
 //! | [`text`] | making untrusted text printable before it reaches a log or a caller |
 
 pub mod anthropic;
+pub mod candidate;
 pub mod error;
 pub mod feature;
 pub mod messages_in;
@@ -33,5 +35,6 @@ pub mod stream;
 pub mod text;
 pub mod upstream;
 
+pub use candidate::CandidateId;
 pub use error::RequestError;
 pub use upstream::{Api, ErrorClass, UpstreamError, Usage, content_text};

@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use crate::metrics::{MIN_WINDOW_SECS, MetricSource, parse_window};
 use crate::policy::{Candidate, Health, Price, Request, Routing};
+use switchyard_wire::candidate::CandidateRef;
 
 /// A whole case file.
 #[derive(Debug, Deserialize)]
@@ -140,7 +141,11 @@ pub struct Expect {
 
 impl CandidateSpec {
     pub fn to_candidate(&self) -> Candidate {
-        let (provider, model) = self.id.split_once('/').unwrap_or((&self.id, &self.id));
+        // An id without `/` names both its provider and its model.
+        let (provider, model) = CandidateRef::parse(&self.id)
+            .map_or((self.id.as_str(), self.id.as_str()), |c| {
+                (c.account, c.model)
+            });
         Candidate {
             id: self.id.clone(),
             provider: self

@@ -15,6 +15,7 @@ use crate::policy::{
     refusal_name,
 };
 pub use cases::{CaseFile, CaseMetrics};
+use switchyard_wire::CandidateId;
 
 /// The outcome of one case.
 #[derive(Debug)]
@@ -364,7 +365,7 @@ pub fn bench_inputs(n: usize, metric: &str) -> (Request, Vec<Candidate>, Arc<dyn
     for i in 0..n {
         let provider = PROVIDERS[i % PROVIDERS.len()];
         let (model, input, output, tier) = MODELS[(i / PROVIDERS.len() + i) % MODELS.len()];
-        let id = format!("{provider}-{i}/{model}");
+        let id = CandidateId::new(format!("{provider}-{i}"), model).key();
         candidates.push(Candidate {
             id: id.clone(),
             provider: format!("{provider}-{i}"),

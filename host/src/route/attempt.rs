@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use serde_json::{Value, json};
+use switchyard_wire::candidate::CandidateRef;
 use switchyard_wire::feature as features;
 use switchyard_wire::{ErrorClass, UpstreamError, Usage};
 
@@ -407,10 +408,10 @@ impl Executor {
     /// Records one attempt in the live metrics and the telemetry.
     fn record_attempt(&self, id: &str, features: &[String], sample: Sample) {
         self.metrics.record(id, features, &sample);
-        let (provider, model) = id.split_once('/').unwrap_or((id, ""));
+        let c = CandidateRef::lenient(id);
         self.telemetry.attempt(
-            provider,
-            model,
+            c.account,
+            c.model,
             sample.outcome.map_or("ok", Outcome::name),
             // Only successful attempts carry a latency.
             sample.latency,

@@ -16,6 +16,8 @@ use crate::metrics::{MIN_WINDOW_SECS, is_sort_metric, parse_window};
 use crate::policy::{Candidate, Health, Price};
 use crate::state::View;
 use crate::telemetry::Exclusion;
+use switchyard_wire::CandidateId;
+use switchyard_wire::candidate::CandidateRef;
 
 /// The caller's `routing` object.
 #[derive(Debug, Clone, PartialEq)]
@@ -170,7 +172,11 @@ fn resolve<'a>(config: &Config, text: &'a str) -> Option<Target<'a>> {
     if config.catalog.get(text).is_some() {
         return Some(Target::Model { slug: text });
     }
-    let (account, slug) = text.split_once('/')?;
+    // `account/model`, the same shape as a candidate id.
+    let CandidateRef {
+        account,
+        model: slug,
+    } = CandidateRef::parse(text)?;
     let serves = config
         .providers
         .iter()
@@ -236,7 +242,8 @@ pub fn build<'a>(
                         fallback,
                     ));
                 }
-                if let Some((account, _)) = text.split_once('/').filter(|_| text != slug)
+                if let Some(CandidateRef { account, .. }) =
+                    CandidateRef::parse(text).filter(|_| text != slug)
                     && !team.allows_account(account)
                 {
                     return Err(forbidden(
@@ -313,7 +320,7 @@ pub fn build<'a>(
                 }
                 None => {}
             }
-            let id = format!("{}/{}", account.name, slug);
+            let id = CandidateId::new(&account.name, slug).key();
             let (health, into) = match judge(&id) {
                 Judgement::Healthy => (Health::Healthy, &mut built),
                 Judgement::Degraded => (Health::Degraded, &mut built),
@@ -421,7 +428,10 @@ impl super::Executor {
         view: &View,
     ) -> Judgement {
         let state = self.breakers.state(id);
-        let (provider, model) = id.split_once('/').unwrap_or((id, ""));
+        let CandidateRef {
+            account: provider,
+            model,
+        } = CandidateRef::lenient(id);
         // Opened by another replica (or by this one, and announced).
         if let Some(retry_in) = view.circuit_open(id)
             && !matches!(state, CircuitState::HalfOpen { .. })

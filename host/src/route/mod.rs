@@ -35,8 +35,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::{Map, Value};
-use switchyard_wire::Api;
 use switchyard_wire::feature as features;
+use switchyard_wire::{Api, CandidateId};
 
 use crate::config::Config;
 use crate::directory::DirectoryEntry;
@@ -211,7 +211,7 @@ impl Executor {
         let ids: Vec<String> = config
             .providers
             .iter()
-            .flat_map(|a| a.models.iter().map(move |m| format!("{}/{m}", a.name)))
+            .flat_map(|a| a.models.iter().map(|m| CandidateId::new(&a.name, m).key()))
             .collect();
         Self {
             metrics: Arc::new(MetricStore::new(ids.clone(), clock.clone())),

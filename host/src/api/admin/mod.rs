@@ -30,6 +30,7 @@ use crate::metrics::{MIN_WINDOW_SECS, Summary, parse_window};
 use crate::route::RouteError;
 use crate::store::StoreError;
 use crate::telemetry::Family;
+use switchyard_wire::candidate::CandidateRef;
 
 /// `GET /metrics`.
 pub async fn prometheus(State(state): State<AppState>) -> Response {
@@ -107,7 +108,8 @@ pub async fn prometheus(State(state): State<AppState>) -> Response {
 }
 
 fn id_labels(id: &str) -> Vec<String> {
-    let (provider, model) = id.split_once('/').unwrap_or((id, ""));
+    let c = CandidateRef::lenient(id);
+    let (provider, model) = (c.account, c.model);
     vec![provider.to_string(), model.to_string()]
 }
 
@@ -246,7 +248,8 @@ pub async fn metrics(
         let Some(summary) = store.summary(&id, now, window) else {
             continue;
         };
-        let (provider, model) = id.split_once('/').unwrap_or((id.as_str(), ""));
+        let c = CandidateRef::lenient(&id);
+        let (provider, model) = (c.account, c.model);
         let c = summary.counts;
         let mut features = Vec::new();
         for feature in switchyard_wire::feature::FEATURES
