@@ -21,7 +21,11 @@ impl CandidateId {
 
     /// The id as policies, metrics and breakers know it: `account/model`.
     pub fn key(&self) -> String {
-        self.to_string()
+        CandidateRef {
+            account: &self.account,
+            model: &self.model,
+        }
+        .key()
     }
 }
 
@@ -57,6 +61,15 @@ impl<'a> CandidateRef<'a> {
     pub fn to_owned(self) -> CandidateId {
         CandidateId::new(self.account, self.model)
     }
+
+    /// The id `account/model`, written without owning its parts first.
+    pub fn key(self) -> String {
+        let mut id = String::with_capacity(self.account.len() + 1 + self.model.len());
+        id.push_str(self.account);
+        id.push('/');
+        id.push_str(self.model);
+        id
+    }
 }
 
 #[cfg(test)]
@@ -67,6 +80,7 @@ mod tests {
     fn ids_round_trip_and_split_at_the_first_slash() {
         let id = CandidateId::new("openrouter", "meta/llama-3");
         assert_eq!(id.key(), "openrouter/meta/llama-3");
+        assert_eq!(id.to_string(), id.key());
         let read = CandidateRef::parse("openrouter/meta/llama-3");
         assert_eq!(read.map(CandidateRef::to_owned), Some(id));
         assert_eq!(CandidateRef::parse("no-slash"), None);

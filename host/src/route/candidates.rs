@@ -16,7 +16,6 @@ use crate::metrics::{MIN_WINDOW_SECS, is_sort_metric, parse_window};
 use crate::policy::{Candidate, Health, Price};
 use crate::state::View;
 use crate::telemetry::Exclusion;
-use switchyard_wire::CandidateId;
 use switchyard_wire::candidate::CandidateRef;
 
 /// The caller's `routing` object.
@@ -320,7 +319,11 @@ pub fn build<'a>(
                 }
                 None => {}
             }
-            let id = CandidateId::new(&account.name, slug).key();
+            let id = CandidateRef {
+                account: &account.name,
+                model: slug,
+            }
+            .key();
             let (health, into) = match judge(&id) {
                 Judgement::Healthy => (Health::Healthy, &mut built),
                 Judgement::Degraded => (Health::Degraded, &mut built),

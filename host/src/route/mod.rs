@@ -35,8 +35,9 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::{Map, Value};
+use switchyard_wire::Api;
+use switchyard_wire::candidate::CandidateRef;
 use switchyard_wire::feature as features;
-use switchyard_wire::{Api, CandidateId};
 
 use crate::config::Config;
 use crate::directory::DirectoryEntry;
@@ -211,7 +212,15 @@ impl Executor {
         let ids: Vec<String> = config
             .providers
             .iter()
-            .flat_map(|a| a.models.iter().map(|m| CandidateId::new(&a.name, m).key()))
+            .flat_map(|a| {
+                a.models.iter().map(|m| {
+                    CandidateRef {
+                        account: &a.name,
+                        model: m,
+                    }
+                    .key()
+                })
+            })
             .collect();
         Self {
             metrics: Arc::new(MetricStore::new(ids.clone(), clock.clone())),
