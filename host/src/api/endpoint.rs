@@ -65,7 +65,7 @@ pub fn routing_headers(headers: &mut HeaderMap, info: &RouteInfo) {
 /// Authenticates, reads and parses the body, routes the request, and writes
 /// the answer (or error) in `E`'s shapes.
 pub async fn handle<E: Endpoint>(state: AppState, headers: HeaderMap, body: Body) -> Response {
-    let config = state.executor.config();
+    let config = state.config;
     let entry = match authenticate(&state.directory, &headers) {
         Ok(entry) => entry,
         Err(e) => return E::error(&e),

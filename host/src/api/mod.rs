@@ -41,6 +41,15 @@ use crate::store::Store;
 #[derive(Clone)]
 pub struct AppState {
     pub executor: Arc<Executor>,
+    /// What the handlers read besides routing, held here so the edge does
+    /// not reach through the executor: the config, the shared state, spend,
+    /// live metrics, breakers and the `/metrics` counters.
+    pub config: Arc<Config>,
+    pub shared: Arc<SharedState>,
+    pub spending: Arc<Spending>,
+    pub metrics: Arc<crate::metrics::MetricStore>,
+    pub breakers: Arc<crate::health::Breakers>,
+    pub telemetry: Arc<crate::telemetry::Telemetry>,
     /// Directory, keys and their policies (config file + embedded store).
     pub directory: Arc<Directory>,
     /// Connections and requests in flight, and the request-body budget.
@@ -84,11 +93,23 @@ pub fn app_state_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Re
     ));
     let teams = Directory::open(config.clone(), store, runtime)?;
     let load = Arc::new(Load::new(&config.server));
+    let executor = Executor::new(
+        config.clone(),
+        policy,
+        providers,
+        clock,
+        state.clone(),
+        spending.clone(),
+    );
     Ok(AppState {
         load,
-        executor: Arc::new(Executor::new(
-            config, policy, providers, clock, state, spending,
-        )),
+        config,
+        shared: state,
+        spending,
+        metrics: executor.metrics().clone(),
+        breakers: executor.breakers().clone(),
+        telemetry: executor.telemetry().clone(),
+        executor: Arc::new(executor),
         directory: Arc::new(teams),
     })
 }
@@ -151,10 +172,7 @@ async fn count_responses(State(state): State<AppState>, request: Request, next: 
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
     let response = next.run(request).await;
-    state
-        .executor
-        .telemetry()
-        .http(&route, response.status().as_u16());
+    state.telemetry.http(&route, response.status().as_u16());
     response
 }
 
@@ -247,7 +265,7 @@ pub fn authenticate(
 }
 
 async fn models(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let config = state.executor.config();
+    let config = state.config;
     let entry = match authenticate(&state.directory, &headers) {
         Ok(entry) => entry,
         Err(e) => return error_response(&e),

@@ -254,14 +254,10 @@ pub async fn serve(
     let (stopping_tx, stopping_rx) = watch::channel(false);
     let mut checks = crate::route::probe::spawn(state.executor.clone(), stopping_rx.clone());
     checks.push(tokio::spawn(
-        state
-            .executor
-            .state()
-            .clone()
-            .monitor(Duration::from_millis(500)),
+        state.shared.clone().monitor(Duration::from_millis(500)),
     ));
-    let spending = state.executor.spending().clone();
-    let settings = state.executor.config().server.clone();
+    let spending = state.spending.clone();
+    let settings = state.config.server.clone();
     let max_connections = settings
         .max_connections
         .unwrap_or_else(auto_max_connections);
@@ -271,7 +267,7 @@ pub async fn serve(
         .store(max_connections, Ordering::Relaxed);
     let shared = Arc::new(Shared {
         router: router(state.clone()),
-        telemetry: state.executor.telemetry().clone(),
+        telemetry: state.telemetry.clone(),
         load: state.load.clone(),
         settings,
         max_connections,

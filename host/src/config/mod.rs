@@ -182,7 +182,7 @@ mod tests {
 
     use std::time::Duration;
 
-    use crate::health::BreakerSettings;
+    use super::BreakerSettings;
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse("test.toml", text, &|var| {

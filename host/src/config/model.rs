@@ -9,7 +9,6 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::catalog::Catalog;
-use crate::health::BreakerSettings;
 
 /// A secret: a provider key, the admin token, a webhook or Redis URL. It is
 /// only read through [`Secret::expose`], and its `Debug` output is redacted,
@@ -368,7 +367,7 @@ pub struct PluginSettings {
     /// slow plugin holds at most this many threads.
     pub decision_slots: usize,
     /// What an uploaded component may declare before it is compiled.
-    pub structure: crate::policy::StructureLimits,
+    pub structure: StructureLimits,
     /// Wall-clock budget of compiling one component (in the compile worker).
     pub compile_timeout: Duration,
     /// Memory ceiling of the compile worker, in bytes.
@@ -383,4 +382,78 @@ pub struct PluginSettings {
     pub cases_cpu: Duration,
     /// The program run as the compile worker; `None`: this executable.
     pub compile_worker: Option<std::path::PathBuf>,
+}
+
+/// Circuit breaker settings (`[routing.circuit_breaker]`), read by
+/// `health::Breakers`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BreakerSettings {
+    pub enabled: bool,
+    /// Failure share (0.0 to 1.0) at which the circuit opens.
+    pub failure_rate: f64,
+    /// Fewest attempts in the window before the rate is trusted.
+    pub min_requests: u32,
+    /// Rolling window the failure rate is measured over.
+    pub window: Duration,
+    /// How long an open circuit stays open before probing.
+    pub recovery: Duration,
+    /// Probes allowed at once while half-open.
+    pub half_open_probes: u32,
+}
+
+impl Default for BreakerSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            failure_rate: 0.5,
+            min_requests: 5,
+            window: Duration::from_secs(60),
+            recovery: Duration::from_secs(30),
+            half_open_probes: 1,
+        }
+    }
+}
+
+/// Structural limits of a component (its core modules together, unless a
+/// limit says per function), checked before it is compiled (`[plugins]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StructureLimits {
+    /// Core modules, nested ones included.
+    pub max_modules: u64,
+    /// Functions defined, across modules.
+    pub max_functions: u64,
+    /// Bytes of one function body.
+    pub max_function_bytes: u64,
+    /// Locals one function declares.
+    pub max_function_locals: u64,
+    /// One function's locals times its control blocks (`block`, `loop`,
+    /// `if`): what the compiler's SSA construction grows with.
+    pub max_function_complexity: u64,
+    pub max_tables: u64,
+    pub max_memories: u64,
+    pub max_globals: u64,
+    pub max_data_segments: u64,
+    pub max_element_segments: u64,
+    /// Core and component instances the component creates.
+    pub max_instances: u64,
+}
+
+impl Default for StructureLimits {
+    /// Far above what real policies use (SECURITY.md gives the figures of
+    /// the bundled policies), far below what makes compiling slow.
+    fn default() -> Self {
+        Self {
+            max_modules: 64,
+            max_functions: 100_000,
+            max_function_bytes: 1 << 20,
+            max_function_locals: 20_000,
+            max_function_complexity: 2_000_000,
+            max_tables: 256,
+            max_memories: 64,
+            max_globals: 100_000,
+            max_data_segments: 100_000,
+            max_element_segments: 100_000,
+            max_instances: 1_000,
+        }
+    }
 }

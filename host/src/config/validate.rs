@@ -8,7 +8,6 @@ use std::time::Duration;
 use super::raw::{RawConfig, RawPlugins, RawRouting, RawServer};
 use super::*;
 use crate::catalog::Catalog;
-use crate::health::BreakerSettings;
 
 type Err<'a> = &'a dyn Fn(&str, String) -> ConfigError;
 
@@ -487,12 +486,12 @@ pub(super) fn admin_token(
 
 /// `[plugins]`: upload, compile and decision limits.
 pub(super) fn plugins(rp: &RawPlugins, err: Err) -> Result<PluginSettings, ConfigError> {
-    let defaults = crate::policy::StructureLimits::default();
+    let defaults = StructureLimits::default();
     let plugins = PluginSettings {
         fault_limit: rp.fault_limit.unwrap_or(5),
         max_upload_bytes: rp.max_upload_bytes.unwrap_or(8 << 20),
         decision_slots: rp.decision_slots.unwrap_or(4),
-        structure: crate::policy::StructureLimits {
+        structure: StructureLimits {
             max_modules: rp.max_modules.unwrap_or(defaults.max_modules),
             max_functions: rp.max_functions.unwrap_or(defaults.max_functions),
             max_function_bytes: rp.max_function_bytes.unwrap_or(defaults.max_function_bytes),

@@ -18,34 +18,7 @@ use std::time::Duration;
 
 use crate::metrics::Clock;
 
-/// Breaker settings (`[routing.circuit_breaker]`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct BreakerSettings {
-    pub enabled: bool,
-    /// Failure share (0.0 to 1.0) at which the circuit opens.
-    pub failure_rate: f64,
-    /// Fewest attempts in the window before the rate is trusted.
-    pub min_requests: u32,
-    /// Rolling window the failure rate is measured over.
-    pub window: Duration,
-    /// How long an open circuit stays open before probing.
-    pub recovery: Duration,
-    /// Probes allowed at once while half-open.
-    pub half_open_probes: u32,
-}
-
-impl Default for BreakerSettings {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            failure_rate: 0.5,
-            min_requests: 5,
-            window: Duration::from_secs(60),
-            recovery: Duration::from_secs(30),
-            half_open_probes: 1,
-        }
-    }
-}
+pub use crate::config::BreakerSettings;
 
 /// Where a circuit stands.
 #[derive(Debug, Clone, Copy, PartialEq)]

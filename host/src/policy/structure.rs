@@ -6,49 +6,7 @@
 
 use wasmparser::{Operator, Parser, Payload};
 
-/// Structural limits of a component (its core modules together, unless a
-/// limit says per function).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StructureLimits {
-    /// Core modules, nested ones included.
-    pub max_modules: u64,
-    /// Functions defined, across modules.
-    pub max_functions: u64,
-    /// Bytes of one function body.
-    pub max_function_bytes: u64,
-    /// Locals one function declares.
-    pub max_function_locals: u64,
-    /// One function's locals times its control blocks (`block`, `loop`,
-    /// `if`): what the compiler's SSA construction grows with.
-    pub max_function_complexity: u64,
-    pub max_tables: u64,
-    pub max_memories: u64,
-    pub max_globals: u64,
-    pub max_data_segments: u64,
-    pub max_element_segments: u64,
-    /// Core and component instances the component creates.
-    pub max_instances: u64,
-}
-
-impl Default for StructureLimits {
-    /// Far above what real policies use (SECURITY.md gives the figures of
-    /// the bundled policies), far below what makes compiling slow.
-    fn default() -> Self {
-        Self {
-            max_modules: 64,
-            max_functions: 100_000,
-            max_function_bytes: 1 << 20,
-            max_function_locals: 20_000,
-            max_function_complexity: 2_000_000,
-            max_tables: 256,
-            max_memories: 64,
-            max_globals: 100_000,
-            max_data_segments: 100_000,
-            max_element_segments: 100_000,
-            max_instances: 1_000,
-        }
-    }
-}
+pub use crate::config::StructureLimits;
 
 /// What a component holds, and its largest function by each measure.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -238,21 +238,8 @@ impl Executor {
         }
     }
 
-    /// The shared (or local) routing state.
-    pub fn state(&self) -> &Arc<SharedState> {
-        &self.state
-    }
-
-    /// Spend recording, budgets and alerts.
-    pub fn spending(&self) -> &Arc<Spending> {
-        &self.spending
-    }
-
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
-    /// Live metrics per (account, model) and feature.
+    /// Live metrics per (account, model) and feature (the edge keeps its own
+    /// handle, taken once at start-up, as it does the breakers and counters).
     pub fn metrics(&self) -> &Arc<MetricStore> {
         &self.metrics
     }

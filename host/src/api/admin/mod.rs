@@ -34,8 +34,7 @@ use switchyard_wire::candidate::CandidateRef;
 
 /// `GET /metrics`.
 pub async fn prometheus(State(state): State<AppState>) -> Response {
-    let executor = &state.executor;
-    let circuits = executor.breakers().all();
+    let circuits = state.breakers.all();
     let directory = state.directory.snapshot();
     let entries = directory.entries();
     let extra = [
@@ -91,14 +90,14 @@ pub async fn prometheus(State(state): State<AppState>) -> Response {
             help: "Approximate heap held by the live metric store.",
             kind: "gauge",
             labels: &[],
-            samples: vec![(Vec::new(), executor.metrics().heap_bytes() as f64)],
+            samples: vec![(Vec::new(), state.metrics.heap_bytes() as f64)],
         },
     ];
     let mut extra = Vec::from(extra);
     extra.extend(state.load.families());
-    extra.extend(executor.state().families());
-    extra.extend(executor.spending().families());
-    let body = executor.telemetry().render(&extra);
+    extra.extend(state.shared.families());
+    extra.extend(state.spending.families());
+    let body = state.telemetry.render(&extra);
     let mut response = body.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -139,12 +138,7 @@ fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, RouteError> {
             "The admin API needs the admin token (or a team admin token) as `Authorization: Bearer TOKEN`.",
         ));
     };
-    if let Some(expected) = state
-        .executor
-        .config()
-        .admin_token
-        .as_ref()
-        .map(Secret::expose)
+    if let Some(expected) = state.config.admin_token.as_ref().map(Secret::expose)
         && constant_time_eq(token.as_bytes(), expected.as_bytes())
     {
         return Ok(Caller::Operator);
@@ -163,7 +157,7 @@ fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, RouteError> {
 
 /// Lets only the operator through (team-wide and gateway-wide routes).
 pub fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), RouteError> {
-    if state.executor.config().admin_token.is_none() {
+    if state.config.admin_token.is_none() {
         return Err(RouteError::new(
             AuthCode::AdminDisabled,
             "This admin route is disabled: no admin token is configured (set SWITCHYARD_ADMIN_TOKEN, or [admin] token_env).",
@@ -237,11 +231,10 @@ pub async fn metrics(
         Some(Ok(secs)) => secs,
         Some(Err(e)) => return error_response(&RouteError::invalid("window", e.to_string())),
     };
-    let executor = &state.executor;
-    let config = executor.config();
-    let store = executor.metrics();
+    let config = &state.config;
+    let store = &state.metrics;
     let now = store.now_ms();
-    let circuits = executor.breakers().all();
+    let circuits = state.breakers.all();
     let routing = &config.routing;
     let mut rows = Vec::new();
     for (id, circuit, opens) in circuits {
@@ -307,8 +300,8 @@ pub async fn metrics(
             "features": features,
         }));
     }
-    let policies: Vec<Value> = executor
-        .telemetry()
+    let policies: Vec<Value> = state
+        .telemetry
         .policy_stats()
         .into_iter()
         .map(|row| {
@@ -451,7 +444,7 @@ pub(crate) async fn read_json(
     if empty_ok && bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(serde_json::Map::new());
     }
-    let max_values = state.executor.config().server.max_json_values;
+    let max_values = state.config.server.max_json_values;
     crate::api::intake::json_shape(&bytes, max_values).map_err(|e| e.to_error())?;
     json_object(&bytes)
 }

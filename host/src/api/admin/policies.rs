@@ -269,7 +269,7 @@ pub async fn upload(
     let caller = authorize_team(&state, &headers, &team)?;
     let Query(query) = query.map_err(|e| RouteError::invalid("query", e.body_text()))?;
     find_team(&state, &team)?;
-    let settings = &state.executor.config().plugins;
+    let settings = &state.config.plugins;
     let limit = settings.max_upload_bytes;
     let (submission, _charge) =
         read_submission(&state.load.intake, &headers, query, body, limit).await?;
@@ -396,12 +396,12 @@ pub async fn list(
 ) -> Answer {
     let team = path(team)?;
     authorize_team(&state, &headers, &team)?;
-    let tenant = find_team(&state, &team)?;
+    let entry = find_team(&state, &team)?;
     let teams = state.directory.clone();
     let name = team.clone();
     let versions =
         blocking(move || teams.store().policy_versions(&name).map_err(store_error)).await?;
-    let active = tenant.policy.as_ref().map(|p| p.version);
+    let active = entry.policy.as_ref().map(|p| p.version);
     let data: Vec<Value> = versions
         .into_iter()
         .map(|v| {
@@ -417,7 +417,7 @@ pub async fn list(
             })
         })
         .collect();
-    let view = team_view(&tenant);
+    let view = team_view(&entry);
     ok(
         StatusCode::OK,
         json!({ "object": "list", "team": team, "policy": view["policy"], "data": data }),
@@ -487,8 +487,8 @@ pub async fn get_config(
 ) -> Answer {
     let team = path(team)?;
     authorize_team(&state, &headers, &team)?;
-    let tenant = find_team(&state, &team)?;
-    let config: Value = serde_json::from_str(&tenant.team.policy_config).unwrap_or(Value::Null);
+    let entry = find_team(&state, &team)?;
+    let config: Value = serde_json::from_str(&entry.team.policy_config).unwrap_or(Value::Null);
     ok(
         StatusCode::OK,
         json!({ "object": "policy_config", "team": team, "policy_config": config }),

@@ -131,11 +131,11 @@ async fn build(
     let now_secs = now_ms() / 1000;
     let (name, from, to) = period_days(query.period.as_deref().unwrap_or("month"), now_secs)
         .map_err(|m| RouteError::invalid("period", m))?;
-    let tenant = match &query.team {
+    let entry = match &query.team {
         Some(team) => Some(find_team(state, team)?),
         None => None,
     };
-    let spending = state.executor.spending().clone();
+    let spending = state.spending.clone();
     let store = state.directory.store().clone();
     let team = query.team.clone();
     let (from_q, to_q) = (from.clone(), to.clone());
@@ -183,14 +183,13 @@ async fn build(
             v
         })
         .collect();
-    if let Some(tenant) = &tenant {
-        let config = state.executor.config();
-        body["baseline_model"] = json!(baseline_model(config, &tenant.team).map(|m| &m.slug));
-        if let Some(budget) = &tenant.team.budget {
-            let key = budget_key("team", &tenant.team.name, budget, now_secs);
+    if let Some(entry) = &entry {
+        let config = &state.config;
+        body["baseline_model"] = json!(baseline_model(config, &entry.team).map(|m| &m.slug));
+        if let Some(budget) = &entry.team.budget {
+            let key = budget_key("team", &entry.team.name, budget, now_secs);
             let view = state
-                .executor
-                .state()
+                .shared
                 .view(&crate::state::ViewQuery {
                     limits: Vec::new(),
                     budgets: vec![key],

@@ -119,8 +119,7 @@ pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bod
     let models = access.models.flatten();
     let providers = access.providers.flatten();
     state
-        .executor
-        .config()
+        .config
         .check_team_access(models.as_deref(), providers.as_deref())
         .map_err(|e| RouteError::invalid("body", e))?;
     let created = name.clone();
@@ -200,8 +199,7 @@ pub async fn update(
         .unwrap_or_else(|| current.allowed_providers.clone());
     let zdr = changes.zdr.unwrap_or(current.zdr);
     state
-        .executor
-        .config()
+        .config
         .check_team_access(models.as_deref(), providers.as_deref())
         .map_err(|e| RouteError::invalid("body", e))?;
     let name = team.clone();
