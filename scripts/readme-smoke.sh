@@ -2,9 +2,12 @@
 # Runs the README's examples as a newcomer would: starts the gateway on
 # examples/demo.toml, then the curl examples (Chat Completions, Responses,
 # Messages), the OpenAI SDK example and the metrics endpoints.
-# Only touches 127.0.0.1. Expects `cargo build --release` to have run.
+# Only touches 127.0.0.1. Builds the gateway first (release; only a link
+# after the test suite): `cargo test` does not build the `switchyard` binary,
+# since no test of its own package runs it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+cargo build --release -q -p switchyard
 bin=target/release/switchyard
 port=${SMOKE_PORT:-4000}
 log=$(mktemp)
@@ -15,6 +18,11 @@ pid=$!
 trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$store_dir"' EXIT
 for _ in $(seq 1 100); do
   curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
+  if ! kill -0 "$pid" 2>/dev/null; then
+    echo "the gateway exited before answering:" >&2
+    cat "$log" >&2
+    exit 1
+  fi
   sleep 0.1
 done
 
