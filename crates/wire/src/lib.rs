@@ -38,3 +38,13 @@ pub mod upstream;
 pub use candidate::CandidateId;
 pub use error::RequestError;
 pub use upstream::{Api, ErrorClass, UpstreamError, Usage, content_text};
+
+/// A new object id for an answer the gateway writes itself (`msg_…`,
+/// `resp_…`): the prefix and 128 random bits in hex.
+pub(crate) fn new_id(prefix: &str) -> String {
+    format!(
+        "{prefix}_{:016x}{:016x}",
+        fastrand::u64(..),
+        fastrand::u64(..)
+    )
+}

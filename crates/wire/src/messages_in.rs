@@ -6,6 +6,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::error::RequestError;
+use crate::new_id;
 use crate::sse;
 use crate::stream::{StreamEncoder, keep_routing_info};
 
@@ -471,14 +472,6 @@ pub fn to_canonical(body: &Map<String, Value>) -> Result<Map<String, Value>, Req
 /// What a Messages answer needs from its request.
 pub struct Echo {
     id: String,
-}
-
-fn new_id(prefix: &str) -> String {
-    format!(
-        "{prefix}_{:016x}{:016x}",
-        fastrand::u64(..),
-        fastrand::u64(..)
-    )
 }
 
 /// Anthropic's stop reason for an OpenAI finish reason.

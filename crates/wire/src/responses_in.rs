@@ -11,6 +11,7 @@ use serde_json::{Map, Value, json};
 
 use crate::content_text;
 use crate::error::RequestError;
+use crate::new_id;
 use crate::sse;
 use crate::stream::{StreamEncoder, keep_routing_info};
 
@@ -531,14 +532,6 @@ fn now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-}
-
-fn new_id(prefix: &str) -> String {
-    format!(
-        "{prefix}_{:016x}{:016x}",
-        fastrand::u64(..),
-        fastrand::u64(..)
-    )
 }
 
 /// A Responses `usage` object from an OpenAI one.
