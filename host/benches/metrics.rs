@@ -41,13 +41,13 @@ fn sample(rng: &mut fastrand::Rng) -> Sample {
 fn bench(c: &mut Criterion) {
     let clock = ManualClock::new(30_000_000 * MIN);
     let (store, ids) = store(20, &clock);
-    let features = vec!["stream".to_string(), "tools.function_calling".to_string()];
+    let features = switchyard_wire::FeatureSet::from_names(["stream", "tools.function_calling"]);
     let mut rng = fastrand::Rng::with_seed(1);
     // Fifteen minutes of history: 60 attempts a minute per candidate.
     for _ in 0..15 {
         for id in &ids {
             for _ in 0..60 {
-                store.record(id, &features, &sample(&mut rng));
+                store.record(id, features, &sample(&mut rng));
             }
         }
         clock.advance(Duration::from_secs(60));
@@ -58,7 +58,7 @@ fn bench(c: &mut Criterion) {
         let mut i = 0usize;
         b.iter(|| {
             i = (i + 1) % ids.len();
-            store.record(black_box(&ids[i]), black_box(&features), black_box(&s));
+            store.record(black_box(&ids[i]), black_box(features), black_box(&s));
         })
     });
 

@@ -98,7 +98,7 @@ fn history(candidates: &[Candidate]) -> Arc<MetricStore> {
     let clock = ManualClock::new(30_000_000 * MIN);
     let ids: Vec<String> = candidates.iter().map(|c| c.id.clone()).collect();
     let store = Arc::new(MetricStore::new(ids.clone(), Arc::new(clock.clone())));
-    let features: Vec<String> = FEATURES.iter().map(|f| f.to_string()).collect();
+    let features = switchyard_wire::FeatureSet::from_names(FEATURES);
     let mut rng = fastrand::Rng::with_seed(7);
     for _ in 0..15 {
         for id in &ids {
@@ -106,7 +106,7 @@ fn history(candidates: &[Candidate]) -> Arc<MetricStore> {
                 let latency = Duration::from_micros(200_000 + rng.u64(..800_000));
                 store.record(
                     id,
-                    &features,
+                    features,
                     &Sample {
                         outcome: Some(Outcome::Ok),
                         latency: Some(latency),

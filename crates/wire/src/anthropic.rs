@@ -61,6 +61,8 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
+use crate::feature::Effort;
+use crate::request::{CanonicalRequest, Message, ToolChoice};
 use crate::sse::SseEvent;
 use crate::{ErrorClass, UpstreamError, Usage};
 
@@ -120,15 +122,14 @@ struct Turn {
 /// Translates an OpenAI Chat Completions body into an Anthropic Messages
 /// request for `upstream_model`. See the module documentation for the rules.
 pub fn request(
-    body: &Map<String, Value>,
+    body: &CanonicalRequest,
     upstream_model: &str,
     stream: bool,
 ) -> Result<Value, TranslateError> {
-    let messages = body
-        .get("messages")
-        .and_then(Value::as_array)
-        .filter(|m| !m.is_empty())
-        .ok_or(TranslateError::MissingMessages)?;
+    let messages = &body.messages;
+    if messages.is_empty() {
+        return Err(TranslateError::MissingMessages);
+    }
 
     if let Some(n) = present(body, "n") {
         match n.as_u64() {
@@ -146,16 +147,9 @@ pub fn request(
     let mut system: Vec<String> = Vec::new();
     let mut turns: Vec<Turn> = Vec::new();
     for (index, message) in messages.iter().enumerate() {
-        let message = message
-            .as_object()
-            .ok_or_else(|| msg_err(index, "must be an object"))?;
-        let role = message
-            .get("role")
-            .and_then(Value::as_str)
-            .ok_or_else(|| msg_err(index, "`role` must be a string"))?;
-        match role {
+        match message.role.as_str() {
             "system" | "developer" => {
-                let text = system_text(message.get("content"), index)?;
+                let text = system_text(message.content.as_ref(), index)?;
                 if !text.is_empty() {
                     system.push(text);
                 }
@@ -163,7 +157,7 @@ pub fn request(
             "user" => push_turn(
                 &mut turns,
                 "user",
-                user_content(message.get("content"), index)?,
+                user_content(message.content.as_ref(), index)?,
             ),
             "assistant" => push_turn(&mut turns, "assistant", assistant_content(message, index)?),
             "tool" => push_turn(&mut turns, "user", vec![tool_result(message, index)?]),
@@ -224,19 +218,14 @@ pub fn request(
     }
 
     // Thinking.
-    let budget = match present(body, "reasoning_effort") {
-        None => None,
-        Some(effort) => thinking_budget(effort)?,
-    };
+    let budget = body.reasoning_effort.and_then(thinking_budget);
     let budget = budget.filter(|_| !forced_tool && !prefill && !last_assistant_used_tools);
 
     // Token limit.
-    let requested = match present(body, "max_completion_tokens") {
-        Some(v) => Some(positive_int(v, "max_completion_tokens")?),
-        None => match present(body, "max_tokens") {
-            Some(v) => Some(positive_int(v, "max_tokens")?),
-            None => None,
-        },
+    let requested = match (body.max_completion_tokens, body.max_tokens) {
+        (Some(n), _) => Some(positive_int(n, "max_completion_tokens")?),
+        (None, Some(n)) => Some(positive_int(n, "max_tokens")?),
+        (None, None) => None,
     };
     let mut max_tokens = requested.unwrap_or(DEFAULT_MAX_TOKENS);
     if let Some(budget) = budget {
@@ -251,10 +240,14 @@ pub fn request(
     out.insert("max_tokens".into(), Value::from(max_tokens));
 
     // Sampling.
-    let temperature = present(body, "temperature")
+    let temperature = body
+        .temperature
+        .as_ref()
         .map(|v| number(v, "temperature"))
         .transpose()?;
-    let top_p = present(body, "top_p")
+    let top_p = body
+        .top_p
+        .as_ref()
         .map(|v| number(v, "top_p"))
         .transpose()?;
     let top_k = match present(body, "top_k") {
@@ -275,7 +268,7 @@ pub fn request(
         }
     }
 
-    let stops = stop_sequences(body)?;
+    let stops = stop_sequences(body);
     if !stops.is_empty() {
         out.insert("stop_sequences".into(), json!(stops));
     }
@@ -304,18 +297,19 @@ pub fn request(
     Ok(Value::Object(out))
 }
 
-/// A field's value unless absent or null.
-fn present<'a>(body: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
-    body.get(key).filter(|v| !v.is_null())
+/// A passed-through field's value unless absent or null.
+fn present<'a>(body: &'a CanonicalRequest, key: &str) -> Option<&'a Value> {
+    body.passthrough.get(key).filter(|v| !v.is_null())
 }
 
-fn positive_int(v: &Value, field: &str) -> Result<u64, TranslateError> {
-    v.as_u64()
-        .filter(|n| *n > 0)
-        .ok_or_else(|| field_err(field, "must be a positive integer"))
+fn positive_int(n: u64, field: &str) -> Result<u64, TranslateError> {
+    if n == 0 {
+        return Err(field_err(field, "must be a positive integer"));
+    }
+    Ok(n)
 }
 
-fn number(v: &Value, field: &str) -> Result<f64, TranslateError> {
+fn number(v: &serde_json::Number, field: &str) -> Result<f64, TranslateError> {
     v.as_f64()
         .filter(|n| n.is_finite())
         .ok_or_else(|| field_err(field, "must be a number"))
@@ -554,12 +548,9 @@ fn sanitize_id(id: &str) -> String {
         .collect()
 }
 
-fn assistant_content(
-    message: &Map<String, Value>,
-    index: usize,
-) -> Result<Vec<Value>, TranslateError> {
+fn assistant_content(message: &Message, index: usize) -> Result<Vec<Value>, TranslateError> {
     let mut blocks = Vec::new();
-    match message.get("content") {
+    match &message.content {
         None | Some(Value::Null) => {}
         Some(Value::String(s)) => blocks.extend(text_block(s, None)),
         Some(Value::Array(parts)) => {
@@ -592,14 +583,8 @@ fn assistant_content(
             ));
         }
     }
-    match message.get("tool_calls") {
-        None | Some(Value::Null) => {}
-        Some(Value::Array(calls)) => {
-            for call in calls {
-                blocks.push(tool_use_block(call, index)?);
-            }
-        }
-        Some(_) => return Err(msg_err(index, "`tool_calls` must be an array")),
+    for call in message.tool_calls.iter().flatten() {
+        blocks.push(tool_use_block(call, index)?);
     }
     Ok(blocks)
 }
@@ -656,10 +641,10 @@ fn tool_use_block(call: &Value, index: usize) -> Result<Value, TranslateError> {
     Ok(json!({ "type": "tool_use", "id": sanitize_id(id), "name": name, "input": input }))
 }
 
-fn tool_result(message: &Map<String, Value>, index: usize) -> Result<Value, TranslateError> {
+fn tool_result(message: &Message, index: usize) -> Result<Value, TranslateError> {
     let id = message
-        .get("tool_call_id")
-        .and_then(Value::as_str)
+        .tool_call_id
+        .as_deref()
         .filter(|s| !s.is_empty())
         .ok_or_else(|| {
             msg_err(
@@ -668,7 +653,7 @@ fn tool_result(message: &Map<String, Value>, index: usize) -> Result<Value, Tran
             )
         })?;
     let mut block = json!({ "type": "tool_result", "tool_use_id": sanitize_id(id) });
-    let content = match message.get("content") {
+    let content = match message.content.as_ref() {
         Some(Value::String(s)) if s.is_empty() => None,
         Some(Value::String(s)) => Some(Value::from(s.as_str())),
         other => {
@@ -682,20 +667,14 @@ fn tool_result(message: &Map<String, Value>, index: usize) -> Result<Value, Tran
     Ok(block)
 }
 
-fn tools(body: &Map<String, Value>) -> Result<Vec<Value>, TranslateError> {
-    let Some(tools) = present(body, "tools") else {
+fn tools(body: &CanonicalRequest) -> Result<Vec<Value>, TranslateError> {
+    let Some(tools) = &body.tools else {
         return Ok(Vec::new());
     };
-    let tools = tools
-        .as_array()
-        .ok_or_else(|| field_err("tools", "must be an array"))?;
     let mut out = Vec::with_capacity(tools.len());
     for (i, tool) in tools.iter().enumerate() {
         let field = || format!("tools[{i}]");
-        let kind = tool
-            .get("type")
-            .and_then(Value::as_str)
-            .unwrap_or("function");
+        let kind = tool.kind();
         if kind != "function" {
             return Err(field_err(
                 field(),
@@ -705,6 +684,7 @@ fn tools(body: &Map<String, Value>) -> Result<Vec<Value>, TranslateError> {
             ));
         }
         let function = tool
+            .fields
             .get("function")
             .filter(|f| f.is_object())
             .ok_or_else(|| field_err(field(), "needs a `function` object"))?;
@@ -737,10 +717,10 @@ fn tools(body: &Map<String, Value>) -> Result<Vec<Value>, TranslateError> {
     Ok(out)
 }
 
-fn tool_choice(body: &Map<String, Value>) -> Result<Option<Value>, TranslateError> {
-    let mut choice = match present(body, "tool_choice") {
+fn tool_choice(body: &CanonicalRequest) -> Result<Option<Value>, TranslateError> {
+    let mut choice = match &body.tool_choice {
         None => None,
-        Some(Value::String(s)) => match s.as_str() {
+        Some(ToolChoice::Mode(s)) => match s.as_str() {
             "none" => Some(json!({ "type": "none" })),
             "auto" => Some(json!({ "type": "auto" })),
             "required" => Some(json!({ "type": "any" })),
@@ -753,10 +733,11 @@ fn tool_choice(body: &Map<String, Value>) -> Result<Option<Value>, TranslateErro
                 ));
             }
         },
-        Some(obj @ Value::Object(_)) => match obj.get("type").and_then(Value::as_str) {
+        Some(ToolChoice::Tool(obj)) => match obj.get("type").and_then(Value::as_str) {
             Some("function") => {
                 let name = obj
-                    .pointer("/function/name")
+                    .get("function")
+                    .and_then(|f| f.get("name"))
                     .and_then(Value::as_str)
                     .filter(|s| !s.is_empty())
                     .ok_or_else(|| field_err("tool_choice", "needs `function.name`"))?;
@@ -765,9 +746,8 @@ fn tool_choice(body: &Map<String, Value>) -> Result<Option<Value>, TranslateErro
             // `allowed_tools` and future forms: let the model choose.
             _ => None,
         },
-        Some(_) => return Err(field_err("tool_choice", "must be a string or an object")),
     };
-    if body.get("parallel_tool_calls") == Some(&Value::Bool(false)) {
+    if body.parallel_tool_calls == Some(false) {
         let c = choice.get_or_insert_with(|| json!({ "type": "auto" }));
         if c.get("type").and_then(Value::as_str) != Some("none")
             && let Some(obj) = c.as_object_mut()
@@ -778,64 +758,50 @@ fn tool_choice(body: &Map<String, Value>) -> Result<Option<Value>, TranslateErro
     Ok(choice)
 }
 
-fn thinking_budget(effort: &Value) -> Result<Option<u64>, TranslateError> {
-    match effort.as_str() {
-        Some("none") => Ok(None),
-        Some("minimal") | Some("low") => Ok(Some(1024)),
-        Some("medium") => Ok(Some(4096)),
-        Some("high") => Ok(Some(16384)),
-        Some("xhigh") => Ok(Some(32768)),
-        _ => Err(field_err(
-            "reasoning_effort",
-            "must be one of none, minimal, low, medium, high, xhigh",
-        )),
+fn thinking_budget(effort: Effort) -> Option<u64> {
+    match effort {
+        Effort::None => None,
+        Effort::Minimal | Effort::Low => Some(1024),
+        Effort::Medium => Some(4096),
+        Effort::High => Some(16384),
+        Effort::Xhigh => Some(32768),
     }
 }
 
-fn stop_sequences(body: &Map<String, Value>) -> Result<Vec<String>, TranslateError> {
-    let list: Vec<&str> = match present(body, "stop") {
-        None => Vec::new(),
-        Some(Value::String(s)) => vec![s.as_str()],
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|v| {
-                v.as_str()
-                    .ok_or_else(|| field_err("stop", "must be a string or an array of strings"))
-            })
-            .collect::<Result<_, _>>()?,
-        Some(_) => return Err(field_err("stop", "must be a string or an array of strings")),
-    };
-    Ok(list
-        .into_iter()
+fn stop_sequences(body: &CanonicalRequest) -> Vec<String> {
+    body.stop
+        .as_ref()
+        .map(|s| s.sequences())
+        .unwrap_or_default()
+        .iter()
         .filter(|s| !s.trim().is_empty())
-        .map(str::to_owned)
-        .collect())
+        .cloned()
+        .collect()
 }
 
-fn user_id(body: &Map<String, Value>) -> Option<&str> {
-    body.get("metadata")
+fn user_id(body: &CanonicalRequest) -> Option<&str> {
+    body.metadata
+        .as_ref()
         .and_then(|m| m.get("user_id"))
         .and_then(Value::as_str)
-        .or_else(|| body.get("safety_identifier").and_then(Value::as_str))
-        .or_else(|| body.get("user").and_then(Value::as_str))
+        .or_else(|| present(body, "safety_identifier").and_then(Value::as_str))
+        .or(body.user.as_deref())
         .filter(|s| !s.is_empty())
 }
 
 const JSON_ONLY: &str =
     "Do not wrap it in Markdown code fences and do not add any text before or after it.";
 
-fn response_format_instruction(
-    body: &Map<String, Value>,
-) -> Result<Option<String>, TranslateError> {
-    let Some(format) = present(body, "response_format") else {
+fn response_format_instruction(body: &CanonicalRequest) -> Result<Option<String>, TranslateError> {
+    let Some(format) = &body.response_format else {
         return Ok(None);
     };
-    match format.get("type").and_then(Value::as_str) {
-        Some("json_object") => Ok(Some(format!(
+    match format.kind.as_str() {
+        "json_object" => Ok(Some(format!(
             "Respond only with a single valid JSON object. {JSON_ONLY}"
         ))),
-        Some("json_schema") => {
-            let spec = format.get("json_schema");
+        "json_schema" => {
+            let spec = format.fields.get("json_schema");
             let schema = spec.and_then(|s| s.get("schema")).filter(|s| !s.is_null());
             let name = spec.and_then(|s| s.get("name")).and_then(Value::as_str);
             Ok(Some(match schema {
@@ -848,8 +814,8 @@ fn response_format_instruction(
                 None => format!("Respond only with a single valid JSON value. {JSON_ONLY}"),
             }))
         }
-        Some("text") | None => Ok(None),
-        Some(other) => Err(field_err(
+        "text" => Ok(None),
+        other => Err(field_err(
             "response_format",
             format!("unsupported type `{other}` (expected text, json_object or json_schema)"),
         )),

@@ -1,8 +1,17 @@
 use super::*;
 
-fn body(v: Value) -> Map<String, Value> {
+fn body(v: Value) -> CanonicalRequest {
+    serde_json::from_value(v).expect("a canonical body")
+}
+
+/// A body the canonical request itself refuses (a 400 naming the field),
+/// before any translation.
+fn refused(v: Value) -> crate::RequestError {
     match v {
-        Value::Object(m) => m,
+        Value::Object(mut m) => {
+            m.entry("model").or_insert(json!("m"));
+            CanonicalRequest::from_map(m).expect_err("refused")
+        }
         _ => panic!("test body must be an object"),
     }
 }
@@ -112,8 +121,8 @@ fn missing_or_empty_conversation() {
         TranslateError::MissingMessages
     );
     assert_eq!(
-        req_err(json!({ "messages": "hi" })),
-        TranslateError::MissingMessages
+        refused(json!({ "messages": "hi" })).param.as_deref(),
+        Some("messages")
     );
     assert_eq!(
         req_err(json!({ "messages": [{ "role": "system", "content": "s" }] })),
@@ -127,9 +136,18 @@ fn missing_or_empty_conversation() {
 
 #[test]
 fn malformed_messages_are_errors_not_panics() {
+    for (messages, param) in [
+        (json!([42]), "messages[0]"),
+        (json!([user("a"), { "content": "x" }]), "messages[1]"),
+        (
+            json!([user("a"), { "role": "assistant", "tool_calls": "x" }]),
+            "messages[1].tool_calls",
+        ),
+    ] {
+        let e = refused(json!({ "messages": messages }));
+        assert_eq!(e.param.as_deref(), Some(param), "{e:?}");
+    }
     for (messages, index) in [
-        (json!([42]), 0),
-        (json!([user("a"), { "content": "x" }]), 1),
         (json!([{ "role": "function", "content": "x" }]), 0),
         (json!([{ "role": "user", "content": 5 }]), 0),
         (
@@ -145,10 +163,6 @@ fn malformed_messages_are_errors_not_panics() {
             0,
         ),
         (json!([{ "role": "user", "content": [7] }]), 0),
-        (
-            json!([user("a"), { "role": "assistant", "tool_calls": "x" }]),
-            1,
-        ),
         (
             json!([user("a"), { "role": "assistant", "content": [{ "type": "image_url" }] }]),
             1,
@@ -379,8 +393,13 @@ fn tool_definitions() {
         ])
     );
     assert!(out.get("tool_choice").is_none());
+    assert_eq!(
+        refused(json!({ "messages": [user("q")], "tools": "x" }))
+            .param
+            .as_deref(),
+        Some("tools")
+    );
     for tools in [
-        json!("x"),
         json!([{ "type": "custom", "custom": { "name": "x" } }]),
         json!([{ "type": "function" }]),
         json!([{ "type": "function", "function": { "name": "" } }]),
@@ -464,9 +483,11 @@ fn parallel_tool_calls_false() {
 #[test]
 fn max_tokens_mapping() {
     let m = |extra: Value| {
-        let mut b = body(json!({ "messages": [user("q")] }));
-        b.extend(body(extra));
-        request(&b, "m", false)
+        let mut b = json!({ "messages": [user("q")] });
+        if let (Some(b), Value::Object(extra)) = (b.as_object_mut(), extra) {
+            b.extend(extra);
+        }
+        request(&body(b), "m", false)
     };
     assert_eq!(
         m(json!({ "max_tokens": 100 })).unwrap()["max_tokens"],
@@ -484,13 +505,23 @@ fn max_tokens_mapping() {
         m(json!({ "max_tokens": null })).unwrap()["max_tokens"],
         json!(DEFAULT_MAX_TOKENS)
     );
-    for bad in [
-        json!({ "max_tokens": 0 }),
-        json!({ "max_tokens": -1 }),
-        json!({ "max_tokens": "10" }),
-        json!({ "max_completion_tokens": 1.5 }),
+    assert!(matches!(
+        m(json!({ "max_tokens": 0 })),
+        Err(TranslateError::InvalidField { .. })
+    ));
+    for (bad, param) in [
+        (json!({ "max_tokens": -1 }), "max_tokens"),
+        (json!({ "max_tokens": "10" }), "max_tokens"),
+        (
+            json!({ "max_completion_tokens": 1.5 }),
+            "max_completion_tokens",
+        ),
     ] {
-        assert!(matches!(m(bad), Err(TranslateError::InvalidField { .. })));
+        let mut b = json!({ "messages": [user("q")] });
+        if let (Some(b), Value::Object(bad)) = (b.as_object_mut(), bad) {
+            b.extend(bad);
+        }
+        assert_eq!(refused(b).param.as_deref(), Some(param));
     }
 }
 
@@ -512,10 +543,12 @@ fn sampling_parameters() {
     let out = req(json!({ "messages": [user("q")], "temperature": 0.5, "top_p": 0.9 }));
     assert_eq!(out["temperature"], json!(0.5));
     assert!(out.get("top_p").is_none());
-    assert!(matches!(
-        req_err(json!({ "messages": [user("q")], "temperature": "hot" })),
-        TranslateError::InvalidField { .. }
-    ));
+    assert_eq!(
+        refused(json!({ "messages": [user("q")], "temperature": "hot" }))
+            .param
+            .as_deref(),
+        Some("temperature")
+    );
     assert!(matches!(
         req_err(json!({ "messages": [user("q")], "top_k": -3 })),
         TranslateError::InvalidField { .. }
@@ -542,14 +575,14 @@ fn stop_sequences_mapping() {
             .get("stop_sequences")
             .is_none()
     );
-    assert!(matches!(
-        req_err(json!({ "messages": [user("q")], "stop": [1] })),
-        TranslateError::InvalidField { .. }
-    ));
-    assert!(matches!(
-        req_err(json!({ "messages": [user("q")], "stop": 1 })),
-        TranslateError::InvalidField { .. }
-    ));
+    for stop in [json!([1]), json!(1)] {
+        assert_eq!(
+            refused(json!({ "messages": [user("q")], "stop": stop }))
+                .param
+                .as_deref(),
+            Some("stop")
+        );
+    }
 }
 
 #[test]
@@ -607,10 +640,12 @@ fn reasoning_effort_to_thinking() {
     let out =
         req(json!({ "messages": [user("q")], "reasoning_effort": "high", "max_tokens": 500 }));
     assert_eq!(out["max_tokens"], json!(16884));
-    assert!(matches!(
-        req_err(json!({ "messages": [user("q")], "reasoning_effort": "max" })),
-        TranslateError::InvalidField { .. }
-    ));
+    assert_eq!(
+        refused(json!({ "messages": [user("q")], "reasoning_effort": "max" }))
+            .param
+            .as_deref(),
+        Some("reasoning_effort")
+    );
 }
 
 #[test]
@@ -1165,15 +1200,17 @@ fn hostile_inputs_never_panic() {
         json!({ "role": "tool", "tool_call_id": "c", "content": [{ "type": "image_url", "image_url": { "url": "data:" } }] }),
     ];
     for v in &values {
-        let _ = request(&body(json!({ "messages": [v] })), "m", false);
-        let _ = request(
-            &body(
-                json!({ "messages": [user("q")], "tools": v, "tool_choice": v, "stop": v,
-                                      "response_format": v, "reasoning_effort": v, "metadata": v, "max_tokens": v }),
-            ),
-            "m",
-            true,
-        );
+        // Whatever the canonical request takes, the translation answers.
+        let bodies = [
+            json!({ "messages": [v] }),
+            json!({ "messages": [user("q")], "tools": v, "tool_choice": v, "stop": v,
+                    "response_format": v, "reasoning_effort": v, "metadata": v, "max_tokens": v }),
+        ];
+        for b in bodies {
+            if let Ok(b) = serde_json::from_value::<CanonicalRequest>(b) {
+                let _ = request(&b, "m", true);
+            }
+        }
         let _ = response(v, "m", 0);
         let mut t = translator();
         for kind in [

@@ -1,9 +1,129 @@
-//! Feature detection and stripping on the canonical request (an OpenAI Chat
-//! Completions body), by the names of the feature table (DESIGN §4).
+//! The feature table of DESIGN §4: [`Feature`], a compact [`FeatureSet`],
+//! detecting the features a [`CanonicalRequest`] uses and stripping one.
+//!
+//! Names (`tools.function_calling`, `reasoning.effort.high`, ...) are the
+//! public spelling: catalog and config entries, the policy contract, metric
+//! labels and the `stripped` list of an answer use them. Inside the gateway a
+//! feature is a [`Feature`] and a request's features are one `u32`.
 
-use serde_json::{Map, Value};
+use std::fmt;
 
-/// Every feature name a request can require (besides `reasoning.effort.<level>`).
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value;
+
+use crate::request::{CanonicalRequest, Tool, is_image_part};
+
+/// How hard a reasoning model thinks (`reasoning_effort`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Effort {
+    None,
+    Minimal,
+    Low,
+    Medium,
+    High,
+    Xhigh,
+}
+
+impl Effort {
+    /// Every level, lowest first.
+    pub const ALL: [Effort; 6] = [
+        Effort::None,
+        Effort::Minimal,
+        Effort::Low,
+        Effort::Medium,
+        Effort::High,
+        Effort::Xhigh,
+    ];
+
+    /// The level as the APIs write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Effort::None => "none",
+            Effort::Minimal => "minimal",
+            Effort::Low => "low",
+            Effort::Medium => "medium",
+            Effort::High => "high",
+            Effort::Xhigh => "xhigh",
+        }
+    }
+
+    /// A level by name, in any case.
+    pub fn parse(level: &str) -> Option<Effort> {
+        Effort::ALL
+            .into_iter()
+            .find(|e| e.as_str().eq_ignore_ascii_case(level))
+    }
+}
+
+impl fmt::Display for Effort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Effort {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Effort {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Effort, D::Error> {
+        let level = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Effort::parse(&level).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unknown reasoning effort `{level}` (expected none, minimal, low, medium, high or xhigh)"
+            ))
+        })
+    }
+}
+
+/// One row of the feature table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Feature {
+    Stream,
+    FunctionCalling,
+    WebSearch,
+    CustomTools,
+    ToolChoiceRequired,
+    JsonSchema,
+    JsonObject,
+    Reasoning(Effort),
+    Temperature,
+    TopP,
+    Vision,
+    ParallelToolCalls,
+    PromptCacheKey,
+    Verbosity,
+    Include,
+}
+
+/// Every feature, in table order (each reasoning level is its own feature).
+pub const ALL: [Feature; 20] = [
+    Feature::Stream,
+    Feature::FunctionCalling,
+    Feature::WebSearch,
+    Feature::CustomTools,
+    Feature::ToolChoiceRequired,
+    Feature::JsonSchema,
+    Feature::JsonObject,
+    Feature::Reasoning(Effort::None),
+    Feature::Reasoning(Effort::Minimal),
+    Feature::Reasoning(Effort::Low),
+    Feature::Reasoning(Effort::Medium),
+    Feature::Reasoning(Effort::High),
+    Feature::Reasoning(Effort::Xhigh),
+    Feature::Temperature,
+    Feature::TopP,
+    Feature::Vision,
+    Feature::ParallelToolCalls,
+    Feature::PromptCacheKey,
+    Feature::Verbosity,
+    Feature::Include,
+];
+
+/// Every feature name besides the `reasoning.effort.<level>` family, in
+/// table order.
 pub const FEATURES: &[&str] = &[
     "stream",
     "tools.function_calling",
@@ -21,190 +141,275 @@ pub const FEATURES: &[&str] = &[
     "include",
 ];
 
+impl Feature {
+    /// The feature's name in the table.
+    pub fn name(self) -> &'static str {
+        match self {
+            Feature::Stream => "stream",
+            Feature::FunctionCalling => "tools.function_calling",
+            Feature::WebSearch => "tools.web_search",
+            Feature::CustomTools => "tools.custom_tools",
+            Feature::ToolChoiceRequired => "tool_choice.required",
+            Feature::JsonSchema => "text.format.json_schema",
+            Feature::JsonObject => "text.format.json_object",
+            Feature::Reasoning(Effort::None) => "reasoning.effort.none",
+            Feature::Reasoning(Effort::Minimal) => "reasoning.effort.minimal",
+            Feature::Reasoning(Effort::Low) => "reasoning.effort.low",
+            Feature::Reasoning(Effort::Medium) => "reasoning.effort.medium",
+            Feature::Reasoning(Effort::High) => "reasoning.effort.high",
+            Feature::Reasoning(Effort::Xhigh) => "reasoning.effort.xhigh",
+            Feature::Temperature => "temperature",
+            Feature::TopP => "top_p",
+            Feature::Vision => "vision",
+            Feature::ParallelToolCalls => "parallel_tool_calls",
+            Feature::PromptCacheKey => "prompt_cache_key",
+            Feature::Verbosity => "text.verbosity",
+            Feature::Include => "include",
+        }
+    }
+
+    /// A feature by its name; `None` for a name the table does not have.
+    pub fn parse(name: &str) -> Option<Feature> {
+        ALL.into_iter().find(|f| f.name() == name)
+    }
+
+    /// Its position in [`ALL`] (and its bit in a [`FeatureSet`]).
+    pub fn index(self) -> usize {
+        match self {
+            Feature::Stream => 0,
+            Feature::FunctionCalling => 1,
+            Feature::WebSearch => 2,
+            Feature::CustomTools => 3,
+            Feature::ToolChoiceRequired => 4,
+            Feature::JsonSchema => 5,
+            Feature::JsonObject => 6,
+            Feature::Reasoning(e) => 7 + e as usize,
+            Feature::Temperature => 13,
+            Feature::TopP => 14,
+            Feature::Vision => 15,
+            Feature::ParallelToolCalls => 16,
+            Feature::PromptCacheKey => 17,
+            Feature::Verbosity => 18,
+            Feature::Include => 19,
+        }
+    }
+}
+
+impl fmt::Display for Feature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Whether `name` is a feature name models may declare.
 pub fn is_known_feature(name: &str) -> bool {
-    FEATURES.contains(&name)
-        || name
-            .strip_prefix("reasoning.effort.")
-            .is_some_and(|level| !level.is_empty() && level.bytes().all(|b| b.is_ascii_lowercase()))
+    Feature::parse(name).is_some()
 }
 
-fn tool_type(tool: &Value) -> &str {
-    tool.get("type")
-        .and_then(Value::as_str)
-        .unwrap_or("function")
+/// A set of features: one bit per row of [`ALL`]. Iterates in table order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct FeatureSet(u32);
+
+impl FeatureSet {
+    pub const EMPTY: FeatureSet = FeatureSet(0);
+
+    pub fn insert(&mut self, feature: Feature) {
+        self.0 |= 1 << feature.index();
+    }
+
+    pub fn remove(&mut self, feature: Feature) {
+        self.0 &= !(1 << feature.index());
+    }
+
+    pub fn contains(self, feature: Feature) -> bool {
+        self.0 & (1 << feature.index()) != 0
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn len(self) -> usize {
+        self.0.count_ones() as usize
+    }
+
+    /// Whether every feature of `self` is in `other`.
+    pub fn is_subset(self, other: FeatureSet) -> bool {
+        self.0 & !other.0 == 0
+    }
+
+    /// The features of `self` not in `other`.
+    pub fn difference(self, other: FeatureSet) -> FeatureSet {
+        FeatureSet(self.0 & !other.0)
+    }
+
+    pub fn intersection(self, other: FeatureSet) -> FeatureSet {
+        FeatureSet(self.0 & other.0)
+    }
+
+    /// The features, in table order.
+    pub fn iter(self) -> impl Iterator<Item = Feature> {
+        ALL.into_iter().filter(move |f| self.contains(*f))
+    }
+
+    /// The features' names, in table order.
+    pub fn names(self) -> Vec<String> {
+        self.iter().map(|f| f.name().to_owned()).collect()
+    }
+
+    /// The set of the named features; names the table does not have are
+    /// left out.
+    pub fn from_names<S: AsRef<str>>(names: impl IntoIterator<Item = S>) -> FeatureSet {
+        names
+            .into_iter()
+            .filter_map(|n| Feature::parse(n.as_ref()))
+            .collect()
+    }
 }
 
-fn is_web_search(kind: &str) -> bool {
-    kind.starts_with("web_search")
+/// Written as the list of names, in table order.
+impl Serialize for FeatureSet {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter().map(Feature::name))
+    }
 }
 
-fn has_image(messages: Option<&Value>) -> bool {
-    let Some(messages) = messages.and_then(Value::as_array) else {
-        return false;
-    };
-    messages.iter().any(|m| {
-        m.get("content")
-            .and_then(Value::as_array)
-            .is_some_and(|parts| {
-                parts.iter().any(|p| {
-                    matches!(
-                        p.get("type").and_then(Value::as_str),
-                        Some("image_url" | "input_image" | "image")
-                    )
+/// Read from a list of names; a name the table does not have is an error.
+impl<'de> Deserialize<'de> for FeatureSet {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<FeatureSet, D::Error> {
+        let names = Vec::<std::borrow::Cow<'de, str>>::deserialize(d)?;
+        names
+            .iter()
+            .map(|n| {
+                Feature::parse(n).ok_or_else(|| {
+                    serde::de::Error::custom(format!("unknown feature {:?}", n.as_ref()))
                 })
             })
-    })
-}
-
-/// Whether a canonical request carries image inputs (it may be larger).
-pub fn carries_images(body: &Map<String, Value>) -> bool {
-    has_image(body.get("messages"))
-}
-
-fn present(body: &Map<String, Value>, key: &str) -> bool {
-    body.get(key).is_some_and(|v| !v.is_null())
-}
-
-/// The features a request uses, in table order, without duplicates.
-pub fn detect(body: &Map<String, Value>) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    let mut add = |name: &str| {
-        if !out.iter().any(|f| f == name) {
-            out.push(name.to_string());
-        }
-    };
-    if body.get("stream").and_then(Value::as_bool) == Some(true) {
-        add("stream");
+            .collect()
     }
-    if let Some(tools) = body.get("tools").and_then(Value::as_array) {
-        for tool in tools {
-            match tool_type(tool) {
-                "function" => add("tools.function_calling"),
-                "custom" => add("tools.custom_tools"),
-                kind if is_web_search(kind) => add("tools.web_search"),
-                _ => {}
-            }
+}
+
+impl FromIterator<Feature> for FeatureSet {
+    fn from_iter<I: IntoIterator<Item = Feature>>(iter: I) -> FeatureSet {
+        let mut set = FeatureSet::EMPTY;
+        for f in iter {
+            set.insert(f);
+        }
+        set
+    }
+}
+
+/// The features a request uses.
+pub fn detect(request: &CanonicalRequest) -> FeatureSet {
+    let mut out = FeatureSet::EMPTY;
+    if request.streams() {
+        out.insert(Feature::Stream);
+    }
+    for tool in request.tools.iter().flatten() {
+        match tool.kind() {
+            "function" => out.insert(Feature::FunctionCalling),
+            "custom" => out.insert(Feature::CustomTools),
+            _ if tool.is_web_search() => out.insert(Feature::WebSearch),
+            _ => {}
         }
     }
-    if present(body, "web_search_options") {
-        add("tools.web_search");
+    if request.web_search_options.is_some() {
+        out.insert(Feature::WebSearch);
     }
-    match body.get("tool_choice") {
-        Some(Value::String(s)) if s == "required" => add("tool_choice.required"),
-        Some(Value::Object(_)) => add("tool_choice.required"),
-        _ => {}
-    }
-    match body
-        .get("response_format")
-        .and_then(|f| f.get("type"))
-        .and_then(Value::as_str)
+    if request
+        .tool_choice
+        .as_ref()
+        .is_some_and(|c| c.forces_a_tool())
     {
-        Some("json_schema") => add("text.format.json_schema"),
-        Some("json_object") => add("text.format.json_object"),
+        out.insert(Feature::ToolChoiceRequired);
+    }
+    match request.response_format.as_ref().map(|f| f.kind.as_str()) {
+        Some("json_schema") => out.insert(Feature::JsonSchema),
+        Some("json_object") => out.insert(Feature::JsonObject),
         _ => {}
     }
-    let effort = body
-        .get("reasoning_effort")
-        .and_then(Value::as_str)
-        .or_else(|| {
-            body.get("reasoning")
-                .and_then(|r| r.get("effort"))
-                .and_then(Value::as_str)
-        });
-    if let Some(level) = effort {
-        add(&format!("reasoning.effort.{}", level.to_ascii_lowercase()));
+    if let Some(effort) = request.effort() {
+        out.insert(Feature::Reasoning(effort));
     }
-    for key in ["temperature", "top_p"] {
-        if present(body, key) {
-            add(key);
-        }
+    if request.temperature.is_some() {
+        out.insert(Feature::Temperature);
     }
-    if has_image(body.get("messages")) {
-        add("vision");
+    if request.top_p.is_some() {
+        out.insert(Feature::TopP);
     }
-    for key in ["parallel_tool_calls", "prompt_cache_key"] {
-        if present(body, key) {
-            add(key);
-        }
+    if request.carries_images() {
+        out.insert(Feature::Vision);
     }
-    if present(body, "verbosity")
-        || body
+    if request.parallel_tool_calls.is_some() {
+        out.insert(Feature::ParallelToolCalls);
+    }
+    if request.prompt_cache_key.is_some() {
+        out.insert(Feature::PromptCacheKey);
+    }
+    if request.verbosity.is_some()
+        || request
+            .passthrough
             .get("text")
             .and_then(|t| t.get("verbosity"))
             .is_some_and(|v| !v.is_null())
     {
-        add("text.verbosity");
+        out.insert(Feature::Verbosity);
     }
-    if body
-        .get("include")
-        .and_then(Value::as_array)
-        .is_some_and(|a| !a.is_empty())
-    {
-        add("include");
+    if request.include.as_ref().is_some_and(|a| !a.is_empty()) {
+        out.insert(Feature::Include);
     }
     out
 }
 
-fn retain_tools(body: &mut Map<String, Value>, keep: impl Fn(&str) -> bool) {
-    if let Some(Value::Array(tools)) = body.get_mut("tools") {
-        tools.retain(|t| keep(tool_type(t)));
+fn retain_tools(request: &mut CanonicalRequest, keep: impl Fn(&Tool) -> bool) {
+    if let Some(tools) = &mut request.tools {
+        tools.retain(keep);
         if tools.is_empty() {
-            body.remove("tools");
-            body.remove("tool_choice");
-            body.remove("parallel_tool_calls");
+            request.tools = None;
+            request.tool_choice = None;
+            request.parallel_tool_calls = None;
         }
     }
 }
 
 /// Removes one feature from the request. `stream` is not removed here: the
 /// executor calls the provider without streaming and streams the answer itself.
-pub fn strip(body: &mut Map<String, Value>, feature: &str) {
+pub fn strip(request: &mut CanonicalRequest, feature: Feature) {
     match feature {
-        "tools.function_calling" => retain_tools(body, |t| t != "function"),
-        "tools.custom_tools" => retain_tools(body, |t| t != "custom"),
-        "tools.web_search" => {
-            body.remove("web_search_options");
-            retain_tools(body, |t| !is_web_search(t));
+        Feature::FunctionCalling => retain_tools(request, |t| t.kind() != "function"),
+        Feature::CustomTools => retain_tools(request, |t| t.kind() != "custom"),
+        Feature::WebSearch => {
+            request.web_search_options = None;
+            retain_tools(request, |t| !t.is_web_search());
         }
-        "tool_choice.required" => {
-            body.remove("tool_choice");
+        Feature::ToolChoiceRequired => request.tool_choice = None,
+        Feature::JsonSchema | Feature::JsonObject => request.response_format = None,
+        Feature::Temperature => request.temperature = None,
+        Feature::TopP => request.top_p = None,
+        Feature::ParallelToolCalls => request.parallel_tool_calls = None,
+        Feature::Include => request.include = None,
+        Feature::PromptCacheKey => {
+            request.prompt_cache_key = None;
+            request.passthrough.remove("prompt_cache_retention");
         }
-        "text.format.json_schema" | "text.format.json_object" => {
-            body.remove("response_format");
-        }
-        "temperature" | "top_p" | "parallel_tool_calls" | "include" => {
-            body.remove(feature);
-        }
-        "prompt_cache_key" => {
-            body.remove("prompt_cache_key");
-            body.remove("prompt_cache_retention");
-        }
-        "text.verbosity" => {
-            body.remove("verbosity");
-            if let Some(Value::Object(text)) = body.get_mut("text") {
+        Feature::Verbosity => {
+            request.verbosity = None;
+            if let Some(Value::Object(text)) = request.passthrough.get_mut("text") {
                 text.remove("verbosity");
             }
         }
-        "vision" => {
-            if let Some(Value::Array(messages)) = body.get_mut("messages") {
-                for m in messages {
-                    if let Some(Value::Array(parts)) = m.get_mut("content") {
-                        parts.retain(|p| {
-                            !matches!(
-                                p.get("type").and_then(Value::as_str),
-                                Some("image_url" | "input_image" | "image")
-                            )
-                        });
-                    }
+        Feature::Vision => {
+            for m in &mut request.messages {
+                if let Some(Value::Array(parts)) = &mut m.content {
+                    parts.retain(|p| !is_image_part(p));
                 }
             }
         }
-        f if f.starts_with("reasoning.effort.") => {
-            body.remove("reasoning_effort");
-            body.remove("reasoning");
+        Feature::Reasoning(_) => {
+            request.reasoning_effort = None;
+            request.passthrough.remove("reasoning");
         }
-        _ => {}
+        Feature::Stream => {}
     }
 }
 

@@ -9,7 +9,8 @@
 //!
 //! | module | what it holds |
 //! |---|---|
-//! | [`feature`] | the feature table of DESIGN §4: detecting the features a canonical request uses, and stripping one |
+//! | [`request`] | [`CanonicalRequest`]: the typed Chat Completions request every API is translated into, with a passthrough map for what the gateway only forwards |
+//! | [`feature`] | the feature table of DESIGN §4: [`Feature`], the compact [`FeatureSet`], detecting the features a canonical request uses, and stripping one |
 //! | [`upstream`] | [`UpstreamError`] and its [`ErrorClass`], [`Usage`], the inbound [`Api`] |
 //! | [`sse`] | the Server-Sent Events decoder and encoder, and the [`sse::Translate`] trait upstream stream translators implement |
 //! | [`candidate`] | [`CandidateId`] (`account/model`) and [`candidate::CandidateRef`], the one place ids are written and split |
@@ -28,6 +29,7 @@ pub mod error;
 pub mod feature;
 pub mod messages_in;
 pub mod openai;
+pub mod request;
 pub mod responses_in;
 pub mod responses_out;
 pub mod sse;
@@ -37,6 +39,8 @@ pub mod upstream;
 
 pub use candidate::CandidateId;
 pub use error::RequestError;
+pub use feature::{Effort, Feature, FeatureSet};
+pub use request::CanonicalRequest;
 pub use upstream::{Api, ErrorClass, UpstreamError, Usage, content_text};
 
 /// A new object id for an answer the gateway writes itself (`msg_…`,

@@ -7,6 +7,7 @@ use serde_json::{Map, Value, json};
 
 use crate::error::RequestError;
 use crate::new_id;
+use crate::request::CanonicalRequest;
 use crate::sse;
 use crate::stream::{StreamEncoder, keep_routing_info};
 
@@ -357,7 +358,11 @@ fn thinking(thinking: &Value, out: &mut Map<String, Value>) -> Result<(), Reques
 }
 
 /// Translates an Anthropic Messages body into the canonical body.
-pub fn to_canonical(body: &Map<String, Value>) -> Result<Map<String, Value>, RequestError> {
+pub fn to_canonical(body: &Map<String, Value>) -> Result<CanonicalRequest, RequestError> {
+    CanonicalRequest::from_map(canonical_map(body)?)
+}
+
+fn canonical_map(body: &Map<String, Value>) -> Result<Map<String, Value>, RequestError> {
     if let Some(key) = body.keys().find(|k| !ACCEPTED.contains(&k.as_str())) {
         return Err(RequestError::unknown(
             key,

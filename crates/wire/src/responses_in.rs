@@ -12,6 +12,7 @@ use serde_json::{Map, Value, json};
 use crate::content_text;
 use crate::error::RequestError;
 use crate::new_id;
+use crate::request::CanonicalRequest;
 use crate::sse;
 use crate::stream::{StreamEncoder, keep_routing_info};
 
@@ -414,7 +415,11 @@ fn response_format(format: &Value) -> Result<Option<Value>, RequestError> {
 
 /// Translates a Responses API body into the canonical (Chat Completions)
 /// body.
-pub fn to_canonical(body: &Map<String, Value>) -> Result<Map<String, Value>, RequestError> {
+pub fn to_canonical(body: &Map<String, Value>) -> Result<CanonicalRequest, RequestError> {
+    CanonicalRequest::from_map(canonical_map(body)?)
+}
+
+fn canonical_map(body: &Map<String, Value>) -> Result<Map<String, Value>, RequestError> {
     for (key, value) in body {
         if SAME_NAME.contains(&key.as_str()) || TRANSLATED.contains(&key.as_str()) {
             continue;
@@ -472,8 +477,14 @@ pub fn to_canonical(body: &Map<String, Value>) -> Result<Map<String, Value>, Req
         .and_then(|r| r.get("effort"))
         .filter(|v| !v.is_null())
     {
-        string_of(effort, "reasoning.effort")?;
-        out.insert("reasoning_effort".into(), effort.clone());
+        let level = string_of(effort, "reasoning.effort")?;
+        let effort = crate::Effort::parse(level).ok_or_else(|| {
+            invalid(
+                "reasoning.effort",
+                format!("unknown reasoning effort `{level}` (expected none, minimal, low, medium, high or xhigh)"),
+            )
+        })?;
+        out.insert("reasoning_effort".into(), json!(effort));
     }
     if let Some(include) = body.get("include").filter(|v| !v.is_null()) {
         if !include.is_array() {

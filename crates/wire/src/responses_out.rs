@@ -10,46 +10,26 @@
 
 use serde_json::{Map, Value, json};
 
+use crate::request::{CanonicalRequest, Message, ToolChoice};
 use crate::sse::{SseEvent, Translate, stream_end};
 use crate::{ErrorClass, UpstreamError, Usage, content_text};
 
-/// Canonical fields the Responses API takes under the same name.
+/// Passed-through canonical fields the Responses API takes under the same
+/// name (the typed ones are written one by one in [`request`]).
 const SAME_NAME: &[&str] = &[
-    "model",
-    "include",
-    "prompt_cache_key",
     "prompt_cache_retention",
-    "parallel_tool_calls",
-    "temperature",
-    "top_p",
-    "metadata",
-    "user",
     "safety_identifier",
     "service_tier",
 ];
 
-/// Canonical fields with their own translation (or, for the stream flags,
-/// set by the adapter).
-const TRANSLATED: &[&str] = &[
-    "messages",
-    "tools",
-    "tool_choice",
-    "web_search_options",
-    "response_format",
-    "verbosity",
-    "reasoning_effort",
-    "max_completion_tokens",
-    "max_tokens",
-    "stream",
-    "stream_options",
-];
-
 /// Whether every field of the canonical body has a Responses equivalent
 /// (e.g. `stop`, `n`, `seed` and penalties do not).
-pub fn expressible(body: &Map<String, Value>) -> bool {
-    body.iter().all(|(k, v)| {
-        v.is_null() || SAME_NAME.contains(&k.as_str()) || TRANSLATED.contains(&k.as_str())
-    })
+pub fn expressible(body: &CanonicalRequest) -> bool {
+    body.stop.is_none()
+        && body
+            .passthrough
+            .iter()
+            .all(|(k, v)| v.is_null() || SAME_NAME.contains(&k.as_str()))
 }
 
 fn protocol(message: impl Into<String>) -> UpstreamError {
@@ -102,15 +82,14 @@ fn content(content: &Value, assistant: bool) -> Value {
 }
 
 /// The canonical messages as Responses input items.
-fn input(messages: &[Value]) -> Vec<Value> {
+fn input(messages: &[Message]) -> Vec<Value> {
     let mut items = Vec::with_capacity(messages.len());
     for m in messages {
-        let role = m.get("role").and_then(Value::as_str).unwrap_or("user");
-        let body = m.get("content").unwrap_or(&Value::Null);
-        match role {
+        let body = m.content.as_ref().unwrap_or(&Value::Null);
+        match m.role.as_str() {
             "tool" => items.push(json!({
                 "type": "function_call_output",
-                "call_id": m.get("tool_call_id").cloned().unwrap_or(Value::Null),
+                "call_id": m.tool_call_id,
                 "output": content_text(body),
             })),
             "assistant" => {
@@ -118,12 +97,7 @@ fn input(messages: &[Value]) -> Vec<Value> {
                 if !text.is_empty() {
                     items.push(json!({ "role": "assistant", "content": text }));
                 }
-                for call in m
-                    .get("tool_calls")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
+                for call in m.tool_calls.iter().flatten() {
                     let id = call.get("id").cloned().unwrap_or(Value::Null);
                     if call.get("type").and_then(Value::as_str) == Some("custom") {
                         items.push(json!({
@@ -146,28 +120,23 @@ fn input(messages: &[Value]) -> Vec<Value> {
     items
 }
 
-fn tools(body: &Map<String, Value>) -> Vec<Value> {
+fn tools(body: &CanonicalRequest) -> Vec<Value> {
     let mut out = Vec::new();
-    for tool in body
-        .get("tools")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let (kind, key) = match tool.get("type").and_then(Value::as_str) {
-            Some("custom") => ("custom", "custom"),
-            _ => ("function", "function"),
+    for tool in body.tools.iter().flatten() {
+        let kind = match tool.kind() {
+            "custom" => "custom",
+            _ => "function",
         };
         let mut t = Map::new();
         t.insert("type".into(), json!(kind));
-        if let Some(Value::Object(fields)) = tool.get(key) {
+        if let Some(Value::Object(fields)) = tool.fields.get(kind) {
             for (k, v) in fields {
                 t.insert(k.clone(), v.clone());
             }
         }
         out.push(Value::Object(t));
     }
-    if let Some(Value::Object(options)) = body.get("web_search_options") {
+    if let Some(options) = &body.web_search_options {
         let mut t = options.clone();
         t.insert("type".into(), json!("web_search"));
         out.push(Value::Object(t));
@@ -175,26 +144,40 @@ fn tools(body: &Map<String, Value>) -> Vec<Value> {
     out
 }
 
-/// The canonical body as a Responses API body.
-pub fn request(body: &Map<String, Value>, stream: bool) -> Map<String, Value> {
+/// The canonical body as a Responses API body for `model`.
+pub fn request(body: &CanonicalRequest, model: &str, stream: bool) -> Map<String, Value> {
     let mut out = Map::new();
+    out.insert("model".into(), json!(model));
+    let mut same = |key: &str, value: Option<Value>| {
+        if let Some(v) = value {
+            out.insert(key.into(), v);
+        }
+    };
+    same("include", body.include.clone().map(Value::Array));
+    same(
+        "prompt_cache_key",
+        body.prompt_cache_key.clone().map(Value::String),
+    );
+    same(
+        "parallel_tool_calls",
+        body.parallel_tool_calls.map(Value::Bool),
+    );
+    same("temperature", body.temperature.clone().map(Value::Number));
+    same("top_p", body.top_p.clone().map(Value::Number));
+    same("metadata", body.metadata.clone().map(Value::Object));
+    same("user", body.user.clone().map(Value::String));
     for key in SAME_NAME {
-        if let Some(v) = body.get(*key).filter(|v| !v.is_null()) {
+        if let Some(v) = body.passthrough.get(*key).filter(|v| !v.is_null()) {
             out.insert((*key).into(), v.clone());
         }
     }
-    let messages = body
-        .get("messages")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or_default();
-    out.insert("input".into(), Value::Array(input(messages)));
+    out.insert("input".into(), Value::Array(input(&body.messages)));
     let tools = tools(body);
     if !tools.is_empty() {
         out.insert("tools".into(), Value::Array(tools));
     }
-    match body.get("tool_choice") {
-        Some(Value::Object(choice)) => {
+    match &body.tool_choice {
+        Some(ToolChoice::Tool(choice)) => {
             let kind = choice
                 .get("type")
                 .and_then(Value::as_str)
@@ -206,43 +189,39 @@ pub fn request(body: &Map<String, Value>, stream: bool) -> Map<String, Value> {
                 .unwrap_or(Value::Null);
             out.insert("tool_choice".into(), json!({ "type": kind, "name": name }));
         }
-        Some(choice @ Value::String(_)) => {
-            out.insert("tool_choice".into(), choice.clone());
+        Some(ToolChoice::Mode(choice)) => {
+            out.insert("tool_choice".into(), json!(choice));
         }
-        _ => {}
+        None => {}
     }
     let mut text = Map::new();
-    match body.get("response_format") {
-        Some(f) if f.get("type").and_then(Value::as_str) == Some("json_schema") => {
+    match &body.response_format {
+        Some(f) if f.kind == "json_schema" => {
             let mut format = Map::new();
             format.insert("type".into(), json!("json_schema"));
-            if let Some(Value::Object(schema)) = f.get("json_schema") {
+            if let Some(Value::Object(schema)) = f.fields.get("json_schema") {
                 for (k, v) in schema {
                     format.insert(k.clone(), v.clone());
                 }
             }
             text.insert("format".into(), Value::Object(format));
         }
-        Some(f) if f.get("type").and_then(Value::as_str) == Some("json_object") => {
+        Some(f) if f.kind == "json_object" => {
             text.insert("format".into(), json!({ "type": "json_object" }));
         }
         _ => {}
     }
-    if let Some(v) = body.get("verbosity").filter(|v| !v.is_null()) {
-        text.insert("verbosity".into(), v.clone());
+    if let Some(v) = &body.verbosity {
+        text.insert("verbosity".into(), json!(v));
     }
     if !text.is_empty() {
         out.insert("text".into(), Value::Object(text));
     }
-    if let Some(effort) = body.get("reasoning_effort").filter(|v| !v.is_null()) {
+    if let Some(effort) = body.reasoning_effort {
         out.insert("reasoning".into(), json!({ "effort": effort }));
     }
-    if let Some(max) = body
-        .get("max_completion_tokens")
-        .or_else(|| body.get("max_tokens"))
-        .filter(|v| !v.is_null())
-    {
-        out.insert("max_output_tokens".into(), max.clone());
+    if let Some(max) = body.max_output_tokens() {
+        out.insert("max_output_tokens".into(), json!(max));
     }
     // Switchyard keeps no state between requests; neither should OpenAI.
     out.insert("store".into(), json!(false));

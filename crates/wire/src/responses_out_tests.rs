@@ -1,7 +1,7 @@
 use super::*;
 
-fn map(v: Value) -> Map<String, Value> {
-    v.as_object().cloned().unwrap_or_default()
+fn map(v: Value) -> CanonicalRequest {
+    serde_json::from_value(v).expect("a canonical body")
 }
 
 #[test]
@@ -23,7 +23,7 @@ fn a_tool_conversation_becomes_responses_items() {
         "max_completion_tokens": 100, "web_search_options": {},
     }));
     assert!(expressible(&body));
-    let out = Value::Object(request(&body, true));
+    let out = Value::Object(request(&body, "gpt-4o", true));
     assert_eq!(
         out["input"],
         json!([

@@ -4,7 +4,10 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
+use switchyard_wire::CanonicalRequest;
 
 use super::AppState;
 use super::endpoint::{self, Endpoint};
@@ -16,10 +19,11 @@ use switchyard_wire::Api;
 
 /// Parses and validates a Chat Completions body into a [`RouteRequest`].
 pub fn parse(bytes: &[u8], headers: &HeaderMap) -> Result<RouteRequest, RouteError> {
-    canonical(json_object(bytes)?, headers, bytes.len())
+    canonical(CanonicalRequest::from_slice(bytes)?, headers, bytes.len())
 }
 
-/// The request body as a JSON object.
+/// The request body as a JSON object (the Responses and Messages APIs read
+/// their own shapes before translating them).
 pub fn json_object(bytes: &[u8]) -> Result<Map<String, Value>, RouteError> {
     let value: Value = serde_json::from_slice(bytes).map_err(|e| {
         RouteError::new(
@@ -36,63 +40,17 @@ pub fn json_object(bytes: &[u8]) -> Result<Map<String, Value>, RouteError> {
     Ok(body)
 }
 
-/// Validates a canonical body (from any of the three APIs) and reads the
-/// routing options, routing metadata and stream flag out of it.
+/// Reads the routing options, routing metadata and stream flag out of a
+/// validated canonical request (from any of the three APIs).
 pub fn canonical(
-    mut body: Map<String, Value>,
+    mut body: CanonicalRequest,
     headers: &HeaderMap,
     size: usize,
 ) -> Result<RouteRequest, RouteError> {
-    let model = match body.get("model") {
-        Some(Value::String(m)) if !m.trim().is_empty() => m.trim().to_string(),
-        Some(_) => {
-            return Err(RouteError::invalid(
-                "model",
-                "`model` must be a non-empty string",
-            ));
-        }
-        None => {
-            return Err(RouteError::invalid(
-                "model",
-                "you must provide a model parameter",
-            ));
-        }
-    };
-    match body.get("messages") {
-        Some(Value::Array(messages)) if !messages.is_empty() => {
-            for (i, m) in messages.iter().enumerate() {
-                if m.get("role").and_then(Value::as_str).is_none() {
-                    return Err(RouteError::invalid(
-                        &format!("messages[{i}].role"),
-                        format!("messages[{i}] must be an object with a string `role`"),
-                    ));
-                }
-            }
-        }
-        Some(Value::Array(_)) => {
-            return Err(RouteError::invalid(
-                "messages",
-                "`messages` must contain at least one message",
-            ));
-        }
-        _ => {
-            return Err(RouteError::invalid(
-                "messages",
-                "you must provide a `messages` array",
-            ));
-        }
-    }
-    let stream = match body.get("stream") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(RouteError::invalid("stream", "`stream` must be a boolean")),
-    };
-    let routing = RoutingOptions::parse(body.get("routing"))?;
-    body.remove("routing");
-
+    let routing = RoutingOptions::parse(body.routing.take().as_ref())?;
     let metadata: Vec<(String, String)> = body
-        .get("metadata")
-        .and_then(Value::as_object)
+        .metadata
+        .as_ref()
         .map(|m| {
             m.iter()
                 .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
@@ -117,11 +75,11 @@ pub fn canonical(
         metadata,
         estimated_input_tokens: u32::try_from(size / 4).unwrap_or(u32::MAX).max(1),
         logical_model: None,
-        body,
-        model,
+        model: body.model.clone(),
         routing,
-        stream,
+        stream: body.streams(),
         api: Api::Chat,
+        body: Arc::new(body),
     })
 }
 
@@ -138,9 +96,9 @@ impl Endpoint for Chat {
         let request = parse(bytes, headers)?;
         let include_usage = request
             .body
-            .get("stream_options")
-            .and_then(|o| o.get("include_usage"))
-            .and_then(Value::as_bool)
+            .stream_options
+            .as_ref()
+            .and_then(|o| o.include_usage)
             .unwrap_or(false);
         Ok((request, include_usage))
     }

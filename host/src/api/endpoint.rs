@@ -99,7 +99,7 @@ pub async fn handle<E: Endpoint>(state: AppState, headers: HeaderMap, body: Body
     };
     let size = bytes.len();
     drop(bytes);
-    if size > limit && !switchyard_wire::feature::carries_images(&request.body) {
+    if size > limit && !request.body.carries_images() {
         return E::error(&too_large(limit, server));
     }
     match state.executor.serve(&entry, request).await {

@@ -155,7 +155,7 @@ fn with(base: Value, fragment: &Value) -> Vec<u8> {
 
 fn detected<E: Endpoint>(body: &[u8]) -> Vec<String> {
     match E::parse(body, &HeaderMap::new()) {
-        Ok((request, _)) => features::detect(&request.body),
+        Ok((request, _)) => features::detect(&request.body).names(),
         Err(e) => panic!("{} refused: {}", String::from_utf8_lossy(body), e.message),
     }
 }

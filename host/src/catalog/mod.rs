@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use switchyard_wire::FeatureSet;
 use switchyard_wire::Usage;
 use switchyard_wire::feature::is_known_feature;
 
@@ -26,8 +27,8 @@ pub struct Model {
     /// 1 is the strongest.
     pub tier: u8,
     pub context_window: u32,
-    /// Features supported, named as in the feature table.
-    pub features: Vec<String>,
+    /// Features supported (listed by their names in the feature table).
+    pub features: FeatureSet,
 }
 
 impl Model {
@@ -140,7 +141,10 @@ impl Catalog {
                     cached_input: o.cached_input.unwrap_or(base.cached_input),
                     tier: o.tier.unwrap_or(base.tier),
                     context_window: o.context_window.unwrap_or(base.context_window),
-                    features: o.features.clone().unwrap_or_else(|| base.features.clone()),
+                    features: o
+                        .features
+                        .as_ref()
+                        .map_or(base.features, FeatureSet::from_names),
                 },
                 None => {
                     let (Some(input), Some(output), Some(features)) =
@@ -160,7 +164,7 @@ impl Catalog {
                         cached_input: o.cached_input.unwrap_or(input),
                         tier: o.tier.unwrap_or(3),
                         context_window: o.context_window.unwrap_or(128_000),
-                        features: features.clone(),
+                        features: FeatureSet::from_names(features),
                     }
                 }
             };

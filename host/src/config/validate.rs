@@ -417,7 +417,9 @@ pub(super) fn logical_models(
             if !providers.iter().any(|p| p.models.contains(slug)) {
                 return Err(err(&key, format!("no provider account serves {slug:?}")));
             }
-            if let Some(missing) = capabilities.iter().find(|c| !model.features.contains(c)) {
+            if let Some(missing) = capabilities.iter().find(|c| {
+                !switchyard_wire::Feature::parse(c).is_some_and(|f| model.features.contains(f))
+            }) {
                 return Err(err(
                     &key,
                     format!(

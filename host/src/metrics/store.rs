@@ -22,6 +22,7 @@ use super::clock::Clock;
 use super::histogram::Distribution;
 use super::series::{Counts, Detail, Kind, Sample, Series, Summary, parse_percentile};
 use switchyard_wire::feature::FEATURES;
+use switchyard_wire::{Feature, FeatureSet};
 
 /// Feature series per pair: the feature table plus `reasoning.effort`.
 const FEATURE_SLOTS: usize = FEATURES.len() + 1;
@@ -33,6 +34,16 @@ fn feature_slot(feature: &str) -> Option<usize> {
         return Some(FEATURES.len());
     }
     FEATURES.iter().position(|f| *f == feature)
+}
+
+/// The slot of a feature (every reasoning level shares one).
+fn slot_of(feature: Feature) -> usize {
+    match feature {
+        Feature::Reasoning(_) => FEATURES.len(),
+        // Table order, with the six reasoning levels (indices 7..=12) taken out.
+        f if f.index() < 7 => f.index(),
+        f => f.index() - 6,
+    }
 }
 
 fn lock(m: &Mutex<Series>) -> MutexGuard<'_, Series> {
@@ -89,7 +100,7 @@ impl MetricStore {
     }
 
     /// Records one attempt at `id` that carried `features`.
-    pub fn record(&self, id: &str, features: &[String], sample: &Sample) {
+    pub fn record(&self, id: &str, features: FeatureSet, sample: &Sample) {
         let Some(&pair) = self.index.get(id) else {
             return;
         };
@@ -101,7 +112,7 @@ impl MetricStore {
     }
 
     /// Counts a stream at `id` that broke after its first content token.
-    pub fn record_broken(&self, id: &str, features: &[String]) {
+    pub fn record_broken(&self, id: &str, features: FeatureSet) {
         let Some(&pair) = self.index.get(id) else {
             return;
         };
@@ -168,16 +179,10 @@ impl MetricStore {
     }
 }
 
-fn slots(features: &[String]) -> impl Iterator<Item = usize> + '_ {
-    let mut seen = 0u32;
-    features.iter().filter_map(move |f| {
-        let slot = feature_slot(f)?;
-        let bit = 1u32 << slot;
-        (seen & bit == 0).then(|| {
-            seen |= bit;
-            slot
-        })
-    })
+/// The slots of a request's features, each once (a request has one
+/// reasoning level at most).
+fn slots(features: FeatureSet) -> impl Iterator<Item = usize> {
+    features.iter().map(slot_of)
 }
 
 /// The store as of one instant: what a routing decision reads. Each
@@ -306,7 +311,7 @@ mod tests {
         let mut all: Vec<(u64, u64)> = Vec::new();
         for _ in 0..720 {
             let ms = 50 + rng.u64(..2000);
-            store.record("a/m", &[], &latency(ms));
+            store.record("a/m", FeatureSet::EMPTY, &latency(ms));
             all.push((clock.now_ms(), ms));
             clock.advance(Duration::from_secs(10));
         }
@@ -346,13 +351,20 @@ mod tests {
     }
 
     #[test]
+    fn every_feature_has_the_slot_of_its_name() {
+        for f in switchyard_wire::feature::ALL {
+            assert_eq!(Some(slot_of(f)), feature_slot(f.name()), "{f}");
+        }
+    }
+
+    #[test]
     fn every_seed_metric_has_a_value() {
         let clock = ManualClock::new(500 * MIN);
         let store = store(&clock);
-        let features = vec!["stream".to_string(), "tools.function_calling".to_string()];
+        let features = FeatureSet::from_names(["stream", "tools.function_calling"]);
         store.record(
             "a/m",
-            &features,
+            features,
             &Sample {
                 outcome: Some(Outcome::Ok),
                 latency: Some(Duration::from_millis(120)),
@@ -364,7 +376,7 @@ mod tests {
         );
         store.record(
             "a/m",
-            &features,
+            features,
             &Sample {
                 outcome: Some(Outcome::Error),
                 ..Sample::default()
@@ -397,10 +409,10 @@ mod tests {
     fn a_snapshot_does_not_see_later_buckets() {
         let clock = ManualClock::new(500 * MIN);
         let store = store(&clock);
-        store.record("a/m", &[], &latency(10));
+        store.record("a/m", FeatureSet::EMPTY, &latency(10));
         let before = store.snapshot();
         clock.advance(Duration::from_secs(120));
-        store.record("a/m", &[], &latency(10));
+        store.record("a/m", FeatureSet::EMPTY, &latency(10));
         assert_eq!(before.metric("a/m", "total_requests", 900), Some(1.0));
         assert_eq!(
             store.snapshot().metric("a/m", "total_requests", 900),

@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use futures_util::Stream;
 use futures_util::future::BoxFuture;
-use serde_json::{Map, Value};
-use switchyard_wire::{Api, UpstreamError, Usage};
+use serde_json::Value;
+use switchyard_wire::{Api, CanonicalRequest, UpstreamError, Usage};
 
 use crate::config::{ProviderAccount, ProviderKind, Secret};
 pub use anthropic::{ANTHROPIC_VERSION, Anthropic};
@@ -62,9 +62,10 @@ pub fn build(account: &ProviderAccount) -> Result<Arc<dyn Provider>, String> {
 /// One call to a provider.
 #[derive(Debug, Clone)]
 pub struct ChatCall {
-    /// Canonical request body (OpenAI Chat Completions shape) with the plan's
-    /// stripped features removed; `model` is already the provider's model id.
-    pub body: Map<String, Value>,
+    /// The canonical request with the plan's stripped features removed.
+    pub body: Arc<CanonicalRequest>,
+    /// The provider's own id for the model.
+    pub model: String,
     /// Whether to stream.
     pub stream: bool,
     /// Time limit for the whole non-streaming call, or, when streaming, for the

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
 use switchyard_wire::responses_out as responses;
 use switchyard_wire::{Api, ErrorClass, UpstreamError, Usage, openai};
@@ -64,7 +64,7 @@ impl Inner {
     async fn post(
         &self,
         url: &reqwest::Url,
-        body: &Map<String, Value>,
+        body: &impl serde::Serialize,
     ) -> Result<reqwest::Response, UpstreamError> {
         let mut request = self.client.post(url.clone()).json(body);
         if let Some(authorization) = &self.authorization {
@@ -87,16 +87,9 @@ impl Provider for OpenAi {
             {
                 return responses_call(&inner, url, call).await;
             }
-            let mut body = call.body;
-            if call.stream {
-                body.insert("stream".into(), json!(true));
-                // Usage is needed for cost; the executor hides it from callers
-                // who did not ask for it.
-                body.insert("stream_options".into(), json!({ "include_usage": true }));
-            } else {
-                body.remove("stream");
-                body.remove("stream_options");
-            }
+            // Streaming asks for usage, needed for cost; the executor hides it
+            // from callers who did not ask for it.
+            let body = call.body.upstream(&call.model, call.stream);
             let response = inner.post(&inner.url, &body).await?;
             if call.stream {
                 return Ok(ChatResponse::Stream(http::sse_chunks(
@@ -129,7 +122,7 @@ async fn responses_call(
     url: &reqwest::Url,
     call: ChatCall,
 ) -> Result<ChatResponse, UpstreamError> {
-    let body = responses::request(&call.body, call.stream);
+    let body = responses::request(&call.body, &call.model, call.stream);
     let response = inner.post(url, &body).await?;
     if call.stream {
         return Ok(ChatResponse::Stream(http::sse_chunks(

@@ -39,12 +39,7 @@ impl Provider for Simulated {
         let config = self.config.clone();
         let account = self.account.clone();
         Box::pin(async move {
-            let model = call
-                .body
-                .get("model")
-                .and_then(Value::as_str)
-                .unwrap_or("simulated")
-                .to_string();
+            let model = call.model;
             // ±20% jitter around the configured latency.
             let latency =
                 Duration::from_millis(config.latency_ms).mul_f64(0.8 + fastrand::f64() * 0.4);
@@ -73,11 +68,8 @@ impl Provider for Simulated {
                 ));
             }
             let text = format!("{} [simulated: {model} via {account}]", config.text);
-            let prompt_tokens = call
-                .body
-                .get("messages")
-                .map(|m| m.to_string().len() as u64 / 4)
-                .unwrap_or(1)
+            let prompt_tokens = serde_json::to_string(&call.body.messages)
+                .map_or(1, |m| m.len() as u64 / 4)
                 .max(1);
             let words: Vec<String> = text.split_inclusive(' ').map(str::to_string).collect();
             let usage = Usage {

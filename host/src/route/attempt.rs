@@ -3,6 +3,7 @@
 //! content token, with backoff, cooldowns and the account's own rate limit.
 //! A served answer leaves with its [`Settlement`].
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -10,6 +11,7 @@ use serde_json::{Value, json};
 use switchyard_wire::candidate::CandidateRef;
 use switchyard_wire::feature as features;
 use switchyard_wire::{ErrorClass, UpstreamError, Usage};
+use switchyard_wire::{Feature, FeatureSet};
 
 use crate::catalog::Model;
 use crate::config::{ProviderAccount, Team};
@@ -121,7 +123,7 @@ impl Executor {
                     }
                     self.record_attempt(
                         &candidate.id,
-                        &sent.features,
+                        sent.features,
                         Sample {
                             outcome: Some(outcome),
                             ..Sample::default()
@@ -215,21 +217,16 @@ impl Executor {
         account: &ProviderAccount,
         candidate: &Candidate,
     ) -> (ChatCall, Sent) {
-        let mut body = req.body.clone();
-        for feature in &attempt.strip {
-            features::strip(&mut body, feature);
+        let stripped = FeatureSet::from_names(&attempt.strip);
+        let mut body = Arc::clone(&req.body);
+        for feature in stripped.iter() {
+            features::strip(Arc::make_mut(&mut body), feature);
         }
-        let sent_features: Vec<String> = cx
-            .features
-            .iter()
-            .filter(|f| !attempt.strip.contains(f))
-            .cloned()
-            .collect();
-        let upstream_model = account
+        let sent_features = cx.features.difference(stripped);
+        let model = account
             .upstream_model(&self.config.catalog, &candidate.model)
             .to_string();
-        body.insert("model".into(), Value::String(upstream_model));
-        let stream_upstream = req.stream && !attempt.strip.iter().any(|f| f == "stream");
+        let stream_upstream = req.stream && !stripped.contains(Feature::Stream);
         let timeout = attempt
             .timeout_ms
             .map(|ms| Duration::from_millis(u64::from(ms)))
@@ -241,6 +238,7 @@ impl Executor {
         };
         let chat = ChatCall {
             body,
+            model,
             stream: stream_upstream,
             timeout: call_timeout,
             api: req.api,
@@ -273,7 +271,7 @@ impl Executor {
         let streamed = matches!(answer, Answer::Stream(..));
         self.record_attempt(
             &candidate.id,
-            &sent.features,
+            sent.features,
             Sample {
                 outcome: Some(Outcome::Ok),
                 latency: Some(latency),
@@ -406,7 +404,7 @@ impl Executor {
     }
 
     /// Records one attempt in the live metrics and the telemetry.
-    fn record_attempt(&self, id: &str, features: &[String], sample: Sample) {
+    fn record_attempt(&self, id: &str, features: FeatureSet, sample: Sample) {
         self.metrics.record(id, features, &sample);
         let c = CandidateRef::lenient(id);
         self.telemetry.attempt(
@@ -425,7 +423,7 @@ pub(super) struct Context<'a> {
     pub(super) team: &'a Team,
     pub(super) arrival: Instant,
     /// Features the request needs (before any stripping).
-    pub(super) features: &'a [String],
+    pub(super) features: FeatureSet,
     /// Input tokens estimated before the call, counted against TPM limits.
     pub(super) estimated_tokens: u64,
     /// Where the team's rate limit counted this request.
@@ -553,7 +551,7 @@ struct Winner<'a> {
 /// What an attempt sent, for recording its outcome.
 struct Sent {
     /// The request's features minus those the plan stripped.
-    features: Vec<String>,
+    features: FeatureSet,
     /// The attempt's time limit; a stream's idle limit after its first token.
     timeout: Duration,
 }

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
+use switchyard_wire::FeatureSet;
 
 use super::{RouteError, RouteRequest};
 use crate::config::{Config, ProviderAccount, Team};
@@ -201,7 +202,7 @@ pub fn build<'a>(
     config: &'a Config,
     team: &Team,
     req: &RouteRequest,
-    needed: &[String],
+    needed: FeatureSet,
     status: &dyn Fn(usize, &ProviderAccount) -> AccountStatus,
     judge: &dyn Fn(&str) -> Judgement,
 ) -> Result<Built<'a>, RouteError> {
@@ -346,12 +347,7 @@ pub fn build<'a>(
                     output: model.output,
                     cached_input: model.cached_input,
                 },
-                features: model
-                    .features
-                    .iter()
-                    .filter(|f| needed.contains(f))
-                    .cloned()
-                    .collect(),
+                features: model.features.intersection(needed).names(),
                 zdr: account.zdr,
                 tier: model.tier,
                 health,
@@ -425,7 +421,7 @@ impl super::Executor {
     pub(super) fn judge(
         &self,
         id: &str,
-        needed: &[String],
+        needed: FeatureSet,
         snapshot: &crate::metrics::Snapshot,
         window: u32,
         view: &View,
@@ -458,13 +454,15 @@ impl super::Executor {
         }
         let routing = &self.config.routing;
         let failing = needed.iter().find(|f| {
-            snapshot.feature_counts(id, f, window).is_some_and(|c| {
-                feature_failing(
-                    &c,
-                    routing.feature_uptime_threshold,
-                    routing.feature_uptime_min_requests,
-                )
-            })
+            snapshot
+                .feature_counts(id, f.name(), window)
+                .is_some_and(|c| {
+                    feature_failing(
+                        &c,
+                        routing.feature_uptime_threshold,
+                        routing.feature_uptime_min_requests,
+                    )
+                })
         });
         if let Some(feature) = failing {
             tracing::debug!(candidate = id, feature = %feature, "feature uptime below threshold");
@@ -513,7 +511,7 @@ mod tests {
         )
         .expect("config parses");
         let req = RouteRequest {
-            body: serde_json::Map::new(),
+            body: Default::default(),
             model: "auto".into(),
             routing: RoutingOptions::default(),
             stream: true,
@@ -524,12 +522,12 @@ mod tests {
             estimated_input_tokens: 10,
             logical_model: None,
         };
-        let needed = vec!["stream".to_string(), "tools.function_calling".to_string()];
+        let needed = FeatureSet::from_names(["stream", "tools.function_calling"]);
         let built = build(
             &config,
             &config.teams[0],
             &req,
-            &needed,
+            needed,
             &|_, _| AccountStatus::default(),
             &|_| Judgement::Healthy,
         )
@@ -544,7 +542,7 @@ mod tests {
         // gpt-5-mini's catalog entry names 13 features; only the request's are passed.
         assert_eq!(
             features("openai/gpt-5-mini"),
-            Some(needed.clone()),
+            Some(needed.names()),
             "{:?}",
             built.candidates
         );

@@ -3,8 +3,6 @@
 
 use std::sync::Arc;
 
-use serde_json::Value;
-
 use crate::config::Team;
 use crate::directory::DirectoryEntry;
 use crate::metrics::MetricSource;
@@ -30,14 +28,9 @@ pub(super) fn policy_request(req: &RouteRequest, team: &Team, features: Vec<Stri
         estimated_input_tokens: req.estimated_input_tokens,
         max_output_tokens: req
             .body
-            .get("max_completion_tokens")
-            .or_else(|| req.body.get("max_tokens"))
-            .and_then(Value::as_u64)
+            .max_output_tokens()
             .map(|n| n.min(u64::from(u32::MAX)) as u32),
-        prompt_cache_key: req
-            .body
-            .get("prompt_cache_key")
-            .is_some_and(|v| !v.is_null()),
+        prompt_cache_key: req.body.prompt_cache_key.is_some(),
         metadata: req.metadata.clone(),
         config: team.policy_config.clone(),
     }

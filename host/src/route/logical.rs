@@ -4,7 +4,10 @@
 //! filling what the request leaves unset, and its declared capabilities
 //! enforced.
 
-use serde_json::{Value, json};
+use std::sync::Arc;
+
+use switchyard_wire::request::Stop;
+use switchyard_wire::{Feature, FeatureSet};
 
 use super::{RouteError, RouteRequest};
 use crate::config::{Config, LogicalModel, Team};
@@ -39,24 +42,19 @@ pub fn expand<'a>(
         e.param = Some("model".into());
         return Err(e);
     }
-    let body = &mut req.body;
-    let unset =
-        |body: &serde_json::Map<String, Value>, key: &str| body.get(key).is_none_or(Value::is_null);
+    let body = Arc::make_mut(&mut req.body);
     let d = &logical.defaults;
-    if let Some(t) = d.temperature.filter(|_| unset(body, "temperature")) {
-        body.insert("temperature".into(), json!(t));
+    if body.temperature.is_none() {
+        body.temperature = d.temperature.and_then(serde_json::Number::from_f64);
     }
-    if let Some(p) = d.top_p.filter(|_| unset(body, "top_p")) {
-        body.insert("top_p".into(), json!(p));
+    if body.top_p.is_none() {
+        body.top_p = d.top_p.and_then(serde_json::Number::from_f64);
     }
-    if let Some(n) = d
-        .max_tokens
-        .filter(|_| unset(body, "max_tokens") && unset(body, "max_completion_tokens"))
-    {
-        body.insert("max_completion_tokens".into(), json!(n));
+    if body.max_output_tokens().is_none() {
+        body.max_completion_tokens = d.max_tokens;
     }
-    if let Some(stop) = d.stop.as_ref().filter(|_| unset(body, "stop")) {
-        body.insert("stop".into(), json!(stop));
+    if body.stop.is_none() {
+        body.stop = d.stop.clone().map(Stop::Many);
     }
     let mut fallbacks: Vec<String> = logical.targets[1..].to_vec();
     fallbacks.append(&mut req.routing.models);
@@ -68,13 +66,13 @@ pub fn expand<'a>(
 
 /// A request needing a capability the logical model does not promise is
 /// refused (422) before any provider is tried.
-pub fn check_capabilities(logical: &LogicalModel, features: &[String]) -> Result<(), RouteError> {
+pub fn check_capabilities(logical: &LogicalModel, features: FeatureSet) -> Result<(), RouteError> {
     if logical.capabilities.is_empty() {
         return Ok(());
     }
     let missing: Vec<&str> = features
         .iter()
-        .map(String::as_str)
+        .map(Feature::name)
         .filter(|f| CAPABILITIES.contains(f) && !logical.capabilities.iter().any(|c| c == f))
         .collect();
     if missing.is_empty() {

@@ -34,10 +34,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use serde_json::{Map, Value};
-use switchyard_wire::Api;
+use serde_json::Value;
 use switchyard_wire::candidate::CandidateRef;
 use switchyard_wire::feature as features;
+use switchyard_wire::{Api, CanonicalRequest};
 
 use crate::config::Config;
 use crate::directory::DirectoryEntry;
@@ -59,13 +59,9 @@ pub use stream::EventStream;
 /// detection, the plan's strip list and every provider adapter work on it.
 #[derive(Debug, Clone)]
 pub struct RouteRequest {
-    /// Canonical body without `routing`: the OpenAI Chat Completions shape
-    /// (`messages` with `system`/`developer`/`user`/`assistant`/`tool` roles,
-    /// content parts `text`/`image_url`/`file`, `tools` of type `function` or
-    /// `custom`, `web_search_options`, `response_format`, `reasoning_effort`,
-    /// `max_completion_tokens`, ...), plus the Responses-only `include` and
-    /// `verbosity`. Unknown fields pass through to OpenAI-compatible servers.
-    pub body: Map<String, Value>,
+    /// The canonical body (its `routing` already read into `routing`),
+    /// shared by every attempt: an attempt copies it only to strip a feature.
+    pub body: Arc<CanonicalRequest>,
     pub model: String,
     pub routing: RoutingOptions,
     pub stream: bool,
@@ -318,7 +314,7 @@ impl Executor {
         let logical = logical::expand(&self.config, team, &mut req)?;
         let features = features::detect(&req.body);
         if let Some(l) = logical {
-            logical::check_capabilities(l, &features)?;
+            logical::check_capabilities(l, features)?;
         }
         let window = req.routing.interval_seconds;
         let snapshot = Arc::new(self.metrics.snapshot());
@@ -331,16 +327,16 @@ impl Executor {
             &self.config,
             team,
             &req,
-            &features,
+            features,
             &|i, account| shared.account_status(i, account, estimated_tokens),
-            &|id| self.judge(id, &features, &snapshot, window, &shared.view),
+            &|id| self.judge(id, features, &snapshot, window, &shared.view),
         )?;
         // Admission: the team's own rate limit, counted only for a request
         // that can be served.
         let team_admission = self.admit_team(team, estimated_tokens).await?;
         // Decide: the team's policy, or the default standing in for it.
-        let policy_request = decide::policy_request(&req, team, features);
-        let (plan, policy_request, candidates) = self
+        let policy_request = decide::policy_request(&req, team, features.names());
+        let (plan, _, candidates) = self
             .decide(entry, policy_request, built.candidates, snapshot, window)
             .await?;
         progress.label = Some(plan.label.clone());
@@ -348,7 +344,7 @@ impl Executor {
         let context = Context {
             team,
             arrival,
-            features: &policy_request.features,
+            features,
             estimated_tokens,
             team_admission,
         };

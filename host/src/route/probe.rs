@@ -10,7 +10,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{Map, json};
+use switchyard_wire::CanonicalRequest;
+use switchyard_wire::request::Message;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -30,24 +31,22 @@ impl Executor {
         let account = self.config.providers.iter().find(|a| a.name == account)?;
         let provider = self.providers.get(&account.name)?;
         let id = format!("{}/{slug}", account.name);
-        let mut body = Map::new();
-        body.insert(
-            "model".into(),
-            json!(account.upstream_model(&self.config.catalog, slug)),
-        );
-        body.insert(
-            "messages".into(),
-            json!([{ "role": "user", "content": "ping" }]),
-        );
+        let mut body = CanonicalRequest {
+            messages: vec![Message::text("user", "ping")],
+            ..CanonicalRequest::default()
+        };
         // OpenAI's reasoning models refuse `max_tokens` and need room to think.
         if account.kind == ProviderKind::Openai {
-            body.insert("max_completion_tokens".into(), json!(16));
+            body.max_completion_tokens = Some(16);
         } else {
-            body.insert("max_tokens".into(), json!(1));
+            body.max_tokens = Some(1);
         }
         let timeout = account.timeout.min(CHECK_TIMEOUT);
         let call = ChatCall {
-            body,
+            body: Arc::new(body),
+            model: account
+                .upstream_model(&self.config.catalog, slug)
+                .to_owned(),
             stream: false,
             timeout,
             api: Default::default(),
@@ -67,7 +66,7 @@ impl Executor {
         };
         self.metrics.record(
             &id,
-            &[],
+            switchyard_wire::FeatureSet::EMPTY,
             &Sample {
                 outcome: Some(outcome),
                 latency: (outcome == Outcome::Ok).then_some(latency),

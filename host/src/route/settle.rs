@@ -26,7 +26,7 @@ pub struct Settlement {
     pub(super) provider: String,
     pub(super) model: String,
     /// The features the serving attempt sent.
-    pub(super) features: Vec<String>,
+    pub(super) features: switchyard_wire::FeatureSet,
     /// Whether the answer streams. A whole answer's tokens were recorded
     /// with its attempt, and its cost with the request; a stream's are only
     /// known at its end, so they are recorded here.
@@ -54,7 +54,7 @@ impl Settlement {
             if self.streamed {
                 self.metrics.record(
                     &self.candidate,
-                    &self.features,
+                    self.features,
                     &Sample {
                         input_tokens: Some(usage.prompt_tokens),
                         output_tokens: Some(usage.completion_tokens),
@@ -77,7 +77,7 @@ impl Settlement {
             self.charge.settle(usage, cost);
         }
         if tally.broken {
-            self.metrics.record_broken(&self.candidate, &self.features);
+            self.metrics.record_broken(&self.candidate, self.features);
             self.breakers.record(&self.candidate, Verdict::Failure);
             self.telemetry.stream_break(&self.provider, &self.model);
         }

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures_util::future::BoxFuture;
-use serde_json::Value;
 
 use switchyard_wire::anthropic::{self as translate, StreamTranslator};
 use switchyard_wire::{ErrorClass, UpstreamError};
@@ -54,12 +53,7 @@ impl Provider for Anthropic {
     fn chat(&self, call: ChatCall) -> BoxFuture<'static, Result<ChatResponse, UpstreamError>> {
         let inner = self.inner.clone();
         Box::pin(async move {
-            let model = call
-                .body
-                .get("model")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
+            let model = call.model;
             let body = translate::request(&call.body, &model, call.stream)
                 .map_err(|e| UpstreamError::new(ErrorClass::Client, Some(400), e.to_string()))?;
             let request = inner
