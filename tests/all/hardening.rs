@@ -1203,3 +1203,73 @@ async fn http2_is_spoken_only_when_configured() {
     assert_eq!(response.status(), 200);
     gw.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test]
+async fn a_field_of_the_wrong_type_is_refused_by_name_and_the_rest_is_forwarded_as_written() {
+    let mock = MockProvider::start(Flavor::OpenAi).await;
+    let gw = gateway(
+        "",
+        &format!("{}{}", account("up", &mock, ""), team("t", "")),
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let base = url(&gw, "");
+    let with = |extra: Value| {
+        let mut body = chat("gpt-4o-mini");
+        if let (Some(b), Value::Object(extra)) = (body.as_object_mut(), extra) {
+            b.extend(extra);
+        }
+        body
+    };
+    for (extra, param) in [
+        (json!({ "temperature": "hot" }), "temperature"),
+        (json!({ "max_tokens": -5 }), "max_tokens"),
+        (json!({ "stop": [1, 2] }), "stop"),
+        (json!({ "tools": { "type": "function" } }), "tools"),
+        (json!({ "reasoning_effort": "max" }), "reasoning_effort"),
+        (
+            json!({ "messages": [{ "content": "no role" }] }),
+            "messages[0]",
+        ),
+    ] {
+        let (status, _, body) = post_chat(&client, &base, "t", &with(extra.clone())).await;
+        assert_eq!(status, 400, "{extra}: {body}");
+        assert_eq!(body["error"]["type"], "invalid_request_error", "{body}");
+        assert_eq!(body["error"]["param"], param, "{extra}: {body}");
+    }
+    assert!(
+        mock.requests().is_empty(),
+        "a refused body reached the provider"
+    );
+
+    // What the gateway does not read reaches the provider as the caller
+    // wrote it; what it owns (routing) does not.
+    let (status, _, body) = post_chat(
+        &client,
+        &base,
+        "t",
+        &with(json!({
+            "temperature": 1, "seed": 7, "logit_bias": { "42": -100 },
+            "reasoning_effort": "LOW", "routing": { "metric": "cost" },
+            "messages": [{ "role": "user", "name": "ann", "content": "Hello" }],
+        })),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let sent = &mock.requests()[0].body;
+    assert_eq!(sent["model"], "gpt-4o-mini");
+    assert_eq!(sent["temperature"], json!(1), "{sent}");
+    assert_eq!(sent["seed"], 7);
+    assert_eq!(sent["logit_bias"], json!({ "42": -100 }));
+    // gpt-4o-mini does not reason: the level, read in any case, is the
+    // feature the default policy strips.
+    assert!(sent.get("reasoning_effort").is_none(), "{sent}");
+    assert_eq!(
+        body["switchyard"]["stripped"],
+        json!(["reasoning.effort.low"]),
+        "{body}"
+    );
+    assert_eq!(sent["messages"][0]["name"], "ann");
+    assert!(sent.get("routing").is_none(), "{sent}");
+    gw.shutdown().await.expect("shutdown");
+}
