@@ -203,6 +203,7 @@ impl CanonicalRequest {
         match serde_json::from_slice::<CanonicalRequest>(bytes) {
             Ok(request) => request.validated(),
             Err(e) if !e.is_data() => Err(invalid_json(&e)),
+            Err(_) if !is_object(bytes) => Err(not_an_object()),
             Err(first) => {
                 let mut de = serde_json::Deserializer::from_slice(bytes);
                 Err(
@@ -364,6 +365,19 @@ fn invalid_json(e: &serde_json::Error) -> RequestError {
     }
 }
 
+/// Whether a JSON text is an object (its first non-blank byte opens one).
+fn is_object(bytes: &[u8]) -> bool {
+    bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+}
+
+fn not_an_object() -> RequestError {
+    RequestError {
+        code: RequestCode::InvalidJson,
+        param: None,
+        message: "The request body must be a JSON object.".into(),
+    }
+}
+
 /// A deserialization failure as the caller's error: bad JSON, a body that is
 /// not an object, or a field of the wrong type (named by its path).
 fn refusal(e: serde_path_to_error::Error<serde_json::Error>) -> RequestError {
@@ -376,10 +390,11 @@ fn field_refusal(path: String, inner: serde_json::Error) -> RequestError {
         return invalid_json(&inner);
     }
     if path == "." || path.is_empty() {
+        // An object with something wrong at its top: a key given twice.
         return RequestError {
-            code: RequestCode::InvalidJson,
+            code: RequestCode::InvalidRequest,
             param: None,
-            message: "The request body must be a JSON object.".into(),
+            message: format!("Invalid request body: {}", without_position(&inner)),
         };
     }
     let message = match path.as_str() {

@@ -179,6 +179,12 @@ fn bodies_the_gateway_cannot_route_are_refused_with_the_field_named() {
         assert!(e.message.contains(text), "{body}: {}", e.message);
         assert!(!e.message.contains(" at line "), "{}", e.message);
     }
+    let e = CanonicalRequest::from_slice(
+        br#"{"model": "m", "messages": [{"role": "user"}], "model": "n"}"#,
+    )
+    .expect_err("a key twice");
+    assert_eq!(e.code, RequestCode::InvalidRequest);
+    assert!(e.message.contains("duplicate field `model`"), "{e:?}");
     let e = CanonicalRequest::from_slice(b"{\"model\": ").expect_err("truncated");
     assert_eq!(e.code, RequestCode::InvalidJson);
     assert!(e.message.starts_with("We could not parse the JSON body"));
