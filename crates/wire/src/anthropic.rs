@@ -1027,10 +1027,16 @@ impl StreamTranslator {
                 "malformed Anthropic stream event: not a JSON object",
             ));
         }
+        self.data(event.event.as_deref(), &data)
+    }
+
+    /// Translates one event's data (a JSON object); `name` is the SSE event
+    /// name, used when the data has no `type`.
+    pub fn data(&mut self, name: Option<&str>, data: &Value) -> Result<Vec<Value>, UpstreamError> {
         let kind = data
             .get("type")
             .and_then(Value::as_str)
-            .or(event.event.as_deref())
+            .or(name)
             .unwrap_or_default();
         let mut out = Vec::new();
         match kind {
@@ -1039,7 +1045,7 @@ impl StreamTranslator {
                 self.start(&mut out);
             }
             "content_block_start" => {
-                let index = block_index(&data)?;
+                let index = block_index(data)?;
                 let block = data.get("content_block");
                 let block_type = block.and_then(|b| b.get("type")).and_then(Value::as_str);
                 let text_of = |k: &str| {
@@ -1086,7 +1092,7 @@ impl StreamTranslator {
                 }
             }
             "content_block_delta" => {
-                let index = block_index(&data)?;
+                let index = block_index(data)?;
                 let block = self.blocks.get(&index).copied();
                 let delta = data.get("delta");
                 let delta_type = delta.and_then(|d| d.get("type")).and_then(Value::as_str);
@@ -1133,7 +1139,7 @@ impl StreamTranslator {
                 }
             }
             "message_stop" => self.finished = true,
-            "error" => return Err(stream_error(&data)),
+            "error" => return Err(stream_error(data)),
             // ping, content_block_stop and future events.
             _ => {}
         }
@@ -1272,10 +1278,15 @@ pub fn upstream_error(status: u16, retry_after: Option<Duration>, body: &[u8]) -
 }
 
 /// Anthropic's SSE events as a stream of canonical chunks: the translator's
-/// chunks, then one usage chunk once the message has finished.
+/// chunks, then one usage chunk once the message has finished. A stream that
+/// ends after `message_delta` carried a `stop_reason` but without
+/// `message_stop` is complete.
 pub struct Events {
     translator: StreamTranslator,
     usage_sent: bool,
+    /// A `message_delta` carried the stop reason.
+    stopped: bool,
+    malformed: u64,
 }
 
 impl Events {
@@ -1283,13 +1294,29 @@ impl Events {
         Self {
             translator,
             usage_sent: false,
+            stopped: false,
+            malformed: 0,
         }
     }
 }
 
 impl crate::sse::Translate for Events {
     fn event(&mut self, event: &SseEvent) -> Result<Vec<Value>, UpstreamError> {
-        let mut chunks = self.translator.event(event)?;
+        let data = match serde_json::from_str::<Value>(&event.data) {
+            Ok(data) if data.is_object() => data,
+            _ => {
+                self.malformed += 1;
+                return Ok(Vec::new());
+            }
+        };
+        if data.get("type").and_then(Value::as_str) == Some("message_delta")
+            && data
+                .pointer("/delta/stop_reason")
+                .is_some_and(|r| !r.is_null())
+        {
+            self.stopped = true;
+        }
+        let mut chunks = self.translator.data(event.event.as_deref(), &data)?;
         if self.translator.finished() && !self.usage_sent {
             self.usage_sent = true;
             chunks.push(self.translator.usage_chunk());
@@ -1298,7 +1325,19 @@ impl crate::sse::Translate for Events {
     }
 
     fn finish(&mut self) -> Result<Vec<Value>, UpstreamError> {
-        crate::sse::stream_end(self.translator.finished(), "message_stop")
+        if self.stopped && !self.usage_sent {
+            self.usage_sent = true;
+            return Ok(vec![self.translator.usage_chunk()]);
+        }
+        crate::sse::stream_end(self.translator.finished() || self.stopped, "message_stop")
+    }
+
+    fn ended(&self) -> bool {
+        self.translator.finished()
+    }
+
+    fn malformed(&self) -> u64 {
+        self.malformed
     }
 }
 

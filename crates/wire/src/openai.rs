@@ -29,9 +29,14 @@ pub fn error_message(body: &[u8]) -> String {
 }
 
 /// OpenAI's own SSE: one JSON chunk per `data:`, ended by `data: [DONE]`.
+/// A stream that ends after a chunk with a `finish_reason` but without
+/// `[DONE]` is complete (some OpenAI-compatible servers never send it).
 #[derive(Default)]
 pub struct Chunks {
     done: bool,
+    /// A chunk carried a `finish_reason`.
+    finished: bool,
+    malformed: u64,
 }
 
 impl Translate for Chunks {
@@ -44,13 +49,14 @@ impl Translate for Chunks {
         if data.is_empty() {
             return Ok(Vec::new());
         }
-        let chunk: Value = serde_json::from_str(data).map_err(|e| {
-            UpstreamError::new(
-                ErrorClass::Protocol,
-                Some(200),
-                format!("invalid stream chunk: {e}"),
-            )
-        })?;
+        let Ok(chunk) = serde_json::from_str::<Value>(data) else {
+            self.malformed += 1;
+            return Ok(Vec::new());
+        };
+        if !chunk.is_object() {
+            self.malformed += 1;
+            return Ok(Vec::new());
+        }
         if let Some(error) = chunk.get("error").filter(|e| !e.is_null()) {
             let message = error
                 .get("message")
@@ -63,10 +69,28 @@ impl Translate for Chunks {
                 message,
             ));
         }
+        if chunk
+            .get("choices")
+            .and_then(Value::as_array)
+            .is_some_and(|c| {
+                c.iter()
+                    .any(|c| c.get("finish_reason").is_some_and(|f| !f.is_null()))
+            })
+        {
+            self.finished = true;
+        }
         Ok(vec![chunk])
     }
 
     fn finish(&mut self) -> Result<Vec<Value>, UpstreamError> {
-        stream_end(self.done, "[DONE]")
+        stream_end(self.done || self.finished, "[DONE]")
+    }
+
+    fn ended(&self) -> bool {
+        self.done
+    }
+
+    fn malformed(&self) -> u64 {
+        self.malformed
     }
 }

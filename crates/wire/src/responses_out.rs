@@ -367,6 +367,7 @@ pub struct Events {
     /// Output index of each tool call so far, in order (its chunk index).
     tool_items: Vec<u64>,
     done: bool,
+    malformed: u64,
 }
 
 impl Events {
@@ -389,8 +390,13 @@ impl Translate for Events {
         if raw.is_empty() || raw == "[DONE]" {
             return Ok(Vec::new());
         }
-        let data: Value = serde_json::from_str(raw)
-            .map_err(|e| protocol(format!("invalid stream event: {e}")))?;
+        let data = match serde_json::from_str::<Value>(raw) {
+            Ok(data) if data.is_object() => data,
+            _ => {
+                self.malformed += 1;
+                return Ok(Vec::new());
+            }
+        };
         let kind = data.get("type").and_then(Value::as_str).unwrap_or("");
         let text = |key: &str| {
             data.get(key)
@@ -476,6 +482,14 @@ impl Translate for Events {
 
     fn finish(&mut self) -> Result<Vec<Value>, UpstreamError> {
         stream_end(self.done, "response.completed")
+    }
+
+    fn ended(&self) -> bool {
+        self.done
+    }
+
+    fn malformed(&self) -> u64 {
+        self.malformed
     }
 }
 

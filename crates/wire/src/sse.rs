@@ -236,10 +236,19 @@ pub fn encode(event: Option<&str>, data: &str) -> String {
 /// Turns provider SSE events into OpenAI chunks.
 pub trait Translate: Send + 'static {
     /// Chunks for one event (possibly none), or the error the event reports.
+    /// An event whose data is not JSON is skipped (no chunks) and counted in
+    /// [`Translate::malformed`], not an error: one bad event does not end an
+    /// answer.
     fn event(&mut self, event: &SseEvent) -> Result<Vec<Value>, UpstreamError>;
     /// At the end of the body: final chunks, or an error if the stream was
-    /// cut before its proper end.
+    /// cut before its answer was complete.
     fn finish(&mut self) -> Result<Vec<Value>, UpstreamError>;
+    /// Whether the stream's end marker (`[DONE]`, `message_stop`,
+    /// `response.completed`) has arrived: the answer is whole, and nothing
+    /// after it is read, even if the provider keeps the connection open.
+    fn ended(&self) -> bool;
+    /// Malformed events skipped so far.
+    fn malformed(&self) -> u64;
 }
 
 /// The end of an upstream stream: fine if the translator saw its proper end

@@ -211,3 +211,116 @@ fn encode_multi_line_round_trips() {
         );
     }
 }
+
+/// Runs `events` through a translator: the chunks, how it finished, and
+/// whether it saw its end marker.
+fn run<T: Translate>(
+    t: &mut T,
+    events: &[SseEvent],
+) -> (Vec<Value>, Result<Vec<Value>, UpstreamError>, bool) {
+    let mut chunks = Vec::new();
+    for e in events {
+        chunks.extend(t.event(e).expect("no error event"));
+    }
+    let ended = t.ended();
+    (chunks, t.finish(), ended)
+}
+
+fn openai(delta: &str, finish: Option<&str>) -> SseEvent {
+    ev(
+        None,
+        &serde_json::json!({ "choices": [{ "index": 0, "delta": { "content": delta }, "finish_reason": finish }] })
+            .to_string(),
+    )
+}
+
+#[test]
+fn every_upstream_translator_skips_and_counts_a_malformed_event() {
+    let mut chunks = crate::openai::Chunks::default();
+    let (out, end, ended) = run(
+        &mut chunks,
+        &[
+            openai("a", None),
+            ev(None, "{\"choices\": ["),
+            ev(None, "42"),
+            openai("b", Some("stop")),
+            ev(None, "[DONE]"),
+        ],
+    );
+    assert_eq!(out.len(), 2);
+    assert!(end.is_ok() && ended);
+    assert_eq!(chunks.malformed(), 2);
+
+    let mut anthropic = crate::anthropic::Events::new(crate::anthropic::StreamTranslator::new(
+        "id".into(),
+        "m".into(),
+        0,
+    ));
+    let start = ev(
+        Some("message_start"),
+        r#"{"type":"message_start","message":{"usage":{"input_tokens":3}}}"#,
+    );
+    let block = ev(
+        Some("content_block_start"),
+        r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
+    );
+    let delta = ev(
+        Some("content_block_delta"),
+        r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"hi"}}"#,
+    );
+    let stop = ev(
+        Some("message_delta"),
+        r#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":1}}"#,
+    );
+    let (out, end, ended) = run(
+        &mut anthropic,
+        &[
+            start.clone(),
+            block.clone(),
+            ev(Some("content_block_delta"), "{\"type\": \"cont"),
+            delta.clone(),
+            stop.clone(),
+        ],
+    );
+    assert_eq!(anthropic.malformed(), 1);
+    assert!(!ended, "no message_stop yet");
+    // Stopped without message_stop: complete, with the usage chunk.
+    let last = end.expect("a finished message is complete");
+    assert_eq!(last.len(), 1);
+    assert_eq!(last[0]["usage"]["completion_tokens"], 1);
+    assert!(
+        out.iter()
+            .any(|c| c["choices"][0]["delta"]["content"] == "hi")
+    );
+
+    let mut responses = crate::responses_out::Events::default();
+    let _ = responses.event(&ev(Some("response.created"), "not json"));
+    assert_eq!(responses.malformed(), 1);
+}
+
+#[test]
+fn a_stream_is_complete_at_its_finish_and_ended_at_its_marker() {
+    // OpenAI: finish_reason then EOF is complete, but not "ended" (no [DONE]).
+    let (_, end, ended) = run(
+        &mut crate::openai::Chunks::default(),
+        &[openai("a", Some("stop"))],
+    );
+    assert!(end.is_ok() && !ended);
+    // Cut before any finish: broken.
+    let (_, end, _) = run(&mut crate::openai::Chunks::default(), &[openai("a", None)]);
+    assert_eq!(end.expect_err("cut").class, ErrorClass::Connect);
+    // Anthropic: cut before the stop reason is broken.
+    let mut anthropic = crate::anthropic::Events::new(crate::anthropic::StreamTranslator::new(
+        "id".into(),
+        "m".into(),
+        0,
+    ));
+    let (_, end, _) = run(
+        &mut anthropic,
+        &[ev(
+            Some("message_start"),
+            r#"{"type":"message_start","message":{}}"#,
+        )],
+    );
+    assert!(end.is_err());
+}

@@ -265,6 +265,9 @@ pub struct ModelDefaults {
 pub struct RoutingSettings {
     /// A streaming attempt that sends no content token in this time is replaced.
     pub first_token_timeout: Duration,
+    /// A stream that sends nothing for this long after its first content
+    /// token is ended as broken.
+    pub stream_idle_timeout: Duration,
     /// Base of the jittered exponential backoff between failed attempts.
     pub backoff_base: Duration,
     /// Cap of that backoff.

@@ -130,6 +130,7 @@ pub(super) struct RawServer {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawRouting {
     pub(super) first_token_timeout_ms: Option<u64>,
+    pub(super) stream_idle_timeout_ms: Option<u64>,
     pub(super) backoff_base_ms: Option<u64>,
     pub(super) backoff_max_ms: Option<u64>,
     pub(super) quota_cooldown_secs: Option<u64>,

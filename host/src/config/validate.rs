@@ -132,6 +132,7 @@ pub(super) fn routing(r: &RawRouting, err: Err) -> Result<RoutingSettings, Confi
     }
     let routing = RoutingSettings {
         first_token_timeout: Duration::from_millis(r.first_token_timeout_ms.unwrap_or(15_000)),
+        stream_idle_timeout: Duration::from_millis(r.stream_idle_timeout_ms.unwrap_or(10_000)),
         backoff_base: Duration::from_millis(r.backoff_base_ms.unwrap_or(50)),
         backoff_max: Duration::from_millis(r.backoff_max_ms.unwrap_or(1_000)),
         quota_cooldown: Duration::from_secs(r.quota_cooldown_secs.unwrap_or(300)),

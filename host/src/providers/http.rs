@@ -163,6 +163,7 @@ pub async fn json_body(response: reqwest::Response, limit: usize) -> Result<Valu
 }
 
 struct SseState<T> {
+    on_malformed: Option<super::Malformed>,
     body: std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<Bytes>> + Send>>,
     decoder: SseDecoder,
     translate: T,
@@ -176,6 +177,7 @@ struct SseState<T> {
 impl<T: Translate> SseState<T> {
     fn translate_all(&mut self, events: Vec<SseEvent>) {
         for event in events {
+            let malformed = self.translate.malformed();
             match self.translate.event(&event) {
                 Ok(chunks) => self.pending.extend(chunks),
                 Err(e) => {
@@ -184,6 +186,22 @@ impl<T: Translate> SseState<T> {
                     return;
                 }
             }
+            if self.translate.malformed() > malformed {
+                let data: String = event.data.chars().take(120).collect();
+                tracing::warn!(
+                    data = %switchyard_wire::text::printable(&data, 120),
+                    "skipped a malformed upstream stream event"
+                );
+                if let Some(hook) = &self.on_malformed {
+                    (hook.0)();
+                }
+            }
+            // The end marker: the answer is whole; whatever follows (or a
+            // connection the provider keeps open) is not waited for.
+            if self.translate.ended() {
+                self.ended = true;
+                return;
+            }
         }
     }
 }
@@ -191,8 +209,13 @@ impl<T: Translate> SseState<T> {
 /// The chunks of an SSE response body, in order, ending with an error if the
 /// body breaks or ends before the provider's end-of-stream marker. Dropping the
 /// stream drops the connection.
-pub fn sse_chunks<T: Translate>(response: reqwest::Response, translate: T) -> ChunkStream {
+pub fn sse_chunks<T: Translate>(
+    response: reqwest::Response,
+    translate: T,
+    on_malformed: Option<super::Malformed>,
+) -> ChunkStream {
     let state = SseState {
+        on_malformed,
         body: Box::pin(response.bytes_stream()),
         decoder: SseDecoder::new(),
         translate,

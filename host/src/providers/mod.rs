@@ -73,6 +73,19 @@ pub struct ChatCall {
     pub timeout: Duration,
     /// The API the caller used.
     pub api: Api,
+    /// Told of each malformed event a streamed answer skipped.
+    pub on_malformed: Option<Malformed>,
+}
+
+/// What a stream calls for each malformed upstream event it skips (the
+/// executor counts it per provider and model).
+#[derive(Clone)]
+pub struct Malformed(pub Arc<dyn Fn() + Send + Sync>);
+
+impl std::fmt::Debug for Malformed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Malformed")
+    }
 }
 
 /// A stream of OpenAI `chat.completion.chunk` objects.

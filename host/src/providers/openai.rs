@@ -95,6 +95,7 @@ impl Provider for OpenAi {
                 return Ok(ChatResponse::Stream(http::sse_chunks(
                     response,
                     openai::Chunks::default(),
+                    call.on_malformed,
                 )));
             }
             let status = response.status().as_u16();
@@ -128,6 +129,7 @@ async fn responses_call(
         return Ok(ChatResponse::Stream(http::sse_chunks(
             response,
             responses::Events::default(),
+            call.on_malformed,
         )));
     }
     let status = response.status().as_u16();

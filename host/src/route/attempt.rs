@@ -19,7 +19,7 @@ use crate::health::Ticket;
 use crate::health::{CircuitState, Verdict};
 use crate::metrics::{Outcome, Sample};
 use crate::policy::{Candidate, Plan};
-use crate::providers::{ChatCall, ChatResponse, ChunkStream};
+use crate::providers::{ChatCall, ChatResponse, ChunkStream, Malformed};
 use crate::spend::Charge;
 use crate::state::{Admission, Admitted, CooldownKind, LimitKey, now_ms};
 
@@ -236,12 +236,20 @@ impl Executor {
         } else {
             timeout
         };
+        let on_malformed = stream_upstream.then(|| {
+            let telemetry = self.telemetry.clone();
+            let (provider, model) = (account.name.clone(), candidate.model.clone());
+            Malformed(Arc::new(move || {
+                telemetry.malformed_event(&provider, &model);
+            }))
+        });
         let chat = ChatCall {
             body,
             model,
             stream: stream_upstream,
             timeout: call_timeout,
             api: req.api,
+            on_malformed,
         };
         (
             chat,
@@ -347,7 +355,7 @@ impl Executor {
             head,
             rest,
             w.model.clone(),
-            sent.timeout,
+            sent.timeout.min(self.config.routing.stream_idle_timeout),
             settlement,
         );
         Served::Stream { info, events }

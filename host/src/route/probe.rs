@@ -48,6 +48,7 @@ impl Executor {
                 .upstream_model(&self.config.catalog, slug)
                 .to_owned(),
             stream: false,
+            on_malformed: None,
             timeout,
             api: Default::default(),
         };

@@ -125,6 +125,7 @@ pub struct Telemetry {
     tokens: Mutex<BTreeMap<TokenLabels, u64>>,
     cost: Mutex<BTreeMap<TeamModelLabels, f64>>,
     stream_breaks: Mutex<BTreeMap<ModelLabels, u64>>,
+    malformed_events: Mutex<BTreeMap<ModelLabels, u64>>,
     decision_seconds: Mutex<BTreeMap<TeamLabels, Histogram>>,
     policy_faults: Mutex<BTreeMap<PolicyLabels, u64>>,
     policy_misbehaviour: Mutex<BTreeMap<PolicyLabels, u64>>,
@@ -277,6 +278,11 @@ impl Telemetry {
             };
             bump(&self.tokens, labels, n);
         }
+    }
+
+    /// Counts a malformed upstream stream event that was skipped.
+    pub fn malformed_event(&self, provider: &str, model: &str) {
+        bump(&self.malformed_events, self::model(provider, model), 1);
     }
 
     /// Counts a stream that broke after content had been sent.
@@ -450,6 +456,12 @@ impl Telemetry {
             "switchyard_stream_interruptions_total",
             "Streams that broke after content had reached the caller.",
             &lock(&self.stream_breaks),
+        );
+        counter(
+            &mut out,
+            "switchyard_upstream_malformed_events_total",
+            "Upstream stream events that were not JSON, skipped (the stream went on), by provider and model.",
+            &lock(&self.malformed_events),
         );
         histogram(
             &mut out,

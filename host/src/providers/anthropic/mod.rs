@@ -67,7 +67,11 @@ impl Provider for Anthropic {
             if call.stream {
                 let id = format!("chatcmpl-{:016x}", fastrand::u64(..));
                 let events = translate::Events::new(StreamTranslator::new(id, model, created));
-                return Ok(ChatResponse::Stream(http::sse_chunks(response, events)));
+                return Ok(ChatResponse::Stream(http::sse_chunks(
+                    response,
+                    events,
+                    call.on_malformed,
+                )));
             }
             let status = response.status().as_u16();
             let body = http::json_body(response, inner.max_body).await?;
