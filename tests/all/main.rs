@@ -8,6 +8,7 @@
 mod apis;
 mod architecture;
 mod cli;
+mod failover;
 mod gateway;
 mod hardening;
 mod limits;

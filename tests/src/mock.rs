@@ -129,6 +129,9 @@ pub enum Behavior {
     /// Wait `delay_ms` before answering (before the response headers), then
     /// behave as `Text(text)`.
     Slow { delay_ms: u64, text: String },
+    /// Streaming: answer `text` with one of the stream faults of the failover
+    /// catalogue (README "Failover"). Not streaming: answer `text`.
+    StreamFault { fault: StreamFault, text: String },
     /// Answer exactly this: status, headers and body (a redirect, a body
     /// too large to be an answer, ...).
     Raw {
@@ -136,6 +139,21 @@ pub enum Behavior {
         headers: Vec<(String, String)>,
         body: Vec<u8>,
     },
+}
+
+/// How a [`Behavior::StreamFault`] stream misbehaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamFault {
+    /// One event whose data is not JSON, in the middle of the content.
+    MalformedEvent,
+    /// The whole answer with its finish (`finish_reason` and usage, or
+    /// `message_delta` with the stop reason), then the body ends without the
+    /// end marker (`[DONE]`, `message_stop`).
+    NoEndMarker,
+    /// The whole answer, end marker included, then the connection stays open.
+    OpenAfterEnd,
+    /// The first half of the content, then nothing, connection open.
+    StallMidStream,
 }
 
 /// One request the mock received.
@@ -811,6 +829,46 @@ async fn respond(shared: &Shared, ctx: &Ctx, behavior: Behavior) -> Response {
                 );
             }
             resp
+        }
+        Behavior::StreamFault { fault, text } => {
+            let answer = Answer::Text(text);
+            if !ctx.stream {
+                return self::answer(shared, ctx, answer);
+            }
+            let mut steps = stream_start(ctx, &answer);
+            let mut content = stream_content(ctx, &answer);
+            let mut finish = stream_finish(ctx, &answer);
+            match fault {
+                StreamFault::MalformedEvent => {
+                    let at = content.len() / 2;
+                    let bad = match ctx.flavor {
+                        Flavor::Anthropic => {
+                            "event: content_block_delta\ndata: {\"type\": \"content_blo\n\n"
+                        }
+                        Flavor::OpenAi => "data: {\"id\": \"chatcmpl-oops\", \"choices\": [\n\n",
+                    };
+                    content.insert(at, Step::Data(bad.to_owned()));
+                    steps.extend(content);
+                    steps.extend(finish);
+                }
+                StreamFault::NoEndMarker => {
+                    finish.pop();
+                    steps.extend(content);
+                    steps.extend(finish);
+                }
+                StreamFault::OpenAfterEnd => {
+                    steps.extend(content);
+                    steps.extend(finish);
+                    steps.push(Step::Hang);
+                }
+                StreamFault::StallMidStream => {
+                    let half = content.len() / 2;
+                    content.truncate(half.max(1));
+                    steps.extend(content);
+                    steps.push(Step::Hang);
+                }
+            }
+            streamed(shared, ctx, steps, true)
         }
         Behavior::Stall => pending().await,
         Behavior::StreamDieBeforeContent => {

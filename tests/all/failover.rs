@@ -1,0 +1,276 @@
+//! End-to-end: the failover contract (README "Failover"), one test per row of
+//! the fault catalogue the gateway handles so far, against mock providers
+//! that misbehave the documented way. Each asserts what the caller receives
+//! and what the provider saw.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use switchyard::api::Server;
+use switchyard::config::hash_key;
+use switchyard_tests::mock::{Behavior, Flavor, MockProvider, StreamFault};
+use switchyard_tests::start_gateway;
+
+const KEY: &str = "sk-failover-team";
+
+/// One OpenAI and one Anthropic account; a short stream idle window.
+struct Env {
+    gateway: Server,
+    openai: MockProvider,
+    anthropic: MockProvider,
+    client: reqwest::Client,
+}
+
+const TEXT: &str = "one two three four five six seven eight nine ten";
+
+impl Env {
+    async fn start() -> Env {
+        let openai = MockProvider::start(Flavor::OpenAi).await;
+        let anthropic = MockProvider::start(Flavor::Anthropic).await;
+        let config = format!(
+            r#"
+            [server]
+            listen = "127.0.0.1:0"
+            shutdown_grace_secs = 2
+            [routing]
+            first_token_timeout_ms = 2000
+            stream_idle_timeout_ms = 600
+            backoff_base_ms = 1
+            backoff_max_ms = 5
+            [providers.openai]
+            kind = "openai"
+            base_url = "{openai}"
+            api_key_env = "OA_KEY"
+            models = ["gpt-4o-mini"]
+            timeout_ms = 5000
+            [providers.anthropic]
+            kind = "anthropic"
+            base_url = "{anthropic}"
+            api_key_env = "ANTH_KEY"
+            models = ["claude-haiku-4-5"]
+            timeout_ms = 5000
+            [teams.team]
+            key_sha256 = ["{key}"]
+            "#,
+            openai = openai.base_url(),
+            anthropic = anthropic.base_url(),
+            key = hash_key(KEY),
+        );
+        let env = [("OA_KEY", "sk-oa"), ("ANTH_KEY", "sk-ant")];
+        Env {
+            gateway: start_gateway("failover.toml", &config, &env).await,
+            openai,
+            anthropic,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    fn mock(&self, flavor: Flavor) -> &MockProvider {
+        match flavor {
+            Flavor::OpenAi => &self.openai,
+            Flavor::Anthropic => &self.anthropic,
+        }
+    }
+
+    /// Streams a chat request to the model `flavor` serves: the events, and
+    /// whether the stream ended with `[DONE]`.
+    async fn stream(&self, flavor: Flavor) -> (Vec<Value>, bool) {
+        let model = match flavor {
+            Flavor::OpenAi => "gpt-4o-mini",
+            Flavor::Anthropic => "claude-haiku-4-5",
+        };
+        let response = self
+            .client
+            .post(format!("http://{}/v1/chat/completions", self.gateway.addr))
+            .bearer_auth(KEY)
+            .json(&json!({
+                "model": model, "stream": true,
+                "stream_options": { "include_usage": true },
+                "messages": [{ "role": "user", "content": "Count to ten." }],
+            }))
+            .send()
+            .await
+            .expect("gateway answers");
+        assert_eq!(response.status(), 200);
+        let text = response.text().await.unwrap_or_default();
+        let mut events = Vec::new();
+        let mut done = false;
+        for block in text.split("\n\n") {
+            let Some(data) = block.strip_prefix("data: ") else {
+                continue;
+            };
+            if data == "[DONE]" {
+                done = true;
+            } else {
+                events.push(serde_json::from_str(data).expect("each event is JSON"));
+            }
+        }
+        (events, done)
+    }
+
+    async fn metric(&self, prefix: &str) -> f64 {
+        self.metric_where(prefix, "").await
+    }
+
+    /// The sum of the samples whose line starts with `prefix` and contains
+    /// `label`.
+    async fn metric_where(&self, prefix: &str, label: &str) -> f64 {
+        let text = reqwest::get(format!("http://{}/metrics", self.gateway.addr))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        text.lines()
+            .filter(|l| l.starts_with(prefix) && l.contains(label))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+}
+
+fn text_of(events: &[Value]) -> String {
+    events
+        .iter()
+        .filter_map(|e| {
+            e.pointer("/choices/0/delta/content")
+                .and_then(Value::as_str)
+        })
+        .collect()
+}
+
+fn usage_of(events: &[Value]) -> Option<&Value> {
+    events
+        .iter()
+        .rev()
+        .find_map(|e| e.get("usage").filter(|u| !u.is_null()))
+}
+
+fn fault(fault: StreamFault) -> Behavior {
+    Behavior::StreamFault {
+        fault,
+        text: TEXT.into(),
+    }
+}
+
+const FLAVORS: [Flavor; 2] = [Flavor::OpenAi, Flavor::Anthropic];
+
+/// Row 10: one malformed chunk mid-stream is skipped (counted, logged) and
+/// the rest of the answer streams on.
+#[tokio::test]
+async fn row_10_a_malformed_event_mid_stream_is_skipped_and_counted() {
+    let env = Env::start().await;
+    for (i, flavor) in FLAVORS.into_iter().enumerate() {
+        env.mock(flavor)
+            .set_default(fault(StreamFault::MalformedEvent));
+        let (events, done) = env.stream(flavor).await;
+        assert!(done, "{flavor:?}: the stream ends cleanly");
+        assert_eq!(text_of(&events), TEXT, "{flavor:?}");
+        assert!(usage_of(&events).is_some(), "{flavor:?}: usage arrives");
+        assert_eq!(env.mock(flavor).hits(), 1, "{flavor:?}: no retry");
+        assert_eq!(
+            env.metric("switchyard_upstream_malformed_events_total{")
+                .await,
+            (i + 1) as f64
+        );
+    }
+    assert_eq!(
+        env.metric("switchyard_stream_interruptions_total{").await,
+        0.0
+    );
+}
+
+/// Row 11: a stream that finished (`finish_reason` and usage, or
+/// `message_delta` with its stop reason) and then ends without its end
+/// marker is a complete answer, not a broken one.
+#[tokio::test]
+async fn row_11_a_finished_stream_without_its_end_marker_is_complete() {
+    let env = Env::start().await;
+    for flavor in FLAVORS {
+        env.mock(flavor)
+            .set_default(fault(StreamFault::NoEndMarker));
+        let (events, done) = env.stream(flavor).await;
+        assert!(done, "{flavor:?}: complete, so it ends with [DONE]");
+        assert_eq!(text_of(&events), TEXT, "{flavor:?}");
+        let usage = usage_of(&events).unwrap_or_else(|| panic!("{flavor:?}: usage"));
+        assert!(usage["completion_tokens"].as_u64() > Some(0), "{usage}");
+        assert!(
+            events.iter().all(|e| e.get("error").is_none()),
+            "{flavor:?}: no error event"
+        );
+    }
+    assert_eq!(
+        env.metric("switchyard_stream_interruptions_total{").await,
+        0.0
+    );
+    // Not a failure: one attempt each, counted ok.
+    for flavor in FLAVORS {
+        assert_eq!(env.mock(flavor).hits(), 1, "{flavor:?}");
+    }
+    let attempts = env.metric("switchyard_attempts_total{").await;
+    let ok = env
+        .metric_where("switchyard_attempts_total{", "outcome=\"ok\"")
+        .await;
+    assert_eq!((attempts, ok), (2.0, 2.0));
+}
+
+/// A provider that keeps the connection open after its end marker: the
+/// stream ends at the marker, not when the idle window runs out, and is not
+/// counted as broken.
+#[tokio::test]
+async fn a_stream_ends_at_its_end_marker_even_if_the_connection_stays_open() {
+    let env = Env::start().await;
+    for flavor in FLAVORS {
+        env.mock(flavor)
+            .set_default(fault(StreamFault::OpenAfterEnd));
+        let started = Instant::now();
+        let (events, done) = env.stream(flavor).await;
+        let took = started.elapsed();
+        assert!(done, "{flavor:?}");
+        assert_eq!(text_of(&events), TEXT, "{flavor:?}");
+        assert!(
+            took < Duration::from_millis(550),
+            "{flavor:?}: waited {took:?}, past the end marker"
+        );
+        assert_eq!(
+            env.mock(flavor).open_connections(),
+            0,
+            "{flavor:?}: the upstream connection is released"
+        );
+    }
+    assert_eq!(
+        env.metric("switchyard_stream_interruptions_total{").await,
+        0.0
+    );
+}
+
+/// Row 9 (detection; the rescue is still to come): a stream that stalls
+/// mid-answer with the connection open is ended within the idle window
+/// (`routing.stream_idle_timeout_ms`) with an explicit error event, never a
+/// clean-looking truncated answer.
+#[tokio::test]
+async fn row_9_a_stream_stalled_mid_answer_ends_within_the_idle_window() {
+    let env = Env::start().await;
+    for flavor in FLAVORS {
+        env.mock(flavor)
+            .set_default(fault(StreamFault::StallMidStream));
+        let started = Instant::now();
+        let (events, done) = env.stream(flavor).await;
+        let took = started.elapsed();
+        assert!(!done, "{flavor:?}: a stalled stream must not look finished");
+        let partial = text_of(&events);
+        assert!(
+            !partial.is_empty() && TEXT.starts_with(&partial) && partial != TEXT,
+            "{flavor:?}: {partial:?}"
+        );
+        let last = events.last().expect("events");
+        assert_eq!(last["error"]["code"], "stream_interrupted", "{last}");
+        assert!(
+            took < Duration::from_secs(3),
+            "{flavor:?}: the 600 ms idle window took {took:?}"
+        );
+    }
+    assert_eq!(
+        env.metric("switchyard_stream_interruptions_total{").await,
+        2.0
+    );
+}
