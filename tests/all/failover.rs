@@ -274,3 +274,238 @@ async fn row_9_a_stream_stalled_mid_answer_ends_within_the_idle_window() {
         2.0
     );
 }
+
+/// Two OpenAI accounts serving the same model, for retries and failover.
+struct Pair {
+    gateway: Server,
+    a: MockProvider,
+    b: MockProvider,
+    client: reqwest::Client,
+}
+
+impl Pair {
+    async fn start() -> Pair {
+        let a = MockProvider::start(Flavor::OpenAi).await;
+        let b = MockProvider::start(Flavor::OpenAi).await;
+        let config = format!(
+            r#"
+            [server]
+            listen = "127.0.0.1:0"
+            shutdown_grace_secs = 2
+            [routing]
+            backoff_base_ms = 20
+            backoff_max_ms = 200
+            [providers.a]
+            kind = "openai"
+            base_url = "{a}"
+            api_key_env = "OA_KEY"
+            models = ["gpt-4o-mini"]
+            timeout_ms = 5000
+            [providers.b]
+            kind = "openai"
+            base_url = "{b}"
+            api_key_env = "OA_KEY"
+            models = ["gpt-4o-mini"]
+            timeout_ms = 5000
+            [teams.team]
+            key_sha256 = ["{key}"]
+            "#,
+            a = a.base_url(),
+            b = b.base_url(),
+            key = hash_key(KEY),
+        );
+        Pair {
+            gateway: start_gateway("failover-pair.toml", &config, &[("OA_KEY", "sk-oa")]).await,
+            a,
+            b,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// Both accounts behave the same; the test reads which one the plan
+    /// tried first from the trail.
+    fn both(&self, f: impl Fn(&MockProvider)) {
+        f(&self.a);
+        f(&self.b);
+    }
+
+    fn mock(&self, provider: &Value) -> &MockProvider {
+        if provider == "a" { &self.a } else { &self.b }
+    }
+
+    /// A non-streamed chat: status, `retry-after` header, body, time taken.
+    async fn chat(&self, stream: bool) -> (u16, Option<String>, Value, Duration) {
+        let started = Instant::now();
+        let response = self
+            .client
+            .post(format!("http://{}/v1/chat/completions", self.gateway.addr))
+            .bearer_auth(KEY)
+            .json(&json!({
+                "model": "gpt-4o-mini", "stream": stream,
+                "messages": [{ "role": "user", "content": "Hello" }],
+            }))
+            .send()
+            .await
+            .expect("gateway answers");
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let text = response.text().await.unwrap_or_default();
+        let body = if stream {
+            // The routing info rides on the first chunk.
+            text.split("\n\n")
+                .filter_map(|b| b.strip_prefix("data: "))
+                .find_map(|d| serde_json::from_str::<Value>(d).ok())
+                .unwrap_or(Value::Null)
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::Null)
+        };
+        (status, retry_after, body, started.elapsed())
+    }
+}
+
+fn trail(body: &Value) -> Vec<(String, String, Option<u64>)> {
+    body.pointer("/switchyard/trail")
+        .and_then(Value::as_array)
+        .map(|t| {
+            t.iter()
+                .map(|a| {
+                    (
+                        a["provider"].as_str().unwrap_or("").to_owned(),
+                        a["reason"].as_str().unwrap_or("").to_owned(),
+                        a["retry_after_ms"].as_u64(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Row 1: a 429 with `Retry-After: 2`, once: the gateway waits ~2 s and
+/// retries the same candidate rather than switching, once.
+#[tokio::test]
+async fn row_1_a_short_retry_after_is_waited_out_on_the_same_candidate() {
+    let pair = Pair::start().await;
+    pair.both(|m| {
+        m.push(Behavior::RateLimited {
+            retry_after_secs: 2,
+        })
+    });
+    let (status, _, body, took) = pair.chat(false).await;
+    assert_eq!(status, 200, "{body}");
+    let trail = trail(&body);
+    assert_eq!(trail.len(), 2, "{body}");
+    let first = &body["switchyard"]["trail"][0]["provider"];
+    assert_eq!(trail[0].1, "rate_limited");
+    assert_eq!(trail[0].2, Some(2000), "the wait is in the trail");
+    assert_eq!((&trail[1].0, trail[1].1.as_str()), (&trail[0].0, "ok"));
+    assert_eq!(pair.mock(first).hits(), 2, "retried on the same account");
+    assert_eq!(
+        pair.a.hits() + pair.b.hits(),
+        2,
+        "the other was never called"
+    );
+    assert!(
+        took >= Duration::from_millis(1900) && took < Duration::from_secs(4),
+        "waited {took:?}"
+    );
+}
+
+/// Row 2: a persistent 429 without `Retry-After`: a jittered wait, one retry
+/// per candidate, then the next one; never more than 4 calls in 3 s, and
+/// the caller's 429 says when to come back.
+#[tokio::test]
+async fn row_2_a_persistent_429_without_retry_after_is_not_hammered() {
+    let pair = Pair::start().await;
+    pair.both(|m| {
+        m.set_default(Behavior::Error {
+            status: 429,
+            message: "Rate limit reached".into(),
+        })
+    });
+    let (status, retry_after, body, took) = pair.chat(false).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(retry_after.is_some(), "the caller is told when to retry");
+    let calls = pair.a.hits() + pair.b.hits();
+    assert!(
+        (2..=4).contains(&calls) && pair.a.hits() <= 2 && pair.b.hits() <= 2,
+        "calls: a {} b {}",
+        pair.a.hits(),
+        pair.b.hits()
+    );
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    // The retry waited: no tight loop.
+    assert!(took >= Duration::from_millis(450), "took {took:?}");
+}
+
+/// Row 3: a 500 once, then healthy: one retry on the same candidate.
+#[tokio::test]
+async fn row_3_a_server_error_once_is_retried_on_the_same_candidate() {
+    let pair = Pair::start().await;
+    pair.both(|m| {
+        m.push(Behavior::Error {
+            status: 500,
+            message: "The server had an error".into(),
+        })
+    });
+    let (status, _, body, _) = pair.chat(false).await;
+    assert_eq!(status, 200, "{body}");
+    let trail = trail(&body);
+    assert_eq!(trail.len(), 2, "{body}");
+    assert_eq!(trail[0].1, "upstream_error");
+    assert!(trail[0].2.is_some(), "{body}");
+    assert_eq!(trail[0].0, trail[1].0, "the same account served");
+    assert_eq!(pair.a.hits() + pair.b.hits(), 2);
+}
+
+/// Row 4: a 503 that persists: one retry, then the next candidate answers
+/// (its model and usage are what the caller gets).
+#[tokio::test]
+async fn row_4_a_persistent_503_fails_over_within_the_retry_budget() {
+    let pair = Pair::start().await;
+    pair.a.set_default(Behavior::Error {
+        status: 503,
+        message: "a is down".into(),
+    });
+    pair.b.set_default(Behavior::Error {
+        status: 503,
+        message: "b is down".into(),
+    });
+    // Whichever is tried first stays down; the other recovers at once.
+    let (status, _, body, _) = pair.chat(false).await;
+    assert_eq!(status, 424, "{body}");
+    assert_eq!(
+        (pair.a.hits(), pair.b.hits()),
+        (2, 2),
+        "one retry each, no more"
+    );
+    let first = trail(&body)[0].0.clone();
+    let second = if first == "a" { &pair.b } else { &pair.a };
+    second.set_default(Behavior::Text("from the fallback".into()));
+    let (status, _, body, took) = pair.chat(false).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["choices"][0]["message"]["content"],
+        "from the fallback"
+    );
+    assert_ne!(body["switchyard"]["provider"], json!(first));
+    assert!(body["usage"]["completion_tokens"].as_u64() > Some(0));
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+}
+
+/// Row 5 (a connection that breaks before the answer's content, once): the
+/// same candidate is retried and answers; the caller sees one clean stream.
+#[tokio::test]
+async fn row_5_a_connection_broken_before_content_once_is_retried() {
+    let pair = Pair::start().await;
+    pair.both(|m| m.push(Behavior::StreamDieBeforeContent));
+    let (status, _, first_chunk, _) = pair.chat(true).await;
+    assert_eq!(status, 200);
+    let trail = trail(&first_chunk);
+    assert_eq!(trail.len(), 2, "{first_chunk}");
+    assert_eq!(trail[0].0, trail[1].0, "the same account served");
+    assert_eq!(pair.a.hits() + pair.b.hits(), 2);
+}

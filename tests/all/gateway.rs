@@ -176,12 +176,22 @@ async fn pinned_model_fails_over_to_its_second_provider() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["choices"][0]["message"]["content"], "served by oa2");
     assert_eq!(body["switchyard"]["provider"], "oa2");
-    assert_eq!(body["switchyard"]["attempts"], 2);
-    assert_eq!(body["switchyard"]["trail"][0]["provider"], "oa1");
-    assert_eq!(body["switchyard"]["trail"][0]["status"], 503);
+    // oa1, oa1 once more (one retry per candidate), then oa2.
+    assert_eq!(body["switchyard"]["attempts"], 3);
+    for i in 0..2 {
+        assert_eq!(body["switchyard"]["trail"][i]["provider"], "oa1");
+        assert_eq!(body["switchyard"]["trail"][i]["status"], 503);
+    }
+    assert!(body["switchyard"]["trail"][0]["retry_after_ms"].is_u64());
+    assert!(
+        body["switchyard"]["trail"][1]
+            .get("retry_after_ms")
+            .is_none()
+    );
+    assert_eq!(env.oa1.hits(), 2);
     assert_eq!(header(&headers, "x-switchyard-provider"), "oa2");
     assert_eq!(header(&headers, "x-switchyard-model"), "gpt-4o-mini");
-    assert_eq!(header(&headers, "x-switchyard-attempts"), "2");
+    assert_eq!(header(&headers, "x-switchyard-attempts"), "3");
     let cost: f64 = header(&headers, "x-switchyard-cost-usd")
         .parse()
         .expect("cost header");
@@ -233,7 +243,8 @@ async fn fallback_model_serves_when_the_primary_is_exhausted() {
         "Claude to the rescue"
     );
     assert_eq!(body["switchyard"]["provider"], "anth");
-    assert_eq!(body["switchyard"]["attempts"], 3);
+    // Each failing account once and once more, then the fallback model.
+    assert_eq!(body["switchyard"]["attempts"], 5);
     assert_eq!(body["object"], "chat.completion");
     assert!(
         body["usage"]["prompt_tokens"]
@@ -263,9 +274,10 @@ async fn all_providers_down_is_a_424_naming_the_last_error() {
     assert!(message.contains("the very last failure"), "{message}");
     assert_eq!(
         body["switchyard"]["trail"].as_array().map(Vec::len),
-        Some(2)
+        Some(4),
+        "each account and one retry each"
     );
-    assert_eq!(body["switchyard"]["trail"][1]["status"], 500);
+    assert_eq!(body["switchyard"]["trail"][3]["status"], 500);
 }
 
 #[tokio::test]
@@ -566,7 +578,8 @@ async fn a_stream_that_dies_before_its_first_token_is_replaced() {
     assert!(done);
     assert_eq!(streamed_text(&events), "clean stream from oa2");
     assert_eq!(events[0]["switchyard"]["provider"], "oa2");
-    assert_eq!(events[0]["switchyard"]["attempts"], 2);
+    // The dead stream is retried once on oa1, then oa2 answers.
+    assert_eq!(events[0]["switchyard"]["attempts"], 3);
     // Exactly one role chunk: nothing of the dead stream reached the client.
     let roles = events
         .iter()

@@ -292,10 +292,10 @@ async fn every_circuit_open_is_a_clear_503_with_retry_after() {
             message: "bad gateway".into(),
         });
     }
-    for _ in 0..2 {
-        let (status, _) = env.chat(hello()).await;
-        assert_eq!(status, 424);
-    }
+    // One request fails each candidate twice (a call and its retry): the
+    // two failures each circuit needs.
+    let (status, _) = env.chat(hello()).await;
+    assert_eq!(status, 424);
     let response = env
         .client
         .post(env.url("/v1/chat/completions"))
@@ -331,9 +331,10 @@ fn tool_request() -> Value {
 
 #[tokio::test]
 async fn feature_uptime_excludes_a_provider_for_tool_requests_only() {
-    // The breaker is set far off so only the feature rule acts here.
+    // The breaker is set far off so only the feature rule acts here, and
+    // retries are off so each request fails alpha exactly once.
     let env = Env::start(
-        "feature_uptime_min_requests = 5\n[routing.circuit_breaker]\nmin_requests = 1000",
+        "feature_uptime_min_requests = 5\nretries_per_candidate = 0\n[routing.circuit_breaker]\nmin_requests = 1000",
     )
     .await;
     // alpha fails every tool-calling request.

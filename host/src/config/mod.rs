@@ -296,6 +296,17 @@ mod tests {
         assert_eq!(e.key, "routing.feature_uptime_threshold");
         let e = parse("[routing.circuit_breaker]\nrecovery_secs = 0\n").expect_err("recovery");
         assert_eq!(e.key, "routing.circuit_breaker");
+        let e = parse("[routing]\nretries_per_candidate = 11\n").expect_err("retries");
+        assert_eq!(e.key, "routing.retries_per_candidate");
+        let routing = parse("").expect("defaults").routing;
+        assert_eq!(
+            (
+                routing.retries_per_candidate,
+                routing.max_retry_wait,
+                routing.stream_idle_timeout
+            ),
+            (1, Duration::from_secs(5), Duration::from_secs(10))
+        );
         let e = parse(
             "[providers.local]\nkind = \"openai-compatible\"\nbase_url = \"http://127.0.0.1:1/v1\"\nmodels = [\"gpt-4o\"]\nhealth_check_interval_ms = 50\n",
         )

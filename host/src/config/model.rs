@@ -268,6 +268,14 @@ pub struct RoutingSettings {
     /// A stream that sends nothing for this long after its first content
     /// token is ended as broken.
     pub stream_idle_timeout: Duration,
+    /// Calls of the same candidate after its first fails (5xx, a broken
+    /// connection, a 429 with a short or no `retry-after`).
+    pub retries_per_candidate: u32,
+    /// The longest `retry-after` waited out on the same candidate; a longer
+    /// one moves on to the next candidate.
+    pub max_retry_wait: Duration,
+    /// No retry wait starts that would end later than this after arrival.
+    pub retry_deadline: Duration,
     /// Base of the jittered exponential backoff between failed attempts.
     pub backoff_base: Duration,
     /// Cap of that backoff.

@@ -131,6 +131,9 @@ pub(super) struct RawServer {
 pub(super) struct RawRouting {
     pub(super) first_token_timeout_ms: Option<u64>,
     pub(super) stream_idle_timeout_ms: Option<u64>,
+    pub(super) retries_per_candidate: Option<u32>,
+    pub(super) max_retry_wait_ms: Option<u64>,
+    pub(super) retry_deadline_ms: Option<u64>,
     pub(super) backoff_base_ms: Option<u64>,
     pub(super) backoff_max_ms: Option<u64>,
     pub(super) quota_cooldown_secs: Option<u64>,

@@ -130,9 +130,18 @@ pub(super) fn routing(r: &RawRouting, err: Err) -> Result<RoutingSettings, Confi
             "window_secs and recovery_secs must be at least 1".into(),
         ));
     }
+    if let Some(n) = r.retries_per_candidate.filter(|n| *n > 10) {
+        return Err(err(
+            "routing.retries_per_candidate",
+            format!("{n} is more than 10: a failing provider would be hammered"),
+        ));
+    }
     let routing = RoutingSettings {
         first_token_timeout: Duration::from_millis(r.first_token_timeout_ms.unwrap_or(15_000)),
         stream_idle_timeout: Duration::from_millis(r.stream_idle_timeout_ms.unwrap_or(10_000)),
+        retries_per_candidate: r.retries_per_candidate.unwrap_or(1),
+        max_retry_wait: Duration::from_millis(r.max_retry_wait_ms.unwrap_or(5_000)),
+        retry_deadline: Duration::from_millis(r.retry_deadline_ms.unwrap_or(30_000)),
         backoff_base: Duration::from_millis(r.backoff_base_ms.unwrap_or(50)),
         backoff_max: Duration::from_millis(r.backoff_max_ms.unwrap_or(1_000)),
         quota_cooldown: Duration::from_secs(r.quota_cooldown_secs.unwrap_or(300)),

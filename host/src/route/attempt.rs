@@ -72,85 +72,149 @@ impl Executor {
             let Some(provider) = self.providers.get(&account.name) else {
                 continue;
             };
-            let Some((ticket, admitted)) = self.gate(&mut failover, cx, account, candidate).await
-            else {
-                continue;
-            };
-            if failover.backs_off() {
-                tokio::time::sleep(self.backoff(failover.failures - 1)).await;
-            }
-            let (chat, sent) = self.call(req, cx, attempt, account, candidate);
-            let started = Instant::now();
-            let result = send(provider.as_ref(), chat).await;
-            let latency = started.elapsed();
-            match result {
-                Ok(answer) => {
-                    let probe = ticket.is_probe();
-                    ticket.finish(Verdict::Success);
-                    // A probe that closed the circuit tells the other replicas.
-                    if probe {
-                        self.state.clear_circuit(&candidate.id).await;
-                    }
-                    let winner = Winner {
-                        req,
-                        cx,
-                        plan: &plan,
-                        attempt,
-                        account,
-                        candidate,
-                        model,
-                    };
-                    return Ok(self.served(
-                        &winner,
-                        answer,
-                        failover.trail,
-                        sent,
-                        latency,
-                        admitted,
-                    ));
+            // The candidate's first call, then its retries.
+            let mut retries = 0;
+            loop {
+                let retrying = retries > 0;
+                let Some((ticket, admitted)) = self
+                    .gate(&mut failover, cx, account, candidate, retrying)
+                    .await
+                else {
+                    break;
+                };
+                if failover.backs_off() && !retrying {
+                    tokio::time::sleep(self.backoff(failover.failures - 1)).await;
                 }
-                Err(error) => {
-                    tracing::warn!(provider = %account.name, model = %candidate.model, class = error.class.name(), status = ?error.status, error = %error.message, "attempt failed");
-                    let (outcome, verdict) = failure_kind(&error.class);
-                    ticket.finish(verdict);
-                    // A circuit this failure opened is announced to the other replicas.
-                    if verdict == Verdict::Failure
-                        && let CircuitState::Open { retry_in } = self.breakers.state(&candidate.id)
-                    {
-                        let until = now_ms()
-                            .saturating_add(u64::try_from(retry_in.as_millis()).unwrap_or(0));
-                        self.state.set_circuit_open(&candidate.id, until).await;
+                let (chat, sent) = self.call(req, cx, attempt, account, candidate);
+                let started = Instant::now();
+                let result = send(provider.as_ref(), chat).await;
+                let latency = started.elapsed();
+                match result {
+                    Ok(answer) => {
+                        let probe = ticket.is_probe();
+                        ticket.finish(Verdict::Success);
+                        // A probe that closed the circuit tells the other replicas.
+                        if probe {
+                            self.state.clear_circuit(&candidate.id).await;
+                        }
+                        let winner = Winner {
+                            req,
+                            cx,
+                            plan: &plan,
+                            attempt,
+                            account,
+                            candidate,
+                            model,
+                        };
+                        return Ok(self.served(
+                            &winner,
+                            answer,
+                            failover.trail,
+                            sent,
+                            latency,
+                            admitted,
+                        ));
                     }
-                    self.record_attempt(
-                        &candidate.id,
-                        sent.features,
-                        Sample {
-                            outcome: Some(outcome),
-                            ..Sample::default()
-                        },
-                    );
-                    self.failed(&mut failover, account, candidate, error)
-                        .await?;
+                    Err(error) => {
+                        tracing::warn!(provider = %account.name, model = %candidate.model, class = error.class.name(), status = ?error.status, error = %error.message, "attempt failed");
+                        let (outcome, verdict) = failure_kind(&error.class);
+                        ticket.finish(verdict);
+                        // A circuit this failure opened is announced to the other replicas.
+                        if verdict == Verdict::Failure
+                            && let CircuitState::Open { retry_in } =
+                                self.breakers.state(&candidate.id)
+                        {
+                            let until = now_ms()
+                                .saturating_add(u64::try_from(retry_in.as_millis()).unwrap_or(0));
+                            self.state.set_circuit_open(&candidate.id, until).await;
+                        }
+                        self.record_attempt(
+                            &candidate.id,
+                            sent.features,
+                            Sample {
+                                outcome: Some(outcome),
+                                ..Sample::default()
+                            },
+                        );
+                        let wait = self.retry_wait(&error, retries, cx.arrival);
+                        self.failed(&mut failover, account, candidate, error)
+                            .await?;
+                        // The same candidate again, after a short wait, before
+                        // the plan moves on.
+                        let Some(wait) = wait else { break };
+                        retries += 1;
+                        if let Some(last) = failover.trail.last_mut() {
+                            last.retry_after_ms =
+                                Some(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
+                        }
+                        tokio::time::sleep(wait).await;
+                    }
                 }
             }
         }
         Err(failover.into_error(self.config.routing.rate_limit_cooldown))
     }
 
+    /// How long to wait before calling the same candidate again after it
+    /// failed with `error`, or `None` to move on: 5xx (and error events in a
+    /// stream before content) and broken connections
+    /// after a jittered backoff, a 429 after its `retry-after` when that is
+    /// short (else a jittered 0.5–1 s), within `routing.retries_per_candidate`
+    /// and `routing.retry_deadline_ms` of the request's arrival. Timeouts move
+    /// on (waiting again would double the wait), as do refusals and exhausted
+    /// quotas.
+    fn retry_wait(
+        &self,
+        error: &UpstreamError,
+        retries: u32,
+        arrival: Instant,
+    ) -> Option<Duration> {
+        let routing = &self.config.routing;
+        if retries >= routing.retries_per_candidate {
+            return None;
+        }
+        // A redirect or another odd status will answer the same again.
+        let server_side = error.status.is_none_or(|s| s == 200 || s >= 500);
+        let wait = match &error.class {
+            ErrorClass::Retryable if server_side => self.backoff(retries),
+            ErrorClass::Connect => self.backoff(retries),
+            ErrorClass::RateLimited {
+                retry_after: Some(after),
+            } => {
+                if *after > routing.max_retry_wait {
+                    return None;
+                }
+                *after
+            }
+            ErrorClass::RateLimited { retry_after: None } => {
+                Duration::from_millis(500).mul_f64(1.0 + fastrand::f64())
+            }
+            _ => return None,
+        };
+        (arrival.elapsed() + wait <= routing.retry_deadline).then_some(wait)
+    }
+
     /// Whether `candidate` may be attempted now: its account not cooling
     /// down, its circuit letting a call through, its account's own RPM/TPM
     /// with room. A candidate that may not is skipped (and said so in the
     /// trail); one that may gets its breaker ticket and limiter admission.
+    /// A retry of this request's own call (`retrying`) is not held back by
+    /// the cooldown its failure started: it waited for it.
     async fn gate<'b>(
         &'b self,
         failover: &mut Failover,
         cx: &Context<'_>,
         account: &ProviderAccount,
         candidate: &Candidate,
+        retrying: bool,
     ) -> Option<(Ticket<'b>, Option<Admitted>)> {
         // An earlier attempt of this very request may have put the account
         // in cooldown (429 with retry-after, 402).
-        if let Some((kind, wait)) = self.state.local_cooldown(&account.name) {
+        if let Some((kind, wait)) = self
+            .state
+            .local_cooldown(&account.name)
+            .filter(|_| !retrying)
+        {
             failover.skip(
                 account,
                 candidate,
@@ -295,6 +359,7 @@ impl Executor {
             status: Some(200),
             reason: "ok".into(),
             message: None,
+            retry_after_ms: None,
         });
         let mut info = RouteInfo {
             provider: account.name.clone(),
@@ -377,6 +442,7 @@ impl Executor {
             status: error.status,
             reason: error.class.name().into(),
             message: Some(error.message.clone()),
+            retry_after_ms: None,
         });
         match &error.class {
             ErrorClass::RateLimited { retry_after } => {
@@ -496,6 +562,7 @@ impl Failover {
             status: None,
             reason: reason.into(),
             message: Some(message),
+            retry_after_ms: None,
         });
     }
 

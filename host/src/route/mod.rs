@@ -90,6 +90,10 @@ pub struct AttemptRecord {
     /// The provider's message, when it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// How long the gateway waited after this attempt before trying the same
+    /// candidate again (a retry), when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
 }
 
 /// Which provider and model served a request, and how.
