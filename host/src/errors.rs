@@ -53,6 +53,9 @@ pub enum RoutingCode {
     AllProvidersFailed,
     /// A provider refused the request itself (its 4xx): never retried.
     UpstreamRejectedRequest,
+    /// The request is longer than every candidate's context window that was
+    /// tried.
+    ContextLengthExceeded,
     /// The policy refused for a reason of its own (bad config, internal).
     RoutingPolicyError,
     /// The policy trapped, overran its limits, or returned an invalid plan
@@ -178,6 +181,7 @@ impl ErrorCode {
                 RoutingCode::AllProvidersFailed => ("all_providers_failed", 424, UPSTREAM),
                 // Answered with the provider's own status.
                 RoutingCode::UpstreamRejectedRequest => ("upstream_rejected_request", 400, INVALID),
+                RoutingCode::ContextLengthExceeded => ("context_length_exceeded", 400, INVALID),
                 RoutingCode::RoutingPolicyError => ("routing_policy_error", 503, SERVER),
                 RoutingCode::RoutingPolicyFault => ("routing_policy_fault", 503, SERVER),
             },
@@ -251,6 +255,7 @@ mod tests {
             RoutingCode::AllProvidersRateLimited.into(),
             RoutingCode::AllProvidersFailed.into(),
             RoutingCode::UpstreamRejectedRequest.into(),
+            RoutingCode::ContextLengthExceeded.into(),
             RoutingCode::RoutingPolicyError.into(),
             RoutingCode::RoutingPolicyFault.into(),
             AdminCode::InvalidPolicy.into(),

@@ -509,3 +509,176 @@ async fn row_5_a_connection_broken_before_content_once_is_retried() {
     assert_eq!(trail[0].0, trail[1].0, "the same account served");
     assert_eq!(pair.a.hits() + pair.b.hits(), 2);
 }
+
+/// A 128k-token model on one account and a 1M-token model on another.
+struct Windows {
+    gateway: Server,
+    small: MockProvider,
+    large: MockProvider,
+    client: reqwest::Client,
+}
+
+impl Windows {
+    async fn start() -> Windows {
+        let small = MockProvider::start(Flavor::OpenAi).await;
+        let large = MockProvider::start(Flavor::OpenAi).await;
+        let config = format!(
+            r#"
+            [server]
+            listen = "127.0.0.1:0"
+            shutdown_grace_secs = 2
+            [routing]
+            backoff_base_ms = 1
+            backoff_max_ms = 5
+            [providers.small]
+            kind = "openai"
+            base_url = "{small}"
+            api_key_env = "OA_KEY"
+            models = ["gpt-4o-mini"]
+            [providers.large]
+            kind = "openai"
+            base_url = "{large}"
+            api_key_env = "OA_KEY"
+            models = ["gpt-4.1"]
+            [teams.team]
+            key_sha256 = ["{key}"]
+            "#,
+            small = small.base_url(),
+            large = large.base_url(),
+            key = hash_key(KEY),
+        );
+        Windows {
+            gateway: start_gateway("failover-windows.toml", &config, &[("OA_KEY", "sk-oa")]).await,
+            small,
+            large,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// gpt-4o-mini, with `fallbacks` as routing.models.
+    async fn chat(&self, fallbacks: &[&str]) -> (u16, Value) {
+        let response = self
+            .client
+            .post(format!("http://{}/v1/chat/completions", self.gateway.addr))
+            .bearer_auth(KEY)
+            .json(&json!({
+                "model": "gpt-4o-mini",
+                "routing": { "models": fallbacks },
+                "messages": [{ "role": "user", "content": "A very long document ..." }],
+            }))
+            .send()
+            .await
+            .expect("gateway answers");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn metrics(&self) -> String {
+        reqwest::get(format!("http://{}/metrics", self.gateway.addr))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text")
+    }
+}
+
+fn too_long() -> Behavior {
+    Behavior::Error {
+        status: 400,
+        message: "This model's maximum context length is 128000 tokens. However, your messages resulted in 131072 tokens. Please reduce the length of the messages.".into(),
+    }
+}
+
+/// Row 12: `context_length_exceeded` is the model's limit, not the caller's
+/// fault: never resent to that model, taken by a larger-window candidate when
+/// the plan has one, else the caller's 400 with the provider's words.
+#[tokio::test]
+async fn row_12_a_context_overflow_goes_to_a_larger_window_never_the_same_model() {
+    let env = Windows::start().await;
+    env.small.set_default(too_long());
+    env.large.set_default(Behavior::Text("read it all".into()));
+    let (status, body) = env.chat(&["gpt-4.1"]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["switchyard"]["model"], "gpt-4.1");
+    assert_eq!(body["choices"][0]["message"]["content"], "read it all");
+    assert_eq!(
+        body["switchyard"]["trail"][0]["reason"],
+        "context_length_exceeded"
+    );
+    assert_eq!(
+        env.small.hits(),
+        1,
+        "never resent to the model it overflowed"
+    );
+
+    // No larger model in the plan: the caller's 400, once.
+    let (status, body) = env.chat(&[]).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "context_length_exceeded", "{body}");
+    assert_eq!(body["error"]["type"], "invalid_request_error");
+    let message = body["error"]["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains("maximum context length is 128000"),
+        "{message}"
+    );
+    assert_eq!(env.small.hits(), 2, "one call, no retry");
+    // Not the provider's fault: its circuit and uptime are untouched.
+    let metrics = env.metrics().await;
+    assert!(
+        !metrics.contains(
+            "switchyard_attempts_total{provider=\"small\",model=\"gpt-4o-mini\",outcome=\"error\"}"
+        ),
+        "{metrics}"
+    );
+}
+
+/// Row 13: a content-filter refusal is the provider's verdict on the
+/// request: no retry, no failover, and its reason reaches the caller.
+#[tokio::test]
+async fn row_13_a_content_filter_refusal_is_neither_retried_nor_failed_over() {
+    let env = Windows::start().await;
+    env.small.set_default(Behavior::Error {
+        status: 400,
+        message: "Your request was rejected as a result of our safety system.".into(),
+    });
+    env.large
+        .set_default(Behavior::Text("should not be asked".into()));
+    let (status, body) = env.chat(&["gpt-4.1"]).await;
+    assert_eq!(status, 400, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or("");
+    assert!(message.contains("safety system"), "{message}");
+    assert_eq!((env.small.hits(), env.large.hits()), (1, 0));
+}
+
+/// Row 16: the primary fails with 503, the fallback answers: the caller
+/// sees the fallback's model and usage, and the failed attempts cost nothing.
+#[tokio::test]
+async fn row_16_the_fallback_answers_and_the_failed_attempts_cost_nothing() {
+    let env = Windows::start().await;
+    env.small.set_default(Behavior::Error {
+        status: 503,
+        message: "overloaded".into(),
+    });
+    env.large
+        .set_default(Behavior::Text("from the fallback".into()));
+    let (status, body) = env.chat(&["gpt-4.1"]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["switchyard"]["model"], "gpt-4.1");
+    assert_eq!(body["model"], "gpt-4.1", "{body}");
+    let usage = &body["usage"];
+    assert!(usage["completion_tokens"].as_u64() > Some(0), "{body}");
+    // gpt-4.1: $2 / $8 per 1M tokens, for the fallback's usage alone.
+    let want = (usage["prompt_tokens"].as_f64().unwrap_or(0.0) * 2.0
+        + usage["completion_tokens"].as_f64().unwrap_or(0.0) * 8.0)
+        / 1e6;
+    let cost = body["switchyard"]["cost_usd"].as_f64().unwrap_or(-1.0);
+    assert!((cost - want).abs() < 1e-12, "{cost} vs {want}");
+    let metrics = env.metrics().await;
+    let small_cost = metrics
+        .lines()
+        .filter(|l| l.starts_with("switchyard_cost_usd_total{") && l.contains("gpt-4o-mini"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>();
+    assert_eq!(small_cost, 0.0, "{metrics}");
+}

@@ -25,6 +25,10 @@ pub enum ErrorClass {
     Auth,
     /// The provider answered with something we cannot parse.
     Protocol,
+    /// The request is longer than the model's context window: a limit of
+    /// the model, not the caller's fault. Never sent to that model again;
+    /// a candidate with a larger window may take it.
+    ContextLength,
 }
 
 impl ErrorClass {
@@ -44,6 +48,7 @@ impl ErrorClass {
             ErrorClass::Client => "invalid_request",
             ErrorClass::Auth => "upstream_auth",
             ErrorClass::Protocol => "bad_upstream_response",
+            ErrorClass::ContextLength => "context_length_exceeded",
         }
     }
 }
@@ -82,10 +87,29 @@ impl UpstreamError {
             408 => ErrorClass::Timeout,
             // Anthropic's "overloaded" and every server-side failure.
             500..=599 => ErrorClass::Retryable,
+            400 | 413 if is_context_length(&message) => ErrorClass::ContextLength,
             _ => ErrorClass::Client,
         };
         Self::new(class, Some(status), message)
     }
+}
+
+/// Whether a provider's refusal says the request exceeds the model's
+/// context window: OpenAI's `context_length_exceeded` ("This model's maximum
+/// context length is ..."), Anthropic's "prompt is too long" and "exceed
+/// context limit", and the wording OpenAI-compatible servers use.
+fn is_context_length(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    [
+        "maximum context length",
+        "context_length_exceeded",
+        "prompt is too long",
+        "exceed context limit",
+        "context window",
+        "too many tokens",
+    ]
+    .iter()
+    .any(|needle| m.contains(needle))
 }
 
 /// The text of a canonical message content: a string, or the `text` of its
@@ -148,4 +172,42 @@ pub enum Api {
     Chat,
     Responses,
     Messages,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_context_overflow_is_told_from_the_callers_own_400() {
+        let class = |status, message: &str| {
+            UpstreamError::from_status(status, None, message.to_owned()).class
+        };
+        for overflow in [
+            "This model's maximum context length is 128000 tokens. However, your messages resulted in 130000 tokens.",
+            "prompt is too long: 210000 tokens > 200000 maximum",
+            "input length and `max_tokens` exceed context limit: 190000 + 20000 > 200000",
+            "Error code: context_length_exceeded",
+        ] {
+            assert_eq!(
+                class(400, overflow),
+                ErrorClass::ContextLength,
+                "{overflow}"
+            );
+        }
+        assert_eq!(
+            class(
+                400,
+                "Your request was rejected as a result of our safety system."
+            ),
+            ErrorClass::Client
+        );
+        assert_eq!(
+            class(400, "Invalid value for 'temperature'"),
+            ErrorClass::Client
+        );
+        // Not a 4xx: a server error stays retryable whatever it says.
+        assert_eq!(class(500, "prompt is too long"), ErrorClass::Retryable);
+        assert!(ErrorClass::ContextLength.fails_over());
+    }
 }

@@ -72,6 +72,22 @@ impl Executor {
             let Some(provider) = self.providers.get(&account.name) else {
                 continue;
             };
+            // A model whose window the request overflowed, or one no larger:
+            // never sent the same request again.
+            if let Some(window) = failover.overflowed
+                && model.context_window <= window
+            {
+                failover.skip(
+                    account,
+                    candidate,
+                    "context_length_exceeded",
+                    format!(
+                        "the request overflowed a {window}-token window; {} has {}",
+                        candidate.model, model.context_window
+                    ),
+                );
+                continue;
+            }
             // The candidate's first call, then its retries.
             let mut retries = 0;
             loop {
@@ -137,6 +153,13 @@ impl Executor {
                             },
                         );
                         let wait = self.retry_wait(&error, retries, cx.arrival);
+                        if error.class == ErrorClass::ContextLength {
+                            failover.overflowed = Some(
+                                failover
+                                    .overflowed
+                                    .map_or(model.context_window, |w| w.max(model.context_window)),
+                            );
+                        }
                         self.failed(&mut failover, account, candidate, error)
                             .await?;
                         // The same candidate again, after a short wait, before
@@ -508,6 +531,8 @@ pub(super) struct Context<'a> {
 /// the circuit breaker.
 pub(super) fn failure_kind(class: &ErrorClass) -> (Outcome, Verdict) {
     match class {
+        // The request's length, not the provider's health.
+        ErrorClass::ContextLength => (Outcome::Rejected, Verdict::Neutral),
         ErrorClass::RateLimited { .. } | ErrorClass::QuotaExhausted => {
             (Outcome::RateLimited, Verdict::Neutral)
         }
@@ -533,6 +558,8 @@ struct Failover {
     all_rate_limited: bool,
     /// The soonest a rate-limited candidate has room again.
     soonest_retry: Option<Duration>,
+    /// The largest context window the request overflowed.
+    overflowed: Option<u32>,
 }
 
 impl Default for Failover {
@@ -543,6 +570,7 @@ impl Default for Failover {
             failures: 0,
             all_rate_limited: true,
             soonest_retry: None,
+            overflowed: None,
         }
     }
 }
@@ -585,6 +613,28 @@ impl Failover {
     /// candidate was rate limited, else 424 naming the last failure.
     fn into_error(self, rate_limit_cooldown: Duration) -> RouteError {
         let last = self.trail.last();
+        // Too long for every model tried, and no larger one in the plan: the
+        // caller's to shorten, with the provider's words.
+        if let Some(window) = self.overflowed
+            && last.is_some_and(|a| a.reason == "context_length_exceeded")
+        {
+            let said = self
+                .trail
+                .iter()
+                .rev()
+                .find(|a| a.status.is_some() && a.reason == "context_length_exceeded")
+                .and_then(|a| a.message.clone())
+                .unwrap_or_default();
+            let mut e = RouteError::new(
+                RoutingCode::ContextLengthExceeded,
+                format!(
+                    "the request is longer than the context window of every model that could take it (largest tried: {window} tokens): {said}"
+                ),
+            );
+            e.param = Some("messages".into());
+            e.trail = self.trail;
+            return e;
+        }
         if self.all_rate_limited && !self.trail.is_empty() {
             let mut e = RouteError::new(
                 RoutingCode::AllProvidersRateLimited,
