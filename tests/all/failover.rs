@@ -112,20 +112,29 @@ impl Env {
         self.metric_where(prefix, "").await
     }
 
-    /// The sum of the samples whose line starts with `prefix` and contains
-    /// `label`.
     async fn metric_where(&self, prefix: &str, label: &str) -> f64 {
-        let text = reqwest::get(format!("http://{}/metrics", self.gateway.addr))
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
-        text.lines()
-            .filter(|l| l.starts_with(prefix) && l.contains(label))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        sum(&metrics(&self.gateway).await, prefix, label)
     }
+}
+
+/// The gateway's `/metrics` text.
+async fn metrics(gateway: &Server) -> String {
+    reqwest::get(format!("http://{}/metrics", gateway.addr))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text")
+}
+
+/// The sum of the samples whose line starts with `prefix` and contains
+/// `label`.
+fn sum(metrics: &str, prefix: &str, label: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(prefix) && l.contains(label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 fn text_of(events: &[Value]) -> String {
@@ -574,15 +583,6 @@ impl Windows {
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
     }
-
-    async fn metrics(&self) -> String {
-        reqwest::get(format!("http://{}/metrics", self.gateway.addr))
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text")
-    }
 }
 
 fn too_long() -> Behavior {
@@ -626,7 +626,7 @@ async fn row_12_a_context_overflow_goes_to_a_larger_window_never_the_same_model(
     );
     assert_eq!(env.small.hits(), 2, "one call, no retry");
     // Not the provider's fault: its circuit and uptime are untouched.
-    let metrics = env.metrics().await;
+    let metrics = metrics(&env.gateway).await;
     assert!(
         !metrics.contains(
             "switchyard_attempts_total{provider=\"small\",model=\"gpt-4o-mini\",outcome=\"error\"}"
@@ -676,11 +676,7 @@ async fn row_16_the_fallback_answers_and_the_failed_attempts_cost_nothing() {
         / 1e6;
     let cost = body["switchyard"]["cost_usd"].as_f64().unwrap_or(-1.0);
     assert!((cost - want).abs() < 1e-12, "{cost} vs {want}");
-    let metrics = env.metrics().await;
-    let small_cost = metrics
-        .lines()
-        .filter(|l| l.starts_with("switchyard_cost_usd_total{") && l.contains("gpt-4o-mini"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>();
+    let metrics = metrics(&env.gateway).await;
+    let small_cost = sum(&metrics, "switchyard_cost_usd_total{", "gpt-4o-mini");
     assert_eq!(small_cost, 0.0, "{metrics}");
 }
