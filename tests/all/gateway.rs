@@ -617,8 +617,11 @@ async fn an_anthropic_error_event_before_content_fails_over() {
     assert_eq!(events[0]["switchyard"]["trail"][0]["provider"], "anth");
 }
 
+/// The fallback's answer differs from the partial one the caller has, so
+/// the mid-stream rescue cannot continue it (tests/all/rescue.rs has the
+/// rescues that can): the caller gets an error event, never `[DONE]`.
 #[tokio::test]
-async fn an_upstream_cut_after_content_ends_with_an_error_event_not_done() {
+async fn an_upstream_cut_after_content_that_cannot_be_continued_ends_with_an_error_event() {
     let env = Env::start().await;
     env.oa1.set_default(Behavior::StreamCutAfterContent {
         text: "partial answer".into(),
@@ -630,11 +633,12 @@ async fn an_upstream_cut_after_content_ends_with_an_error_event_not_done() {
     assert_eq!(streamed_text(&events), "partial answer");
     let last = events.last().expect("events");
     assert_eq!(last["error"]["code"], "stream_interrupted", "{last}");
-    assert_eq!(
-        env.oa2.hits(),
-        0,
-        "content already reached the client: no failover"
+    let message = last["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("stream broke"),
+        "the original failure: {message}"
     );
+    assert_eq!(env.oa2.hits(), 1, "the rescue tried the fallback once");
 }
 
 #[tokio::test]

@@ -16,4 +16,5 @@ mod live_metrics;
 mod mock_selftest;
 mod plugin_cases;
 mod policy_sandbox;
+mod rescue;
 mod teams;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 pub mod mock;
 pub mod process;
 pub mod redis;
+pub mod sse;
 
 /// DirectorySnapshot holding the guest components built by `tests/build.rs`.
 pub fn guest_dir() -> PathBuf {

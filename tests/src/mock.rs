@@ -154,6 +154,23 @@ pub enum StreamFault {
     OpenAfterEnd,
     /// The first half of the content, then nothing, connection open.
     StallMidStream,
+    /// The first `n` content pieces (words of a text answer), then the
+    /// connection drops: no finish, no usage, no end marker.
+    CutAfter(usize),
+}
+
+/// What the mock does with a conversation that ends with an assistant
+/// message (a prefill).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prefill {
+    /// Continue it, as Anthropic's Messages API does (and vLLM or llama.cpp
+    /// servers asked to): the answer is the behaviour's text after the
+    /// prefill, when the text begins with it.
+    Continue,
+    /// Answer the conversation anew, as OpenAI's API does.
+    Ignore,
+    /// Refuse it with a 400, as models that do not support prefill do.
+    Reject,
 }
 
 /// One request the mock received.
@@ -250,6 +267,57 @@ struct Shared {
     expected_key: Mutex<Option<String>>,
     open: Arc<AtomicUsize>,
     next_id: AtomicU64,
+    prefill: Mutex<Prefill>,
+    /// Connections still to be reset (RST) once their request has arrived.
+    resets: Arc<AtomicUsize>,
+}
+
+/// The mock's listener: connections go to the HTTP server, except those
+/// [`MockProvider::reset_connections`] asked to reset.
+struct MockListener {
+    inner: tokio::net::TcpListener,
+    resets: Arc<AtomicUsize>,
+}
+
+impl axum::serve::Listener for MockListener {
+    type Io = tokio::net::TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((stream, addr)) = self.inner.accept().await else {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                continue;
+            };
+            let take = self
+                .resets
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            if !take {
+                return (stream, addr);
+            }
+            tokio::spawn(reset_after_request_head(stream));
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+/// Reads a request's head, then resets the connection (RST, no response).
+async fn reset_after_request_head(mut stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncReadExt;
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+        match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => seen.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    let _ = stream.set_zero_linger();
+    drop(stream);
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -283,11 +351,20 @@ impl MockProvider {
             expected_key: Mutex::new(None),
             open: Arc::new(AtomicUsize::new(0)),
             next_id: AtomicU64::new(1),
+            prefill: Mutex::new(match flavor {
+                Flavor::Anthropic => Prefill::Continue,
+                Flavor::OpenAi => Prefill::Ignore,
+            }),
+            resets: Arc::new(AtomicUsize::new(0)),
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let inner = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("mock provider: bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("mock provider: local_addr");
+        let addr = inner.local_addr().expect("mock provider: local_addr");
+        let listener = MockListener {
+            inner,
+            resets: shared.resets.clone(),
+        };
         let app = Router::new()
             .fallback(handle)
             .layer(DefaultBodyLimit::max(64 << 20))
@@ -336,6 +413,19 @@ impl MockProvider {
     /// One-shot behaviour, consumed in FIFO order before the default.
     pub fn push(&self, b: Behavior) {
         lock(&self.shared.queue).push_back(b);
+    }
+
+    /// What the mock does with a conversation ending in an assistant
+    /// message (default: Anthropic continues it, OpenAI answers anew).
+    pub fn set_prefill(&self, p: Prefill) {
+        *lock(&self.shared.prefill) = p;
+    }
+
+    /// Resets (TCP RST) the next `n` new connections once their request head
+    /// has arrived, before any response byte. Reset connections are not
+    /// recorded as requests.
+    pub fn reset_connections(&self, n: usize) {
+        self.shared.resets.fetch_add(n, Ordering::SeqCst);
     }
 
     /// Behaviour for every request that carries a non-empty `tools` array
@@ -456,6 +546,19 @@ async fn handle(
             .pop_front()
             .unwrap_or_else(|| lock(&shared.default).clone())
     });
+    let behavior = match (prefill_text(&body, responses), *lock(&shared.prefill)) {
+        (Some(_), Prefill::Reject) => {
+            let message = match flavor {
+                Flavor::Anthropic => {
+                    "This model does not support assistant message prefill. The conversation must end with a user message."
+                }
+                Flavor::OpenAi => "The last message must have role `user` or `tool`.",
+            };
+            return error_response(flavor, 400, message, id);
+        }
+        (Some(prefill), Prefill::Continue) => continue_after(behavior, &prefill),
+        _ => behavior,
+    };
 
     let ctx = Ctx {
         flavor,
@@ -687,6 +790,51 @@ fn validate(
     Ok(body)
 }
 
+/// The text of the assistant message a conversation ends with (a prefill).
+fn prefill_text(body: &Value, responses: bool) -> Option<String> {
+    if responses {
+        return None;
+    }
+    let last = body.get("messages")?.as_array()?.last()?;
+    if last.get("role")?.as_str()? != "assistant" || last.get("tool_calls").is_some() {
+        return None;
+    }
+    match last.get("content")? {
+        Value::String(s) => Some(s.clone()),
+        Value::Array(parts) => Some(
+            parts
+                .iter()
+                .filter_map(|p| p.get("text").and_then(Value::as_str))
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
+/// `behavior` continuing `prefill`: its text after the prefill, when the
+/// text begins with it (whitespace the prefill was trimmed of included).
+fn continue_after(behavior: Behavior, prefill: &str) -> Behavior {
+    let rest = |text: String| match text.strip_prefix(prefill.trim_end()) {
+        Some(rest) => rest.to_owned(),
+        None => text,
+    };
+    match behavior {
+        Behavior::Text(t) => Behavior::Text(rest(t)),
+        Behavior::Slow { delay_ms, text } => Behavior::Slow {
+            delay_ms,
+            text: rest(text),
+        },
+        Behavior::StreamFault { fault, text } => Behavior::StreamFault {
+            fault,
+            text: rest(text),
+        },
+        Behavior::StreamCutAfterContent { text } => {
+            Behavior::StreamCutAfterContent { text: rest(text) }
+        }
+        other => other,
+    }
+}
+
 /// The text of the tool result the conversation ends with, if it ends with
 /// one (OpenAI: a `tool` message; Anthropic: a user turn of `tool_result`
 /// blocks).
@@ -866,6 +1014,18 @@ async fn respond(shared: &Shared, ctx: &Ctx, behavior: Behavior) -> Response {
                     content.truncate(half.max(1));
                     steps.extend(content);
                     steps.push(Step::Hang);
+                }
+                StreamFault::CutAfter(n) => {
+                    // Each piece is a pause and its event; Anthropic's block
+                    // starts with two events of its own.
+                    let lead = if ctx.flavor == Flavor::Anthropic {
+                        2
+                    } else {
+                        0
+                    };
+                    content.truncate(lead + 2 * n);
+                    steps.extend(content);
+                    steps.push(Step::Abort);
                 }
             }
             streamed(shared, ctx, steps, true)

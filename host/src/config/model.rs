@@ -123,6 +123,12 @@ pub struct ProviderAccount {
     pub limits: RateLimits,
     /// Dollars this account may spend per period.
     pub budget: Option<Budget>,
+    /// The account's models continue a conversation that ends with an
+    /// assistant message (a prefill) instead of answering it anew: a stream
+    /// cut mid-answer is rescued there by continuation. Default: on for
+    /// `anthropic`, off for the others (a vLLM, llama.cpp or Ollama server
+    /// that continues a trailing assistant message may turn it on).
+    pub continuation: bool,
     /// Largest non-streamed answer read from this account; a larger one is
     /// an upstream error (failed over), never buffered.
     pub max_response_bytes: usize,
@@ -271,6 +277,9 @@ pub struct RoutingSettings {
     /// Calls of the same candidate after its first fails (5xx, a broken
     /// connection, a 429 with a short or no `retry-after`).
     pub retries_per_candidate: u32,
+    /// A stream that breaks after content is continued on the plan's next
+    /// candidates (mid-stream rescue); off: it ends with an error event.
+    pub stream_rescue: bool,
     /// The longest `retry-after` waited out on the same candidate; a longer
     /// one moves on to the next candidate.
     pub max_retry_wait: Duration,

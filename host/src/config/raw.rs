@@ -132,6 +132,7 @@ pub(super) struct RawRouting {
     pub(super) first_token_timeout_ms: Option<u64>,
     pub(super) stream_idle_timeout_ms: Option<u64>,
     pub(super) retries_per_candidate: Option<u32>,
+    pub(super) stream_rescue: Option<bool>,
     pub(super) max_retry_wait_ms: Option<u64>,
     pub(super) retry_deadline_ms: Option<u64>,
     pub(super) backoff_base_ms: Option<u64>,
@@ -165,6 +166,7 @@ pub(super) struct RawProvider {
     pub(super) zdr: bool,
     pub(super) timeout_ms: Option<u64>,
     pub(super) max_response_bytes: Option<usize>,
+    pub(super) continuation: Option<bool>,
     pub(super) models: Vec<String>,
     #[serde(default)]
     pub(super) model_ids: BTreeMap<String, String>,

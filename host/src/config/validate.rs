@@ -140,6 +140,7 @@ pub(super) fn routing(r: &RawRouting, err: Err) -> Result<RoutingSettings, Confi
         first_token_timeout: Duration::from_millis(r.first_token_timeout_ms.unwrap_or(15_000)),
         stream_idle_timeout: Duration::from_millis(r.stream_idle_timeout_ms.unwrap_or(10_000)),
         retries_per_candidate: r.retries_per_candidate.unwrap_or(1),
+        stream_rescue: r.stream_rescue.unwrap_or(true),
         max_retry_wait: Duration::from_millis(r.max_retry_wait_ms.unwrap_or(5_000)),
         retry_deadline: Duration::from_millis(r.retry_deadline_ms.unwrap_or(30_000)),
         backoff_base: Duration::from_millis(r.backoff_base_ms.unwrap_or(50)),
@@ -288,6 +289,7 @@ pub(super) fn providers(
             limits,
             budget,
             max_response_bytes: p.max_response_bytes.unwrap_or(DEFAULT_MAX_RESPONSE_BYTES),
+            continuation: p.continuation.unwrap_or(p.kind == ProviderKind::Anthropic),
         });
     }
     Ok(providers)

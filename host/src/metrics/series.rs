@@ -20,9 +20,12 @@ use super::histogram::{BINS, Distribution, Sparse};
 /// How one attempt at a provider ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// An answer (for streams: the first content token arrived).
+    /// An answer (for streams: one that ended complete).
     Ok,
-    /// The provider failed: 5xx, a connection error, a broken stream, a
+    /// A stream that broke after its first content token reached the caller:
+    /// a failure for uptime and the breaker, recorded once when it ends.
+    Broken,
+    /// The provider failed: 5xx, a connection error, a
     /// malformed answer.
     Error,
     /// No answer (or no first token) in time.
@@ -35,7 +38,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// Label value: `ok`, `error`, `timeout`, `rate_limited`, `rejected`.
+    /// Label value: `ok`, `broken`, `error`, `timeout`, `rate_limited`, `rejected`.
     pub fn name(self) -> &'static str {
         match self {
             Outcome::Ok => "ok",
@@ -43,6 +46,7 @@ impl Outcome {
             Outcome::Timeout => "timeout",
             Outcome::RateLimited => "rate_limited",
             Outcome::Rejected => "rejected",
+            Outcome::Broken => "broken",
         }
     }
 }
@@ -73,7 +77,7 @@ pub struct Counts {
     pub timeouts: u64,
     pub rate_limited: u64,
     pub rejected: u64,
-    /// Streams that broke after their first content token (also counted `ok`).
+    /// Streams that broke after their first content token (not counted `ok`).
     pub broken: u64,
     /// Answers that reported usage, and their token sums.
     pub token_samples: u64,
@@ -97,7 +101,7 @@ impl Counts {
 
     /// Attempts that say something about the provider's health.
     pub fn health_attempts(&self) -> u64 {
-        self.ok + self.errors + self.timeouts
+        self.ok + self.errors + self.timeouts + self.broken
     }
 
     /// Share of health attempts that succeeded (streams that broke count as
@@ -354,6 +358,7 @@ impl Series {
                     Outcome::Timeout => b.counts.timeouts += 1,
                     Outcome::RateLimited => b.counts.rate_limited += 1,
                     Outcome::Rejected => b.counts.rejected += 1,
+                    Outcome::Broken => b.counts.broken += 1,
                 }
             }
             if let Some(d) = sample.latency {
@@ -370,13 +375,6 @@ impl Series {
                 b.counts.input_tokens += sample.input_tokens.unwrap_or(0);
                 b.counts.output_tokens += sample.output_tokens.unwrap_or(0);
             }
-        }
-    }
-
-    /// Counts a stream that broke after its first content token.
-    pub fn record_broken(&mut self, now_ms: u64) {
-        for ring in &mut self.rings {
-            ring.bucket(now_ms).counts.broken += 1;
         }
     }
 

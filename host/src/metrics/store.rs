@@ -111,18 +111,6 @@ impl MetricStore {
         }
     }
 
-    /// Counts a stream at `id` that broke after its first content token.
-    pub fn record_broken(&self, id: &str, features: FeatureSet) {
-        let Some(&pair) = self.index.get(id) else {
-            return;
-        };
-        let now = self.clock.now_ms();
-        lock(&self.pairs[pair]).record_broken(now);
-        for slot in slots(features) {
-            lock(&self.features[pair * FEATURE_SLOTS + slot]).record_broken(now);
-        }
-    }
-
     /// Everything recorded for `id` over the window ending at `now_ms`.
     pub fn summary(&self, id: &str, now_ms: u64, window_secs: u32) -> Option<Summary> {
         let pair = *self.index.get(id)?;

@@ -24,8 +24,10 @@ use crate::spend::Charge;
 use crate::state::{Admission, Admitted, CooldownKind, LimitKey, now_ms};
 
 use super::admission::over_limit;
-use super::settle::{Settlement, Tally};
+use super::rescue::Rescuer;
+use super::settle::{Settlement, StreamAttempt, Tally};
 use super::{AttemptRecord, Executor, RouteError, RouteInfo, RouteRequest, Served, stream};
+use crate::directory::DirectoryEntry;
 use crate::errors::RoutingCode;
 use crate::telemetry::LimitScope;
 
@@ -52,7 +54,8 @@ impl Executor {
     /// Runs the plan's attempts in order until one answers; the caller's
     /// error (with the attempt trail) if none does.
     pub(super) async fn attempt(
-        &self,
+        self: &Arc<Self>,
+        entry: &Arc<DirectoryEntry>,
         req: &RouteRequest,
         cx: &Context<'_>,
         candidates: &[Candidate],
@@ -60,7 +63,7 @@ impl Executor {
         plan: Plan,
     ) -> Result<Served, RouteError> {
         let mut failover = Failover::default();
-        for attempt in &plan.attempts {
+        for (at, attempt) in plan.attempts.iter().enumerate() {
             let Some(index) = candidates.iter().position(|c| c.id == attempt.candidate) else {
                 continue; // validated by the runtime; unreachable in practice
             };
@@ -108,19 +111,29 @@ impl Executor {
                 match result {
                     Ok(answer) => {
                         let probe = ticket.is_probe();
-                        ticket.finish(Verdict::Success);
-                        // A probe that closed the circuit tells the other replicas.
-                        if probe {
-                            self.state.clear_circuit(&candidate.id).await;
+                        if let Answer::Stream(..) = answer {
+                            // A stream's verdict waits for its end: complete
+                            // or broken, recorded once (see settle).
+                            ticket.finish(Verdict::Neutral);
+                        } else {
+                            ticket.finish(Verdict::Success);
+                            // A probe that closed the circuit tells the other replicas.
+                            if probe {
+                                self.state.clear_circuit(&candidate.id).await;
+                            }
                         }
                         let winner = Winner {
+                            entry,
                             req,
                             cx,
                             plan: &plan,
+                            at,
                             attempt,
                             account,
                             candidate,
                             model,
+                            candidates,
+                            probe,
                         };
                         return Ok(self.served(
                             &winner,
@@ -223,7 +236,7 @@ impl Executor {
     /// trail); one that may gets its breaker ticket and limiter admission.
     /// A retry of this request's own call (`retrying`) is not held back by
     /// the cooldown its failure started: it waited for it.
-    async fn gate<'b>(
+    pub(super) async fn gate<'b>(
         &'b self,
         failover: &mut Failover,
         cx: &Context<'_>,
@@ -296,7 +309,7 @@ impl Executor {
 
     /// The upstream call an attempt makes: the request with the plan's
     /// features stripped and the provider's model id, and its time limits.
-    fn call(
+    pub(super) fn call(
         &self,
         req: &RouteRequest,
         cx: &Context<'_>,
@@ -347,10 +360,12 @@ impl Executor {
         )
     }
 
-    /// A served answer: recorded as the attempt that served, settled (a
-    /// whole answer at once, a stream when it ends), with the routing info.
+    /// A served answer: recorded as the attempt that served (a stream when
+    /// it ends), settled (a whole answer at once, a stream when it ends),
+    /// with the routing info. A stream can be rescued by the plan's later
+    /// attempts if it breaks after content.
     fn served(
-        &self,
+        self: &Arc<Self>,
         w: &Winner<'_>,
         answer: Answer,
         mut trail: Vec<AttemptRecord>,
@@ -359,23 +374,21 @@ impl Executor {
         admitted: Option<Admitted>,
     ) -> Served {
         let (req, cx, account, candidate) = (w.req, w.cx, w.account, w.candidate);
-        let usage = match &answer {
-            Answer::Complete(_, usage) => Some(usage),
-            Answer::Stream(..) => None,
-        };
-        let streamed = matches!(answer, Answer::Stream(..));
-        self.record_attempt(
-            &candidate.id,
-            sent.features,
-            Sample {
-                outcome: Some(Outcome::Ok),
-                latency: Some(latency),
-                e2e: Some(cx.arrival.elapsed()),
-                ttft: streamed.then_some(latency),
-                input_tokens: usage.map(|u| u.prompt_tokens),
-                output_tokens: usage.map(|u| u.completion_tokens),
-            },
-        );
+        let upstream_stream = matches!(answer, Answer::Stream(..));
+        if let Answer::Complete(_, usage) = &answer {
+            self.record_attempt(
+                &candidate.id,
+                sent.features,
+                Sample {
+                    outcome: Some(Outcome::Ok),
+                    latency: Some(latency),
+                    e2e: Some(cx.arrival.elapsed()),
+                    ttft: None,
+                    input_tokens: Some(usage.prompt_tokens),
+                    output_tokens: Some(usage.completion_tokens),
+                },
+            );
+        }
         trail.push(AttemptRecord {
             provider: account.name.clone(),
             model: candidate.model.clone(),
@@ -394,32 +407,23 @@ impl Executor {
             cost_usd: None,
             logical_model: req.logical_model.clone(),
         };
-        let charge = Charge {
-            spending: self.spending.clone(),
-            state: self.state.clone(),
-            team: cx.team.name.clone(),
-            account: account.name.clone(),
-            model: candidate.model.clone(),
-            label: w.plan.label.clone(),
-            baseline: crate::spend::baseline_model(&self.config, cx.team)
-                .map(crate::catalog::Model::rates),
-            admitted: admitted
+        let settlement = self.settlement(
+            cx.team,
+            account,
+            candidate,
+            &w.plan.label,
+            sent.features,
+            req.stream,
+            admitted
                 .into_iter()
                 .chain(cx.team_admission.clone())
                 .collect(),
-        };
-        let settlement = Settlement {
-            metrics: self.metrics.clone(),
-            telemetry: self.telemetry.clone(),
-            breakers: self.breakers.clone(),
-            team: cx.team.name.clone(),
-            candidate: candidate.id.clone(),
-            provider: account.name.clone(),
-            model: candidate.model.clone(),
-            features: sent.features,
-            streamed: req.stream,
-            charge,
-        };
+            upstream_stream.then(|| StreamAttempt {
+                ttft: latency,
+                e2e: cx.arrival.elapsed(),
+                probe: w.probe,
+            }),
+        );
         let (head, rest) = match answer {
             Answer::Complete(mut body, usage) if !req.stream => {
                 let cost = w.model.cost(&usage);
@@ -427,7 +431,7 @@ impl Executor {
                 settlement.settle(Tally {
                     usage: Some(usage),
                     cost_usd: Some(cost),
-                    broken: false,
+                    ..Tally::default()
                 });
                 if let Value::Object(map) = &mut body {
                     map.insert("switchyard".into(), json!(info));
@@ -438,15 +442,78 @@ impl Executor {
             Answer::Complete(body, usage) => (Vec::new(), stream::from_completion(body, usage)),
             Answer::Stream(head, rest) => (head, rest),
         };
+        let idle_timeout = sent.timeout.min(self.config.routing.stream_idle_timeout);
+        let rescuer = (upstream_stream && self.config.routing.stream_rescue)
+            .then(|| {
+                let later: std::collections::VecDeque<_> = w.plan.attempts[w.at + 1..]
+                    .iter()
+                    .filter_map(|a| {
+                        let c = w.candidates.iter().find(|c| c.id == a.candidate)?;
+                        Some((a.clone(), c.clone()))
+                    })
+                    .collect();
+                (!later.is_empty()).then(|| Rescuer {
+                    executor: Arc::clone(self),
+                    entry: Arc::clone(w.entry),
+                    req: req.clone(),
+                    later,
+                    features: cx.features,
+                    estimated_tokens: cx.estimated_tokens,
+                    arrival: cx.arrival,
+                    label: w.plan.label.clone(),
+                    idle_timeout,
+                })
+            })
+            .flatten();
         let events = stream::relay(
             json!(info),
             head,
             rest,
             w.model.clone(),
-            sent.timeout.min(self.config.routing.stream_idle_timeout),
+            idle_timeout,
             settlement,
+            rescuer,
         );
         Served::Stream { info, events }
+    }
+
+    /// What a served answer will owe, for its account, model and label.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn settlement(
+        &self,
+        team: &Team,
+        account: &ProviderAccount,
+        candidate: &Candidate,
+        label: &str,
+        features: FeatureSet,
+        streamed: bool,
+        admitted: Vec<Admitted>,
+        stream_attempt: Option<StreamAttempt>,
+    ) -> Settlement {
+        let charge = Charge {
+            spending: self.spending.clone(),
+            state: self.state.clone(),
+            team: team.name.clone(),
+            account: account.name.clone(),
+            model: candidate.model.clone(),
+            label: label.to_owned(),
+            baseline: crate::spend::baseline_model(&self.config, team)
+                .map(crate::catalog::Model::rates),
+            admitted,
+        };
+        Settlement {
+            metrics: self.metrics.clone(),
+            telemetry: self.telemetry.clone(),
+            breakers: self.breakers.clone(),
+            team: team.name.clone(),
+            candidate: candidate.id.clone(),
+            provider: account.name.clone(),
+            model: candidate.model.clone(),
+            features,
+            streamed,
+            stream_attempt,
+            charge,
+        }
     }
 
     /// The bookkeeping of a failed attempt: cooldowns for rate limits and
@@ -501,7 +568,7 @@ impl Executor {
     }
 
     /// Records one attempt in the live metrics and the telemetry.
-    fn record_attempt(&self, id: &str, features: FeatureSet, sample: Sample) {
+    pub(super) fn record_attempt(&self, id: &str, features: FeatureSet, sample: Sample) {
         self.metrics.record(id, features, &sample);
         let c = CandidateRef::lenient(id);
         self.telemetry.attempt(
@@ -542,15 +609,15 @@ pub(super) fn failure_kind(class: &ErrorClass) -> (Outcome, Verdict) {
     }
 }
 
-enum Answer {
+pub(super) enum Answer {
     Complete(Value, Usage),
     Stream(Vec<Value>, ChunkStream),
 }
 
 /// What the attempts of one request have gathered so far, for the error the
 /// caller gets if none answers.
-struct Failover {
-    trail: Vec<AttemptRecord>,
+pub(super) struct Failover {
+    pub(super) trail: Vec<AttemptRecord>,
     last_error: Option<UpstreamError>,
     /// Attempts that were made and failed.
     failures: u32,
@@ -663,28 +730,35 @@ impl Failover {
 
 /// The attempt that answered, and what it answered for.
 struct Winner<'a> {
+    entry: &'a Arc<DirectoryEntry>,
     req: &'a RouteRequest,
     cx: &'a Context<'a>,
     plan: &'a Plan,
+    /// The serving attempt's place in the plan.
+    at: usize,
     attempt: &'a crate::policy::Attempt,
     account: &'a ProviderAccount,
     candidate: &'a Candidate,
     /// The serving model's catalog entry (its prices).
     model: &'a Model,
+    /// Every candidate offered, for the plan's later attempts.
+    candidates: &'a [Candidate],
+    /// The serving attempt probed a half-open circuit.
+    probe: bool,
 }
 
 /// What an attempt sent, for recording its outcome.
-struct Sent {
+pub(super) struct Sent {
     /// The request's features minus those the plan stripped.
-    features: FeatureSet,
+    pub(super) features: FeatureSet,
     /// The attempt's time limit; a stream's idle limit after its first token.
-    timeout: Duration,
+    pub(super) timeout: Duration,
 }
 
 /// Makes one upstream call within its time limit. A stream has answered once
 /// its first content chunk arrives (everything read so far comes back with
 /// it); until then it can still fail over with nothing sent to the caller.
-async fn send(
+pub(super) async fn send(
     provider: &dyn crate::providers::Provider,
     chat: ChatCall,
 ) -> Result<Answer, UpstreamError> {

@@ -26,6 +26,7 @@ mod decide;
 mod error;
 mod logical;
 pub mod probe;
+mod rescue;
 mod settle;
 mod stream;
 
@@ -256,8 +257,8 @@ impl Executor {
 
     /// Routes one request for `entry`, and counts how it ended.
     pub async fn serve(
-        &self,
-        entry: &DirectoryEntry,
+        self: &Arc<Self>,
+        entry: &Arc<DirectoryEntry>,
         req: RouteRequest,
     ) -> Result<Served, RouteError> {
         let team = &entry.team;
@@ -307,8 +308,8 @@ impl Executor {
     }
 
     async fn route(
-        &self,
-        entry: &DirectoryEntry,
+        self: &Arc<Self>,
+        entry: &Arc<DirectoryEntry>,
         mut req: RouteRequest,
         arrival: Instant,
         progress: &mut Progress,
@@ -352,7 +353,7 @@ impl Executor {
             estimated_tokens,
             team_admission,
         };
-        self.attempt(&req, &context, &candidates, &built.accounts, plan)
+        self.attempt(entry, &req, &context, &candidates, &built.accounts, plan)
             .await
     }
 }

@@ -5,6 +5,7 @@
 //! [`StreamEvent::Broken`] (never a clean end), and settles the answer when
 //! the stream ends — or when the caller abandons it.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -13,6 +14,8 @@ use serde_json::{Value, json};
 use switchyard_wire::Usage;
 use switchyard_wire::stream::StreamEvent;
 
+use super::AttemptRecord;
+use super::rescue::Rescuer;
 use super::settle::{Settlement, Tally};
 use crate::catalog::Model;
 use crate::providers::ChunkStream;
@@ -21,7 +24,7 @@ use crate::providers::ChunkStream;
 pub type EventStream = Pin<Box<dyn Stream<Item = StreamEvent> + Send>>;
 
 struct Relay {
-    head: std::vec::IntoIter<Value>,
+    head: VecDeque<Value>,
     rest: ChunkStream,
     /// The routing info, for the first chunk.
     info: Option<Value>,
@@ -30,15 +33,76 @@ struct Relay {
     tally: Tally,
     /// Taken when the stream ends (or the relay is dropped first).
     settlement: Option<Settlement>,
+    /// Continues the answer elsewhere if the upstream breaks after content.
+    rescuer: Option<Rescuer>,
+    /// What the caller has so far, and whether a rescue can continue it.
+    answer: Answer,
+    /// The answer went on from rescues: what they were, and what the broken
+    /// attempts before the serving one used (estimated) and cost.
+    rescues: Vec<Value>,
+    rescue_trail: Vec<AttemptRecord>,
+    earlier: Option<(Usage, f64, bool)>,
+}
+
+/// The text the caller has received so far (first choice only).
+#[derive(Default)]
+struct Answer {
+    /// Content text of the first choice.
+    text: String,
+    /// Bytes of `text` the serving upstream sent (the rest came before it).
+    from_current: usize,
+    /// The chunk id the caller saw first; a rescue keeps it.
+    id: Option<Value>,
+    /// Something a rescue cannot continue went out: a tool call, a second
+    /// choice, a finish reason.
+    unrescuable: bool,
+}
+
+impl Answer {
+    fn note(&mut self, chunk: &Value) {
+        if self.id.is_none() {
+            self.id = chunk.get("id").cloned();
+        }
+        let Some(choices) = chunk.get("choices").and_then(Value::as_array) else {
+            return;
+        };
+        for choice in choices {
+            if choice.get("index").and_then(Value::as_u64).unwrap_or(0) != 0 {
+                self.unrescuable = true;
+                continue;
+            }
+            if choice.get("finish_reason").is_some_and(|f| !f.is_null())
+                || choice
+                    .pointer("/delta/tool_calls")
+                    .is_some_and(|t| !t.is_null())
+            {
+                self.unrescuable = true;
+            }
+            if let Some(text) = choice.pointer("/delta/content").and_then(Value::as_str) {
+                self.text.push_str(text);
+                self.from_current += text.len();
+            }
+        }
+    }
 }
 
 impl Relay {
     /// Adds the routing info to the first chunk and the cost beside the
-    /// usage, and tallies the usage.
+    /// usage, and tallies the usage. After a rescue the chunk keeps the
+    /// stream's first id, and its usage and cost add the broken attempts'.
     fn chunk(&mut self, mut chunk: Value) -> StreamEvent {
         if let Some(info) = self.info.take() {
             chunk["switchyard"] = info;
         }
+        if !self.rescues.is_empty() {
+            if let Some(id) = &self.answer.id {
+                chunk["id"] = id.clone();
+            }
+            if let Some(Value::Object(delta)) = chunk.pointer_mut("/choices/0/delta") {
+                delta.remove("role");
+            }
+        }
+        self.answer.note(&chunk);
         if let Some(usage) = chunk
             .get("usage")
             .filter(|u| !u.is_null())
@@ -47,17 +111,129 @@ impl Relay {
             let cost = self.model.cost(&usage);
             self.tally.usage = Some(usage);
             self.tally.cost_usd = Some(cost);
-            chunk["switchyard"]["cost_usd"] = json!(cost);
+            let (mut total, mut total_cost) = (usage, cost);
+            if let Some((earlier, earlier_cost, estimated)) = self.earlier {
+                total.prompt_tokens += earlier.prompt_tokens;
+                total.completion_tokens += earlier.completion_tokens;
+                total.cached_tokens += earlier.cached_tokens;
+                total_cost += earlier_cost;
+                chunk["usage"] = total.to_openai();
+                chunk["switchyard"]["usage_estimated"] = json!(estimated);
+                chunk["switchyard"]["rescues"] = json!(self.rescues);
+                chunk["switchyard"]["rescue_trail"] = json!(self.rescue_trail);
+            }
+            chunk["switchyard"]["cost_usd"] = json!(total_cost);
         }
         StreamEvent::Chunk(chunk)
     }
 
     fn end(&mut self, broken: Option<String>) -> StreamEvent {
-        self.tally.broken = broken.is_some();
-        if let Some(settlement) = self.settlement.take() {
-            settlement.settle(self.tally);
-        }
+        self.settle_current(broken.is_some());
         broken.map_or(StreamEvent::Done, StreamEvent::Broken)
+    }
+
+    /// Settles the serving attempt. A broken stream the provider never
+    /// reported usage for is billed what it relayed, estimated (4 bytes of
+    /// text a token) and marked so.
+    fn settle_current(&mut self, broken: bool) -> Option<(Usage, f64, bool)> {
+        let settlement = self.settlement.take()?;
+        let mut tally = self.tally;
+        tally.broken = broken;
+        if broken && tally.usage.is_none() {
+            let prompt = self
+                .rescuer
+                .as_ref()
+                .map_or(0, Rescuer::estimated_input_tokens);
+            let usage = Usage {
+                prompt_tokens: prompt,
+                completion_tokens: (self.answer.from_current as u64).div_ceil(4),
+                cached_tokens: 0,
+            };
+            tally.usage = Some(usage);
+            tally.cost_usd = Some(self.model.cost(&usage));
+            tally.estimated = true;
+        }
+        settlement.settle(tally);
+        tally
+            .usage
+            .zip(tally.cost_usd)
+            .map(|(u, c)| (u, c, tally.estimated))
+    }
+
+    /// The upstream broke after content (`why`): continues the answer on the
+    /// plan's next candidates, or ends it with the original failure.
+    async fn broke(&mut self, why: String) -> Option<StreamEvent> {
+        let rescuable = !self.answer.unrescuable && !self.answer.text.is_empty();
+        let Some(mut rescuer) = self.rescuer.take().filter(|_| rescuable) else {
+            return Some(self.end(Some(why)));
+        };
+        let (provider, model) = self
+            .settlement
+            .as_ref()
+            .map(|s| (s.provider.clone(), s.model.clone()))
+            .unwrap_or_default();
+        let used = self.settle_current(true);
+        if let Some((usage, cost, estimated)) = used {
+            let (mut u, mut c, mut e) = self.earlier.unwrap_or_default();
+            u.prompt_tokens += usage.prompt_tokens;
+            u.completion_tokens += usage.completion_tokens;
+            u.cached_tokens += usage.cached_tokens;
+            c += cost;
+            e |= estimated;
+            self.earlier = Some((u, c, e));
+        }
+        self.rescue_trail.push(AttemptRecord {
+            provider,
+            model,
+            status: None,
+            reason: "stream_broken".into(),
+            message: Some(why.clone()),
+            retry_after_ms: None,
+        });
+        let rescued = rescuer
+            .rescue(&self.answer.text, &mut self.rescue_trail)
+            .await;
+        let Some(r) = rescued else {
+            tracing::warn!(error = %why, "stream broke after content; no candidate could continue it");
+            return Some(StreamEvent::Broken(why));
+        };
+        tracing::info!(provider = %r.provider, model = %r.model_name, kind = r.kind.name(), "stream rescued after it broke mid-answer");
+        self.rescues.push(json!({
+            "kind": r.kind.name(), "provider": r.provider, "model": r.model_name,
+        }));
+        self.head.extend(r.head);
+        self.rest = r.rest;
+        self.model = r.model;
+        self.settlement = Some(r.settlement);
+        self.tally = Tally::default();
+        self.answer.from_current = 0;
+        self.rescuer = Some(rescuer);
+        None
+    }
+
+    /// The next event: a chunk, the end, or — after a rescue — the next
+    /// chunk from the candidate that took over.
+    async fn next(&mut self) -> StreamEvent {
+        loop {
+            if let Some(chunk) = self.head.pop_front() {
+                return self.chunk(chunk);
+            }
+            let why = match tokio::time::timeout(self.idle_timeout, self.rest.next()).await {
+                Ok(Some(Ok(chunk))) => return self.chunk(chunk),
+                Ok(None) => return self.end(None),
+                Ok(Some(Err(e))) => {
+                    tracing::warn!(error = %e.message, "upstream stream broke after content");
+                    format!("the provider's stream broke: {}", e.message)
+                }
+                Err(_) => format!(
+                    "the provider sent nothing for {} ms",
+                    self.idle_timeout.as_millis()
+                ),
+            };
+            if let Some(event) = self.broke(why).await {
+                return event;
+            }
+        }
     }
 }
 
@@ -71,7 +247,8 @@ impl Drop for Relay {
 }
 
 /// The events of a streamed answer (`info`: the routing info, as JSON): `head` (chunks already received, the
-/// first content chunk among them), then the rest of the upstream.
+/// first content chunk among them), then the rest of the upstream; a
+/// `rescuer` continues it elsewhere if it breaks after content.
 pub fn relay(
     info: Value,
     head: Vec<Value>,
@@ -79,38 +256,26 @@ pub fn relay(
     model: Model,
     idle_timeout: Duration,
     settlement: Settlement,
+    rescuer: Option<Rescuer>,
 ) -> EventStream {
     let relay = Relay {
-        head: head.into_iter(),
+        head: head.into(),
         rest,
         info: Some(info),
         model,
         idle_timeout,
         tally: Tally::default(),
         settlement: Some(settlement),
+        rescuer,
+        answer: Answer::default(),
+        rescues: Vec::new(),
+        rescue_trail: Vec::new(),
+        earlier: None,
     };
     Box::pin(stream::unfold(relay, |mut relay| async move {
         // Ended: the settlement went with the last event.
         relay.settlement.as_ref()?;
-        if let Some(chunk) = relay.head.next() {
-            let event = relay.chunk(chunk);
-            return Some((event, relay));
-        }
-        let event = match tokio::time::timeout(relay.idle_timeout, relay.rest.next()).await {
-            Ok(Some(Ok(chunk))) => relay.chunk(chunk),
-            Ok(None) => relay.end(None),
-            Ok(Some(Err(e))) => {
-                tracing::warn!(error = %e.message, "upstream stream broke after content");
-                relay.end(Some(format!("the provider's stream broke: {}", e.message)))
-            }
-            Err(_) => {
-                let message = format!(
-                    "the provider sent nothing for {} ms",
-                    relay.idle_timeout.as_millis()
-                );
-                relay.end(Some(message))
-            }
-        };
+        let event = relay.next().await;
         Some((event, relay))
     }))
 }

@@ -100,7 +100,7 @@ label_set!(
 );
 label_set!(
     /// `switchyard_attempts_total` and `switchyard_health_checks_total`
-    /// (outcome: ok, error, timeout, rate_limited, rejected).
+    /// (outcome: ok, broken, error, timeout, rate_limited, rejected).
     AttemptLabels { provider: String, model: String, outcome: &'static str }
 );
 label_set!(
@@ -129,6 +129,12 @@ label_set!(
 label_set!(
     /// `switchyard_limiter_rejections_total` (limit: rpm or tpm).
     LimiterLabels { scope: LimitScope, name: String, limit: &'static str }
+);
+label_set!(
+    /// `switchyard_stream_rescues_total` (kind: continuation, regenerate;
+    /// outcome: ok, failed). Provider and model: the rescuing candidate (or
+    /// `none` when no candidate could take over).
+    RescueLabels { provider: String, model: String, kind: &'static str, outcome: &'static str }
 );
 label_set!(
     /// `switchyard_cooldowns_total` (reason: rate_limited or quota).

@@ -126,6 +126,8 @@ pub struct Telemetry {
     cost: Mutex<BTreeMap<TeamModelLabels, f64>>,
     stream_breaks: Mutex<BTreeMap<ModelLabels, u64>>,
     malformed_events: Mutex<BTreeMap<ModelLabels, u64>>,
+    estimated_usage: Mutex<BTreeMap<ModelLabels, u64>>,
+    rescues: Mutex<BTreeMap<RescueLabels, u64>>,
     decision_seconds: Mutex<BTreeMap<TeamLabels, Histogram>>,
     policy_faults: Mutex<BTreeMap<PolicyLabels, u64>>,
     policy_misbehaviour: Mutex<BTreeMap<PolicyLabels, u64>>,
@@ -285,6 +287,24 @@ impl Telemetry {
         bump(&self.malformed_events, self::model(provider, model), 1);
     }
 
+    /// Counts an answer whose usage the gateway estimated from the text it
+    /// relayed (the stream broke before the provider reported usage).
+    pub fn estimated_usage(&self, provider: &str, model: &str) {
+        bump(&self.estimated_usage, self::model(provider, model), 1);
+    }
+
+    /// Counts one mid-stream rescue attempt: `kind` continuation or
+    /// regenerate, `ok` whether the caller's answer went on.
+    pub fn rescue(&self, provider: &str, model: &str, kind: &'static str, ok: bool) {
+        let labels = RescueLabels {
+            provider: provider.to_owned(),
+            model: model.to_owned(),
+            kind,
+            outcome: if ok { "ok" } else { "failed" },
+        };
+        bump(&self.rescues, labels, 1);
+    }
+
     /// Counts a stream that broke after content had been sent.
     pub fn stream_break(&self, provider: &str, model: &str) {
         bump(&self.stream_breaks, self::model(provider, model), 1);
@@ -412,7 +432,7 @@ impl Telemetry {
         counter(
             &mut out,
             "switchyard_attempts_total",
-            "Attempts at providers by outcome (ok, error, timeout, rate_limited, rejected).",
+            "Attempts at providers by outcome (ok, broken: a stream that broke after content, error, timeout, rate_limited, rejected); a stream is counted when it ends.",
             &lock(&self.attempts),
         );
         histogram(
@@ -456,6 +476,18 @@ impl Telemetry {
             "switchyard_stream_interruptions_total",
             "Streams that broke after content had reached the caller.",
             &lock(&self.stream_breaks),
+        );
+        counter(
+            &mut out,
+            "switchyard_stream_rescues_total",
+            "Streams that broke after content and were continued on another candidate, by the rescuing provider and model, kind (continuation: the partial answer sent as an assistant prefill; regenerate: the answer restarted and its delivered part skipped) and outcome (ok: the caller's answer went on; failed).",
+            &lock(&self.rescues),
+        );
+        counter(
+            &mut out,
+            "switchyard_estimated_usage_total",
+            "Answers whose token usage the gateway estimated from the text it relayed, because the stream broke before the provider reported usage (billed at the model's prices).",
+            &lock(&self.estimated_usage),
         );
         counter(
             &mut out,
