@@ -296,6 +296,11 @@ struct Pair {
 
 impl Pair {
     async fn start() -> Pair {
+        Pair::start_with("").await
+    }
+
+    /// With more `[routing]` settings.
+    async fn start_with(routing: &str) -> Pair {
         let a = MockProvider::start(Flavor::OpenAi).await;
         let b = MockProvider::start(Flavor::OpenAi).await;
         let config = format!(
@@ -306,6 +311,7 @@ impl Pair {
             [routing]
             backoff_base_ms = 20
             backoff_max_ms = 200
+            {routing}
             [providers.a]
             kind = "openai"
             base_url = "{a}"
@@ -507,10 +513,30 @@ async fn row_4_a_persistent_503_fails_over_within_the_retry_budget() {
     assert!(took < Duration::from_secs(2), "took {took:?}");
 }
 
-/// Row 5 (a connection that breaks before the answer's content, once): the
-/// same candidate is retried and answers; the caller sees one clean stream.
+/// Row 5: the provider resets the connection (TCP RST) before any response
+/// byte, once: the same candidate is retried on a new connection and
+/// answers, streamed or not; the caller sees one clean answer.
 #[tokio::test]
-async fn row_5_a_connection_broken_before_content_once_is_retried() {
+async fn row_5_a_connection_reset_before_headers_once_is_retried() {
+    for stream in [false, true] {
+        // A fresh gateway: its first request opens new connections.
+        let pair = Pair::start().await;
+        pair.both(|m| m.reset_connections(1));
+        let (status, _, body, _) = pair.chat(stream).await;
+        assert_eq!(status, 200, "stream {stream}: {body}");
+        let trail = trail(&body);
+        assert_eq!(trail.len(), 2, "stream {stream}: {body}");
+        assert_eq!(trail[0].1, "connect_error", "stream {stream}: {body}");
+        assert_eq!(trail[0].0, trail[1].0, "the same account served");
+        assert_eq!(trail[1].1, "ok");
+        assert_eq!(pair.a.hits() + pair.b.hits(), 1, "one request reached HTTP");
+    }
+}
+
+/// Row 5, the stream variant: headers and the role chunk arrive, then the
+/// connection drops before any content: retried the same way.
+#[tokio::test]
+async fn row_5_a_stream_dropped_before_content_once_is_retried() {
     let pair = Pair::start().await;
     pair.both(|m| m.push(Behavior::StreamDieBeforeContent));
     let (status, _, first_chunk, _) = pair.chat(true).await;
@@ -519,6 +545,189 @@ async fn row_5_a_connection_broken_before_content_once_is_retried() {
     assert_eq!(trail.len(), 2, "{first_chunk}");
     assert_eq!(trail[0].0, trail[1].0, "the same account served");
     assert_eq!(pair.a.hits() + pair.b.hits(), 2);
+}
+
+/// A first account at `first` serving gpt-4o-mini, and a live mock serving
+/// gpt-4.1 behind it: requests name gpt-4o-mini with gpt-4.1 as fallback,
+/// so the plan's order is known.
+struct Fallback {
+    gateway: Server,
+    live: MockProvider,
+    client: reqwest::Client,
+}
+
+impl Fallback {
+    async fn start(first: &str, routing: &str) -> Fallback {
+        let live = MockProvider::start(Flavor::OpenAi).await;
+        live.set_default(Behavior::Text("from the fallback".into()));
+        let config = format!(
+            r#"
+            [server]
+            listen = "127.0.0.1:0"
+            [routing]
+            {routing}
+            [providers.first]
+            kind = "openai"
+            base_url = "{first}"
+            api_key_env = "OA_KEY"
+            models = ["gpt-4o-mini"]
+            timeout_ms = 1000
+            connect_timeout_ms = 300
+            [providers.live]
+            kind = "openai"
+            base_url = "{live}"
+            api_key_env = "OA_KEY"
+            models = ["gpt-4.1"]
+            [teams.team]
+            key_sha256 = ["{key}"]
+            "#,
+            live = live.base_url(),
+            key = hash_key(KEY),
+        );
+        Fallback {
+            gateway: start_gateway("failover-fallback.toml", &config, &[("OA_KEY", "sk-oa")]).await,
+            live,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// Status, body (a stream: its first chunk) and time taken.
+    async fn chat(&self, stream: bool) -> (u16, Value, Duration) {
+        let started = Instant::now();
+        let response = self
+            .client
+            .post(format!("http://{}/v1/chat/completions", self.gateway.addr))
+            .bearer_auth(KEY)
+            .json(&json!({
+                "model": "gpt-4o-mini", "stream": stream,
+                "routing": { "models": ["gpt-4.1"] },
+                "messages": [{ "role": "user", "content": "Hello" }],
+            }))
+            .send()
+            .await
+            .expect("gateway answers");
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        let body = if stream {
+            text.split("\n\n")
+                .filter_map(|b| b.strip_prefix("data: "))
+                .find_map(|d| serde_json::from_str::<Value>(d).ok())
+                .unwrap_or(Value::Null)
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::Null)
+        };
+        (status, body, started.elapsed())
+    }
+}
+
+/// Row 6: a provider that accepts the request and never answers. The
+/// attempt gives up at the account's `timeout_ms` (1 s here; a stream at
+/// `routing.first_token_timeout_ms`, 600 ms here), not when the provider
+/// would, and the next candidate answers.
+#[tokio::test]
+async fn row_6_no_response_at_all_gives_up_early_and_fails_over() {
+    let silent = MockProvider::start(Flavor::OpenAi).await;
+    silent.set_default(Behavior::Stall);
+    let env = Fallback::start(&silent.base_url(), "first_token_timeout_ms = 600").await;
+    for (stream, limit) in [(false, 1000), (true, 600)] {
+        let (status, body, took) = env.chat(stream).await;
+        assert_eq!(status, 200, "stream {stream}: {body}");
+        let t = &body["switchyard"]["trail"];
+        assert_eq!(t[0]["reason"], "timeout", "stream {stream}: {body}");
+        assert_eq!(t[0]["provider"], "first");
+        assert_eq!(body["switchyard"]["provider"], "live");
+        assert!(
+            took >= Duration::from_millis(limit) && took < Duration::from_millis(limit + 1500),
+            "stream {stream}: gave up after {took:?} (limit {limit} ms)"
+        );
+    }
+    assert_eq!(
+        silent.hits(),
+        2,
+        "a timeout is not retried on the same candidate"
+    );
+    assert_eq!(env.live.hits(), 2);
+}
+
+/// Row 6, connect: a provider whose address takes the SYN and never
+/// completes the handshake (its accept queue is full) is given up after the
+/// account's `connect_timeout_ms` (300 ms here), and the next candidate
+/// answers.
+#[tokio::test]
+async fn row_6_a_connection_that_never_opens_is_given_up_at_the_connect_timeout() {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse().expect("addr");
+    socket.bind(&any.into()).expect("bind");
+    socket.listen(0).expect("listen");
+    let addr = socket
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .expect("local addr");
+    // Fill the accept queue: later handshakes are never completed.
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        if let Ok(s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            fillers.push(s);
+        }
+    }
+    let env = Fallback::start(&format!("http://{addr}/v1"), "").await;
+    let (status, body, took) = env.chat(false).await;
+    assert_eq!(status, 200, "{body}");
+    let t = &body["switchyard"]["trail"];
+    assert_eq!(t[0]["provider"], "first", "{body}");
+    assert!(
+        matches!(t[0]["reason"].as_str(), Some("timeout" | "connect_error")),
+        "{body}"
+    );
+    assert_eq!(body["switchyard"]["provider"], "live");
+    // One connect timeout (300 ms), perhaps one retry of it: never the
+    // account's 1 s answer timeout per attempt, nor reqwest's default.
+    assert!(took < Duration::from_millis(1500), "took {took:?}");
+    drop(fillers);
+}
+
+/// Row 7: the first token would come after 20 s (scaled here: 3 s) while
+/// the time-to-first-token limit is 800 ms: the limit is applied, reported
+/// in the trail, and the next candidate answers.
+#[tokio::test]
+async fn row_7_a_first_token_later_than_the_limit_moves_on_and_says_so() {
+    let late = MockProvider::start(Flavor::OpenAi).await;
+    late.set_default(Behavior::Slow {
+        delay_ms: 3000,
+        text: "late".into(),
+    });
+    let env = Fallback::start(&late.base_url(), "first_token_timeout_ms = 800").await;
+    let (status, first_chunk, took) = env.chat(true).await;
+    assert_eq!(status, 200, "{first_chunk}");
+    let t = &first_chunk["switchyard"]["trail"];
+    assert_eq!(t[0]["reason"], "timeout", "{first_chunk}");
+    assert!(
+        t[0]["message"].as_str().unwrap_or("").contains("800 ms"),
+        "the limit is reported: {first_chunk}"
+    );
+    assert_eq!(first_chunk["switchyard"]["provider"], "live");
+    assert!(took < Duration::from_millis(2500), "took {took:?}");
+    // The limit shows in the time-to-first-token the metrics keep: only the
+    // answer that came in time.
+    let m = metrics(&env.gateway).await;
+    assert_eq!(
+        sum(
+            &m,
+            "switchyard_time_to_first_token_seconds_count{",
+            "gpt-4o-mini"
+        ),
+        0.0
+    );
+    assert_eq!(
+        sum(
+            &m,
+            "switchyard_attempts_total{",
+            r#"model="gpt-4o-mini",outcome="timeout""#
+        ),
+        1.0
+    );
 }
 
 /// A 128k-token model on one account and a 1M-token model on another.

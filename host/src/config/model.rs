@@ -109,7 +109,11 @@ pub struct ProviderAccount {
     /// The secret, read from the named environment variable at start-up.
     pub api_key: Option<Secret>,
     pub zdr: bool,
+    /// Longest wait for a whole answer (a stream: for its first token, at
+    /// most `routing.first_token_timeout`).
     pub timeout: Duration,
+    /// Longest wait for a TCP (and TLS) connection to the provider.
+    pub connect_timeout: Duration,
     /// Catalog slugs this account serves, in config order.
     pub models: Vec<String>,
     /// Upstream model id per slug, where it differs from the catalog's.

@@ -166,6 +166,7 @@ pub(super) struct RawProvider {
     pub(super) zdr: bool,
     pub(super) timeout_ms: Option<u64>,
     pub(super) max_response_bytes: Option<usize>,
+    pub(super) connect_timeout_ms: Option<u64>,
     pub(super) continuation: Option<bool>,
     pub(super) models: Vec<String>,
     #[serde(default)]

@@ -282,6 +282,7 @@ pub(super) fn providers(
             api_key,
             zdr: p.zdr,
             timeout: Duration::from_millis(p.timeout_ms.unwrap_or(120_000)),
+            connect_timeout: Duration::from_millis(p.connect_timeout_ms.unwrap_or(5_000).max(1)),
             models: p.models.clone(),
             model_ids: p.model_ids.clone(),
             simulated,

@@ -22,9 +22,11 @@ const MAX_ERROR_BODY: usize = 64 << 10;
 /// account's key to wherever the `Location` points (reqwest's default policy
 /// strips `Authorization` on a cross-host hop, but not `x-api-key`). A 3xx is
 /// an upstream error instead (see [`send`]).
-pub fn client() -> Result<reqwest::Client, String> {
+/// `connect_timeout`: how long a TCP (and TLS) connect may take before the
+/// attempt fails over (`connect_timeout_ms` of the account).
+pub fn client(connect_timeout: Duration) -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
+        .connect_timeout(connect_timeout)
         .pool_idle_timeout(Duration::from_secs(90))
         .tcp_nodelay(true)
         .redirect(reqwest::redirect::Policy::none())

@@ -40,17 +40,20 @@ pub fn build(account: &ProviderAccount) -> Result<Arc<dyn Provider>, String> {
             account.api_key.as_ref().map(Secret::expose),
             true,
             account.max_response_bytes,
+            account.connect_timeout,
         )?),
         ProviderKind::OpenaiCompatible => Arc::new(OpenAi::new(
             &account.base_url,
             account.api_key.as_ref().map(Secret::expose),
             false,
             account.max_response_bytes,
+            account.connect_timeout,
         )?),
         ProviderKind::Anthropic => Arc::new(Anthropic::new(
             &account.base_url,
             account.api_key.as_ref().map_or("", Secret::expose),
             account.max_response_bytes,
+            account.connect_timeout,
         )?),
         ProviderKind::Simulated => Arc::new(Simulated::new(
             &account.name,

@@ -33,16 +33,18 @@ struct Inner {
 impl OpenAi {
     /// `base_url` ends before `/chat/completions` (e.g. `https://api.openai.com/v1`);
     /// `responses`: whether the server also has `/responses` (OpenAI does).
-    /// `max_body`: the largest non-streamed answer read.
+    /// `max_body`: the largest non-streamed answer read; `connect_timeout`:
+    /// see [`http::client`].
     pub fn new(
         base_url: &str,
         api_key: Option<&str>,
         responses: bool,
         max_body: usize,
+        connect_timeout: std::time::Duration,
     ) -> Result<Self, String> {
         Ok(Self {
             inner: Arc::new(Inner {
-                client: http::client()?,
+                client: http::client(connect_timeout)?,
                 url: http::endpoint(base_url, "/chat/completions")?,
                 responses_url: if responses {
                     Some(http::endpoint(base_url, "/responses")?)

@@ -29,11 +29,17 @@ struct Inner {
 
 impl Anthropic {
     /// `base_url` is the API root (e.g. `https://api.anthropic.com`);
-    /// `max_body`: the largest non-streamed answer read.
-    pub fn new(base_url: &str, api_key: &str, max_body: usize) -> Result<Self, String> {
+    /// `max_body`: the largest non-streamed answer read; `connect_timeout`:
+    /// see [`http::client`].
+    pub fn new(
+        base_url: &str,
+        api_key: &str,
+        max_body: usize,
+        connect_timeout: std::time::Duration,
+    ) -> Result<Self, String> {
         Ok(Self {
             inner: Arc::new(Inner {
-                client: http::client()?,
+                client: http::client(connect_timeout)?,
                 url: http::endpoint(base_url, "/v1/messages")?,
                 api_key: http::secret_header(api_key)?,
                 max_body,
