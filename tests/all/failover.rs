@@ -889,3 +889,64 @@ async fn row_16_the_fallback_answers_and_the_failed_attempts_cost_nothing() {
     let small_cost = sum(&metrics, "switchyard_cost_usd_total{", "gpt-4o-mini");
     assert_eq!(small_cost, 0.0, "{metrics}");
 }
+
+/// Row 15 (scaled: down 3 s instead of 60, requests 250 ms apart instead of
+/// 4 s, breaker recovery 1 s): the primary fails, the fallback serves, the
+/// half-open primary is probed with one real request per recovery window —
+/// ahead of the healthy fallback — and serves again once it answers, without
+/// waiting out the feature-uptime record of its failures.
+#[tokio::test]
+async fn row_15_a_primary_that_recovers_is_probed_and_serves_again() {
+    let primary = MockProvider::start(Flavor::OpenAi).await;
+    primary.set_default(Behavior::Error {
+        status: 503,
+        message: "down for maintenance".into(),
+    });
+    let env = Fallback::start(
+        &primary.base_url(),
+        "feature_uptime_window_secs = 2
+        [routing.circuit_breaker]
+        min_requests = 2
+        recovery_secs = 1",
+    )
+    .await;
+    let started = Instant::now();
+    let down_for = Duration::from_secs(3);
+    let mut served = Vec::new();
+    let mut hits_while_down = 0;
+    for i in 0..24u32 {
+        let at = Duration::from_millis(250) * i;
+        if let Some(wait) = at.checked_sub(started.elapsed()) {
+            tokio::time::sleep(wait).await;
+        }
+        if started.elapsed() >= down_for && hits_while_down == 0 {
+            hits_while_down = primary.hits();
+            primary.set_default(Behavior::Text("the primary is back".into()));
+        }
+        let (status, first_chunk, _) = env.chat(true).await;
+        assert_eq!(status, 200, "request {i}: {first_chunk}");
+        let provider = first_chunk["switchyard"]["provider"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        served.push((started.elapsed(), provider));
+    }
+    // Down: the first request's call and retry, then one probe a recovery
+    // window — never every request.
+    assert!(
+        (2..=7).contains(&hits_while_down),
+        "the primary was called {hits_while_down} times while down: {served:?}"
+    );
+    assert!(
+        served.iter().any(|(_, p)| p == "live"),
+        "the fallback served meanwhile: {served:?}"
+    );
+    // Back: within a recovery window (and a probe), the primary serves.
+    let back = down_for + Duration::from_millis(1800);
+    let late: Vec<_> = served.iter().filter(|(t, _)| *t >= back).collect();
+    assert!(late.len() >= 4, "{served:?}");
+    assert!(
+        late.iter().all(|(_, p)| p == "first"),
+        "the recovered primary serves again: {served:?}"
+    );
+}

@@ -334,7 +334,7 @@ async fn feature_uptime_excludes_a_provider_for_tool_requests_only() {
     // The breaker is set far off so only the feature rule acts here, and
     // retries are off so each request fails alpha exactly once.
     let env = Env::start(
-        "feature_uptime_min_requests = 5\nretries_per_candidate = 0\n[routing.circuit_breaker]\nmin_requests = 1000",
+        "feature_uptime_min_requests = 5\nfeature_uptime_window_secs = 120\nretries_per_candidate = 0\n[routing.circuit_breaker]\nmin_requests = 1000",
     )
     .await;
     // alpha fails every tool-calling request.
@@ -353,8 +353,8 @@ async fn feature_uptime_excludes_a_provider_for_tool_requests_only() {
         assert_eq!(body["switchyard"]["attempts"], 2);
     }
     // The circuit breaker's window (60 s, kept in 6 s slots) forgets those
-    // failures, so alpha is not flagged degraded; the feature window (15 min)
-    // still holds them.
+    // failures, so alpha is not flagged degraded; the feature window (120 s
+    // here) still holds them.
     env.clock.advance(Duration::from_secs(66));
     let alpha_hits = env.alpha.hits();
     // Now below 90 % for tools: alpha is not even tried for tool requests,

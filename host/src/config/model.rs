@@ -300,6 +300,10 @@ pub struct RoutingSettings {
     /// A candidate whose success rate for a feature the request needs is below
     /// this (0.0 to 1.0) over the request's window is excluded.
     pub feature_uptime_threshold: f64,
+    /// The window (seconds) that feature uptime is judged over for
+    /// exclusion — the last 16 attempts within it — so a candidate that
+    /// recovered returns once its failures age out.
+    pub feature_uptime_window_secs: u32,
     /// Fewest attempts with that feature in the window before it is judged.
     pub feature_uptime_min_requests: u64,
     /// Circuit breakers per (account, model).

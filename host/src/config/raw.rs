@@ -141,6 +141,7 @@ pub(super) struct RawRouting {
     pub(super) rate_limit_cooldown_secs: Option<u64>,
     pub(super) feature_uptime_threshold: Option<f64>,
     pub(super) feature_uptime_min_requests: Option<u64>,
+    pub(super) feature_uptime_window_secs: Option<u32>,
     #[serde(default)]
     pub(super) circuit_breaker: RawBreaker,
 }

@@ -136,6 +136,18 @@ pub(super) fn routing(r: &RawRouting, err: Err) -> Result<RoutingSettings, Confi
             format!("{n} is more than 10: a failing provider would be hammered"),
         ));
     }
+    if let Some(n) = r
+        .feature_uptime_min_requests
+        .filter(|n| *n > crate::metrics::series::RECENT_ATTEMPTS as u64)
+    {
+        return Err(err(
+            "routing.feature_uptime_min_requests",
+            format!(
+                "{n} is more than the {} recent attempts feature uptime is judged on",
+                crate::metrics::series::RECENT_ATTEMPTS
+            ),
+        ));
+    }
     let routing = RoutingSettings {
         first_token_timeout: Duration::from_millis(r.first_token_timeout_ms.unwrap_or(15_000)),
         stream_idle_timeout: Duration::from_millis(r.stream_idle_timeout_ms.unwrap_or(10_000)),
@@ -149,6 +161,7 @@ pub(super) fn routing(r: &RawRouting, err: Err) -> Result<RoutingSettings, Confi
         rate_limit_cooldown: Duration::from_secs(r.rate_limit_cooldown_secs.unwrap_or(10)),
         feature_uptime_threshold: r.feature_uptime_threshold.unwrap_or(0.9),
         feature_uptime_min_requests: r.feature_uptime_min_requests.unwrap_or(5).max(1),
+        feature_uptime_window_secs: r.feature_uptime_window_secs.unwrap_or(60).clamp(1, 3600),
         circuit_breaker,
     };
     Ok(routing)

@@ -329,6 +329,7 @@ pub enum Detail {
 #[derive(Debug, Clone)]
 pub struct Series {
     rings: [Ring; 3],
+    recent: Recent,
 }
 
 impl Default for Series {
@@ -339,7 +340,56 @@ impl Default for Series {
                 Ring::new(900_000, 97),
                 Ring::new(3_600_000, 169),
             ],
+            recent: Recent::default(),
         }
+    }
+}
+
+/// How many of a key's latest health attempts [`Recent`] keeps.
+pub const RECENT_ATTEMPTS: usize = 16;
+
+/// A key's last [`RECENT_ATTEMPTS`] health attempts (ok, error, timeout,
+/// broken) with their times, to the millisecond: exclusion decisions judge
+/// recent behaviour, which the rings' one-minute buckets cannot resolve.
+#[derive(Debug, Clone, Default)]
+struct Recent {
+    at_ms: [u64; RECENT_ATTEMPTS],
+    /// Bit i: attempt i succeeded.
+    ok: u16,
+    next: u8,
+    len: u8,
+}
+
+impl Recent {
+    fn push(&mut self, now_ms: u64, ok: bool) {
+        let i = usize::from(self.next);
+        self.at_ms[i] = now_ms;
+        if ok {
+            self.ok |= 1 << i;
+        } else {
+            self.ok &= !(1 << i);
+        }
+        self.next = ((i + 1) % RECENT_ATTEMPTS) as u8;
+        self.len = (usize::from(self.len) + 1).min(RECENT_ATTEMPTS) as u8;
+    }
+
+    /// Counts of the kept attempts made in the `window_ms` before `now_ms`
+    /// (failures as errors).
+    fn counts(&self, now_ms: u64, window_ms: u64) -> Counts {
+        let from = now_ms.saturating_sub(window_ms);
+        let mut counts = Counts::default();
+        for i in 0..usize::from(self.len) {
+            if self.at_ms[i] < from || self.at_ms[i] > now_ms {
+                continue;
+            }
+            counts.requests += 1;
+            if self.ok & (1 << i) != 0 {
+                counts.ok += 1;
+            } else {
+                counts.errors += 1;
+            }
+        }
+        counts
     }
 }
 
@@ -348,6 +398,13 @@ pub const MAX_BUCKETS: usize = 61 + 97 + 169;
 
 impl Series {
     pub fn record(&mut self, now_ms: u64, sample: &Sample) {
+        match sample.outcome {
+            Some(Outcome::Ok) => self.recent.push(now_ms, true),
+            Some(Outcome::Error | Outcome::Timeout | Outcome::Broken) => {
+                self.recent.push(now_ms, false);
+            }
+            _ => {}
+        }
         for ring in &mut self.rings {
             let b = ring.bucket(now_ms);
             if let Some(outcome) = sample.outcome {
@@ -428,6 +485,12 @@ impl Series {
     }
 
     /// Counters only, for the window ending at `now_ms`.
+    /// Counts of the last [`RECENT_ATTEMPTS`] health attempts made in the
+    /// `window_secs` before `now_ms`.
+    pub fn recent_counts(&self, now_ms: u64, window_secs: u32) -> Counts {
+        self.recent.counts(now_ms, u64::from(window_secs) * 1000)
+    }
+
     pub fn counts(&self, now_ms: u64, window_secs: u32) -> Counts {
         let window_ms = u64::from(window_secs) * 1000;
         let mut counts = Counts::default();
@@ -549,5 +612,44 @@ mod tests {
         let buckets: usize = s.rings.iter().map(|r| r.buckets.len()).sum();
         assert!(buckets <= MAX_BUCKETS, "{buckets} buckets");
         assert!(s.heap_bytes() < MAX_BUCKETS * (std::mem::size_of::<Bucket>() + 3 * BINS * 8));
+    }
+}
+
+#[cfg(test)]
+mod recent_tests {
+    use super::*;
+
+    fn attempt(s: &mut Series, at_ms: u64, outcome: Outcome) {
+        s.record(
+            at_ms,
+            &Sample {
+                outcome: Some(outcome),
+                ..Sample::default()
+            },
+        );
+    }
+
+    #[test]
+    fn recent_counts_see_only_the_window_and_the_last_sixteen() {
+        let mut s = Series::default();
+        for i in 0..5 {
+            attempt(&mut s, 1_000 + i, Outcome::Error);
+        }
+        // Rate limits and refusals say nothing of health.
+        attempt(&mut s, 1_010, Outcome::RateLimited);
+        let c = s.recent_counts(1_100, 60);
+        assert_eq!((c.requests, c.ok, c.errors), (5, 0, 5));
+        // A minute later they have aged out, though the minute ring still
+        // holds them.
+        assert_eq!(s.recent_counts(62_000, 60).requests, 0);
+        assert_eq!(s.counts(62_000, 120).errors, 5);
+        // Twenty successes: only the last sixteen attempts are kept.
+        for i in 0..20 {
+            attempt(&mut s, 2_000 + i, Outcome::Ok);
+        }
+        let c = s.recent_counts(2_100, 60);
+        assert_eq!((c.requests, c.ok), (16, 16));
+        attempt(&mut s, 2_200, Outcome::Broken);
+        assert_eq!(s.recent_counts(2_300, 60).errors, 1);
     }
 }

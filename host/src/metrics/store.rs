@@ -222,6 +222,23 @@ impl Snapshot {
         Some(d)
     }
 
+    /// The recent health attempts of `id` with `feature` (the last
+    /// [`super::series::RECENT_ATTEMPTS`] within `window_secs`), as of the
+    /// snapshot: what exclusion decisions judge.
+    pub fn recent_feature_counts(
+        &self,
+        id: &str,
+        feature: &str,
+        window_secs: u32,
+    ) -> Option<Counts> {
+        let pair = *self.store.index.get(id)?;
+        let slot = feature_slot(feature)?;
+        Some(
+            lock(&self.store.features[pair * FEATURE_SLOTS + slot])
+                .recent_counts(self.now_ms, window_secs),
+        )
+    }
+
     /// Counters of `id` with `feature` over the window, as of the snapshot.
     pub fn feature_counts(&self, id: &str, feature: &str, window_secs: u32) -> Option<Counts> {
         self.store

@@ -423,7 +423,6 @@ impl super::Executor {
         id: &str,
         needed: FeatureSet,
         snapshot: &crate::metrics::Snapshot,
-        window: u32,
         view: &View,
     ) -> Judgement {
         let state = self.breakers.state(id);
@@ -452,10 +451,17 @@ impl super::Executor {
             }
             _ => {}
         }
+        // A half-open circuit with its probe slot free is offered as the
+        // probe, whatever its feature record: the probe is how it recovers.
+        if let CircuitState::HalfOpen { probe_free: true } = state {
+            return Judgement::HalfOpen;
+        }
         let routing = &self.config.routing;
+        // Recent attempts only: a candidate that failed a feature is out
+        // while it keeps failing, not for the caller's whole metric window.
         let failing = needed.iter().find(|f| {
             snapshot
-                .feature_counts(id, f.name(), window)
+                .recent_feature_counts(id, f.name(), routing.feature_uptime_window_secs)
                 .is_some_and(|c| {
                     feature_failing(
                         &c,

@@ -187,3 +187,37 @@ impl Executor {
         }
     }
 }
+
+/// The executor's amendment to every plan: a candidate whose circuit is
+/// half-open (its recovery time passed) is tried first, ahead of healthy
+/// peers, so that it is probed with one real request per recovery window and
+/// returns to its rank as soon as it answers — whether or not the policy
+/// ranked it first. One the policy left out is added when it supports every
+/// feature the request needs (nothing to strip). The breaker lets one probe
+/// through at a time; a request that finds the slot taken moves on.
+pub(super) fn offer_probes(plan: &mut Plan, candidates: &[Candidate], needed: usize) {
+    let probes = candidates
+        .iter()
+        .filter(|c| c.health == crate::policy::Health::HalfOpen);
+    for (front, candidate) in probes.enumerate() {
+        if let Some(at) = plan
+            .attempts
+            .iter()
+            .position(|a| a.candidate == candidate.id)
+        {
+            if at > front {
+                let attempt = plan.attempts.remove(at);
+                plan.attempts.insert(front, attempt);
+            }
+        } else if candidate.features.len() == needed {
+            plan.attempts.insert(
+                front,
+                crate::policy::Attempt {
+                    candidate: candidate.id.clone(),
+                    strip: Vec::new(),
+                    timeout_ms: None,
+                },
+            );
+        }
+    }
+}

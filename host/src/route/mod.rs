@@ -334,16 +334,17 @@ impl Executor {
             &req,
             features,
             &|i, account| shared.account_status(i, account, estimated_tokens),
-            &|id| self.judge(id, features, &snapshot, window, &shared.view),
+            &|id| self.judge(id, features, &snapshot, &shared.view),
         )?;
         // Admission: the team's own rate limit, counted only for a request
         // that can be served.
         let team_admission = self.admit_team(team, estimated_tokens).await?;
         // Decide: the team's policy, or the default standing in for it.
         let policy_request = decide::policy_request(&req, team, features.names());
-        let (plan, _, candidates) = self
+        let (mut plan, _, candidates) = self
             .decide(entry, policy_request, built.candidates, snapshot, window)
             .await?;
+        decide::offer_probes(&mut plan, &candidates, features.len());
         progress.label = Some(plan.label.clone());
         // Attempts, each served answer leaving with its settlement.
         let context = Context {
