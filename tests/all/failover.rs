@@ -844,6 +844,62 @@ async fn row_12_a_context_overflow_goes_to_a_larger_window_never_the_same_model(
     );
 }
 
+/// Item 4: a request whose estimate (its messages' text at 4 bytes a token)
+/// cannot fit a model's context window is never sent there: the larger
+/// window takes it, and with none left the caller gets the 400 without any
+/// provider being called. An image counts as an image, not its base64 size.
+#[tokio::test]
+async fn a_request_too_long_for_a_window_is_not_sent_to_it() {
+    let env = Windows::start().await;
+    env.large.set_default(Behavior::Text("read it all".into()));
+    // ~150k tokens: over gpt-4o-mini's 128k, under gpt-4.1's 1M.
+    let document = "lorem ipsum ".repeat(50_000);
+    let send = |fallbacks: Vec<&'static str>, content: Value| {
+        let client = env.client.clone();
+        let url = format!("http://{}/v1/chat/completions", env.gateway.addr);
+        async move {
+            let response = client
+                .post(url)
+                .bearer_auth(KEY)
+                .json(&json!({
+                    "model": "gpt-4o-mini",
+                    "routing": { "models": fallbacks },
+                    "messages": [{ "role": "user", "content": content }],
+                }))
+                .send()
+                .await
+                .expect("gateway answers");
+            let status = response.status().as_u16();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let (status, body) = send(vec!["gpt-4.1"], json!(document)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["switchyard"]["model"], "gpt-4.1");
+    assert_eq!(body["switchyard"]["attempts"], 1, "{body}");
+    assert_eq!(env.small.hits(), 0, "never sent where it cannot fit");
+
+    let (status, body) = send(vec![], json!(document)).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "context_length_exceeded", "{body}");
+    assert_eq!(body["error"]["param"], "messages");
+    assert_eq!(env.small.hits(), 0);
+
+    // A 2 MB base64 image is ~1,000 tokens, not 500k: it fits the small model.
+    let image = format!("data:image/png;base64,{}", "A".repeat(2 << 20));
+    let content = json!([
+        { "type": "text", "text": "What is in this picture?" },
+        { "type": "image_url", "image_url": { "url": image } },
+    ]);
+    env.small.set_default(Behavior::Text("a picture".into()));
+    let (status, body) = send(vec![], content).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["switchyard"]["model"], "gpt-4o-mini");
+}
+
 /// Row 13: a content-filter refusal is the provider's verdict on the
 /// request: no retry, no failover, and its reason reaches the caller.
 #[tokio::test]

@@ -275,6 +275,46 @@ impl CanonicalRequest {
         self.messages.iter().any(Message::has_image)
     }
 
+    /// Input tokens this request will take, estimated without a tokenizer:
+    /// the text of every message (string content, text parts, tool-call
+    /// arguments) and the tool definitions and response schema, at 4 bytes a
+    /// token, plus 4 tokens a message for its framing, and
+    /// [`IMAGE_TOKENS`] an image (base64 image bytes say nothing of its
+    /// tokens). Other parts (files, audio) count their JSON size.
+    pub fn estimate_input_tokens(&self) -> u64 {
+        let mut bytes = 0usize;
+        let mut tokens = 0u64;
+        for m in &self.messages {
+            tokens += 4;
+            match &m.content {
+                Some(Value::String(s)) => bytes += s.len(),
+                Some(Value::Array(parts)) => {
+                    for part in parts {
+                        if is_image_part(part) {
+                            tokens += IMAGE_TOKENS;
+                        } else if let Some(text) = part.get("text").and_then(Value::as_str) {
+                            bytes += text.len();
+                        } else {
+                            bytes += json_len(part);
+                        }
+                    }
+                }
+                Some(other) => bytes += json_len(other),
+                None => {}
+            }
+            for call in m.tool_calls.iter().flatten() {
+                bytes += json_len(call);
+            }
+        }
+        for tool in self.tools.iter().flatten() {
+            bytes += json_len(tool);
+        }
+        if let Some(format) = &self.response_format {
+            bytes += json_len(format);
+        }
+        tokens + (bytes as u64).div_ceil(4)
+    }
+
     /// The token limit the caller set, under either name.
     pub fn max_output_tokens(&self) -> Option<u64> {
         self.max_completion_tokens.or(self.max_tokens)
@@ -330,6 +370,28 @@ impl Message {
     pub fn has_image(&self) -> bool {
         self.parts().iter().any(is_image_part)
     }
+}
+
+/// Input tokens counted for one image by [`CanonicalRequest::estimate_input_tokens`]
+/// (a 1024×1024 image is 765 tokens at OpenAI's high detail, up to ~1,600 at
+/// Anthropic).
+pub const IMAGE_TOKENS: u64 = 1_000;
+
+/// Bytes of `value` as compact JSON, counted without building the text.
+fn json_len<T: Serialize + ?Sized>(value: &T) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
 }
 
 /// Whether a content part is an image.

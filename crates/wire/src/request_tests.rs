@@ -202,3 +202,29 @@ fn translations_build_the_same_request() {
         CanonicalRequest::from_map(map.as_object().cloned().unwrap_or_default()).expect("valid");
     assert_eq!(from_map, parse(map).expect("valid"));
 }
+
+#[test]
+fn input_tokens_are_estimated_from_text_tools_and_images() {
+    let text = "x".repeat(4_000);
+    let body = json!({
+        "model": "m",
+        "messages": [
+            { "role": "system", "content": "be brief" },
+            { "role": "user", "content": [
+                { "type": "text", "text": text },
+                { "type": "image_url", "image_url": { "url": format!("data:image/png;base64,{}", "A".repeat(1 << 20)) } },
+            ] },
+        ],
+        "tools": [{ "type": "function", "function": { "name": "f", "parameters": { "type": "object" } } }],
+    });
+    let request = CanonicalRequest::from_slice(body.to_string().as_bytes()).expect("valid");
+    let estimate = request.estimate_input_tokens();
+    // 2 messages (8) + 1,000 for the image + (8 + 4,000 + the tool's JSON) / 4.
+    let tool = serde_json::to_string(&body["tools"][0])
+        .expect("json")
+        .len();
+    assert_eq!(
+        estimate,
+        8 + crate::request::IMAGE_TOKENS + ((8 + 4_000 + tool) as u64).div_ceil(4)
+    );
+}

@@ -19,7 +19,7 @@ use switchyard_wire::Api;
 
 /// Parses and validates a Chat Completions body into a [`RouteRequest`].
 pub fn parse(bytes: &[u8], headers: &HeaderMap) -> Result<RouteRequest, RouteError> {
-    canonical(CanonicalRequest::from_slice(bytes)?, headers, bytes.len())
+    canonical(CanonicalRequest::from_slice(bytes)?, headers)
 }
 
 /// The request body as a JSON object (the Responses and Messages APIs read
@@ -45,7 +45,6 @@ pub fn json_object(bytes: &[u8]) -> Result<Map<String, Value>, RouteError> {
 pub fn canonical(
     mut body: CanonicalRequest,
     headers: &HeaderMap,
-    size: usize,
 ) -> Result<RouteRequest, RouteError> {
     let routing = RoutingOptions::parse(body.routing.take().as_ref())?;
     let metadata: Vec<(String, String)> = body
@@ -73,7 +72,9 @@ pub fn canonical(
         step_type: pick("x-switchyard-step-type", "step_type"),
         purpose: pick("x-switchyard-purpose", "purpose"),
         metadata,
-        estimated_input_tokens: u32::try_from(size / 4).unwrap_or(u32::MAX).max(1),
+        estimated_input_tokens: u32::try_from(body.estimate_input_tokens())
+            .unwrap_or(u32::MAX)
+            .max(1),
         logical_model: None,
         model: body.model.clone(),
         routing,

@@ -38,7 +38,7 @@ impl Endpoint for Messages {
 
     fn parse(bytes: &[u8], headers: &HeaderMap) -> Result<(RouteRequest, Echo), RouteError> {
         let body = json_object(bytes)?;
-        let mut request = canonical(wire::to_canonical(&body)?, headers, bytes.len())?;
+        let mut request = canonical(wire::to_canonical(&body)?, headers)?;
         request.api = Api::Messages;
         Ok((request, Echo::new()))
     }

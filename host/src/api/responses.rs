@@ -26,7 +26,7 @@ impl Endpoint for Responses {
     fn parse(bytes: &[u8], headers: &HeaderMap) -> Result<(RouteRequest, Echo), RouteError> {
         let body = json_object(bytes)?;
         let canonical_body = wire::to_canonical(&body)?;
-        let mut request = canonical(canonical_body, headers, bytes.len())?;
+        let mut request = canonical(canonical_body, headers)?;
         request.api = Api::Responses;
         let echo = Echo::new(&body);
         Ok((request, echo))

@@ -284,6 +284,7 @@ pub fn build<'a>(
         accounts: Vec::new(),
     };
     let (mut zdr_removed, mut quota_removed, mut budget_removed) = (0usize, 0usize, 0usize);
+    let (mut too_long, mut largest_window) = (0usize, 0u32);
     let mut rate_limited: Option<Duration> = None;
     let mut circuit_open: Option<Duration> = None;
     for (index, account) in config.providers.iter().enumerate() {
@@ -301,6 +302,13 @@ pub fn build<'a>(
             let Some(model) = config.catalog.get(slug) else {
                 continue;
             };
+            // The request cannot fit its context window: sending it would
+            // only earn a context_length_exceeded.
+            if model.context_window > 0 && model.context_window < req.estimated_input_tokens {
+                largest_window = largest_window.max(model.context_window);
+                too_long += 1;
+                continue;
+            }
             if team.zdr && !account.zdr {
                 zdr_removed += 1;
                 continue;
@@ -368,6 +376,17 @@ pub fn build<'a>(
         return Ok(set_aside);
     }
     let other_removed = quota_removed + zdr_removed + budget_removed;
+    if too_long > 0 && other_removed == 0 && circuit_open.is_none() && rate_limited.is_none() {
+        let mut e = RouteError::new(
+            RoutingCode::ContextLengthExceeded,
+            format!(
+                "the request is about {} tokens (estimated from its messages and tools), more than the context window of every model that could take it (largest: {largest_window} tokens)",
+                req.estimated_input_tokens
+            ),
+        );
+        e.param = Some("messages".into());
+        return Err(e);
+    }
     if let Some(wait) = circuit_open.filter(|_| other_removed == 0) {
         let wait = rate_limited.map_or(wait, |r| r.min(wait));
         let mut e = RouteError::new(

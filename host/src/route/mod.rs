@@ -71,8 +71,9 @@ pub struct RouteRequest {
     pub step_type: Option<String>,
     pub purpose: Option<String>,
     pub metadata: Vec<(String, String)>,
-    /// Rough input size in tokens (4 bytes of request body a token), for cost
-    /// estimates and context-window checks in the policy.
+    /// Input size in tokens, estimated from the messages, tools and images
+    /// ([`CanonicalRequest::estimate_input_tokens`]): cost estimates, TPM
+    /// limits, and the context-window filter of the candidates.
     pub estimated_input_tokens: u32,
     /// The logical model the caller named, once expanded into its targets
     /// (set by the executor, not the caller).
