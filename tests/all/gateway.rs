@@ -731,6 +731,45 @@ async fn shutdown_drains_an_open_stream() {
     assert_eq!(streamed_text(&events), long);
 }
 
+/// A stream still open when the shutdown grace period (5 s here) is about
+/// to end gets an explicit interruption event in its API's shape, never a
+/// silent cut, and the gateway stops within the grace period.
+#[tokio::test]
+async fn a_stream_outliving_the_shutdown_grace_period_is_told_so() {
+    let env = Env::start().await;
+    // 2,000 words at 5 ms each: ten seconds, longer than the grace period.
+    let long = (0..2000)
+        .map(|i| format!("w{i}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    env.oa1.set_default(Behavior::Text(long.clone()));
+    env.oa2.set_default(Behavior::Text(long.clone()));
+    let mut request = hello("gpt-4o-mini");
+    request["stream"] = json!(true);
+    let response = env.chat_with(KEY, request).await;
+    assert_eq!(response.status().as_u16(), 200);
+    let reader = tokio::spawn(read_sse(response));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    let Env { gateway, .. } = env;
+    gateway.shutdown().await.expect("clean shutdown");
+    let took = started.elapsed();
+    let (events, done) = reader.await.expect("reader");
+    assert!(!done, "an interrupted stream must not look finished");
+    let text = streamed_text(&events);
+    assert!(!text.is_empty() && long.starts_with(&text) && text != long);
+    let last = events.last().expect("events");
+    assert_eq!(last["error"]["code"], "stream_interrupted", "{last}");
+    assert!(
+        last["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("shutting down"),
+        "{last}"
+    );
+    assert!(took < Duration::from_millis(5500), "stopped after {took:?}");
+}
+
 #[tokio::test]
 async fn a_logical_model_applies_its_defaults_and_falls_back_in_target_order() {
     let env = Env::start().await;

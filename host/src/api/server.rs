@@ -107,6 +107,9 @@ pub struct Load {
     rejected_in_flight: AtomicU64,
     rejected_connections: AtomicU64,
     evicted: AtomicU64,
+    /// Set when the shutdown grace period is about to end: open streams
+    /// write an interruption event and end.
+    pub interrupt: watch::Sender<bool>,
 }
 
 /// One request counted in flight; released when its response is done.
@@ -133,6 +136,7 @@ impl Load {
             rejected_in_flight: AtomicU64::new(0),
             rejected_connections: AtomicU64::new(0),
             evicted: AtomicU64::new(0),
+            interrupt: watch::Sender::new(false),
         }
     }
 
@@ -308,13 +312,27 @@ pub async fn serve(
             notified.await;
         }
     };
-    if tokio::time::timeout(grace, drained).await.is_err() {
+    // Streams still open near the end of the grace period are told so (an
+    // error event in their API's shape) and ended, rather than cut.
+    let margin = (grace / 4).min(Duration::from_secs(1));
+    let mut drained = std::pin::pin!(drained);
+    if tokio::time::timeout(grace - margin, &mut drained)
+        .await
+        .is_err()
+    {
         tracing::warn!(
             grace_secs = grace.as_secs(),
-            "grace period over; closing remaining connections"
+            "grace period ending; interrupting open streams"
         );
-        shared.forced.store(true, Ordering::Release);
-        shared.close_all();
+        state.load.interrupt.send_replace(true);
+        if tokio::time::timeout(margin, &mut drained).await.is_err() {
+            tracing::warn!(
+                grace_secs = grace.as_secs(),
+                "grace period over; closing remaining connections"
+            );
+            shared.forced.store(true, Ordering::Release);
+            shared.close_all();
+        }
     }
     for task in checks {
         task.abort();
