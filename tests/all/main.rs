@@ -17,4 +17,5 @@ mod mock_selftest;
 mod plugin_cases;
 mod policy_sandbox;
 mod rescue;
+mod storm;
 mod teams;

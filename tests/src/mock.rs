@@ -270,6 +270,38 @@ struct Shared {
     prefill: Mutex<Prefill>,
     /// Connections still to be reset (RST) once their request has arrived.
     resets: Arc<AtomicUsize>,
+    /// A share of requests answered with a fault drawn from a list.
+    mix: Mutex<Option<FaultMix>>,
+}
+
+/// Faults drawn at random (a seeded generator: the same seed, the same
+/// sequence) for a share of the requests.
+struct FaultMix {
+    rate: f64,
+    faults: Vec<Behavior>,
+    state: u64,
+    injected: Vec<u64>,
+}
+
+impl FaultMix {
+    /// splitmix64: small, seedable, good enough to pick faults.
+    fn next(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn draw(&mut self) -> Option<Behavior> {
+        let roll = (self.next() >> 11) as f64 / (1u64 << 53) as f64;
+        if roll >= self.rate || self.faults.is_empty() {
+            return None;
+        }
+        let i = (self.next() % self.faults.len() as u64) as usize;
+        self.injected[i] += 1;
+        Some(self.faults[i].clone())
+    }
 }
 
 /// The mock's listener: connections go to the HTTP server, except those
@@ -356,6 +388,7 @@ impl MockProvider {
                 Flavor::OpenAi => Prefill::Ignore,
             }),
             resets: Arc::new(AtomicUsize::new(0)),
+            mix: Mutex::new(None),
         });
         let inner = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -419,6 +452,26 @@ impl MockProvider {
     /// message (default: Anthropic continues it, OpenAI answers anew).
     pub fn set_prefill(&self, p: Prefill) {
         *lock(&self.shared.prefill) = p;
+    }
+
+    /// Answers a share `rate` (0.0 to 1.0) of the requests that have no
+    /// pushed behaviour with one of `faults`, drawn at random from `seed`.
+    pub fn set_fault_mix(&self, rate: f64, faults: Vec<Behavior>, seed: u64) {
+        let injected = vec![0; faults.len()];
+        *lock(&self.shared.mix) = Some(FaultMix {
+            rate,
+            faults,
+            state: seed,
+            injected,
+        });
+    }
+
+    /// How many times each fault of the mix was injected, in its order.
+    pub fn faults_injected(&self) -> Vec<u64> {
+        lock(&self.shared.mix)
+            .as_ref()
+            .map(|m| m.injected.clone())
+            .unwrap_or_default()
     }
 
     /// Resets (TCP RST) the next `n` new connections once their request head
@@ -544,6 +597,7 @@ async fn handle(
     let behavior = tools_behavior.unwrap_or_else(|| {
         lock(&shared.queue)
             .pop_front()
+            .or_else(|| lock(&shared.mix).as_mut().and_then(FaultMix::draw))
             .unwrap_or_else(|| lock(&shared.default).clone())
     });
     let behavior = match (prefill_text(&body, responses), *lock(&shared.prefill)) {

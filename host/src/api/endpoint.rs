@@ -110,8 +110,7 @@ pub async fn handle<E: Endpoint>(state: AppState, headers: HeaderMap, body: Body
             response
         }
         Ok(Served::Stream { info, events }) => {
-            let sse =
-                super::sse::render(events, E::encoder(echo), state.load.interrupt.subscribe());
+            let sse = super::sse::render(events, E::encoder(echo), state.load.interrupt.clone());
             let mut response = Response::new(Body::from_stream(sse));
             let h = response.headers_mut();
             routing_headers(h, &info);

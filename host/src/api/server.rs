@@ -107,9 +107,9 @@ pub struct Load {
     rejected_in_flight: AtomicU64,
     rejected_connections: AtomicU64,
     evicted: AtomicU64,
-    /// Set when the shutdown grace period is about to end: open streams
-    /// write an interruption event and end.
-    pub interrupt: watch::Sender<bool>,
+    /// Cancelled when the shutdown grace period is about to end: open
+    /// streams write an interruption event and end.
+    pub interrupt: tokio_util::sync::CancellationToken,
 }
 
 /// One request counted in flight; released when its response is done.
@@ -136,7 +136,7 @@ impl Load {
             rejected_in_flight: AtomicU64::new(0),
             rejected_connections: AtomicU64::new(0),
             evicted: AtomicU64::new(0),
-            interrupt: watch::Sender::new(false),
+            interrupt: tokio_util::sync::CancellationToken::new(),
         }
     }
 
@@ -324,7 +324,7 @@ pub async fn serve(
             grace_secs = grace.as_secs(),
             "grace period ending; interrupting open streams"
         );
-        state.load.interrupt.send_replace(true);
+        state.load.interrupt.cancel();
         if tokio::time::timeout(margin, &mut drained).await.is_err() {
             tracing::warn!(
                 grace_secs = grace.as_secs(),

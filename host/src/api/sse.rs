@@ -8,42 +8,44 @@ use futures_util::{Stream, StreamExt, future};
 use switchyard_wire::stream::{StreamEncoder, StreamEvent, without_usage};
 
 use crate::route::EventStream;
-use tokio::sync::watch;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-/// `events`, ended by a [`StreamEvent::Broken`] (shutting down) when
-/// `interrupt` turns true first.
-fn interruptible(
-    events: EventStream,
-    interrupt: watch::Receiver<bool>,
-) -> impl Stream<Item = StreamEvent> + Send {
-    futures_util::stream::unfold(
-        (events, interrupt, false),
-        |(mut events, mut interrupt, ended)| async move {
-            if ended {
-                return None;
+/// `events`, ended by a [`StreamEvent::Broken`] (shutting down) when the
+/// token is cancelled first. One waiter registered per stream, not per event.
+struct Interruptible {
+    /// `None` once ended; dropping it settles what the answer used.
+    events: Option<EventStream>,
+    stop: Pin<Box<WaitForCancellationFutureOwned>>,
+}
+
+impl Stream for Interruptible {
+    type Item = StreamEvent;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<StreamEvent>> {
+        let Some(events) = self.events.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match events.as_mut().poll_next(cx) {
+            Poll::Ready(Some(event)) => {
+                if !matches!(event, StreamEvent::Chunk(_)) {
+                    self.events = None;
+                }
+                return Poll::Ready(Some(event));
             }
-            let stop = async {
-                // A closed channel (no server) never interrupts.
-                if interrupt.wait_for(|v| *v).await.is_err() {
-                    std::future::pending::<()>().await;
-                }
-            };
-            tokio::select! {
-                biased;
-                event = events.next() => {
-                    let event = event?;
-                    let last = !matches!(event, StreamEvent::Chunk(_));
-                    Some((event, (events, interrupt, last)))
-                }
-                () = stop => {
-                    // Dropping the events settles what the answer used.
-                    drop(events);
-                    let event = StreamEvent::Broken(SHUTTING_DOWN.into());
-                    Some((event, (Box::pin(futures_util::stream::empty()) as EventStream, interrupt, true)))
-                }
+            Poll::Ready(None) => {
+                self.events = None;
+                return Poll::Ready(None);
             }
-        },
-    )
+            Poll::Pending => {}
+        }
+        if self.stop.as_mut().poll(cx).is_ready() {
+            self.events = None;
+            return Poll::Ready(Some(StreamEvent::Broken(SHUTTING_DOWN.into())));
+        }
+        Poll::Pending
+    }
 }
 
 /// What an open stream tells its caller when the gateway's shutdown grace
@@ -52,14 +54,17 @@ pub const SHUTTING_DOWN: &str = "the gateway is shutting down and its grace peri
 
 /// The SSE body: each event through `encoder`; usage (and its cost) only
 /// for callers whose API reports it or who asked for it. When `interrupt`
-/// turns true (the shutdown grace period is ending), the stream ends with
+/// is cancelled (the shutdown grace period is ending), the stream ends with
 /// the API's error event instead of being cut.
 pub fn render(
     events: EventStream,
     mut encoder: Box<dyn StreamEncoder>,
-    interrupt: watch::Receiver<bool>,
+    interrupt: CancellationToken,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
-    let events = interruptible(events, interrupt);
+    let events = Interruptible {
+        events: Some(events),
+        stop: Box::pin(interrupt.cancelled_owned()),
+    };
     events.filter_map(move |event| {
         let mut out = Vec::new();
         match event {

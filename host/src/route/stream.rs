@@ -59,27 +59,34 @@ struct Answer {
 }
 
 impl Answer {
-    fn note(&mut self, chunk: &Value) {
+    /// Notes what `chunk` adds; its text is kept only when a rescue may need
+    /// it (`keep_text`), its length always (a broken stream's estimate).
+    fn note(&mut self, chunk: &Value, keep_text: bool) {
         if self.id.is_none() {
             self.id = chunk.get("id").cloned();
         }
         let Some(choices) = chunk.get("choices").and_then(Value::as_array) else {
             return;
         };
+        // `get`, not `pointer`: this runs for every chunk, and a JSON pointer
+        // allocates for each of its segments.
         for choice in choices {
             if choice.get("index").and_then(Value::as_u64).unwrap_or(0) != 0 {
                 self.unrescuable = true;
                 continue;
             }
+            let delta = choice.get("delta");
             if choice.get("finish_reason").is_some_and(|f| !f.is_null())
-                || choice
-                    .pointer("/delta/tool_calls")
+                || delta
+                    .and_then(|d| d.get("tool_calls"))
                     .is_some_and(|t| !t.is_null())
             {
                 self.unrescuable = true;
             }
-            if let Some(text) = choice.pointer("/delta/content").and_then(Value::as_str) {
-                self.text.push_str(text);
+            if let Some(text) = delta.and_then(|d| d.get("content")).and_then(Value::as_str) {
+                if keep_text {
+                    self.text.push_str(text);
+                }
                 self.from_current += text.len();
             }
         }
@@ -102,7 +109,7 @@ impl Relay {
                 delta.remove("role");
             }
         }
-        self.answer.note(&chunk);
+        self.answer.note(&chunk, self.rescuer.is_some());
         if let Some(usage) = chunk
             .get("usage")
             .filter(|u| !u.is_null())
@@ -230,7 +237,9 @@ impl Relay {
                     self.idle_timeout.as_millis()
                 ),
             };
-            if let Some(event) = self.broke(why).await {
+            // Boxed: a rescue's future (a whole attempt) is large, and this
+            // one is built for every event of every stream.
+            if let Some(event) = Box::pin(self.broke(why)).await {
                 return event;
             }
         }
