@@ -205,12 +205,23 @@ pub struct Directory {
     store: Arc<Store>,
     runtime: Runtime,
     current: ArcSwap<DirectorySnapshot>,
-    /// Compiled components by sha256 (uploads land here before activation).
-    compiled: Mutex<HashMap<String, Policy>>,
+    /// Compiled components by sha256 (uploads land here before activation),
+    /// with when each was last used.
+    compiled: Mutex<HashMap<String, Compiled>>,
+    /// Use stamps for `compiled`.
+    tick: AtomicU64,
+    /// Components compiled to put a version in service (not found compiled).
+    compilations: AtomicU64,
     /// Serialises admin writes with the rebuild that follows each one.
     writes: tokio::sync::Mutex<()>,
     /// Uploads being compiled and tested, and those waiting to be.
     uploads: CompileGate,
+}
+
+/// A compiled component and when it was last asked for.
+struct Compiled {
+    policy: Policy,
+    used: u64,
 }
 
 /// Admits policy uploads to compiling and testing: a few at a time, a few
@@ -273,6 +284,8 @@ impl Directory {
             runtime,
             current: ArcSwap::from_pointee(DirectorySnapshot::default()),
             compiled: Mutex::new(HashMap::new()),
+            tick: AtomicU64::new(0),
+            compilations: AtomicU64::new(0),
             writes: tokio::sync::Mutex::new(()),
             uploads: CompileGate::new(config.plugins.compile_slots, config.plugins.compile_queue),
             config,
@@ -311,22 +324,43 @@ impl Directory {
     /// Compiles (or finds compiled) a component.
     pub fn compile(&self, bytes: &[u8]) -> Result<Policy, LoadError> {
         let sha = crate::digest::sha256_hex(bytes);
-        if let Some(p) = self.lock_compiled().get(&sha) {
-            return Ok(p.clone());
+        let used = self.tick.fetch_add(1, Ordering::Relaxed);
+        if let Some(c) = self.lock_compiled().get_mut(&sha) {
+            c.used = used;
+            return Ok(c.policy.clone());
         }
         let policy = self.runtime.load(bytes)?;
-        self.lock_compiled().insert(sha, policy.clone());
+        self.compilations.fetch_add(1, Ordering::Relaxed);
+        self.lock_compiled().insert(
+            sha,
+            Compiled {
+                policy: policy.clone(),
+                used,
+            },
+        );
         Ok(policy)
     }
 
     /// Keeps a component compiled elsewhere (an upload just validated), so
     /// activating it needs no second compilation.
     pub fn remember(&self, policy: &Policy) {
-        self.lock_compiled()
-            .insert(policy.sha256().to_string(), policy.clone());
+        let used = self.tick.fetch_add(1, Ordering::Relaxed);
+        self.lock_compiled().insert(
+            policy.sha256().to_string(),
+            Compiled {
+                policy: policy.clone(),
+                used,
+            },
+        );
     }
 
-    fn lock_compiled(&self) -> std::sync::MutexGuard<'_, HashMap<String, Policy>> {
+    /// Components compiled to put a version in service since start-up (those
+    /// found compiled not counted).
+    pub fn compilations(&self) -> u64 {
+        self.compilations.load(Ordering::Relaxed)
+    }
+
+    fn lock_compiled(&self) -> std::sync::MutexGuard<'_, HashMap<String, Compiled>> {
         self.compiled.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -423,14 +457,26 @@ impl Directory {
                 }
             }
         }
-        // Keep compiled components only for versions in service.
-        let in_use: Vec<String> = next
+        // Keep compiled the versions in service and the most recently used
+        // others (recent uploads, what a rollback returns to).
+        let in_use: std::collections::HashSet<String> = next
             .entries
             .values()
             .filter_map(|t| t.policy.as_ref())
             .map(|p| p.policy.sha256().to_string())
             .collect();
-        self.lock_compiled().retain(|sha, _| in_use.contains(sha));
+        {
+            let mut compiled = self.lock_compiled();
+            let mut spare: Vec<(u64, String)> = compiled
+                .iter()
+                .filter(|(sha, _)| !in_use.contains(*sha))
+                .map(|(sha, c)| (c.used, sha.clone()))
+                .collect();
+            spare.sort_unstable_by_key(|s| std::cmp::Reverse(s.0));
+            for (_, sha) in spare.into_iter().skip(self.config.plugins.keep_compiled) {
+                compiled.remove(&sha);
+            }
+        }
         self.current.store(Arc::new(next));
         Ok(())
     }

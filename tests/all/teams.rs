@@ -323,6 +323,26 @@ async fn two_teams_route_by_their_own_plugins_and_swap_versions_under_load() {
     assert_eq!(body["policy"]["active_version"], 1);
     env.alpha.set_default(Behavior::Text("from alpha".into()));
     assert_eq!(provider(&env.chat(&a_key).await.1), "alpha");
+    // Uploads were kept compiled: activations and the rollback swapped
+    // pointers, none compiled a component again.
+    let metrics = env
+        .http
+        .get(env.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("\nswitchyard_policy_compilations_total 0\n"),
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("compilations"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 
     // The versions list says which is active and who uploaded what.
     let (status, body) = env

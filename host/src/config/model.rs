@@ -404,6 +404,10 @@ pub struct PluginSettings {
     pub compile_slots: usize,
     /// Uploads that may wait for a slot; more are refused with 429.
     pub compile_queue: usize,
+    /// Compiled components kept beyond those in service (recent uploads,
+    /// the versions a rollback returns to), so activating one is a pointer
+    /// swap rather than a compilation.
+    pub keep_compiled: usize,
     /// Most cases an uploaded case file may hold.
     pub max_cases: usize,
     /// CPU time the cases of one upload may use, in all.

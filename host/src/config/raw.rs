@@ -83,6 +83,7 @@ pub(super) struct RawPlugins {
     pub(super) compile_memory_mib: Option<u64>,
     pub(super) compile_slots: Option<usize>,
     pub(super) compile_queue: Option<usize>,
+    pub(super) keep_compiled: Option<usize>,
     pub(super) max_cases: Option<usize>,
     pub(super) cases_cpu_ms: Option<u64>,
     pub(super) compile_worker: Option<String>,

@@ -545,6 +545,7 @@ pub(super) fn plugins(rp: &RawPlugins, err: Err) -> Result<PluginSettings, Confi
             .saturating_mul(1 << 20),
         compile_slots: rp.compile_slots.unwrap_or(1),
         compile_queue: rp.compile_queue.unwrap_or(4),
+        keep_compiled: rp.keep_compiled.unwrap_or(8),
         max_cases: rp.max_cases.unwrap_or(1000),
         cases_cpu: Duration::from_millis(rp.cases_cpu_ms.unwrap_or(5_000)),
         compile_worker: rp.compile_worker.as_ref().map(std::path::PathBuf::from),

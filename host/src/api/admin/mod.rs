@@ -59,6 +59,13 @@ pub async fn prometheus(State(state): State<AppState>) -> Response {
                 .collect(),
         },
         Family {
+            name: "switchyard_policy_compilations_total",
+            help: "Policy components compiled to put a version in service (at start-up, on an activation or rollback) because no compiled copy was kept; uploads compile in the compile worker and are kept.",
+            kind: "counter",
+            labels: &[],
+            samples: vec![(Vec::new(), state.directory.compilations() as f64)],
+        },
+        Family {
             name: "switchyard_team_policy_active_version",
             help: "The policy version each team's requests use (0: the bundled default policy).",
             kind: "gauge",
