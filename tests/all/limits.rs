@@ -556,6 +556,89 @@ async fn a_redis_outage_loses_no_request_and_no_spend() {
     assert_eq!(provider.hits(), 16);
 }
 
+/// With Redis down, each replica goes on from what it admitted itself (its
+/// local window mirrors its admissions while Redis is up), not from an empty
+/// window; what each admitted meanwhile is added to Redis when it returns.
+/// The bound that remains: during an outage, at most one limit's worth per
+/// replica in a window (here 2 × 10).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_outage_keeps_each_replicas_window_and_reconciles_it() {
+    let mut redis = RedisServer::start();
+    let provider = MockProvider::start(Flavor::OpenAi).await;
+    provider.set_default(Behavior::Text("ok".into()));
+    let config = format!(
+        r#"
+        [providers.acct]
+        kind = "openai"
+        api_key_env = "OA_KEY"
+        base_url = "{base}"
+        models = ["gpt-4o-mini"]
+        rpm = 10
+        [teams.only]
+        key_sha256 = ["{only}"]
+        allowed_providers = ["acct"]
+        [state]
+        redis_url = "{redis}"
+        key_prefix = "{prefix}"
+        timeout_ms = 200
+        "#,
+        base = provider.base_url(),
+        only = hash_key(ONLY_KEY),
+        redis = redis.url(),
+        prefix = prefix(),
+    );
+    let env = [("OA_KEY", "sk-upstream")];
+    let one = start_gateway("one.toml", &config, &env).await;
+    let two = start_gateway("two.toml", &config, &env).await;
+    let client = reqwest::Client::new();
+    async fn send(client: &reqwest::Client, gateway: &Server, n: usize) -> usize {
+        let mut admitted = 0;
+        for _ in 0..n {
+            let answer = chat(client, gateway, ONLY_KEY, hello("gpt-4o-mini", "hi"), None).await;
+            match answer.status {
+                200 => admitted += 1,
+                429 => {}
+                other => panic!("{other}: {}", answer.body),
+            }
+        }
+        admitted
+    }
+    assert_eq!(send(&client, &one, 6).await, 6, "shared window, Redis up");
+
+    redis.kill();
+    // `one` remembers its 6: 4 more, not 10.
+    assert_eq!(
+        send(&client, &one, 10).await,
+        4,
+        "one's own admissions still count"
+    );
+    // `two` admitted nothing yet: its whole limit (the documented bound).
+    assert_eq!(send(&client, &two, 10).await, 10);
+
+    redis.restart();
+    for gateway in [&one, &two] {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let text = metrics(&client, gateway).await;
+            if sample(
+                &text,
+                "switchyard_state_backend_up",
+                &[("backend", "redis")],
+            ) == Some(1.0)
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "Redis never came back: {text}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    // The 14 admitted during the outage are in the shared window now: no
+    // room left this minute on either replica.
+    assert_eq!(send(&client, &one, 2).await, 0, "reconciled");
+    assert_eq!(send(&client, &two, 2).await, 0, "reconciled");
+    assert_eq!(provider.hits(), 20);
+}
+
 /// A mixed workload routed by the default policy's cost rules: routine
 /// requests go to the cheap model, `reasoning` steps to the large one. The
 /// savings against the team's baseline (by default its most expensive model)

@@ -138,6 +138,23 @@ impl LocalBackend {
         })
     }
 
+    /// Counts what the shared backend admitted for `key` at `second` in the
+    /// local window too (no check), so the window is warm if the shared
+    /// backend goes away.
+    pub fn mirror_now(&self, key: &LimitKey, second: u64, requests: u64, tokens: u64, now_ms: u64) {
+        let mut inner = self.lock();
+        let w = inner.windows.entry(key.id.clone()).or_default();
+        let now = now_ms / 1000;
+        w.requests.prune(now);
+        w.tokens.prune(now);
+        if key.limits.rpm.is_some() {
+            w.requests.add(second, requests);
+        }
+        if key.limits.tpm.is_some() {
+            w.tokens.add(second, tokens);
+        }
+    }
+
     pub fn adjust_now(&self, key: &LimitKey, second: u64, delta: i64) {
         let mut inner = self.lock();
         if let Some(w) = inner.windows.get_mut(&key.id)
@@ -216,6 +233,17 @@ impl Backend for LocalBackend {
         delta: i64,
     ) -> BoxFuture<'a, Result<(), StateError>> {
         self.adjust_now(key, second, delta);
+        std::future::ready(Ok(())).boxed()
+    }
+
+    fn add_usage<'a>(
+        &'a self,
+        key: &'a LimitKey,
+        second: u64,
+        requests: u64,
+        tokens: u64,
+    ) -> BoxFuture<'a, Result<(), StateError>> {
+        self.mirror_now(key, second, requests, tokens, now_ms());
         std::future::ready(Ok(())).boxed()
     }
 

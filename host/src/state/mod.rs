@@ -19,7 +19,7 @@
 pub mod local;
 pub mod redis;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -240,6 +240,16 @@ pub trait Backend: Send + Sync {
         usd: f64,
         ttl: Duration,
     ) -> BoxFuture<'a, Result<f64, StateError>>;
+    /// Adds `requests` and `tokens` to `key`'s window at `second` without a
+    /// check: admissions a replica made on its own while this backend was
+    /// away.
+    fn add_usage<'a>(
+        &'a self,
+        key: &'a LimitKey,
+        second: u64,
+        requests: u64,
+        tokens: u64,
+    ) -> BoxFuture<'a, Result<(), StateError>>;
     fn ping(&self) -> BoxFuture<'_, Result<(), StateError>>;
 }
 
@@ -271,11 +281,18 @@ pub fn wait_for(
     Duration::from_secs(WINDOW_SECS)
 }
 
-/// Spend counted while Redis was away, to add when it returns.
+/// Admissions by second: (requests, tokens with their corrections).
+type Seconds = BTreeMap<u64, (u64, i64)>;
+
+/// Spend and admissions counted while Redis was away, to add when it
+/// returns.
 #[derive(Default)]
 struct Unreconciled {
     /// Budget key → (dollars, time to keep the counter).
     spend: HashMap<String, (f64, Duration)>,
+    /// Limit key id → the key and its admissions by second (requests,
+    /// tokens, token corrections included).
+    windows: HashMap<String, (LimitKey, Seconds)>,
 }
 
 /// The state the executor uses: Redis when configured and reachable, else
@@ -387,10 +404,33 @@ impl SharedState {
         }
     }
 
+    /// Counts a request against `key`'s limits. What Redis admits is
+    /// mirrored in the local window, so that if Redis goes away this replica
+    /// goes on from what it admitted itself rather than from an empty window;
+    /// what the local window admits meanwhile is added to Redis when it
+    /// returns.
     pub async fn acquire(&self, key: &LimitKey, requests: u64, tokens: u64) -> Admission {
         match self.remote(|r| r.acquire(key, requests, tokens)).await {
-            Some(a) => a,
-            None => self.local.acquire_now(key, requests, tokens, now_ms()),
+            Some(Admission::Admitted(a)) => {
+                self.local
+                    .mirror_now(key, a.second, requests, tokens, now_ms());
+                Admission::Admitted(a)
+            }
+            Some(denied) => denied,
+            None => {
+                let admission = self.local.acquire_now(key, requests, tokens, now_ms());
+                if let (Admission::Admitted(a), Some(_)) = (&admission, &self.remote) {
+                    let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+                    let (_, seconds) = pending
+                        .windows
+                        .entry(key.id.clone())
+                        .or_insert_with(|| (key.clone(), BTreeMap::new()));
+                    let e = seconds.entry(a.second).or_insert((0, 0));
+                    e.0 += requests;
+                    e.1 += i64::try_from(tokens).unwrap_or(i64::MAX);
+                }
+                admission
+            }
         }
     }
 
@@ -401,12 +441,20 @@ impl SharedState {
         if delta == 0 || admitted.key.limits.tpm.is_none() {
             return;
         }
+        // The local window follows either way (it mirrors Redis's).
+        self.local.adjust_now(&admitted.key, admitted.second, delta);
         if self
             .remote(|r| r.adjust(&admitted.key, admitted.second, delta))
             .await
             .is_none()
+            && self.remote.is_some()
         {
-            self.local.adjust_now(&admitted.key, admitted.second, delta);
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((_, seconds)) = pending.windows.get_mut(&admitted.key.id)
+                && let Some(e) = seconds.get_mut(&admitted.second)
+            {
+                e.1 = e.1.saturating_add(delta);
+            }
         }
     }
 
@@ -482,8 +530,8 @@ impl SharedState {
                 let p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
                 p.spend.iter().map(|(k, v)| (k.clone(), *v)).collect()
             };
-            let mut reconciled = true;
-            for (key, (usd, ttl)) in pending {
+            let mut reconciled = self.reconcile_windows(remote).await;
+            for (key, (usd, ttl)) in pending.into_iter().filter(|_| reconciled) {
                 match tokio::time::timeout(self.timeout, remote.add_spend(&key, usd, ttl)).await {
                     Ok(Ok(total)) => {
                         self.local.set_spend(&key, total);
@@ -503,11 +551,56 @@ impl SharedState {
             }
             if reconciled {
                 self.up.store(true, Ordering::Relaxed);
+                // Admissions made while the first pass ran.
+                let _ = self.reconcile_windows(remote).await;
                 tracing::info!(
                     "Redis is back: shared state in use again; spend counted meanwhile reconciled"
                 );
             }
         }
+    }
+
+    /// Adds to Redis the admissions this replica made on its own while it
+    /// was away, for the seconds still inside the window; whether all made it.
+    async fn reconcile_windows(&self, remote: &dyn Backend) -> bool {
+        let windows: Vec<(LimitKey, Seconds)> = {
+            let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            std::mem::take(&mut p.windows).into_values().collect()
+        };
+        let oldest = (now_ms() / 1000).saturating_sub(WINDOW_SECS);
+        let mut failed = Vec::new();
+        for (key, mut seconds) in windows {
+            while let Some((second, (requests, tokens))) = seconds.pop_first() {
+                if second <= oldest {
+                    continue;
+                }
+                let tokens = u64::try_from(tokens.max(0)).unwrap_or(0);
+                let call = remote.add_usage(&key, second, requests, tokens);
+                if !matches!(tokio::time::timeout(self.timeout, call).await, Ok(Ok(()))) {
+                    let tokens = i64::try_from(tokens).unwrap_or(i64::MAX);
+                    seconds.insert(second, (requests, tokens));
+                    failed.push((key, seconds));
+                    break;
+                }
+            }
+        }
+        if failed.is_empty() {
+            return true;
+        }
+        // Kept for the next try.
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        for (key, seconds) in failed {
+            let (_, kept) = p
+                .windows
+                .entry(key.id.clone())
+                .or_insert_with(|| (key, BTreeMap::new()));
+            for (second, (r, t)) in seconds {
+                let e = kept.entry(second).or_insert((0, 0));
+                e.0 += r;
+                e.1 += t;
+            }
+        }
+        false
     }
 
     /// `/metrics` families of the state backend.

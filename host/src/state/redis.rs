@@ -77,6 +77,25 @@ redis.call('HSET', KEYS[1], ARGV[1], n)
 return n
 "#;
 
+/// Adds admissions made elsewhere to one second of a window. KEYS: requests
+/// hash, tokens hash. ARGV: second, requests, tokens, window. Seconds
+/// already outside the window (on Redis's clock) are dropped.
+const ADD_USAGE: &str = r#"
+local sec = tonumber(redis.call('TIME')[1])
+local at = tonumber(ARGV[1])
+local window = tonumber(ARGV[4])
+if at <= sec - window then return 0 end
+if tonumber(ARGV[2]) > 0 then
+  redis.call('HINCRBY', KEYS[1], at, ARGV[2])
+  redis.call('EXPIRE', KEYS[1], window + 5)
+end
+if tonumber(ARGV[3]) > 0 then
+  redis.call('HINCRBY', KEYS[2], at, ARGV[3])
+  redis.call('EXPIRE', KEYS[2], window + 5)
+end
+return 1
+"#;
+
 /// What a request reads before routing. KEYS: cooldowns, circuits, then the
 /// requests and tokens hash of each limit key, then budget counters. ARGV:
 /// number of limit keys, window. Returns {now_ms, cooldowns, circuits,
@@ -140,6 +159,7 @@ pub struct RedisBackend {
     prefix: String,
     acquire: Script,
     adjust: Script,
+    add_usage: Script,
     view: Script,
     lengthen: Script,
     add_spend: Script,
@@ -217,6 +237,7 @@ impl RedisBackend {
             prefix: prefix.to_string(),
             acquire: Script::new(ACQUIRE),
             adjust: Script::new(ADJUST),
+            add_usage: Script::new(ADD_USAGE),
             view: Script::new(VIEW),
             lengthen: Script::new(LENGTHEN),
             add_spend: Script::new(ADD_SPEND),
@@ -459,6 +480,36 @@ impl Backend for RedisBackend {
                 .await
                 .map_err(error)?;
             float(&reply).ok_or_else(|| malformed("add_spend"))
+        }
+        .boxed()
+    }
+
+    fn add_usage<'a>(
+        &'a self,
+        key: &'a LimitKey,
+        second: u64,
+        requests: u64,
+        tokens: u64,
+    ) -> BoxFuture<'a, Result<(), StateError>> {
+        async move {
+            let [r, t] = self.rate_keys(key);
+            let mut con = self.connection.clone();
+            let _: Value = self
+                .add_usage
+                .key(r)
+                .key(t)
+                .arg(second)
+                .arg(if key.limits.rpm.is_some() {
+                    requests
+                } else {
+                    0
+                })
+                .arg(if key.limits.tpm.is_some() { tokens } else { 0 })
+                .arg(WINDOW_SECS)
+                .invoke_async(&mut con)
+                .await
+                .map_err(error)?;
+            Ok(())
         }
         .boxed()
     }
