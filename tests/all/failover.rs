@@ -1,5 +1,5 @@
 //! End-to-end: the failover contract (README "Failover"), one test per row of
-//! the fault catalogue the gateway handles so far, against mock providers
+//! the fault catalogue (rows 8, 9 and 14's rescues in `rescue.rs`), against mock providers
 //! that misbehave the documented way. Each asserts what the caller receives
 //! and what the provider saw.
 
@@ -253,10 +253,31 @@ async fn a_stream_ends_at_its_end_marker_even_if_the_connection_stays_open() {
     );
 }
 
-/// Row 9 (detection; the rescue is still to come): a stream that stalls
-/// mid-answer with the connection open is ended within the idle window
-/// (`routing.stream_idle_timeout_ms`) with an explicit error event, never a
-/// clean-looking truncated answer.
+/// Row 11, the rougher variant: the answer's finish arrives, then the
+/// connection drops before usage and the end marker. The caller has the whole
+/// answer: it ends cleanly (usage estimated where the provider sent none).
+#[tokio::test]
+async fn a_stream_dropped_after_its_finish_is_complete() {
+    let env = Env::start().await;
+    for flavor in FLAVORS {
+        env.mock(flavor)
+            .set_default(fault(StreamFault::DropAfterFinish));
+        let (events, done) = env.stream(flavor).await;
+        assert!(done, "{flavor:?}: ends cleanly");
+        assert_eq!(text_of(&events), TEXT, "{flavor:?}");
+        assert!(usage_of(&events).is_none() || flavor == Flavor::Anthropic);
+        assert_eq!(env.mock(flavor).hits(), 1, "{flavor:?}: nothing retried");
+    }
+    assert_eq!(
+        env.metric("switchyard_stream_interruptions_total{").await,
+        0.0
+    );
+}
+
+/// Row 9 with no other candidate (tests/all/rescue.rs has the rescue): a
+/// stream that stalls mid-answer with the connection open is ended within the
+/// idle window (`routing.stream_idle_timeout_ms`) with an explicit error
+/// event, never a clean-looking truncated answer.
 #[tokio::test]
 async fn row_9_a_stream_stalled_mid_answer_ends_within_the_idle_window() {
     let env = Env::start().await;

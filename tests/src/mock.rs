@@ -157,6 +157,10 @@ pub enum StreamFault {
     /// The first `n` content pieces (words of a text answer), then the
     /// connection drops: no finish, no usage, no end marker.
     CutAfter(usize),
+    /// The whole answer and its finish (`finish_reason` without the usage
+    /// chunk; Anthropic's `message_delta`), then the connection drops
+    /// before the end marker.
+    DropAfterFinish,
 }
 
 /// What the mock does with a conversation that ends with an assistant
@@ -1068,6 +1072,16 @@ async fn respond(shared: &Shared, ctx: &Ctx, behavior: Behavior) -> Response {
                     content.truncate(half.max(1));
                     steps.extend(content);
                     steps.push(Step::Hang);
+                }
+                StreamFault::DropAfterFinish => {
+                    let keep = match ctx.flavor {
+                        Flavor::Anthropic => 3,
+                        Flavor::OpenAi => 2,
+                    };
+                    finish.truncate(keep);
+                    steps.extend(content);
+                    steps.extend(finish);
+                    steps.push(Step::Abort);
                 }
                 StreamFault::CutAfter(n) => {
                     // Each piece is a pause and its event; Anthropic's block

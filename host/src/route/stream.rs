@@ -56,6 +56,8 @@ struct Answer {
     /// Something a rescue cannot continue went out: a tool call, a second
     /// choice, a finish reason.
     unrescuable: bool,
+    /// The answer's finish reason went out: it is whole.
+    finished: bool,
 }
 
 impl Answer {
@@ -76,7 +78,10 @@ impl Answer {
                 continue;
             }
             let delta = choice.get("delta");
-            if choice.get("finish_reason").is_some_and(|f| !f.is_null())
+            if choice.get("finish_reason").is_some_and(|f| !f.is_null()) {
+                self.finished = true;
+            }
+            if self.finished
                 || delta
                     .and_then(|d| d.get("tool_calls"))
                     .is_some_and(|t| !t.is_null())
@@ -135,18 +140,18 @@ impl Relay {
     }
 
     fn end(&mut self, broken: Option<String>) -> StreamEvent {
-        self.settle_current(broken.is_some());
+        self.settle_current(broken.is_some(), broken.is_some());
         broken.map_or(StreamEvent::Done, StreamEvent::Broken)
     }
 
-    /// Settles the serving attempt. A broken stream the provider never
-    /// reported usage for is billed what it relayed, estimated (4 bytes of
-    /// text a token) and marked so.
-    fn settle_current(&mut self, broken: bool) -> Option<(Usage, f64, bool)> {
+    /// Settles the serving attempt. When its upstream broke (`estimate`)
+    /// before reporting usage, it is billed what it relayed, estimated (4
+    /// bytes of text a token) and marked so.
+    fn settle_current(&mut self, broken: bool, estimate: bool) -> Option<(Usage, f64, bool)> {
         let settlement = self.settlement.take()?;
         let mut tally = self.tally;
         tally.broken = broken;
-        if broken && tally.usage.is_none() {
+        if estimate && tally.usage.is_none() {
             let prompt = self
                 .rescuer
                 .as_ref()
@@ -170,6 +175,13 @@ impl Relay {
     /// The upstream broke after content (`why`): continues the answer on the
     /// plan's next candidates, or ends it with the original failure.
     async fn broke(&mut self, why: String) -> Option<StreamEvent> {
+        // The caller has the whole answer (its finish went out); only the
+        // usage and the end marker were lost.
+        if self.answer.finished {
+            tracing::warn!(error = %why, "upstream broke after the answer's finish; ending it as complete");
+            self.settle_current(false, true);
+            return Some(StreamEvent::Done);
+        }
         let rescuable = !self.answer.unrescuable && !self.answer.text.is_empty();
         let Some(mut rescuer) = self.rescuer.take().filter(|_| rescuable) else {
             return Some(self.end(Some(why)));
@@ -179,7 +191,7 @@ impl Relay {
             .as_ref()
             .map(|s| (s.provider.clone(), s.model.clone()))
             .unwrap_or_default();
-        let used = self.settle_current(true);
+        let used = self.settle_current(true, true);
         if let Some((usage, cost, estimated)) = used {
             let (mut u, mut c, mut e) = self.earlier.unwrap_or_default();
             u.prompt_tokens += usage.prompt_tokens;
