@@ -313,6 +313,13 @@ async fn row_14_when_no_candidate_can_continue_the_caller_gets_the_original_fail
         );
         assert!(answer().starts_with(&s.text) && s.text.len() < answer().len());
     }
+    // The fallback's diverging answer was generated, and is billed
+    // (estimated), once per API.
+    assert_eq!(
+        env.metric("switchyard_estimated_usage_total{", "claude-haiku-4-5")
+            .await,
+        3.0
+    );
 }
 
 /// A broken stream with nowhere to go is billed what it relayed (estimated,
