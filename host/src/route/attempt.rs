@@ -145,26 +145,8 @@ impl Executor {
                         ));
                     }
                     Err(error) => {
-                        tracing::warn!(provider = %account.name, model = %candidate.model, class = error.class.name(), status = ?error.status, error = %error.message, "attempt failed");
-                        let (outcome, verdict) = failure_kind(&error.class);
-                        ticket.finish(verdict);
-                        // A circuit this failure opened is announced to the other replicas.
-                        if verdict == Verdict::Failure
-                            && let CircuitState::Open { retry_in } =
-                                self.breakers.state(&candidate.id)
-                        {
-                            let until = now_ms()
-                                .saturating_add(u64::try_from(retry_in.as_millis()).unwrap_or(0));
-                            self.state.set_circuit_open(&candidate.id, until).await;
-                        }
-                        self.record_attempt(
-                            &candidate.id,
-                            sent.features,
-                            Sample {
-                                outcome: Some(outcome),
-                                ..Sample::default()
-                            },
-                        );
+                        self.call_failed(account, candidate, &sent, &error, ticket)
+                            .await;
                         let wait = self.retry_wait(&error, retries, cx.arrival);
                         if error.class == ErrorClass::ContextLength {
                             failover.overflowed = Some(
@@ -516,6 +498,61 @@ impl Executor {
         }
     }
 
+    /// The cooldown a failed call starts for its account: a 429 for its
+    /// `retry-after` (else `rate_limit_cooldown`), a 402 for
+    /// `quota_cooldown`. The 429's wait, when it was one.
+    pub(super) async fn cool_down_after(
+        &self,
+        account: &ProviderAccount,
+        error: &UpstreamError,
+    ) -> Option<Duration> {
+        match &error.class {
+            ErrorClass::RateLimited { retry_after } => {
+                let wait = retry_after.unwrap_or(self.config.routing.rate_limit_cooldown);
+                self.cool_down(&account.name, CooldownKind::RateLimited, wait)
+                    .await;
+                Some(wait)
+            }
+            ErrorClass::QuotaExhausted => {
+                let wait = self.config.routing.quota_cooldown;
+                self.cool_down(&account.name, CooldownKind::Quota, wait)
+                    .await;
+                None
+            }
+            _ => None,
+        }
+    }
+
+    /// What a failed call tells the health records: its verdict on the
+    /// breaker (a circuit it opened announced to the other replicas), its
+    /// outcome in the live metrics and telemetry, a log line.
+    pub(super) async fn call_failed(
+        &self,
+        account: &ProviderAccount,
+        candidate: &Candidate,
+        sent: &Sent,
+        error: &UpstreamError,
+        ticket: Ticket<'_>,
+    ) {
+        tracing::warn!(provider = %account.name, model = %candidate.model, class = error.class.name(), status = ?error.status, error = %error.message, "attempt failed");
+        let (outcome, verdict) = failure_kind(&error.class);
+        ticket.finish(verdict);
+        if verdict == Verdict::Failure
+            && let CircuitState::Open { retry_in } = self.breakers.state(&candidate.id)
+        {
+            let until = now_ms().saturating_add(u64::try_from(retry_in.as_millis()).unwrap_or(0));
+            self.state.set_circuit_open(&candidate.id, until).await;
+        }
+        self.record_attempt(
+            &candidate.id,
+            sent.features,
+            Sample {
+                outcome: Some(outcome),
+                ..Sample::default()
+            },
+        );
+    }
+
     /// The bookkeeping of a failed attempt: cooldowns for rate limits and
     /// exhausted quotas, the trail; the caller's error at once when the
     /// provider refused the request itself (never retried).
@@ -534,23 +571,9 @@ impl Executor {
             message: Some(error.message.clone()),
             retry_after_ms: None,
         });
-        match &error.class {
-            ErrorClass::RateLimited { retry_after } => {
-                let wait = retry_after.unwrap_or(self.config.routing.rate_limit_cooldown);
-                self.cool_down(&account.name, CooldownKind::RateLimited, wait)
-                    .await;
-                failover.retry_after(wait);
-            }
-            ErrorClass::QuotaExhausted => {
-                failover.all_rate_limited = false;
-                self.cool_down(
-                    &account.name,
-                    CooldownKind::Quota,
-                    self.config.routing.quota_cooldown,
-                )
-                .await;
-            }
-            _ => failover.all_rate_limited = false,
+        match self.cool_down_after(account, &error).await {
+            Some(wait) => failover.retry_after(wait),
+            None => failover.all_rate_limited = false,
         }
         if !error.class.fails_over() {
             // The caller's request is at fault: never retried.

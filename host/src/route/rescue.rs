@@ -24,7 +24,7 @@ use serde_json::Value;
 use switchyard_wire::request::Message;
 use switchyard_wire::{FeatureSet, UpstreamError, Usage};
 
-use super::attempt::{Answer, Context, Failover, failure_kind, send};
+use super::attempt::{Answer, Context, Failover, send};
 use super::settle::{Settlement, StreamAttempt, Tally};
 use super::{AttemptRecord, Executor, RouteRequest};
 use crate::catalog::Model;
@@ -148,16 +148,10 @@ impl Rescuer {
                 let (head, rest) = match result {
                     Ok(answer) => answer,
                     Err(error) => {
-                        let (outcome, verdict) = failure_kind(&error.class);
-                        ticket.finish(verdict);
-                        executor.record_attempt(
-                            &candidate.id,
-                            sent.features,
-                            Sample {
-                                outcome: Some(outcome),
-                                ..Sample::default()
-                            },
-                        );
+                        executor
+                            .call_failed(account, &candidate, &sent, &error, ticket)
+                            .await;
+                        executor.cool_down_after(account, &error).await;
                         executor.telemetry.rescue(
                             &account.name,
                             &candidate.model,
