@@ -15,6 +15,7 @@ mod plan;
 mod sandbox;
 pub mod structure;
 mod warm;
+pub mod v0_2;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
