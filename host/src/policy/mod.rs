@@ -14,8 +14,8 @@ mod load;
 mod plan;
 mod sandbox;
 pub mod structure;
-mod warm;
 pub mod v0_2;
+mod warm;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};

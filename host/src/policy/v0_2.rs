@@ -2,8 +2,8 @@
 //! bindings beside 0.1's. Not yet served: this module holds the bindings and
 //! the host's side of the cheaper types, which the 0.2 adapter builds on.
 
-use switchyard_wire::feature::{Effort, Feature};
 use switchyard_wire::FeatureSet;
+use switchyard_wire::feature::{Effort, Feature};
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -25,9 +25,15 @@ const FLAGS: [(Feature, Features); 20] = [
     (Feature::JsonSchema, Features::JSON_SCHEMA),
     (Feature::JsonObject, Features::JSON_OBJECT),
     (Feature::Reasoning(Effort::None), Features::REASONING_NONE),
-    (Feature::Reasoning(Effort::Minimal), Features::REASONING_MINIMAL),
+    (
+        Feature::Reasoning(Effort::Minimal),
+        Features::REASONING_MINIMAL,
+    ),
     (Feature::Reasoning(Effort::Low), Features::REASONING_LOW),
-    (Feature::Reasoning(Effort::Medium), Features::REASONING_MEDIUM),
+    (
+        Feature::Reasoning(Effort::Medium),
+        Features::REASONING_MEDIUM,
+    ),
     (Feature::Reasoning(Effort::High), Features::REASONING_HIGH),
     (Feature::Reasoning(Effort::Xhigh), Features::REASONING_XHIGH),
     (Feature::Temperature, Features::TEMPERATURE),
