@@ -10,6 +10,7 @@
 //! | module | what it holds |
 //! |---|---|
 //! | [`request`] | [`CanonicalRequest`]: the typed Chat Completions request every API is translated into, with a passthrough map for what the gateway only forwards |
+//! | [`content`] | what a request is about, for policies that ask: the last user turn's and the system prompt's text, cut to a limit, and counts over the conversation |
 //! | [`feature`] | the feature table of DESIGN §4: [`Feature`], the compact [`FeatureSet`], detecting the features a canonical request uses, and stripping one |
 //! | [`upstream`] | [`UpstreamError`] and its [`ErrorClass`], [`Usage`], the inbound [`Api`] |
 //! | [`sse`] | the Server-Sent Events decoder and encoder, and the [`sse::Translate`] trait upstream stream translators implement |
@@ -25,6 +26,7 @@
 
 pub mod anthropic;
 pub mod candidate;
+pub mod content;
 pub mod error;
 pub mod feature;
 pub mod messages_in;
