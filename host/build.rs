@@ -1,5 +1,7 @@
-//! Builds the bundled default policy (`plugins/default-policy`) as a
-//! wasm32-wasip2 component so the binary can embed it.
+//! Builds the bundled default policy (`plugins/default-policy`, on the 0.2
+//! contract) and its 0.1 build (`plugins/default-policy-v0-1`, for `policy
+//! bench` and the benchmark's side-by-side) as wasm32-wasip2 components so
+//! the binary can embed them.
 
 #[path = "../build/guests.rs"]
 mod guests;
@@ -7,11 +9,17 @@ mod guests;
 fn main() {
     guests::watch("plugins/default-policy/src");
     guests::watch("plugins/default-policy/Cargo.toml");
-    let dir = guests::build_guests(&["default-policy"]);
-    let wasm = dir.join("default_policy.wasm");
-    assert!(wasm.exists(), "guest build produced no {}", wasm.display());
-    println!(
-        "cargo:rustc-env=SWITCHYARD_DEFAULT_POLICY_WASM={}",
-        wasm.display()
-    );
+    guests::watch("plugins/default-policy-v0-1");
+    let dir = guests::build_guests(&["default-policy", "default-policy-v0-1"]);
+    for (file, var) in [
+        ("default_policy.wasm", "SWITCHYARD_DEFAULT_POLICY_WASM"),
+        (
+            "default_policy_v0_1.wasm",
+            "SWITCHYARD_DEFAULT_POLICY_V0_1_WASM",
+        ),
+    ] {
+        let wasm = dir.join(file);
+        assert!(wasm.exists(), "guest build produced no {}", wasm.display());
+        println!("cargo:rustc-env={var}={}", wasm.display());
+    }
 }

@@ -1,9 +1,13 @@
-//! Cost of one routing decision by the bundled default policy (DESIGN §9):
+//! Cost of one routing decision by the bundled default policy (DESIGN §9),
+//! on each contract version: the gateway's build (`switchyard:policy@0.2.0`)
+//! and the same source built against 0.1 (`plugins/default-policy-v0-1`):
 //!
 //! - **warm**: `route` + plan validation on an instance kept from the previous
-//!   decision ([`WarmPool`], what the gateway does);
-//! - **fresh**: a new `Store`, instantiation from the `InstancePre`, `route`
-//!   and validation (what a decision costs when no warm instance is free);
+//!   decision ([`WarmPool`], what the gateway does; a 0.2 instance is already
+//!   configured for the team);
+//! - **fresh**: a new `Store`, instantiation from the `InstancePre` (and, for
+//!   0.2, `configure` with the team's setup), `route` and validation (what a
+//!   decision costs when no warm instance is free);
 //! - **native**: the same policy source (`plugins/default-policy/src/logic.rs`)
 //!   compiled into this benchmark, reading the same metric snapshot: the
 //!   baseline the sandbox is compared with;
@@ -22,28 +26,29 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ::switchyard::metrics::{ManualClock, MetricSource, MetricStore, Outcome, Sample, Snapshot};
+use ::switchyard::policy::v0_2::{Context, Setup, Tables};
 use ::switchyard::policy::{
     Candidate, Health, Limits, Policy, Price, Request, Routing, Runtime, WarmPool,
 };
 use criterion::{BenchmarkId, Criterion};
 
-/// The module path `logic.rs` imports its WIT types from, here pointing at the
-/// host's generated types (the same records and enums).
-mod switchyard {
-    pub mod policy {
-        pub mod types {
-            pub use ::switchyard::policy::{
-                Attempt, Candidate, Health, Info, MetricValue, Plan, Price, Refusal as PolicyError,
-                RefusalKind as PolicyErrorKind, Request, Routing,
-            };
-        }
-    }
+/// Where the 0.1 adapter of `logic.rs` finds the 0.1 types: the host's
+/// generated ones (the same records and enums).
+mod v0_1_types {
+    pub use ::switchyard::policy::{
+        Attempt, Candidate, Health, Info, MetricValue, Plan, Price, Refusal as PolicyError,
+        RefusalKind as PolicyErrorKind, Request, Routing,
+    };
 }
 
 /// The default policy's decision logic, compiled natively.
 #[allow(dead_code, unused, clippy::all)]
 #[path = "../../plugins/default-policy/src/logic.rs"]
 mod logic;
+/// Its 0.1 adapter (the native baseline reads the host's 0.1 types).
+#[allow(dead_code, unused, clippy::all)]
+#[path = "../../plugins/default-policy/src/logic/v0_1.rs"]
+mod v0_1;
 
 const SIZES: [usize; 3] = [5, 20, 100];
 const FEATURES: [&str; 2] = ["stream", "tools.function_calling"];
@@ -131,6 +136,8 @@ struct Case {
     /// A snapshot whose summaries are already computed, as they are after the
     /// host's own reads of the same request.
     snapshot: Arc<Snapshot>,
+    /// The team's 0.2 setup, as the gateway keeps it per team.
+    context: Context,
 }
 
 impl Case {
@@ -141,30 +148,38 @@ impl Case {
         for c in &candidates {
             snapshot.metric(&c.id, "p95_latency", 900);
         }
+        let request = request();
+        let tables = Arc::new(Tables::from_candidates(&candidates));
+        let context = Context {
+            setup: Arc::new(Setup::new(&request.team, &request.config, tables)),
+            content: None,
+        };
         Self {
             n,
-            request: request(),
+            request,
             candidates,
             store,
             snapshot,
+            context,
         }
     }
 
     fn warm(&self, pool: &WarmPool) -> usize {
         let source: Arc<dyn MetricSource> = self.snapshot.clone();
-        let decision = pool.decide_traced(&self.request, &self.candidates, source);
+        let decision = pool.decide_in(&self.context, &self.request, &self.candidates, source);
         plan_len(decision.result)
     }
 
     fn fresh(&self, policy: &Policy) -> usize {
         let source: Arc<dyn MetricSource> = self.snapshot.clone();
-        plan_len(policy.decide(&self.request, &self.candidates, source))
+        let decision = policy.decide_in(&self.context, &self.request, &self.candidates, source);
+        plan_len(decision.result)
     }
 
     fn native(&self) -> usize {
         let snapshot = &self.snapshot;
         let lookup = |id: &str, name: &str, window: u32| snapshot.metric(id, name, window);
-        plan_len(logic::route(&self.request, &self.candidates, &lookup))
+        plan_len(v0_1::route(&self.request, &self.candidates, &lookup))
     }
 
     fn snapshot_cost(&self) -> f64 {
@@ -202,12 +217,22 @@ fn distribution(mut f: impl FnMut() -> usize) -> (f64, f64) {
 
 fn main() {
     let runtime = Runtime::new(Limits::default()).expect("policy runtime");
-    let policy = runtime.load_default().expect("default policy loads");
-    let pool = WarmPool::new(policy.clone(), 1);
+    let v2 = runtime.load_default().expect("default policy loads");
+    let v1 = runtime.load_default_v0_1().expect("0.1 build loads");
+    let (pool2, pool1) = (WarmPool::new(v2.clone(), 1), WarmPool::new(v1.clone(), 1));
     let cases: Vec<Case> = SIZES.iter().map(|&n| Case::new(n)).collect();
     for case in &cases {
-        let (w, f, n) = (case.warm(&pool), case.fresh(&policy), case.native());
-        assert!(w == f && f == n && n > 0, "plans differ: {w} {f} {n}");
+        let lens = [
+            case.warm(&pool2),
+            case.fresh(&v2),
+            case.warm(&pool1),
+            case.fresh(&v1),
+            case.native(),
+        ];
+        assert!(
+            lens.iter().all(|&l| l == lens[0] && l > 0),
+            "plans differ: {lens:?}"
+        );
     }
 
     let mut c = Criterion::default()
@@ -217,11 +242,17 @@ fn main() {
     {
         let mut group = c.benchmark_group("policy decision");
         for case in &cases {
-            group.bench_with_input(BenchmarkId::new("wasm warm", case.n), case, |b, case| {
-                b.iter(|| case.warm(&pool))
+            group.bench_with_input(BenchmarkId::new("0.2 warm", case.n), case, |b, case| {
+                b.iter(|| case.warm(&pool2))
             });
-            group.bench_with_input(BenchmarkId::new("wasm fresh", case.n), case, |b, case| {
-                b.iter(|| case.fresh(&policy))
+            group.bench_with_input(BenchmarkId::new("0.2 fresh", case.n), case, |b, case| {
+                b.iter(|| case.fresh(&v2))
+            });
+            group.bench_with_input(BenchmarkId::new("0.1 warm", case.n), case, |b, case| {
+                b.iter(|| case.warm(&pool1))
+            });
+            group.bench_with_input(BenchmarkId::new("0.1 fresh", case.n), case, |b, case| {
+                b.iter(|| case.fresh(&v1))
             });
             group.bench_with_input(BenchmarkId::new("native", case.n), case, |b, case| {
                 b.iter(|| case.native())
@@ -243,24 +274,30 @@ fn main() {
     println!();
     println!("Per-call distribution (20,000 timed calls each; µs)");
     println!(
-        "| candidates | wasm warm p50 | p99 | wasm fresh p50 | p99 | native p50 | p99 | warm/native | snapshot + reads p50 |"
+        "| candidates | 0.2 warm p50 | p99 | 0.2 fresh p50 | p99 | 0.1 warm p50 | p99 | 0.1 fresh p50 | p99 | native p50 | p99 | 0.2 warm/native | snapshot + reads p50 |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for case in &cases {
-        let warm = distribution(|| case.warm(&pool));
-        let fresh = distribution(|| case.fresh(&policy));
+        let warm2 = distribution(|| case.warm(&pool2));
+        let fresh2 = distribution(|| case.fresh(&v2));
+        let warm1 = distribution(|| case.warm(&pool1));
+        let fresh1 = distribution(|| case.fresh(&v1));
         let native = distribution(|| case.native());
         let snap = distribution(|| case.snapshot_cost() as usize);
         println!(
-            "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1}× | {:.2} |",
+            "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1}× | {:.2} |",
             case.n,
-            warm.0,
-            warm.1,
-            fresh.0,
-            fresh.1,
+            warm2.0,
+            warm2.1,
+            fresh2.0,
+            fresh2.1,
+            warm1.0,
+            warm1.1,
+            fresh1.0,
+            fresh1.1,
             native.0,
             native.1,
-            warm.0 / native.0,
+            warm2.0 / native.0,
             snap.0
         );
     }

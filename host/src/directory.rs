@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 
 use crate::config::{Config, Team, hash_key};
-use crate::policy::{LoadError, Policy, Runtime, WarmPool};
+use crate::policy::{LoadError, Policy, Runtime, WarmPool, v0_2};
 use crate::store::{KeyScope, Store, StoreError, TeamRow};
 
 /// Where a team is declared.
@@ -57,6 +57,26 @@ pub struct DirectoryEntry {
     /// Why the active version could not be loaded (the default policy
     /// serves meanwhile), e.g. after an upgrade that dropped its WIT version.
     pub policy_error: Option<String>,
+    /// What the team's own policy (its plugin, else the bundled one) is
+    /// configured with (0.2 `configure`): the team, its policy config and
+    /// the gateway's catalog.
+    pub setup: Arc<v0_2::Setup>,
+    /// What the bundled policy is configured with while it stands in for
+    /// the team's plugin (the default policy's config).
+    pub standin: Arc<v0_2::Setup>,
+}
+
+impl DirectoryEntry {
+    /// Whether the team's policy may read requests' content: the team's
+    /// `content_signals`, else the operator's setting for the bundled
+    /// policy or for uploaded ones.
+    pub fn content_allowed(&self, settings: &crate::config::PluginSettings, bundled: bool) -> bool {
+        self.team.content_signals.unwrap_or(if bundled {
+            settings.content_bundled
+        } else {
+            settings.content_uploaded
+        })
+    }
 }
 
 /// A team's active plugin version and how it has behaved.
@@ -202,6 +222,8 @@ impl DirectorySnapshot {
 /// The live team directory and the store behind it.
 pub struct Directory {
     config: Arc<Config>,
+    /// The catalog as 0.2 policies are configured with it.
+    tables: Arc<v0_2::Tables>,
     store: Arc<Store>,
     runtime: Runtime,
     current: ArcSwap<DirectorySnapshot>,
@@ -280,6 +302,7 @@ impl Directory {
         let names: Vec<String> = config.teams.iter().map(|t| t.name.clone()).collect();
         store.declare_config_teams(&names)?;
         let teams = Directory {
+            tables: Arc::new(v0_2::Tables::from_config(&config)),
             store,
             runtime,
             current: ArcSwap::from_pointee(DirectorySnapshot::default()),
@@ -419,9 +442,26 @@ impl Directory {
                     limits: crate::config::RateLimits::default(),
                     budget: None,
                     baseline_model: None,
+                    content_signals: None,
                 },
             };
+            let setup = Arc::new(v0_2::Setup::new(
+                &team.name,
+                &team.policy_config,
+                self.tables.clone(),
+            ));
+            let standin = if policy.is_some() {
+                Arc::new(v0_2::Setup::new(
+                    &team.name,
+                    &self.config.default_policy_config,
+                    self.tables.clone(),
+                ))
+            } else {
+                setup.clone()
+            };
             let entry = Arc::new(DirectoryEntry {
+                setup,
+                standin,
                 team,
                 origin: if declared.is_some() {
                     Origin::Config

@@ -8,6 +8,7 @@
 mod apis;
 mod architecture;
 mod cli;
+mod contract;
 mod failover;
 mod gateway;
 mod hardening;

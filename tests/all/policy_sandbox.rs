@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use switchyard::metrics::NoMetrics;
 use switchyard::policy::{
-    Candidate, Health, InvalidPlan, Limits, LoadError, Policy, PolicyError, Price, Request,
-    Routing, Runtime, WarmPool,
+    Candidate, Contract, Health, InvalidPlan, Limits, LoadError, Policy, PolicyError, Price,
+    Request, Routing, Runtime, WarmPool,
 };
 use switchyard_tests::guest;
 
@@ -83,32 +83,34 @@ struct Fixture {
     default: Policy,
 }
 
-fn fixture() -> Fixture {
-    fixture_with(Limits::default())
+fn fixture(hostile: &str) -> Fixture {
+    fixture_with(hostile, Limits::default())
 }
 
 /// A runtime whose deadline is far away, so that what a test provokes (a memory
 /// cap, a log cap) is reached first however loaded the machine is.
-fn patient_fixture() -> Fixture {
-    fixture_with(Limits {
-        deadline: Duration::from_secs(5),
-        ..Limits::default()
-    })
+fn patient_fixture(hostile: &str) -> Fixture {
+    fixture_with(
+        hostile,
+        Limits {
+            deadline: Duration::from_secs(5),
+            ..Limits::default()
+        },
+    )
 }
 
-fn fixture_with(limits: Limits) -> Fixture {
+fn fixture_with(hostile: &str, limits: Limits) -> Fixture {
     let runtime = Runtime::new(limits).expect("runtime");
     Fixture {
         hostile: runtime
-            .load(&guest("hostile"))
+            .load(&guest(hostile))
             .expect("hostile fixture loads"),
         default: runtime.load_default().expect("default policy loads"),
     }
 }
 
-#[test]
-fn each_hostile_behaviour_is_contained_and_reported() {
-    let f = fixture();
+fn each_hostile_behaviour_is_contained_and_reported(hostile: &str) {
+    let f = fixture(hostile);
     let limits = Limits::default();
 
     // The control: the same plugin, behaving, gets a valid plan.
@@ -128,7 +130,7 @@ fn each_hostile_behaviour_is_contained_and_reported() {
     );
     assert_host_still_serves(&f.default);
 
-    let patient = patient_fixture();
+    let patient = patient_fixture(hostile);
     assert_eq!(
         hostile_decision(&patient.hostile, "memory"),
         Err(PolicyError::MemoryLimit {
@@ -157,7 +159,12 @@ fn each_hostile_behaviour_is_contained_and_reported() {
         hostile_decision(&f.hostile, "unknown-id"),
         Err(PolicyError::InvalidPlan(InvalidPlan::UnknownCandidate {
             index: 0,
-            id: "nope/ghost".into()
+            // 0.1 names a candidate by id, 0.2 by position.
+            id: if hostile == "hostile" {
+                "nope/ghost".into()
+            } else {
+                "#999".into()
+            }
         }))
     );
     assert_eq!(
@@ -200,9 +207,8 @@ fn each_hostile_behaviour_is_contained_and_reported() {
     assert!(err.to_string().contains("refused on purpose"), "{err}");
 }
 
-#[test]
-fn a_plan_sending_an_unsupported_feature_unstripped_is_invalid() {
-    let f = fixture();
+fn a_plan_sending_an_unsupported_feature_unstripped_is_invalid(hostile: &str) {
+    let f = fixture(hostile);
     // openai/gpt-5-mini lacks temperature; the hostile `ok` plan picks the first
     // candidate, so offer that one first and require temperature.
     let mut req = request(r#"{"mode": "ok"}"#);
@@ -217,11 +223,10 @@ fn a_plan_sending_an_unsupported_feature_unstripped_is_invalid() {
     );
 }
 
-#[test]
-fn log_and_metric_imports_are_capped() {
-    let f = fixture();
+fn log_and_metric_imports_are_capped(hostile: &str) {
+    let f = fixture(hostile);
     let limits = Limits::default();
-    let decision = patient_fixture().hostile.decide_traced(
+    let decision = patient_fixture(hostile).hostile.decide_traced(
         &request(r#"{"mode": "log-spam"}"#),
         &candidates(),
         Arc::new(NoMetrics),
@@ -253,9 +258,8 @@ fn log_and_metric_imports_are_capped() {
     assert!(decision.stats.metric_calls > 0);
 }
 
-#[test]
-fn decisions_keep_flowing_while_hostile_plugins_run_concurrently() {
-    let f = Arc::new(fixture());
+fn decisions_keep_flowing_while_hostile_plugins_run_concurrently(hostile: &str) {
+    let f = Arc::new(fixture(hostile));
     let mut threads = Vec::new();
     for worker in 0..4 {
         let f = f.clone();
@@ -344,11 +348,22 @@ fn components_outside_the_contract_are_rejected_at_load_with_a_clear_message() {
 
 #[test]
 fn loaded_policies_describe_themselves() {
-    let f = fixture();
+    let f = fixture("hostile");
     assert_eq!(f.default.info().name, "switchyard-default");
-    assert_eq!(f.default.wit_version(), "0.1.0");
+    assert_eq!(f.default.wit_version(), "0.2.0");
+    assert_eq!(f.default.contract(), Contract::V0_2);
     assert_eq!(f.default.sha256().len(), 64);
     assert_eq!(f.hostile.info().name, "hostile");
+    assert_eq!(f.hostile.wit_version(), "0.1.0");
+    let runtime = Runtime::new(Limits::default()).expect("runtime");
+    let old = runtime
+        .load(&guest("default_policy_v0_1"))
+        .expect("the 0.1 build loads");
+    assert_eq!(old.contract(), Contract::V0_1);
+    assert_eq!(old.info().name, "switchyard-default");
+    let probe = runtime.load(&guest("content_probe")).expect("probe loads");
+    assert!(probe.wants_content());
+    assert!(!f.default.wants_content());
 }
 
 /// The label of a `count`-mode decision: how many calls its instance served.
@@ -361,9 +376,8 @@ fn count_label(pool: &WarmPool) -> String {
     decision.result.expect("count mode routes").label
 }
 
-#[test]
-fn warm_instances_are_reused_and_replaced_after_a_fault() {
-    let f = fixture();
+fn warm_instances_are_reused_and_replaced_after_a_fault(hostile: &str) {
+    let f = fixture(hostile);
     let pool = WarmPool::new(f.hostile.clone(), 2);
     // One instance serves decision after decision.
     assert_eq!(count_label(&pool), "call 1");
@@ -406,14 +420,13 @@ fn warm_instances_are_reused_and_replaced_after_a_fault() {
     assert_eq!(count_label(&pool), "call 3");
 }
 
-#[test]
-fn warm_instances_stay_within_the_runtime_budget() {
+fn warm_instances_stay_within_the_runtime_budget(hostile: &str) {
     let runtime = Runtime::new(Limits {
         max_warm_instances: 1,
         ..Limits::default()
     })
     .expect("runtime");
-    let hostile = runtime.load(&guest("hostile")).expect("hostile loads");
+    let hostile = runtime.load(&guest(hostile)).expect("hostile loads");
     let first = WarmPool::new(hostile.clone(), 4);
     let second = WarmPool::new(hostile, 4);
     assert_eq!(count_label(&first), "call 1");
@@ -431,7 +444,7 @@ fn warm_instances_stay_within_the_runtime_budget() {
 
 #[test]
 fn a_warm_instance_decides_like_a_fresh_one() {
-    let f = fixture();
+    let f = fixture("hostile");
     let pool = WarmPool::new(f.default.clone(), 1);
     for config in [
         "{}",
@@ -447,9 +460,8 @@ fn a_warm_instance_decides_like_a_fresh_one() {
     }
 }
 
-#[test]
-fn a_pool_may_give_its_policy_a_longer_deadline() {
-    let f = fixture();
+fn a_pool_may_give_its_policy_a_longer_deadline(hostile: &str) {
+    let f = fixture(hostile);
     let patient = WarmPool::with_deadline(f.hostile.clone(), 1, Duration::from_millis(150));
     let started = Instant::now();
     let decision = patient.decide_traced(
@@ -474,3 +486,32 @@ fn a_pool_may_give_its_policy_a_longer_deadline() {
         Err(PolicyError::DeadlineExceeded(Limits::default().deadline))
     );
 }
+
+/// Each containment test runs against the hostile fixture of each contract
+/// version: 0.2 is held to what 0.1 is.
+macro_rules! for_each_contract {
+    ($($test:ident),* $(,)?) => {
+        mod v0_1 {
+            $(#[test]
+            fn $test() {
+                super::$test("hostile")
+            })*
+        }
+        mod v0_2 {
+            $(#[test]
+            fn $test() {
+                super::$test("hostile_v0_2")
+            })*
+        }
+    };
+}
+
+for_each_contract!(
+    each_hostile_behaviour_is_contained_and_reported,
+    a_plan_sending_an_unsupported_feature_unstripped_is_invalid,
+    log_and_metric_imports_are_capped,
+    decisions_keep_flowing_while_hostile_plugins_run_concurrently,
+    warm_instances_are_reused_and_replaced_after_a_fault,
+    warm_instances_stay_within_the_runtime_budget,
+    a_pool_may_give_its_policy_a_longer_deadline,
+);

@@ -460,7 +460,7 @@ async fn bad_uploads_and_wrong_credentials_are_refused_by_name() {
         s,
         &b,
         422,
-        "does not implement the switchyard:policy@0.1.0 `policy` world",
+        "does not implement the switchyard:policy@0.1.0 or @0.2.0 `policy` world",
     );
     let (s, b) = env.upload_raw("a", &a_admin, guest("filesystem"), "").await;
     refused(s, &b, 422, "imports wasi:filesystem");

@@ -229,6 +229,17 @@ impl FeatureSet {
         self.0 == 0
     }
 
+    /// The set as bits: bit `i` is row `i` of [`ALL`].
+    pub fn bits(self) -> u32 {
+        self.0
+    }
+
+    /// The set of `bits` (bit `i` is row `i` of [`ALL`]); bits past the
+    /// table are dropped.
+    pub fn from_bits(bits: u32) -> FeatureSet {
+        FeatureSet(bits & ((1u32 << ALL.len()) - 1))
+    }
+
     pub fn len(self) -> usize {
         self.0.count_ones() as usize
     }

@@ -225,6 +225,10 @@ pub struct Team {
     /// The model savings are measured against; `None`: the most expensive
     /// model the team may use.
     pub baseline_model: Option<String>,
+    /// Whether the team's policy may read the request's content (0.2
+    /// `wants.content`); `None`: `[plugins] content_bundled` /
+    /// `content_uploaded` decide.
+    pub content_signals: Option<bool>,
 }
 
 impl Team {
@@ -408,6 +412,14 @@ pub struct PluginSettings {
     /// the versions a rollback returns to), so activating one is a pointer
     /// swap rather than a compilation.
     pub keep_compiled: usize,
+    /// Whether the bundled policy may read requests' content (when it asks).
+    pub content_bundled: bool,
+    /// Whether uploaded policies may read requests' content (when they ask);
+    /// a team's `content_signals` overrides both.
+    pub content_uploaded: bool,
+    /// Longest prompt text (last user turn, system prompt) handed to a
+    /// policy, in bytes; longer text is cut.
+    pub content_text_bytes: usize,
     /// Most cases an uploaded case file may hold.
     pub max_cases: usize,
     /// CPU time the cases of one upload may use, in all.

@@ -84,6 +84,9 @@ pub(super) struct RawPlugins {
     pub(super) compile_slots: Option<usize>,
     pub(super) compile_queue: Option<usize>,
     pub(super) keep_compiled: Option<usize>,
+    pub(super) content_bundled: Option<bool>,
+    pub(super) content_uploaded: Option<bool>,
+    pub(super) content_text_bytes: Option<usize>,
     pub(super) max_cases: Option<usize>,
     pub(super) cases_cpu_ms: Option<u64>,
     pub(super) compile_worker: Option<String>,
@@ -198,4 +201,5 @@ pub(super) struct RawTeam {
     pub(super) budget_usd: Option<f64>,
     pub(super) budget_period: Option<BudgetPeriod>,
     pub(super) baseline_model: Option<String>,
+    pub(super) content_signals: Option<bool>,
 }

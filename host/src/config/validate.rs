@@ -397,6 +397,7 @@ pub(super) fn teams(
             limits,
             budget,
             baseline_model: t.baseline_model.clone(),
+            content_signals: t.content_signals,
         });
     }
     Ok((teams, key_hashes, default_policy_config))
@@ -546,6 +547,9 @@ pub(super) fn plugins(rp: &RawPlugins, err: Err) -> Result<PluginSettings, Confi
         compile_slots: rp.compile_slots.unwrap_or(1),
         compile_queue: rp.compile_queue.unwrap_or(4),
         keep_compiled: rp.keep_compiled.unwrap_or(8),
+        content_bundled: rp.content_bundled.unwrap_or(true),
+        content_uploaded: rp.content_uploaded.unwrap_or(false),
+        content_text_bytes: rp.content_text_bytes.unwrap_or(4096),
         max_cases: rp.max_cases.unwrap_or(1000),
         cases_cpu: Duration::from_millis(rp.cases_cpu_ms.unwrap_or(5_000)),
         compile_worker: rp.compile_worker.as_ref().map(std::path::PathBuf::from),

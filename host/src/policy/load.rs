@@ -5,7 +5,56 @@
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-use super::{PolicyError, WIT_VERSION};
+use super::PolicyError;
+
+/// The `switchyard:policy` versions this host serves.
+pub const SERVED: [Contract; 2] = [Contract::V0_1, Contract::V0_2];
+
+/// A contract version this host serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Contract {
+    /// `switchyard:policy@0.1.x` (`wit/policy.wit`).
+    V0_1,
+    /// `switchyard:policy@0.2.x` (`wit/v0.2/policy.wit`).
+    V0_2,
+}
+
+impl Contract {
+    /// The full version this host was built from.
+    pub fn version(self) -> &'static str {
+        match self {
+            Contract::V0_1 => super::WIT_VERSION,
+            Contract::V0_2 => super::v0_2::WIT_VERSION,
+        }
+    }
+
+    /// The contract a component built against `version` runs on: the same
+    /// major and, for 0.x, the same minor version (semver).
+    pub fn of(version: &str) -> Option<Contract> {
+        let mut parts = version.split('.');
+        let (major, minor) = (parts.next()?, parts.next()?);
+        let rest_ok = parts.all(|p| !p.is_empty());
+        match (major, minor) {
+            ("0", "1") if rest_ok => Some(Contract::V0_1),
+            ("0", "2") if rest_ok => Some(Contract::V0_2),
+            _ => None,
+        }
+    }
+
+    /// The exports its `policy` world requires.
+    fn exports(self) -> &'static [&'static str] {
+        match self {
+            Contract::V0_1 => &["route", "describe"],
+            Contract::V0_2 => &["route", "describe", "configure"],
+        }
+    }
+}
+
+/// `switchyard:policy@0.1.0 and @0.2.0`, for messages.
+fn served_list() -> String {
+    let versions: Vec<String> = SERVED.iter().map(|c| format!("@{}", c.version())).collect();
+    format!("switchyard:policy{}", versions.join(" and "))
+}
 
 /// Why a component was not accepted as a policy.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -25,14 +74,13 @@ pub enum LoadError {
     #[error("component refused before compiling: {0}")]
     Structure(super::structure::StructureError),
     #[error(
-        "component was built against switchyard:policy@{found}; this host serves switchyard:policy@{served} (and its 0.{minor}.x releases)",
-        served = WIT_VERSION,
-        minor = served_minor()
+        "component was built against switchyard:policy@{found}; this host serves {served} (and their patch releases)",
+        served = served_list()
     )]
     WrongVersion { found: String },
     #[error("component imports {0}, which policies may not use ({1})")]
     ForbiddenImport(String, &'static str),
-    #[error("component does not implement the switchyard:policy@{WIT_VERSION} `policy` world: {0}")]
+    #[error("component does not implement the {served} `policy` world: {0}", served = served_list().replace(" and ", " or "))]
     WorldMismatch(String),
     #[error("component failed while describing itself: {0}")]
     Describe(PolicyError),
@@ -48,10 +96,6 @@ impl From<super::structure::StructureError> for LoadError {
             limit => LoadError::Structure(limit),
         }
     }
-}
-
-fn served_minor() -> &'static str {
-    WIT_VERSION.split('.').nth(1).unwrap_or("0")
 }
 
 /// Refuses anything that is not a WebAssembly component binary.
@@ -71,27 +115,33 @@ pub(super) fn check_header(bytes: &[u8]) -> Result<(), LoadError> {
 const INERT_WASI: &[&str] = &["wasi:cli/", "wasi:io/", "wasi:clocks/", "wasi:random/"];
 
 /// Checks imports against what the sandbox provides and the exports against the
-/// world; returns the `switchyard:policy` version the component was built against.
+/// world; returns the contract the component was built against.
 pub(super) fn check_imports_and_exports(
     engine: &Engine,
     component: &Component,
-) -> Result<String, LoadError> {
+) -> Result<Contract, LoadError> {
     let ty = component.component_type();
-    let mut version = None;
+    let mut contract = None;
     for (name, _) in ty.imports(engine) {
         if let Some(rest) = name.strip_prefix("switchyard:policy/") {
             let (iface, found) = rest.split_once('@').unwrap_or((rest, ""));
-            if !compatible(found) {
+            let Some(this) = Contract::of(found) else {
                 return Err(LoadError::WrongVersion {
                     found: found.to_string(),
                 });
+            };
+            if contract.is_some_and(|c| c != this) {
+                return Err(LoadError::WorldMismatch(format!(
+                    "it imports {name} beside another version of the contract"
+                )));
             }
             if iface != "types" && iface != "host" {
                 return Err(LoadError::WorldMismatch(format!(
-                    "it imports {name}, which switchyard:policy@{WIT_VERSION} does not define"
+                    "it imports {name}, which switchyard:policy@{} does not define",
+                    this.version()
                 )));
             }
-            version = Some(found.to_string());
+            contract = Some(this);
         } else if name.starts_with("wasi:") {
             if !INERT_WASI.iter().any(|prefix| name.starts_with(prefix)) {
                 return Err(LoadError::ForbiddenImport(
@@ -107,15 +157,26 @@ pub(super) fn check_imports_and_exports(
         }
     }
     let exports: Vec<&str> = ty.exports(engine).map(|(name, _)| name).collect();
-    let missing: Vec<&str> = ["route", "describe"]
-        .into_iter()
+    // A policy that imports nothing of ours (it never logs or reads metrics and
+    // uses no shared types) is told apart by its exports: only 0.2 has
+    // `configure`.
+    let contract = contract.unwrap_or(if exports.contains(&"configure") {
+        Contract::V0_2
+    } else {
+        Contract::V0_1
+    });
+    let missing: Vec<&str> = contract
+        .exports()
+        .iter()
+        .copied()
         .filter(|want| !exports.contains(want))
         .collect();
     if !missing.is_empty() {
         return Err(LoadError::WorldMismatch(format!(
-            "missing export{} {} (it exports: {})",
+            "missing export{} {} for switchyard:policy@{} (it exports: {})",
             if missing.len() > 1 { "s" } else { "" },
             missing.join(", "),
+            contract.version(),
             if exports.is_empty() {
                 "nothing".to_string()
             } else {
@@ -123,22 +184,7 @@ pub(super) fn check_imports_and_exports(
             }
         )));
     }
-    // A policy that imports nothing of ours (it never logs or reads metrics and
-    // uses no shared types) is still fine; it was built against our version.
-    Ok(version.unwrap_or_else(|| WIT_VERSION.to_string()))
-}
-
-/// Whether a component built against `found` can run on this host: same major
-/// and, for 0.x, same minor version (semver compatibility).
-fn compatible(found: &str) -> bool {
-    let mut ours = WIT_VERSION.split('.');
-    let mut theirs = found.split('.');
-    let (om, on) = (ours.next(), ours.next());
-    let (tm, tn) = (theirs.next(), theirs.next());
-    match om {
-        Some("0") => om == tm && on == tn,
-        _ => om == tm,
-    }
+    Ok(contract)
 }
 
 #[cfg(test)]
@@ -158,11 +204,20 @@ mod tests {
 
     #[test]
     fn versions() {
-        assert!(compatible("0.1.0"));
-        assert!(compatible("0.1.7"));
-        assert!(!compatible("0.2.0"));
-        assert!(!compatible("0.9.0"));
-        assert!(!compatible("1.1.0"));
-        assert!(!compatible(""));
+        assert_eq!(Contract::of("0.1.0"), Some(Contract::V0_1));
+        assert_eq!(Contract::of("0.1.7"), Some(Contract::V0_1));
+        assert_eq!(Contract::of("0.2.0"), Some(Contract::V0_2));
+        assert_eq!(Contract::of("0.2.3"), Some(Contract::V0_2));
+        for other in ["0.9.0", "0.3.0", "1.1.0", "1.2.0", "", "0", "0.2.", "x.y.z"] {
+            assert_eq!(Contract::of(other), None, "{other}");
+        }
+        let text = LoadError::WrongVersion {
+            found: "0.9.0".into(),
+        }
+        .to_string();
+        assert!(
+            text.contains("@0.9.0") && text.contains("switchyard:policy@0.1.0 and @0.2.0"),
+            "{text}"
+        );
     }
 }

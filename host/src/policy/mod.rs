@@ -7,7 +7,12 @@
 //! in a fresh `Store` under a memory cap, a deadline and an output cap, then
 //! validates the plan against the candidates it was offered.
 //!
-//! The contract is `wit/policy.wit`; the types below are generated from it.
+//! Two contract versions are served side by side: `switchyard:policy@0.1.0`
+//! (`wit/policy.wit`; the types below are generated from it and are also
+//! the host's own terms for a decision) and `@0.2.0` (`wit/v0.2`, adapted
+//! to and from those terms by [`v0_2`]). [`Runtime::load`] tells them apart
+//! by what a component imports and exports, and refuses any other version
+//! by name.
 
 pub mod compile;
 mod load;
@@ -27,7 +32,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 use crate::metrics::MetricSource;
 pub use compile::CompileWorker;
-pub use load::LoadError;
+pub use load::{Contract, LoadError};
 pub use plan::InvalidPlan;
 use sandbox::Sandbox;
 pub use structure::{Structure, StructureLimits};
@@ -51,6 +56,12 @@ pub const WIT_VERSION: &str = "0.1.0";
 
 /// The bundled default policy component, built from `plugins/default-policy`.
 pub static DEFAULT_POLICY_WASM: &[u8] = include_bytes!(env!("SWITCHYARD_DEFAULT_POLICY_WASM"));
+
+/// The same policy built against the 0.1 contract
+/// (`plugins/default-policy-v0-1`): never serves, kept so that `policy bench`
+/// can show what each contract costs.
+pub static DEFAULT_POLICY_V0_1_WASM: &[u8] =
+    include_bytes!(env!("SWITCHYARD_DEFAULT_POLICY_V0_1_WASM"));
 
 /// How much a policy may use. The defaults are the gateway's.
 #[derive(Debug, Clone)]
@@ -173,12 +184,64 @@ pub struct DecisionStats {
     pub foreign_metric_calls: u32,
 }
 
+/// What a plan says beyond its attempts and label (0.2 plans only; empty
+/// for 0.1).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Notes {
+    /// The policy's own score for its choice.
+    pub score: Option<f64>,
+    /// Why this order, a few short lines (escaped).
+    pub explanation: Vec<String>,
+    /// The retries the policy asked for, by candidate id (the attempts
+    /// that ask; the others get the gateway's `retries_per_candidate`).
+    pub retries: Vec<(String, u8)>,
+}
+
 /// Everything one decision produced.
 #[derive(Debug, Clone)]
 pub struct Decision {
     pub result: Result<Plan, PolicyError>,
     pub stats: DecisionStats,
     pub logs: Vec<LogLine>,
+    /// The plan's score, explanation and retries (0.2).
+    pub notes: Notes,
+}
+
+/// A compiled policy, ready to instantiate, in its contract's bindings.
+enum Pre {
+    V0_1(bindings::PolicyPre<Sandbox>),
+    V0_2(v0_2::PolicyPre<Sandbox>),
+}
+
+/// A live instance of a policy.
+pub(crate) enum Instance {
+    V0_1(bindings::Policy),
+    V0_2 {
+        bindings: v0_2::Bindings,
+        /// The key of the setup `configure` accepted last, if any.
+        configured: Option<u64>,
+        /// The candidates and metric values of the last decision, as 0.2
+        /// sends them: buffers kept with the instance.
+        offered: Vec<v0_2::wit::Candidate>,
+        metrics: Vec<f64>,
+    },
+}
+
+impl Instance {
+    /// The setup this instance is configured with (0.2).
+    fn configured(&self) -> Option<u64> {
+        match self {
+            Instance::V0_1(_) => None,
+            Instance::V0_2 { configured, .. } => *configured,
+        }
+    }
+}
+
+/// What `describe` said, in host terms.
+struct Described {
+    info: Info,
+    wants_content: bool,
+    declared: Vec<&'static str>,
 }
 
 /// The engine shared by every loaded policy.
@@ -299,22 +362,30 @@ impl Runtime {
                 Component::new(engine, bytes).map_err(|e| LoadError::Compile(format!("{e:#}")))?
             }
         };
-        let wit_version = load::check_imports_and_exports(engine, &component)?;
+        let contract = load::check_imports_and_exports(engine, &component)?;
 
+        let world = |e: wasmtime::Error| LoadError::WorldMismatch(format!("{e:#}"));
         let mut linker: Linker<Sandbox> = Linker::new(engine);
-        bindings::Policy::add_to_linker::<Sandbox, HasSelf<Sandbox>>(&mut linker, |s| s)
-            .map_err(|e| LoadError::Engine(format!("{e:#}")))?;
+        match contract {
+            Contract::V0_1 => {
+                bindings::Policy::add_to_linker::<Sandbox, HasSelf<Sandbox>>(&mut linker, |s| s)
+            }
+            Contract::V0_2 => {
+                v0_2::Bindings::add_to_linker::<Sandbox, HasSelf<Sandbox>>(&mut linker, |s| s)
+            }
+        }
+        .map_err(|e| LoadError::Engine(format!("{e:#}")))?;
         // Every other import was checked above to be an inert WASI interface
         // (cli, io, clocks, random) that std guests carry; each of them traps
         // when called, so a policy gets no capability through them.
         linker
             .define_unknown_imports_as_traps(&component)
-            .map_err(|e| LoadError::WorldMismatch(format!("{e:#}")))?;
-        let instance_pre = linker
-            .instantiate_pre(&component)
-            .map_err(|e| LoadError::WorldMismatch(format!("{e:#}")))?;
-        let pre = bindings::PolicyPre::new(instance_pre)
-            .map_err(|e| LoadError::WorldMismatch(format!("{e:#}")))?;
+            .map_err(world)?;
+        let instance_pre = linker.instantiate_pre(&component).map_err(world)?;
+        let pre = match contract {
+            Contract::V0_1 => Pre::V0_1(bindings::PolicyPre::new(instance_pre).map_err(world)?),
+            Contract::V0_2 => Pre::V0_2(v0_2::PolicyPre::new(instance_pre).map_err(world)?),
+        };
 
         let mut policy = Policy {
             inner: Arc::new(PolicyInner {
@@ -325,13 +396,16 @@ impl Runtime {
                     version: String::new(),
                     metrics: Vec::new(),
                 },
+                contract,
+                wants_content: false,
+                declared: Vec::new(),
                 sha256: crate::digest::sha256_hex(bytes),
-                wit_version,
                 size: bytes.len(),
                 structure,
             }),
         };
-        let info = policy.describe().map_err(LoadError::Describe)?;
+        let described = policy.describe().map_err(LoadError::Describe)?;
+        let info = &described.info;
         if info.name.len() > limits.max_label_bytes
             || info.version.len() > limits.max_label_bytes
             || info.metrics.len() > 32
@@ -341,7 +415,9 @@ impl Runtime {
             )));
         }
         if let Some(inner) = Arc::get_mut(&mut policy.inner) {
-            inner.info = info;
+            inner.info = described.info;
+            inner.wants_content = described.wants_content;
+            inner.declared = described.declared;
         }
         Ok(policy)
     }
@@ -350,6 +426,12 @@ impl Runtime {
     /// our own code, built into the binary.
     pub fn load_default(&self) -> Result<Policy, LoadError> {
         self.load_with(DEFAULT_POLICY_WASM, None)
+    }
+
+    /// Loads the 0.1 build of the bundled default policy (see
+    /// [`DEFAULT_POLICY_V0_1_WASM`]), compiled in this process.
+    pub fn load_default_v0_1(&self) -> Result<Policy, LoadError> {
+        self.load_with(DEFAULT_POLICY_V0_1_WASM, None)
     }
 }
 
@@ -361,10 +443,15 @@ pub struct Policy {
 
 struct PolicyInner {
     runtime: Arc<RuntimeInner>,
-    pre: bindings::PolicyPre<Sandbox>,
+    pre: Pre,
+    /// What `describe` said (for 0.2, its metric ids as the host names them).
     info: Info,
+    contract: Contract,
+    /// 0.2: the policy declared `wants.content`.
+    wants_content: bool,
+    /// 0.2: the metrics `describe` declared, as the host names them.
+    declared: Vec<&'static str>,
     sha256: String,
-    wit_version: String,
     size: usize,
     structure: Structure,
 }
@@ -375,7 +462,7 @@ impl std::fmt::Debug for Policy {
             .field("name", &self.inner.info.name)
             .field("version", &self.inner.info.version)
             .field("sha256", &self.inner.sha256)
-            .field("wit_version", &self.inner.wit_version)
+            .field("contract", &self.inner.contract)
             .finish()
     }
 }
@@ -391,9 +478,21 @@ impl Policy {
         &self.inner.sha256
     }
 
-    /// The `switchyard:policy` version the component was built against.
+    /// The `switchyard:policy` version the component runs on (the host's
+    /// release of the minor version it was built against).
     pub fn wit_version(&self) -> &str {
-        &self.inner.wit_version
+        self.inner.contract.version()
+    }
+
+    /// The contract version the component was built against.
+    pub fn contract(&self) -> Contract {
+        self.inner.contract
+    }
+
+    /// Whether the policy asked for the request's content (0.2
+    /// `wants.content`). It gets it only where the operator allows it.
+    pub fn wants_content(&self) -> bool {
+        self.inner.wants_content
     }
 
     /// Size of the component in bytes.
@@ -407,13 +506,18 @@ impl Policy {
     }
 
     /// Fills each candidate's `metrics` with the values `describe()` asked for,
-    /// over `window_secs`, read from `source`.
+    /// over `window_secs`, read from `source`. A 0.2 policy gets its declared
+    /// metrics as one list of numbers, computed by the decision itself: this
+    /// does nothing for it.
     pub fn precompute_metrics(
         &self,
         candidates: &mut [Candidate],
         source: &dyn MetricSource,
         window_secs: u32,
     ) {
+        if self.inner.contract != Contract::V0_1 {
+            return;
+        }
         let names = &self.inner.info.metrics;
         for candidate in candidates {
             candidate.metrics.clear();
@@ -437,6 +541,8 @@ impl Policy {
     }
 
     /// Like [`Policy::decide`], also returning resource use and log lines.
+    /// A 0.2 policy is configured with the setup the request and candidates
+    /// imply ([`v0_2::Setup::implied`]), as the offline harness has it.
     pub fn decide_traced(
         &self,
         request: &Request,
@@ -444,6 +550,26 @@ impl Policy {
         metrics: Arc<dyn MetricSource>,
     ) -> Decision {
         self.decide_fresh(
+            None,
+            request,
+            candidates,
+            metrics,
+            self.inner.runtime.limits.deadline,
+        )
+    }
+
+    /// Like [`Policy::decide_traced`], with the team's setup and the
+    /// request's content signals (what a 0.2 policy gets beyond the request;
+    /// a 0.1 policy reads neither).
+    pub fn decide_in(
+        &self,
+        context: &v0_2::Context,
+        request: &Request,
+        candidates: &[Candidate],
+        metrics: Arc<dyn MetricSource>,
+    ) -> Decision {
+        self.decide_fresh(
+            Some(context),
             request,
             candidates,
             metrics,
@@ -454,6 +580,7 @@ impl Policy {
     /// A decision on a fresh instance, stopped after `deadline`.
     fn decide_fresh(
         &self,
+        context: Option<&v0_2::Context>,
         request: &Request,
         candidates: &[Candidate],
         metrics: Arc<dyn MetricSource>,
@@ -461,41 +588,145 @@ impl Policy {
     ) -> Decision {
         let started = Instant::now();
         let mut store = self.new_store(metrics, deadline);
-        let result = match self.inner.pre.instantiate(&mut store) {
-            Ok(instance) => self.call(&mut store, &instance, request, candidates),
+        let result = match self.instantiate(&mut store) {
+            Ok(mut instance) => self.call(
+                &mut store,
+                &mut instance,
+                context,
+                deadline,
+                request,
+                candidates,
+            ),
             Err(e) => Err(self.classify_instantiate(&store, e)),
         };
         let stats = self.stats(&store, started);
+        let (result, notes) = split(result);
         Decision {
             result,
             stats,
             logs: store.into_data().logs,
+            notes,
         }
     }
 
-    /// Calls `route` on an instance and validates the plan it returns.
+    /// A new instance in `store`.
+    fn instantiate(&self, store: &mut Store<Sandbox>) -> wasmtime::Result<Instance> {
+        Ok(match &self.inner.pre {
+            Pre::V0_1(pre) => Instance::V0_1(pre.instantiate(store)?),
+            Pre::V0_2(pre) => Instance::V0_2 {
+                bindings: pre.instantiate(store)?,
+                configured: None,
+                offered: Vec::new(),
+                metrics: Vec::new(),
+            },
+        })
+    }
+
+    /// Calls `route` on an instance (configuring a 0.2 one first when its
+    /// setup is not `context`'s) and validates the plan it returns.
     fn call(
         &self,
         store: &mut Store<Sandbox>,
-        instance: &bindings::Policy,
+        instance: &mut Instance,
+        context: Option<&v0_2::Context>,
+        deadline: Duration,
         request: &Request,
         candidates: &[Candidate],
-    ) -> Result<Plan, PolicyError> {
+    ) -> Result<(Plan, Notes), PolicyError> {
         let limits = &self.inner.runtime.limits;
-        store.data_mut().offer(candidates);
-        let plan = instance
-            .call_route(&mut *store, request, candidates)
-            .map_err(|e| self.classify(store, e))?
-            .map_err(|refusal| PolicyError::Refused {
-                kind: refusal.kind,
-                // The plugin's own text: it reaches the caller and the log.
-                message: switchyard_wire::text::printable(
-                    &refusal.message,
-                    limits.max_label_bytes * 4,
+        let (bindings, configured, offered, metrics) = match instance {
+            Instance::V0_1(instance) => {
+                store.data_mut().offer(candidates);
+                let plan = instance
+                    .call_route(&mut *store, request, candidates)
+                    .map_err(|e| self.classify(store, e))?
+                    .map_err(|refusal| self.refused(refusal.kind, &refusal.message))?;
+                plan::validate(&plan, request, candidates, limits)?;
+                return Ok((plan, Notes::default()));
+            }
+            Instance::V0_2 {
+                bindings,
+                configured,
+                offered,
+                metrics,
+            } => (bindings, configured, offered, metrics),
+        };
+        let implied;
+        let context = match context {
+            Some(context) => context,
+            None => {
+                implied = v0_2::Context {
+                    setup: Arc::new(v0_2::Setup::implied(request, candidates)),
+                    content: None,
+                };
+                &implied
+            }
+        };
+        let setup = &context.setup;
+        if *configured != Some(setup.key) {
+            *configured = None;
+            // `configure` may parse a large config: it runs under a longer
+            // deadline than a decision.
+            self.arm(store, configure_deadline(deadline));
+            bindings
+                .call_configure(&mut *store, &setup.wit)
+                .map_err(|e| self.classify(store, e))?
+                .map_err(|r| self.refused(v0_2_refusal(r.kind), &r.message))?;
+            *configured = Some(setup.key);
+            self.arm(store, deadline);
+        }
+        v0_2::candidates(&setup.tables, candidates, offered).map_err(|id| {
+            PolicyError::Instantiate(format!(
+                "candidate {id:?} is not in the catalog the policy was configured with"
+            ))
+        })?;
+        let content = context
+            .content
+            .as_deref()
+            .filter(|_| self.inner.wants_content);
+        let wit_request = v0_2::request(request, content).map_err(|e| match e {
+            // What a 0.1 policy would answer for itself; only an offline
+            // case can ask it of 0.2.
+            v0_2::Inexpressible::Metric(message) => self.refused(RefusalKind::BadConfig, &message),
+            v0_2::Inexpressible::Features(unknown) => self.refused(
+                RefusalKind::NoRoute,
+                &format!(
+                    "the request uses {}, outside the feature table: no candidate can support it",
+                    unknown.join(", ")
                 ),
-            })?;
-        plan::validate(&plan, request, candidates, limits)?;
-        Ok(plan)
+            ),
+        })?;
+        metrics.clear();
+        if !self.inner.declared.is_empty() {
+            let window = request.routing.interval_seconds.clamp(
+                crate::metrics::MIN_WINDOW_SECS,
+                crate::metrics::MAX_WINDOW_SECS,
+            );
+            v0_2::metrics(
+                &self.inner.declared,
+                candidates,
+                store.data().metrics.as_ref(),
+                window,
+                metrics,
+            );
+        }
+        store.data_mut().offer(candidates);
+        let plan = bindings
+            .call_route(&mut *store, &wit_request, offered, metrics)
+            .map_err(|e| self.classify(store, e))?
+            .map_err(|r| self.refused(v0_2_refusal(r.kind), &r.message))?;
+        let (plan, notes) = v0_2::plan(plan, wit_request.features, candidates, offered, limits)?;
+        Ok((plan, notes))
+    }
+
+    /// A policy's refusal, its text escaped and cut (it reaches the caller
+    /// and the log).
+    fn refused(&self, kind: RefusalKind, message: &str) -> PolicyError {
+        let limits = &self.inner.runtime.limits;
+        PolicyError::Refused {
+            kind,
+            message: switchyard_wire::text::printable(message, limits.max_label_bytes * 4),
+        }
     }
 
     /// Resource use of the decision that just ran in `store`.
@@ -516,17 +747,38 @@ impl Policy {
     }
 
     /// Calls the guest's `describe` export in a fresh store.
-    fn describe(&self) -> Result<Info, PolicyError> {
+    fn describe(&self) -> Result<Described, PolicyError> {
         let deadline = self.inner.runtime.limits.deadline;
         let mut store = self.new_store(sandbox::idle_source(), deadline);
         let instance = self
-            .inner
-            .pre
             .instantiate(&mut store)
             .map_err(|e| self.classify_instantiate(&store, e))?;
-        instance
-            .call_describe(&mut store)
-            .map_err(|e| self.classify(&store, e))
+        match instance {
+            Instance::V0_1(instance) => instance
+                .call_describe(&mut store)
+                .map(|info| Described {
+                    info,
+                    wants_content: false,
+                    declared: Vec::new(),
+                })
+                .map_err(|e| self.classify(&store, e)),
+            Instance::V0_2 { bindings, .. } => {
+                let info = bindings
+                    .call_describe(&mut store)
+                    .map_err(|e| self.classify(&store, e))?;
+                let declared: Vec<&'static str> =
+                    info.metrics.iter().map(v0_2::metric_name).collect();
+                Ok(Described {
+                    info: Info {
+                        name: info.name,
+                        version: info.version,
+                        metrics: declared.iter().map(|n| n.to_string()).collect(),
+                    },
+                    wants_content: info.wants.contains(v0_2::wit::Wants::CONTENT),
+                    declared,
+                })
+            }
+        }
     }
 
     fn new_store(&self, metrics: Arc<dyn MetricSource>, deadline: Duration) -> Store<Sandbox> {
@@ -580,6 +832,28 @@ impl Policy {
             None => PolicyError::Trap(first_line(&format!("{err:#}"))),
         }
     }
+}
+
+/// A decision's result and its notes, apart.
+fn split(result: Result<(Plan, Notes), PolicyError>) -> (Result<Plan, PolicyError>, Notes) {
+    match result {
+        Ok((plan, notes)) => (Ok(plan), notes),
+        Err(e) => (Err(e), Notes::default()),
+    }
+}
+
+/// A 0.2 refusal kind in host terms.
+fn v0_2_refusal(kind: v0_2::wit::PolicyErrorKind) -> RefusalKind {
+    match kind {
+        v0_2::wit::PolicyErrorKind::NoRoute => RefusalKind::NoRoute,
+        v0_2::wit::PolicyErrorKind::BadConfig => RefusalKind::BadConfig,
+        v0_2::wit::PolicyErrorKind::Internal => RefusalKind::Internal,
+    }
+}
+
+/// The deadline of a `configure` call: ten decisions' worth, at least 100 ms.
+fn configure_deadline(decision: Duration) -> Duration {
+    (decision * 10).max(Duration::from_millis(100))
 }
 
 /// The WIT name of a refusal kind: `no-route`, `bad-config`, `internal`.

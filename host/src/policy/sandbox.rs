@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::bindings::switchyard::policy::{host, types};
-use super::{Candidate, Limits, LogLine};
+use super::{Candidate, Limits, LogLine, v0_2};
 use crate::metrics::{MAX_WINDOW_SECS, MIN_WINDOW_SECS, MetricSource};
 
 /// Store data of one decision.
@@ -160,6 +160,12 @@ impl host::Host for Sandbox {
     }
 
     fn log(&mut self, level: types::Level, message: String) {
+        self.log_line(level, message);
+    }
+}
+
+impl Sandbox {
+    fn log_line(&mut self, level: types::Level, message: String) {
         if self.logs.len() >= self.max_log_lines {
             self.logs_dropped = self.logs_dropped.saturating_add(1);
             return;
@@ -168,5 +174,53 @@ impl host::Host for Sandbox {
             level,
             message: super::truncate(message, self.max_log_bytes),
         });
+    }
+}
+
+impl v0_2::wit_types::Host for Sandbox {}
+
+impl v0_2::wit_host::Host for Sandbox {
+    fn metric(
+        &mut self,
+        candidate: u16,
+        id: v0_2::wit::MetricId,
+        window_seconds: u32,
+    ) -> Option<f64> {
+        self.metric_calls = self.metric_calls.saturating_add(1);
+        if !(MIN_WINDOW_SECS..=MAX_WINDOW_SECS).contains(&window_seconds) {
+            return None;
+        }
+        let Some(offered) = self.offered.get(usize::from(candidate)) else {
+            self.foreign_metric_calls = self.foreign_metric_calls.saturating_add(1);
+            return None;
+        };
+        self.metrics
+            .metric(offered, v0_2::metric_name(&id), window_seconds)
+    }
+
+    fn metrics(&mut self, id: v0_2::wit::MetricId, window_seconds: u32) -> Vec<f64> {
+        self.metric_calls = self.metric_calls.saturating_add(1);
+        if !(MIN_WINDOW_SECS..=MAX_WINDOW_SECS).contains(&window_seconds) {
+            return Vec::new();
+        }
+        let name = v0_2::metric_name(&id);
+        self.offered
+            .iter()
+            .map(|candidate| {
+                self.metrics
+                    .metric(candidate, name, window_seconds)
+                    .unwrap_or(f64::NAN)
+            })
+            .collect()
+    }
+
+    fn log(&mut self, level: v0_2::wit::Level, message: String) {
+        let level = match level {
+            v0_2::wit::Level::Debug => types::Level::Debug,
+            v0_2::wit::Level::Info => types::Level::Info,
+            v0_2::wit::Level::Warn => types::Level::Warn,
+            v0_2::wit::Level::Error => types::Level::Error,
+        };
+        self.log_line(level, message);
     }
 }

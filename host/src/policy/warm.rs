@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use wasmtime::Store;
 
 use super::sandbox::Sandbox;
-use super::{Candidate, Decision, Policy, PolicyError, Request, RuntimeInner, bindings};
+use super::{Candidate, Decision, Instance, Policy, PolicyError, Request, RuntimeInner, v0_2};
 use crate::metrics::MetricSource;
 
 /// Decisions one instance may make before it is replaced.
@@ -49,7 +49,7 @@ impl std::fmt::Debug for WarmPool {
 /// One live instance and its store.
 struct Warm {
     store: Store<Sandbox>,
-    instance: bindings::Policy,
+    instance: Instance,
     uses: u32,
     _slot: Slot,
 }
@@ -115,25 +115,67 @@ impl WarmPool {
         candidates: &[Candidate],
         metrics: Arc<dyn MetricSource>,
     ) -> Decision {
+        self.decide(None, request, candidates, metrics)
+    }
+
+    /// Like [`Policy::decide_in`], on a warm instance (one already
+    /// configured with `context`'s setup, when one is idle).
+    pub fn decide_in(
+        &self,
+        context: &v0_2::Context,
+        request: &Request,
+        candidates: &[Candidate],
+        metrics: Arc<dyn MetricSource>,
+    ) -> Decision {
+        self.decide(Some(context), request, candidates, metrics)
+    }
+
+    fn decide(
+        &self,
+        context: Option<&v0_2::Context>,
+        request: &Request,
+        candidates: &[Candidate],
+        metrics: Arc<dyn MetricSource>,
+    ) -> Decision {
         let started = Instant::now();
-        let taken = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let taken = {
+            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            // An instance configured for this setup saves a `configure`.
+            let key = context.map(|c| c.setup.key);
+            match idle
+                .iter()
+                .rposition(|w| key.is_some() && w.instance.configured() == key)
+            {
+                Some(i) => Some(idle.swap_remove(i)),
+                None => idle.pop(),
+            }
+        };
         let mut warm = match taken {
             Some(warm) => warm,
             None => match self.instantiate() {
                 Some(Ok(warm)) => warm,
                 Some(Err(decision)) => return decision,
                 None => {
-                    return self
-                        .policy
-                        .decide_fresh(request, candidates, metrics, self.deadline);
+                    return self.policy.decide_fresh(
+                        context,
+                        request,
+                        candidates,
+                        metrics,
+                        self.deadline,
+                    );
                 }
             },
         };
         warm.store.data_mut().begin(metrics);
         self.policy.arm(&mut warm.store, self.deadline);
-        let result = self
-            .policy
-            .call(&mut warm.store, &warm.instance, request, candidates);
+        let result = self.policy.call(
+            &mut warm.store,
+            &mut warm.instance,
+            context,
+            self.deadline,
+            request,
+            candidates,
+        );
         let stats = self.policy.stats(&warm.store, started);
         let logs = warm.store.data_mut().end();
         warm.uses += 1;
@@ -150,10 +192,12 @@ impl WarmPool {
                 idle.push(warm);
             }
         }
+        let (result, notes) = super::split(result);
         Decision {
             result,
             stats,
             logs,
+            notes,
         }
     }
 
@@ -164,7 +208,7 @@ impl WarmPool {
         let mut store = self
             .policy
             .new_store(super::sandbox::idle_source(), self.deadline);
-        Some(match self.policy.inner.pre.instantiate(&mut store) {
+        Some(match self.policy.instantiate(&mut store) {
             Ok(instance) => Ok(Warm {
                 store,
                 instance,
@@ -178,6 +222,7 @@ impl WarmPool {
                     result,
                     stats,
                     logs: store.into_data().logs,
+                    notes: super::Notes::default(),
                 })
             }
         })

@@ -18,7 +18,7 @@ use crate::config::{ProviderAccount, Team};
 use crate::health::Ticket;
 use crate::health::{CircuitState, Verdict};
 use crate::metrics::{Outcome, Sample};
-use crate::policy::{Candidate, Plan};
+use crate::policy::{Candidate, Notes, Plan};
 use crate::providers::{ChatCall, ChatResponse, ChunkStream, Malformed};
 use crate::spend::Charge;
 use crate::state::{Admission, Admitted, CooldownKind, LimitKey, now_ms};
@@ -62,6 +62,7 @@ impl Executor {
         accounts: &[&ProviderAccount],
         plan: Plan,
     ) -> Result<Served, RouteError> {
+        let notes = &cx.notes;
         let mut failover = Failover::default();
         for (at, attempt) in plan.attempts.iter().enumerate() {
             let Some(index) = candidates.iter().position(|c| c.id == attempt.candidate) else {
@@ -91,7 +92,15 @@ impl Executor {
                 );
                 continue;
             }
-            // The candidate's first call, then its retries.
+            // The candidate's first call, then its retries (as many as the
+            // plan asks for this attempt, else the gateway's setting).
+            let retry_limit = notes
+                .retries
+                .iter()
+                .find(|(id, _)| *id == candidate.id)
+                .map_or(self.config.routing.retries_per_candidate, |(_, n)| {
+                    u32::from(*n)
+                });
             let mut retries = 0;
             loop {
                 let retrying = retries > 0;
@@ -147,7 +156,7 @@ impl Executor {
                     Err(error) => {
                         self.call_failed(account, candidate, &sent, &error, ticket)
                             .await;
-                        let wait = self.retry_wait(&error, retries, cx.arrival);
+                        let wait = self.retry_wait(&error, retries, retry_limit, cx.arrival);
                         if error.class == ErrorClass::ContextLength {
                             failover.overflowed = Some(
                                 failover
@@ -185,10 +194,11 @@ impl Executor {
         &self,
         error: &UpstreamError,
         retries: u32,
+        limit: u32,
         arrival: Instant,
     ) -> Option<Duration> {
         let routing = &self.config.routing;
-        if retries >= routing.retries_per_candidate {
+        if retries >= limit {
             return None;
         }
         // A redirect or another odd status will answer the same again.
@@ -385,6 +395,8 @@ impl Executor {
             attempts: trail.len(),
             stripped: w.attempt.strip.clone(),
             label: w.plan.label.clone(),
+            score: cx.notes.score,
+            explanation: cx.notes.explanation.clone(),
             trail,
             cost_usd: None,
             logical_model: req.logical_model.clone(),
@@ -615,6 +627,8 @@ pub(super) struct Context<'a> {
     pub(super) estimated_tokens: u64,
     /// Where the team's rate limit counted this request.
     pub(super) team_admission: Option<crate::state::Admitted>,
+    /// What the policy said of its plan beyond the attempts (0.2).
+    pub(super) notes: Notes,
 }
 
 /// How a failed attempt counts: its outcome for the metrics, its verdict for

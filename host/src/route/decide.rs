@@ -6,12 +6,17 @@ use std::sync::Arc;
 use crate::config::Team;
 use crate::directory::DirectoryEntry;
 use crate::metrics::MetricSource;
-use crate::policy::{Candidate, Plan, PolicyError, RefusalKind, Request};
+use crate::policy::{
+    Candidate, Contract, Notes, Plan, Policy, PolicyError, RefusalKind, Request, v0_2,
+};
+use switchyard_wire::CanonicalRequest;
+use switchyard_wire::content::Signals;
 
 use super::{Executor, RouteError, RouteRequest};
 use crate::errors::RoutingCode;
 
-/// What the policy is told about a request.
+/// What the policy is told about a request. The team config is added for a
+/// 0.1 policy only (0.2 gets it once per instance, in its setup).
 pub(super) fn policy_request(req: &RouteRequest, team: &Team, features: Vec<String>) -> Request {
     Request {
         model: req.model.clone(),
@@ -32,7 +37,31 @@ pub(super) fn policy_request(req: &RouteRequest, team: &Team, features: Vec<Stri
             .map(|n| n.min(u64::from(u32::MAX)) as u32),
         prompt_cache_key: req.body.prompt_cache_key.is_some(),
         metadata: req.metadata.clone(),
-        config: team.policy_config.clone(),
+        config: String::new(),
+    }
+}
+
+/// The context of a 0.2 decision: the setup, and the request's content
+/// signals when the policy asked for them and the operator allows them.
+fn context(
+    setup: &Arc<v0_2::Setup>,
+    policy: &Policy,
+    allowed: bool,
+    body: &CanonicalRequest,
+    text_limit: usize,
+) -> v0_2::Context {
+    v0_2::Context {
+        setup: setup.clone(),
+        content: (allowed && policy.wants_content())
+            .then(|| Arc::new(Signals::of(body, text_limit))),
+    }
+}
+
+/// Gives a 0.1 policy the team config in the request.
+fn config_for(policy: &Policy, request: &mut Request, setup: &v0_2::Setup) {
+    if policy.contract() == Contract::V0_1 {
+        request.config.clear();
+        request.config.push_str(setup.config());
     }
 }
 
@@ -41,16 +70,18 @@ impl Executor {
     /// blocking thread and within the plugin's decision slots, so a slow or
     /// looping plugin holds only its own team's requests. A fault is counted
     /// against the plugin and the request is routed by the default policy.
-    /// Gives back the request and candidates it was handed.
+    /// Gives back the candidates it was handed.
     pub(super) async fn decide(
         &self,
         entry: &DirectoryEntry,
+        body: &CanonicalRequest,
         mut request: Request,
         mut candidates: Vec<Candidate>,
         snapshot: Arc<crate::metrics::Snapshot>,
         window: u32,
-    ) -> Result<(Plan, Request, Vec<Candidate>), RouteError> {
+    ) -> Result<(Plan, Notes, Vec<Candidate>), RouteError> {
         let team = &entry.team;
+        let settings = &self.config.plugins;
         if let Some(plugin) = entry.policy.as_ref().filter(|p| p.in_service()) {
             let permit = plugin.slots.acquire().await;
             if permit.is_ok() && plugin.in_service() {
@@ -58,10 +89,18 @@ impl Executor {
                 if !policy.info().metrics.is_empty() {
                     policy.precompute_metrics(&mut candidates, snapshot.as_ref(), window);
                 }
+                config_for(policy, &mut request, &entry.setup);
+                let context = context(
+                    &entry.setup,
+                    policy,
+                    entry.content_allowed(settings, false),
+                    body,
+                    settings.content_text_bytes,
+                );
                 let source: Arc<dyn MetricSource> = snapshot.clone();
                 let warm = plugin.clone();
                 let ran = tokio::task::spawn_blocking(move || {
-                    let decision = warm.pool.decide_traced(&request, &candidates, source);
+                    let decision = warm.pool.decide_in(&context, &request, &candidates, source);
                     (decision, request, candidates)
                 })
                 .await;
@@ -106,23 +145,36 @@ impl Executor {
                             None,
                         );
                         plugin.record_success();
-                        return Ok((Self::plan_or_error(team, result)?, request, candidates));
+                        return Ok((
+                            Self::plan_or_error(team, result)?,
+                            decision.notes,
+                            candidates,
+                        ));
                     }
                 }
             }
         }
-        if entry.policy.is_some() {
-            // Standing in for the team's plugin: the team's config is written
-            // for that plugin, so the default policy gets its own.
-            request
-                .config
-                .clone_from(&self.config.default_policy_config);
-        }
+        // Standing in for the team's plugin: the team's config is written
+        // for that plugin, so the default policy gets its own.
+        let setup = match entry.policy {
+            Some(_) => &entry.standin,
+            None => &entry.setup,
+        };
         let policy = self.default.policy();
         if !policy.info().metrics.is_empty() {
             policy.precompute_metrics(&mut candidates, snapshot.as_ref(), window);
         }
-        let decision = self.default.decide_traced(&request, &candidates, snapshot);
+        config_for(policy, &mut request, setup);
+        let context = context(
+            setup,
+            policy,
+            entry.content_allowed(settings, true),
+            body,
+            settings.content_text_bytes,
+        );
+        let decision = self
+            .default
+            .decide_in(&context, &request, &candidates, snapshot);
         self.count_misbehaviour(&team.name, "default", &decision.stats);
         let fault = decision
             .result
@@ -134,7 +186,7 @@ impl Executor {
             .decision(&team.name, "default", decision.stats.elapsed, fault);
         Ok((
             Self::plan_or_error(team, decision.result)?,
-            request,
+            decision.notes,
             candidates,
         ))
     }

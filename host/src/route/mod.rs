@@ -109,6 +109,12 @@ pub struct RouteInfo {
     pub stripped: Vec<String>,
     /// The policy's label for the plan.
     pub label: String,
+    /// The policy's score for its plan, when it gave one (0.2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
+    /// Why the policy ordered the plan so, when it said (0.2).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub explanation: Vec<String>,
     /// Every attempt in order.
     pub trail: Vec<AttemptRecord>,
     /// Cost in US dollars from the provider's reported usage.
@@ -342,8 +348,15 @@ impl Executor {
         let team_admission = self.admit_team(team, estimated_tokens).await?;
         // Decide: the team's policy, or the default standing in for it.
         let policy_request = decide::policy_request(&req, team, features.names());
-        let (mut plan, _, candidates) = self
-            .decide(entry, policy_request, built.candidates, snapshot, window)
+        let (mut plan, notes, candidates) = self
+            .decide(
+                entry,
+                &req.body,
+                policy_request,
+                built.candidates,
+                snapshot,
+                window,
+            )
             .await?;
         decide::offer_probes(&mut plan, &candidates, features.len());
         progress.label = Some(plan.label.clone());
@@ -354,6 +367,7 @@ impl Executor {
             features,
             estimated_tokens,
             team_admission,
+            notes,
         };
         self.attempt(entry, &req, &context, &candidates, &built.accounts, plan)
             .await

@@ -98,6 +98,7 @@ impl Rescuer {
             features: self.features,
             estimated_tokens: self.estimated_tokens,
             team_admission: None,
+            notes: crate::policy::Notes::default(),
         };
         while let Some((attempt, candidate)) = self.later.pop_front() {
             let config = &executor.config;

@@ -63,15 +63,18 @@
 //!    A pinned `provider/model` candidate stays ahead of its group.
 //! 6. The plan is cut at `max_attempts`; an empty plan is a `no-route` error.
 
-use crate::switchyard::policy::types::{
-    Attempt, Candidate, Health, Info, Plan, PolicyError, PolicyErrorKind, Request,
-};
+//!
+//! # Contract versions
+//!
+//! This file is the decision alone, written against [`Offer`] (the
+//! candidates) and [`Ask`] (the request) rather than any WIT version's
+//! types. `logic/v0_1.rs` and `logic/v0_2.rs` adapt each contract's types to
+//! it, so the 0.1 and 0.2 builds of this policy decide the same way.
+
 use serde_json::{Map, Value};
 use std::cell::RefCell;
+use std::cmp::Ordering;
 use std::rc::Rc;
-
-/// Metric lookup: (candidate id, metric name, window in seconds) -> value.
-pub type MetricLookup<'a> = dyn Fn(&str, &str, u32) -> Option<f64> + 'a;
 
 /// Default cap on the number of attempts in a plan.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 16;
@@ -84,19 +87,6 @@ pub const MAX_WINDOW_SECONDS: u32 = 604_800;
 pub const MAX_FEATURES: usize = 128;
 /// Number of steps in the feature strip order.
 pub const STRIP_STEPS: u8 = 12;
-
-/// `describe()`: no precomputed metrics. The metric this policy sorts by
-/// depends on each request (`routing.metric`, a rule, the team config), and the
-/// static ones (`performance`, `cost`) need none. Asking the host to precompute
-/// a fixed list would cost work on every request for values most requests never
-/// use, so the policy reads the one live metric it needs through `host.metric`.
-pub fn describe() -> Info {
-    Info {
-        name: "switchyard-default".to_string(),
-        version: env!("CARGO_PKG_VERSION").to_string(),
-        metrics: Vec::new(),
-    }
-}
 
 // ---------------------------------------------------------------------------
 // Metrics
@@ -182,8 +172,8 @@ pub struct Rule {
 }
 
 impl Rule {
-    fn matches(&self, req: &Request) -> bool {
-        fn any_of(wanted: &Option<Vec<String>>, got: &Option<String>) -> bool {
+    fn matches(&self, req: &Ask) -> bool {
+        fn any_of(wanted: &Option<Vec<String>>, got: Option<&str>) -> bool {
             match wanted {
                 None => true,
                 Some(list) => match got {
@@ -192,8 +182,8 @@ impl Rule {
                 },
             }
         }
-        any_of(&self.step_type, &req.step_type)
-            && any_of(&self.purpose, &req.purpose)
+        any_of(&self.step_type, req.step_type)
+            && any_of(&self.purpose, req.purpose)
             && self.metadata.iter().all(|(k, v)| {
                 req.metadata
                     .iter()
@@ -462,6 +452,132 @@ fn parse_match(v: &Value, at: At, rule: &mut Rule) -> Result<(), String> {
     }
     Ok(())
 }
+// ---------------------------------------------------------------------------
+// The request and the candidates, whichever contract they came in
+
+/// What the decision reads of the request.
+pub struct Ask<'a> {
+    /// The model the caller asked for.
+    pub model: &'a str,
+    /// The caller's `routing.metric`, already parsed.
+    pub metric: Option<Metric>,
+    /// `routing.interval-seconds` (clamped here to what `host.metric` takes).
+    pub interval_seconds: u32,
+    /// The caller's `routing.models`.
+    pub fallbacks: &'a [String],
+    pub step_type: Option<&'a str>,
+    pub purpose: Option<&'a str>,
+    pub metadata: &'a [(String, String)],
+    pub estimated_input_tokens: u32,
+    pub max_output_tokens: Option<u32>,
+    pub prompt_cache_key: bool,
+}
+
+/// Prices in US dollars per one million tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Price {
+    pub input: f64,
+    pub output: f64,
+    pub cached_input: f64,
+}
+
+/// The candidates of one decision, read by position.
+pub trait Offer {
+    fn len(&self) -> usize;
+    fn provider(&self, i: usize) -> &str;
+    fn model(&self, i: usize) -> &str;
+    fn logical_model(&self, i: usize) -> Option<&str>;
+    fn price(&self, i: usize) -> Price;
+    fn tier(&self, i: usize) -> u8;
+    /// Degraded health (healthy and half-open rank alike).
+    fn degraded(&self, i: usize) -> bool;
+    fn headroom(&self, i: usize) -> Option<f32>;
+    fn cache_affinity(&self, i: usize) -> bool;
+    /// The live metric `name` (canonical, see [`Metric::parse`]) of
+    /// candidate `i` over `window` seconds.
+    fn metric(&self, i: usize, name: &str, window: u32) -> Option<f64>;
+    /// Whether candidate `i`'s id is `target`, ignoring ASCII case.
+    fn id_is(&self, i: usize, target: &str) -> bool;
+    /// Order of two candidates' ids.
+    fn id_cmp(&self, a: usize, b: usize) -> Ordering;
+    /// Whether two candidates have the same id.
+    fn same_id(&self, a: usize, b: usize) -> bool {
+        self.id_cmp(a, b) == Ordering::Equal
+    }
+}
+
+/// The order of `p1/m1` and `p2/m2` as strings, without joining them.
+pub fn joined_cmp(p1: &str, m1: &str, p2: &str, m2: &str) -> Ordering {
+    if p1 == p2 {
+        return m1.cmp(m2);
+    }
+    let common = p1.len().min(p2.len());
+    match p1.as_bytes()[..common].cmp(&p2.as_bytes()[..common]) {
+        Ordering::Equal => {}
+        other => return other,
+    }
+    // One provider is a prefix of the other: the shorter's `/` meets the
+    // longer's next byte. Only a provider with a `/` in it (never an
+    // account name) can make them equal there; then compare bytewise.
+    let (shorter_first, next) = if p1.len() < p2.len() {
+        (true, p2.as_bytes()[common])
+    } else {
+        (false, p1.as_bytes()[common])
+    };
+    let at_slash = b'/'.cmp(&next);
+    match (at_slash, shorter_first) {
+        (Ordering::Equal, _) => {
+            let a = p1.bytes().chain(std::iter::once(b'/')).chain(m1.bytes());
+            let b = p2.bytes().chain(std::iter::once(b'/')).chain(m2.bytes());
+            a.cmp(b)
+        }
+        (o, true) => o,
+        (o, false) => o.reverse(),
+    }
+}
+
+/// Whether `provider/model` is `target`, ignoring ASCII case, without allocating.
+pub fn joined_id_is(provider: &str, model: &str, target: &str) -> bool {
+    target.len() == provider.len() + 1 + model.len()
+        && target.as_bytes()[provider.len()] == b'/'
+        && target.is_char_boundary(provider.len())
+        && target[..provider.len()].eq_ignore_ascii_case(provider)
+        && target[provider.len() + 1..].eq_ignore_ascii_case(model)
+}
+
+/// Why the policy declines to route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalKind {
+    NoRoute,
+    BadConfig,
+    Internal,
+}
+
+/// A refusal, in the contract's terms once adapted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    pub kind: RefusalKind,
+    pub message: String,
+}
+
+/// One attempt of a [`Choice`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pick {
+    /// Position of the candidate in the offer.
+    pub index: usize,
+    /// Bits (of [`Features::names`]) to strip.
+    pub strip: u128,
+    pub timeout_ms: Option<u32>,
+}
+
+/// A plan before it is put in a contract's types.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Choice {
+    pub attempts: Vec<Pick>,
+    pub label: String,
+    /// The sort metric the plan was ordered by, for the explanation.
+    pub metric: Metric,
+}
 
 // ---------------------------------------------------------------------------
 // Features
@@ -490,31 +606,32 @@ pub fn strip_step(feature: &str) -> u8 {
 }
 
 /// The request's distinct features, with per-step strip masks.
-struct Features<'r> {
-    names: Vec<&'r str>,
+pub struct Features<'r> {
+    pub names: Vec<&'r str>,
     /// `strippable[k]`: bits of the features removed after `k` strip steps.
     strippable: [u128; STRIP_STEPS as usize + 1],
 }
 
 impl<'r> Features<'r> {
-    fn new(req: &'r Request) -> Result<Self, PolicyError> {
-        let mut names: Vec<&str> = Vec::with_capacity(req.features.len());
-        for f in &req.features {
-            if !names.contains(&f.as_str()) {
-                names.push(f.as_str());
+    /// The features of `names`, each once, in first-seen order.
+    pub fn new(names: impl IntoIterator<Item = &'r str>) -> Result<Self, Refusal> {
+        let mut distinct: Vec<&str> = Vec::new();
+        for f in names {
+            if !distinct.contains(&f) {
+                distinct.push(f);
             }
         }
-        if names.len() > MAX_FEATURES {
-            return Err(PolicyError {
-                kind: PolicyErrorKind::Internal,
+        if distinct.len() > MAX_FEATURES {
+            return Err(Refusal {
+                kind: RefusalKind::Internal,
                 message: format!(
                     "request uses {} distinct features; the default policy handles at most {MAX_FEATURES}",
-                    names.len()
+                    distinct.len()
                 ),
             });
         }
         let mut by_step = [0u128; STRIP_STEPS as usize + 1];
-        for (i, f) in names.iter().enumerate() {
+        for (i, f) in distinct.iter().enumerate() {
             let step = strip_step(f) as usize;
             if step > 0 {
                 by_step[step] |= 1u128 << i;
@@ -524,21 +641,25 @@ impl<'r> Features<'r> {
         for k in 1..strippable.len() {
             strippable[k] = strippable[k - 1] | by_step[k];
         }
-        Ok(Features { names, strippable })
+        Ok(Features {
+            names: distinct,
+            strippable,
+        })
     }
 
-    /// Bits of the request's features that `c` does not support.
-    fn missing(&self, c: &Candidate) -> u128 {
+    /// Bits of the features for which `supports` is false.
+    pub fn missing(&self, supports: impl Fn(&str) -> bool) -> u128 {
         let mut missing = 0u128;
         for (i, f) in self.names.iter().enumerate() {
-            if !c.features.iter().any(|cf| cf == f) {
+            if !supports(f) {
                 missing |= 1u128 << i;
             }
         }
         missing
     }
 
-    fn list(&self, mask: u128) -> Vec<String> {
+    /// The names of `mask`'s features.
+    pub fn list(&self, mask: u128) -> Vec<String> {
         self.names
             .iter()
             .enumerate()
@@ -551,51 +672,47 @@ impl<'r> Features<'r> {
 // ---------------------------------------------------------------------------
 // Targets
 
-fn serves(c: &Candidate, slug: &str) -> bool {
-    c.model.eq_ignore_ascii_case(slug)
-        || c.logical_model
-            .as_deref()
+fn serves<O: Offer + ?Sized>(offer: &O, i: usize, slug: &str) -> bool {
+    offer.model(i).eq_ignore_ascii_case(slug)
+        || offer
+            .logical_model(i)
             .is_some_and(|l| l.eq_ignore_ascii_case(slug))
 }
 
 /// Fills `out` with the candidates a target names (pinned ones first) and
 /// returns how many leading entries are pinned.
-fn resolve(target: &str, cands: &[Candidate], out: &mut Vec<usize>) -> usize {
+fn resolve<O: Offer + ?Sized>(target: &str, offer: &O, out: &mut Vec<usize>) -> usize {
     out.clear();
+    let n = offer.len();
     if target.eq_ignore_ascii_case("auto") {
-        out.extend(0..cands.len());
+        out.extend(0..n);
         return 0;
     }
     if let Some((provider, model)) = target.split_once('/') {
-        let exact = cands.iter().find(|c| c.id.eq_ignore_ascii_case(target));
-        if exact.is_some()
-            || cands
-                .iter()
-                .any(|c| c.provider.eq_ignore_ascii_case(provider))
-        {
-            let is_pinned = |c: &Candidate| {
-                c.id.eq_ignore_ascii_case(target)
-                    || (c.provider.eq_ignore_ascii_case(provider) && serves(c, model))
+        let exact = (0..n).find(|&i| offer.id_is(i, target));
+        if exact.is_some() || (0..n).any(|i| offer.provider(i).eq_ignore_ascii_case(provider)) {
+            let is_pinned = |i: usize| {
+                offer.id_is(i, target)
+                    || (offer.provider(i).eq_ignore_ascii_case(provider) && serves(offer, i, model))
             };
-            out.extend((0..cands.len()).filter(|&i| is_pinned(&cands[i])));
+            out.extend((0..n).filter(|&i| is_pinned(i)));
             let pinned = out.len();
-            let exact_model = exact.map(|c| c.model.as_str());
-            out.extend((0..cands.len()).filter(|&i| {
-                let c = &cands[i];
-                !is_pinned(c)
-                    && (serves(c, model)
-                        || exact_model.is_some_and(|m| c.model.eq_ignore_ascii_case(m)))
+            let exact_model = exact.map(|e| offer.model(e));
+            out.extend((0..n).filter(|&i| {
+                !is_pinned(i)
+                    && (serves(offer, i, model)
+                        || exact_model.is_some_and(|m| offer.model(i).eq_ignore_ascii_case(m)))
             }));
             return pinned;
         }
     }
-    out.extend((0..cands.len()).filter(|&i| serves(&cands[i], target)));
+    out.extend((0..n).filter(|&i| serves(offer, i, target)));
     // `provider/model` whose provider the host filtered out: same model elsewhere.
     if out.is_empty()
         && let Some((_, model)) = target.split_once('/')
         && !model.is_empty()
     {
-        out.extend((0..cands.len()).filter(|&i| serves(&cands[i], model)));
+        out.extend((0..n).filter(|&i| serves(offer, i, model)));
     }
     0
 }
@@ -603,15 +720,16 @@ fn resolve(target: &str, cands: &[Candidate], out: &mut Vec<usize>) -> usize {
 // ---------------------------------------------------------------------------
 // Ordering
 
-/// Estimated cost of this request at `c`, in US dollars.
-pub fn estimated_cost(req: &Request, c: &Candidate) -> f64 {
-    let input_price = if req.prompt_cache_key && c.cache_affinity {
-        c.price.cached_input
+/// Estimated cost of this request at a candidate with `price` (and cache
+/// affinity `cached`), in US dollars.
+pub fn estimated_cost(ask: &Ask, price: Price, cached: bool) -> f64 {
+    let input_price = if ask.prompt_cache_key && cached {
+        price.cached_input
     } else {
-        c.price.input
+        price.input
     };
-    let output = req.max_output_tokens.unwrap_or(DEFAULT_OUTPUT_TOKENS);
-    (f64::from(req.estimated_input_tokens) * input_price + f64::from(output) * c.price.output) / 1e6
+    let output = ask.max_output_tokens.unwrap_or(DEFAULT_OUTPUT_TOKENS);
+    (f64::from(ask.estimated_input_tokens) * input_price + f64::from(output) * price.output) / 1e6
 }
 
 /// Maps an `f64` to a `u64` with the same order as `f64::total_cmp`.
@@ -634,41 +752,24 @@ struct SortKey {
     index: usize,
 }
 
-struct Ranker<'a> {
-    req: &'a Request,
-    cands: &'a [Candidate],
+struct Ranker<'a, O: Offer + ?Sized> {
+    ask: &'a Ask<'a>,
+    offer: &'a O,
     metric: &'a Metric,
     window: u32,
-    lookup: &'a MetricLookup<'a>,
     /// Live metric values already read, per candidate index.
     values: Vec<Option<Option<f64>>>,
 }
 
-/// Whether a metric name from `candidate.metrics` denotes the canonical `name`
-/// (ignoring ASCII case and reading `-` as `_`), without allocating.
-fn same_metric(given: &str, name: &str) -> bool {
-    given.len() == name.len()
-        && given.bytes().zip(name.bytes()).all(|(g, n)| {
-            let g = if g == b'-' {
-                b'_'
-            } else {
-                g.to_ascii_lowercase()
-            };
-            g == n
-        })
-}
-
-impl<'a> Ranker<'a> {
+impl<'a, O: Offer + ?Sized> Ranker<'a, O> {
     fn live_value(&mut self, i: usize, name: &str) -> Option<f64> {
         if let Some(Some(v)) = self.values.get(i) {
             return *v;
         }
-        let c = &self.cands[i];
-        let v = match c.metrics.iter().find(|m| same_metric(m.name.trim(), name)) {
-            Some(m) => m.value,
-            None => (self.lookup)(&c.id, name, self.window),
-        };
-        let v = v.filter(|x| !x.is_nan());
+        let v = self
+            .offer
+            .metric(i, name, self.window)
+            .filter(|x| !x.is_nan());
         if let Some(slot) = self.values.get_mut(i) {
             *slot = Some(v);
         }
@@ -676,18 +777,16 @@ impl<'a> Ranker<'a> {
     }
 
     fn key(&mut self, i: usize) -> SortKey {
-        let c: &'a Candidate = &self.cands[i];
+        let offer = self.offer;
         let metric: &'a Metric = self.metric;
-        let cost = estimated_cost(self.req, c);
-        let tier = c.tier;
-        let health: u8 = match c.health {
-            // A half-open circuit is offered to one request at a time: that
-            // request is its probe, so it ranks as healthy.
-            Health::Healthy | Health::HalfOpen => 0,
-            Health::Degraded => 1,
-        };
-        let not_cached = self.req.prompt_cache_key && !c.cache_affinity;
-        let exhausted = c.headroom.is_some_and(|h| h <= 0.0);
+        let cached = offer.cache_affinity(i);
+        let cost = estimated_cost(self.ask, offer.price(i), cached);
+        let tier = offer.tier(i);
+        // A half-open circuit is offered to one request at a time: that
+        // request is its probe, so it ranks as healthy.
+        let health = u8::from(offer.degraded(i));
+        let not_cached = self.ask.prompt_cache_key && !cached;
+        let exhausted = offer.headroom(i).is_some_and(|h| h <= 0.0);
         let (no_data, value) = match metric {
             Metric::Performance => (false, f64::from(tier)),
             Metric::Cost => (false, cost),
@@ -721,11 +820,11 @@ impl<'a> Ranker<'a> {
             let k = self.key(i);
             keys.push(k);
         }
-        let cands = self.cands;
+        let offer = self.offer;
         keys.sort_unstable_by(|a, b| {
             (a.flags, a.value, a.tier, a.cost)
                 .cmp(&(b.flags, b.value, b.tier, b.cost))
-                .then_with(|| cands[a.index].id.cmp(&cands[b.index].id))
+                .then_with(|| offer.id_cmp(a.index, b.index))
                 .then(a.index.cmp(&b.index))
         });
         for (slot, k) in members.iter_mut().zip(keys.iter()) {
@@ -737,21 +836,11 @@ impl<'a> Ranker<'a> {
 // ---------------------------------------------------------------------------
 // Decision
 
-fn bad_config(message: String) -> PolicyError {
-    PolicyError {
-        kind: PolicyErrorKind::BadConfig,
+pub fn bad_config(message: String) -> Refusal {
+    Refusal {
+        kind: RefusalKind::BadConfig,
         message,
     }
-}
-
-/// Parses `request.config` (see [`cached_config`]) and decides.
-pub fn route(
-    req: &Request,
-    cands: &[Candidate],
-    lookup: &MetricLookup,
-) -> Result<Plan, PolicyError> {
-    let config = cached_config(&req.config).map_err(bad_config)?;
-    decide(req, cands, &config, lookup)
 }
 
 thread_local! {
@@ -783,40 +872,34 @@ pub fn cached_config(text: &str) -> Result<Rc<Config>, String> {
     })
 }
 
-/// Decides with an already parsed config.
-pub fn decide(
-    req: &Request,
-    cands: &[Candidate],
+/// Decides with an already parsed config. `missing[i]` holds the bits of
+/// `features` candidate `i` does not support.
+pub fn choose<O: Offer + ?Sized>(
+    ask: &Ask,
+    offer: &O,
+    features: &Features,
+    missing: &[u128],
     config: &Config,
-    lookup: &MetricLookup,
-) -> Result<Plan, PolicyError> {
-    let rule = config.rules.iter().find(|r| r.matches(req));
-
-    let requested_metric = match req.routing.metric.as_deref().map(str::trim) {
-        Some(m) if !m.is_empty() => Some(
-            Metric::parse(m)
-                .ok_or_else(|| bad_config(format!("routing.metric: unknown metric `{m}`")))?,
-        ),
-        _ => None,
-    };
-    let metric = requested_metric
+) -> Result<Choice, Refusal> {
+    let rule = config.rules.iter().find(|r| r.matches(ask));
+    let metric = ask
+        .metric
         .as_ref()
         .or_else(|| rule.and_then(|r| r.metric.as_ref()))
         .or(config.metric.as_ref())
         .unwrap_or(&Metric::Performance);
 
-    let features = Features::new(req)?;
-    let missing: Vec<u128> = cands.iter().map(|c| features.missing(c)).collect();
-
-    let model = req.model.trim();
+    let n = offer.len();
+    let model = ask.model.trim();
     let rule_models = rule.map(|r| r.models.as_slice()).unwrap_or(&[]);
+    let asked = [ask.model.to_string()];
     let primaries: &[String] = if model.eq_ignore_ascii_case("auto") && !rule_models.is_empty() {
         rule_models
     } else {
-        std::slice::from_ref(&req.model)
+        &asked
     };
-    let fallbacks: &[String] = if !req.routing.models.is_empty() {
-        &req.routing.models
+    let fallbacks: &[String] = if !ask.fallbacks.is_empty() {
+        ask.fallbacks
     } else if let Some(f) = rule.and_then(|r| r.fallbacks.as_ref()) {
         f
     } else {
@@ -826,29 +909,27 @@ pub fn decide(
     let max = config.max_attempts.max(1) as usize;
     let timeout_ms = rule.and_then(|r| r.timeout_ms);
     let mut ranker = Ranker {
-        req,
-        cands,
+        ask,
+        offer,
         metric,
-        window: req
-            .routing
+        window: ask
             .interval_seconds
             .clamp(MIN_WINDOW_SECONDS, MAX_WINDOW_SECONDS),
-        lookup,
         values: match metric {
-            Metric::Live { .. } => vec![None; cands.len()],
+            Metric::Live { .. } => vec![None; n],
             _ => Vec::new(),
         },
     };
 
-    let mut used = vec![false; cands.len()];
-    let mut considered = vec![false; cands.len()];
-    let mut attempts: Vec<Attempt> = Vec::with_capacity(max.min(cands.len()));
-    let mut members: Vec<usize> = Vec::with_capacity(cands.len());
-    let mut keys: Vec<SortKey> = Vec::with_capacity(cands.len());
+    let mut used = vec![false; n];
+    let mut considered = vec![false; n];
+    let mut attempts: Vec<Pick> = Vec::with_capacity(max.min(n));
+    let mut members: Vec<usize> = Vec::with_capacity(n);
+    let mut keys: Vec<SortKey> = Vec::with_capacity(n);
 
     'targets: for target in primaries.iter().chain(fallbacks.iter()) {
         let target = target.trim();
-        let mut pinned = resolve(target, cands, &mut members);
+        let mut pinned = resolve(target, offer, &mut members);
         // Leave out candidates already in the plan.
         let mut kept = 0;
         for pos in 0..members.len() {
@@ -896,14 +977,13 @@ pub fn decide(
             if attempts.len() >= max {
                 break 'targets;
             }
-            let c = &cands[i];
-            if attempts.iter().any(|a| a.candidate == c.id) {
+            if attempts.iter().any(|a| offer.same_id(a.index, i)) {
                 continue; // duplicate ids in the offer: each candidate at most once
             }
             used[i] = true;
-            attempts.push(Attempt {
-                candidate: c.id.clone(),
-                strip: features.list(missing[i] & allowed),
+            attempts.push(Pick {
+                index: i,
+                strip: missing[i] & allowed,
                 timeout_ms,
             });
         }
@@ -911,47 +991,48 @@ pub fn decide(
 
     if attempts.is_empty() {
         return Err(no_route(
-            req,
-            cands,
+            ask,
+            n,
             primaries,
             fallbacks,
-            &features,
-            &missing,
+            features,
+            missing,
             &considered,
         ));
     }
-    Ok(Plan {
+    Ok(Choice {
         attempts,
         label: match rule {
             Some(r) => format!("rule:{}", r.name),
             None => "default".to_string(),
         },
+        metric: metric.clone(),
     })
 }
 
 fn no_route(
-    req: &Request,
-    cands: &[Candidate],
+    ask: &Ask,
+    offered: usize,
     primaries: &[String],
     fallbacks: &[String],
     features: &Features,
     missing: &[u128],
     considered: &[bool],
-) -> PolicyError {
+) -> Refusal {
     let quote = |list: &[String]| {
         list.iter()
             .map(|m| format!("`{}`", m.trim()))
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let mut what = format!("model `{}`", req.model.trim());
-    if primaries.len() > 1 || primaries.first().is_some_and(|p| p != &req.model) {
+    let mut what = format!("model `{}`", ask.model.trim());
+    if primaries.len() > 1 || primaries.first().is_some_and(|p| p != ask.model) {
         what.push_str(&format!(" (rule models {})", quote(primaries)));
     }
     if !fallbacks.is_empty() {
         what.push_str(&format!(" or fallbacks {}", quote(fallbacks)));
     }
-    let message = if cands.is_empty() {
+    let message = if offered == 0 {
         format!("no route for {what}: no candidates were offered")
     } else if !considered.iter().any(|&c| c) {
         format!("no route for {what}: no offered candidate serves it")
@@ -978,9 +1059,19 @@ fn no_route(
                 .join(", ")
         )
     };
-    PolicyError {
-        kind: PolicyErrorKind::NoRoute,
+    Refusal {
+        kind: RefusalKind::NoRoute,
         message,
+    }
+}
+
+/// Parses the caller's `routing.metric` text, as 0.1 passes it.
+pub fn requested_metric(text: Option<&str>) -> Result<Option<Metric>, Refusal> {
+    match text.map(str::trim) {
+        Some(m) if !m.is_empty() => Metric::parse(m)
+            .map(Some)
+            .ok_or_else(|| bad_config(format!("routing.metric: unknown metric `{m}`"))),
+        _ => Ok(None),
     }
 }
 

@@ -4,7 +4,10 @@
 //! available.
 
 use super::*;
-use crate::switchyard::policy::types::{MetricValue, Price, Routing};
+use crate::v0_1::*;
+use crate::v0_1_types::{
+    Candidate, Health, MetricValue, Plan, PolicyError, PolicyErrorKind, Price, Request, Routing,
+};
 use serde_json::json;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -611,6 +614,27 @@ fn nan_is_no_data_and_ties_break_by_tier_cost_id() {
 
 #[test]
 fn estimated_cost_formula() {
+    let estimated_cost = |r: &Request, c: &Candidate| {
+        let ask = Ask {
+            model: &r.model,
+            metric: None,
+            interval_seconds: 900,
+            fallbacks: &[],
+            step_type: None,
+            purpose: None,
+            metadata: &[],
+            estimated_input_tokens: r.estimated_input_tokens,
+            max_output_tokens: r.max_output_tokens,
+            prompt_cache_key: r.prompt_cache_key,
+        };
+        let p = &c.price;
+        let price = super::Price {
+            input: p.input,
+            output: p.output,
+            cached_input: p.cached_input,
+        };
+        super::estimated_cost(&ask, price, c.cache_affinity)
+    };
     let mut c = with(cand("anthropic/claude-haiku-4-5"), 3, 1.0, 5.0, &[]);
     c.price.cached_input = 0.1;
     let mut r = req("auto");
@@ -1295,5 +1319,25 @@ fn config_cache_is_keyed_by_exact_text() {
     for (text, n) in [(a, 2), (b, 3), (a, 2)] {
         r.config = text.to_string();
         assert_eq!(run(&r, &fleet()).unwrap().attempts.len(), n);
+    }
+}
+
+#[test]
+fn joined_ids_compare_like_the_joined_strings() {
+    let parts = ["", "a", "a-2", "a.b", "a2", "ab", "a/b", "b", "A", "z~"];
+    for p1 in parts {
+        for m1 in parts {
+            for p2 in parts {
+                for m2 in parts {
+                    let want = format!("{p1}/{m1}").cmp(&format!("{p2}/{m2}"));
+                    assert_eq!(joined_cmp(p1, m1, p2, m2), want, "{p1}/{m1} vs {p2}/{m2}");
+                    assert_eq!(
+                        joined_id_is(p1, m1, &format!("{p2}/{m2}")),
+                        format!("{p1}/{m1}").eq_ignore_ascii_case(&format!("{p2}/{m2}")),
+                        "{p1}/{m1} is {p2}/{m2}"
+                    );
+                }
+            }
+        }
     }
 }
