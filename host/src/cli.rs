@@ -73,7 +73,8 @@ enum PolicyCommand {
     },
     /// Measure decisions per second and decision time on synthetic candidates.
     Bench {
-        /// The policy component (.wasm), or `builtin:default` for the bundled one.
+        /// The policy component (.wasm), or `builtin:default` for the bundled
+        /// one (measured in both builds: 0.2, which the gateway runs, and 0.1).
         plugin: String,
         /// Number of candidates offered per decision.
         #[arg(long, default_value_t = 20)]
@@ -370,12 +371,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 policy.info().name,
                 policy.info().version
             );
-            let reports = harness::bench(
-                &policy,
-                candidates,
-                &metric,
-                Duration::from_secs_f64(seconds),
-            );
+            let mut policies = vec![policy];
+            if plugin == "builtin:default" {
+                policies.push(runtime.load_default_v0_1()?);
+            }
+            let mut reports = Vec::new();
+            for policy in &policies {
+                reports.extend(harness::bench(
+                    policy,
+                    candidates,
+                    &metric,
+                    Duration::from_secs_f64(seconds),
+                ));
+            }
             print!("{}", harness::render_bench(&reports));
             Ok(if reports.iter().all(|r| r.faults == 0) {
                 ExitCode::SUCCESS

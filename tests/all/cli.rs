@@ -134,14 +134,17 @@ fn bench_prints_decision_times() {
         text.contains("decisions/s") && text.contains("median") && text.contains("p99"),
         "{text}"
     );
-    // One row for a fresh instance per decision, one for a warm instance.
-    for instance in ["fresh", "warm"] {
-        let row = text
-            .lines()
-            .find(|l| l.starts_with(instance))
-            .unwrap_or_else(|| panic!("no {instance} row in {text}"));
-        let fields: Vec<&str> = row.split_whitespace().collect();
-        assert_eq!(fields.get(1), Some(&"20"), "{text}");
-        assert_eq!(fields.last(), Some(&"0"), "faults: {text}");
+    // One row for a fresh instance per decision, one for a warm instance,
+    // for each build of the bundled policy: 0.2 (served) and 0.1.
+    for contract in ["0.2.0", "0.1.0"] {
+        for instance in ["fresh", "warm"] {
+            let row = text
+                .lines()
+                .find(|l| l.starts_with(&format!("{contract}     {instance}")))
+                .unwrap_or_else(|| panic!("no {contract} {instance} row in {text}"));
+            let fields: Vec<&str> = row.split_whitespace().collect();
+            assert_eq!(fields.get(2), Some(&"20"), "{text}");
+            assert_eq!(fields.last(), Some(&"0"), "faults: {text}");
+        }
     }
 }

@@ -326,6 +326,8 @@ pub fn render_report(
 /// Decision-time figures from [`bench`].
 #[derive(Debug, Clone)]
 pub struct BenchReport {
+    /// The contract version the policy was built against (`0.2.0`).
+    pub contract: &'static str,
     /// `fresh` (a new instance per decision) or `warm` (one reused instance).
     pub instance: &'static str,
     pub candidates: usize,
@@ -420,25 +422,33 @@ pub fn bench_inputs(n: usize, metric: &str) -> (Request, Vec<Candidate>, Arc<dyn
 pub fn bench(policy: &Policy, n: usize, metric: &str, duration: Duration) -> Vec<BenchReport> {
     let (request, mut candidates, metrics) = bench_inputs(n, metric);
     policy.precompute_metrics(&mut candidates, metrics.as_ref(), 900);
+    // The team's setup, made once as the gateway keeps it per team.
+    let context = crate::policy::v0_2::Context {
+        setup: Arc::new(crate::policy::v0_2::Setup::implied(&request, &candidates)),
+        content: None,
+    };
     let pool = WarmPool::new(policy.clone(), 1);
     let fresh = || {
         policy
-            .decide(&request, &candidates, metrics.clone())
-            .is_err()
-    };
-    let warm = || {
-        pool.decide_traced(&request, &candidates, metrics.clone())
+            .decide_in(&context, &request, &candidates, metrics.clone())
             .result
             .is_err()
     };
+    let warm = || {
+        pool.decide_in(&context, &request, &candidates, metrics.clone())
+            .result
+            .is_err()
+    };
+    let contract = policy.contract().version();
     vec![
-        measure("fresh", n, duration, fresh),
-        measure("warm", n, duration, warm),
+        measure(contract, "fresh", n, duration, fresh),
+        measure(contract, "warm", n, duration, warm),
     ]
 }
 
 /// Times `decide` (which says whether the decision failed) back to back.
 fn measure(
+    contract: &'static str,
     instance: &'static str,
     n: usize,
     duration: Duration,
@@ -462,6 +472,7 @@ fn measure(
     let pick = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
     let sum: Duration = samples.iter().sum();
     BenchReport {
+        contract,
         instance,
         candidates: n,
         decisions: samples.len(),
@@ -476,11 +487,12 @@ fn measure(
 /// Renders bench reports as a small table.
 pub fn render_bench(reports: &[BenchReport]) -> String {
     let mut out = String::from(
-        "instance  candidates  decisions  decisions/s  median     p99        mean       faults\n",
+        "contract  instance  candidates  decisions  decisions/s  median     p99        mean       faults\n",
     );
     for report in reports {
         out.push_str(&format!(
-            "{:<8}  {:<10}  {:<9}  {:<11.0}  {:<9}  {:<9}  {:<9}  {}\n",
+            "{:<8}  {:<8}  {:<10}  {:<9}  {:<11.0}  {:<9}  {:<9}  {:<9}  {}\n",
+            report.contract,
             report.instance,
             report.candidates,
             report.decisions,

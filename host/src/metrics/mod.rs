@@ -44,6 +44,17 @@ pub trait MetricSource: Send + Sync {
     /// `candidate` (its `account/model` id) over the last `window_secs`
     /// seconds; `None` when there is no data.
     fn metric(&self, candidate: &str, name: &str, window_secs: u32) -> Option<f64>;
+
+    /// The same metric for several candidates, appended to `out` in order
+    /// (NaN for no data). A source may read them faster together than one
+    /// by one.
+    fn metric_each(&self, candidates: &[String], name: &str, window_secs: u32, out: &mut Vec<f64>) {
+        out.extend(
+            candidates
+                .iter()
+                .map(|c| self.metric(c, name, window_secs).unwrap_or(f64::NAN)),
+        );
+    }
 }
 
 /// A source with no data at all: every metric is absent.

@@ -273,6 +273,33 @@ impl MetricSource for Snapshot {
         }
         self.summary(candidate, window_secs)?.value(name)
     }
+
+    /// One name parse and one cache lock for every candidate's percentile;
+    /// anything else is read one by one.
+    fn metric_each(&self, candidates: &[String], name: &str, window_secs: u32, out: &mut Vec<f64>) {
+        let Some((p, kind)) = parse_percentile(name) else {
+            out.extend(
+                candidates
+                    .iter()
+                    .map(|c| self.metric(c, name, window_secs).unwrap_or(f64::NAN)),
+            );
+            return;
+        };
+        let mut cache = self.distributions.lock().unwrap_or_else(|e| e.into_inner());
+        for candidate in candidates {
+            let value = self.store.index.get(candidate).and_then(|&pair| {
+                let d = cache.entry((pair, window_secs, kind)).or_insert_with(|| {
+                    Arc::new(lock(&self.store.pairs[pair]).distribution(
+                        self.now_ms,
+                        window_secs,
+                        kind,
+                    ))
+                });
+                d.quantile_us(p).map(|us| us / 1000.0)
+            });
+            out.push(value.unwrap_or(f64::NAN));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -304,6 +331,38 @@ mod tests {
         samples.sort_unstable();
         let rank = ((p / 100.0) * samples.len() as f64).ceil().max(1.0) as usize;
         samples[rank - 1] as f64
+    }
+
+    #[test]
+    fn reading_many_candidates_at_once_reads_what_one_by_one_does() {
+        let clock = ManualClock::new(10_000 * MIN);
+        let store = store(&clock);
+        for ms in [120, 80, 300, 95, 410] {
+            store.record("a/m", FeatureSet::EMPTY, &latency(ms));
+        }
+        clock.advance(Duration::from_secs(60));
+        let snapshot = store.snapshot();
+        let ids = ["b/m", "a/m", "nope/x", "a/m"].map(String::from);
+        for name in [
+            "p95_latency",
+            "p0_latency",
+            "avg_latency",
+            "uptime",
+            "P50-Latency",
+        ] {
+            let mut together = Vec::new();
+            snapshot.metric_each(&ids, name, 900, &mut together);
+            let one_by_one: Vec<f64> = ids
+                .iter()
+                .map(|id| snapshot.metric(id, name, 900).unwrap_or(f64::NAN))
+                .collect();
+            assert_eq!(together.len(), ids.len(), "{name}");
+            for (a, b) in together.iter().zip(&one_by_one) {
+                assert!(a == b || (a.is_nan() && b.is_nan()), "{name}: {a} vs {b}");
+            }
+            assert!(together[1].is_finite(), "{name}: a/m has data");
+            assert!(together[2].is_nan(), "{name}: unknown id");
+        }
     }
 
     #[test]

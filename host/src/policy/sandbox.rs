@@ -203,15 +203,14 @@ impl v0_2::wit_host::Host for Sandbox {
         if !(MIN_WINDOW_SECS..=MAX_WINDOW_SECS).contains(&window_seconds) {
             return Vec::new();
         }
-        let name = v0_2::metric_name(&id);
-        self.offered
-            .iter()
-            .map(|candidate| {
-                self.metrics
-                    .metric(candidate, name, window_seconds)
-                    .unwrap_or(f64::NAN)
-            })
-            .collect()
+        let mut values = Vec::with_capacity(self.offered.len());
+        self.metrics.metric_each(
+            &self.offered,
+            v0_2::metric_name(&id),
+            window_seconds,
+            &mut values,
+        );
+        values
     }
 
     fn log(&mut self, level: v0_2::wit::Level, message: String) {
