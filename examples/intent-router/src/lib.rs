@@ -7,20 +7,27 @@
 //! - `strong`: long or reasoning-heavy work → strongest model (tier, then cost);
 //! - `balanced`: everything else → models of the configured middle tier first.
 //!
-//! The policy is a pure function of the request, the candidates and the team
-//! config; it keeps no state and uses no WASI interface.
+//! Built against `switchyard:policy@0.2.0`: `configure` parses the team
+//! config and keeps the gateway's account names and model rows once per
+//! instance; each decision then reads its candidates as indexes into them.
+//! Apart from that, the policy is a pure function of the request, the
+//! candidates and the team config, and uses no WASI interface.
+
+use std::cell::RefCell;
+use std::rc::Rc;
 
 use serde::Deserialize;
 
 wit_bindgen::generate!({
     world: "policy",
-    path: "../../wit",
+    path: "../../wit/v0.2",
 });
 
-use switchyard::policy::host;
-use switchyard::policy::types::{Attempt, Health, Level, PolicyErrorKind};
+use switchyard::policy::types::{
+    Attempt, Features, Health, Model, PolicyErrorKind, Wants,
+};
 
-/// The team's configuration (`request.config`). Every field is optional.
+/// The team's configuration (`setup.config`). Every field is optional.
 #[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 struct Config {
@@ -109,7 +116,7 @@ impl Intent {
     }
 }
 
-/// Decides the intent and says why, for the log line.
+/// Decides the intent and says why, for the plan's explanation.
 fn classify(req: &Request, config: &Config) -> (Intent, String) {
     // 1. An explicit `metadata.intent` from the caller wins.
     for (key, value) in &req.metadata {
@@ -133,10 +140,16 @@ fn classify(req: &Request, config: &Config) -> (Intent, String) {
     };
 
     // 2. Reasoning-heavy or long work.
-    if let Some(effort) = req
-        .features
+    let reasoning = [
+        (Features::REASONING_MINIMAL, "reasoning.effort.minimal"),
+        (Features::REASONING_LOW, "reasoning.effort.low"),
+        (Features::REASONING_MEDIUM, "reasoning.effort.medium"),
+        (Features::REASONING_HIGH, "reasoning.effort.high"),
+        (Features::REASONING_XHIGH, "reasoning.effort.xhigh"),
+    ];
+    if let Some((_, effort)) = reasoning
         .iter()
-        .find(|f| f.starts_with("reasoning.effort.") && f.as_str() != "reasoning.effort.none")
+        .find(|(flag, _)| req.features.contains(*flag))
     {
         return (Intent::Strong, format!("feature {effort}"));
     }
@@ -167,15 +180,45 @@ fn classify(req: &Request, config: &Config) -> (Intent, String) {
     (Intent::Balanced, "default".into())
 }
 
+/// A candidate with the names and prices its indexes point to.
+struct Cand<'a> {
+    /// Its position in the `candidates` list.
+    index: u16,
+    /// `account/model`.
+    id: String,
+    model: &'a str,
+    logical_model: Option<&'a str>,
+    tier: u8,
+    context_window: u32,
+    price: &'a switchyard::policy::types::Price,
+    health: Health,
+    features: Features,
+}
+
+/// What `configure` keeps for every decision of the instance.
+struct Configured {
+    config: Config,
+    accounts: Vec<String>,
+    models: Vec<Model>,
+    logical_models: Vec<String>,
+}
+
+thread_local! {
+    static CONFIGURED: RefCell<Option<Rc<Configured>>> = const { RefCell::new(None) };
+}
+
 /// Estimated cost of the request at this candidate, in US dollars.
-fn cost(c: &Candidate, input_tokens: u32, output_tokens: u32) -> f64 {
+fn cost(c: &Cand, input_tokens: u32, output_tokens: u32) -> f64 {
     (f64::from(input_tokens) * c.price.input + f64::from(output_tokens) * c.price.output)
         / 1_000_000.0
 }
 
 /// Candidates of one model name as the caller wrote it (`auto`, a slug, or
 /// `provider/model`), in the order the policy should try them.
-fn of_model<'a>(name: &str, pool: &[&'a Candidate]) -> (Vec<&'a Candidate>, Option<&'a Candidate>) {
+fn of_model<'a, 'b>(
+    name: &str,
+    pool: &[&'b Cand<'a>],
+) -> (Vec<&'b Cand<'a>>, Option<&'b Cand<'a>>) {
     if name == "auto" {
         return (pool.to_vec(), None);
     }
@@ -184,14 +227,14 @@ fn of_model<'a>(name: &str, pool: &[&'a Candidate]) -> (Vec<&'a Candidate>, Opti
     let all = pool
         .iter()
         .copied()
-        .filter(|c| c.id == name || c.model == slug || c.logical_model.as_deref() == Some(slug))
+        .filter(|c| c.id == name || c.model == slug || c.logical_model == Some(slug))
         .collect();
     (all, exact)
 }
 
-fn order(group: &mut [&Candidate], intent: Intent, config: &Config, input: u32, output: u32) {
+fn order(group: &mut [&Cand], intent: Intent, config: &Config, input: u32, output: u32) {
     group.sort_by(|a, b| {
-        let half_open = |c: &Candidate| matches!(c.health, Health::HalfOpen);
+        let half_open = |c: &Cand| matches!(c.health, Health::HalfOpen);
         let by_cost = || cost(a, input, output).total_cmp(&cost(b, input, output));
         half_open(a)
             .cmp(&half_open(b))
@@ -199,7 +242,7 @@ fn order(group: &mut [&Candidate], intent: Intent, config: &Config, input: u32, 
                 Intent::Cheap => by_cost(),
                 Intent::Strong => a.tier.cmp(&b.tier).then_with(by_cost),
                 Intent::Balanced => {
-                    let distance = |c: &Candidate| c.tier.abs_diff(config.balanced_tier);
+                    let distance = |c: &Cand| c.tier.abs_diff(config.balanced_tier);
                     distance(a)
                         .cmp(&distance(b))
                         .then(a.tier.cmp(&b.tier))
@@ -213,38 +256,79 @@ fn order(group: &mut [&Candidate], intent: Intent, config: &Config, input: u32, 
 struct IntentRouter;
 
 impl Guest for IntentRouter {
-    fn route(request: Request, candidates: Vec<Candidate>) -> Result<Plan, PolicyError> {
-        let config = parse_config(&request.config)?;
-        let (intent, reason) = classify(&request, &config);
-        host::log(
-            Level::Debug,
-            &format!("intent-router: intent={} ({reason})", intent.name()),
-        );
+    fn configure(setup: Setup) -> Result<(), PolicyError> {
+        let config = parse_config(&setup.config)?;
+        let configured = Configured {
+            config,
+            accounts: setup.accounts.into_iter().map(|a| a.name).collect(),
+            models: setup.models,
+            logical_models: setup.logical_models,
+        };
+        CONFIGURED.with(|c| *c.borrow_mut() = Some(Rc::new(configured)));
+        Ok(())
+    }
+
+    fn route(
+        request: Request,
+        candidates: Vec<Candidate>,
+        _metrics: Vec<f64>,
+    ) -> Result<Plan, PolicyError> {
+        let Some(configured) = CONFIGURED.with(|c| c.borrow().clone()) else {
+            return Err(PolicyError {
+                kind: PolicyErrorKind::Internal,
+                message: "intent-router: route before configure".into(),
+            });
+        };
+        let config = &configured.config;
+        let (intent, reason) = classify(&request, config);
 
         let input = request.estimated_input_tokens;
         let output = request
             .max_output_tokens
             .unwrap_or(config.expected_output_tokens);
 
+        let offered: Vec<Cand> = candidates
+            .iter()
+            .enumerate()
+            .filter_map(|(index, c)| {
+                let account = configured.accounts.get(usize::from(c.account))?;
+                let model = configured.models.get(usize::from(c.model))?;
+                Some(Cand {
+                    index: index as u16,
+                    id: format!("{account}/{}", model.slug),
+                    model: &model.slug,
+                    logical_model: c
+                        .logical_model
+                        .and_then(|l| configured.logical_models.get(usize::from(l)))
+                        .map(String::as_str),
+                    tier: model.tier,
+                    context_window: model.context_window,
+                    price: &model.price,
+                    health: c.health,
+                    features: c.features,
+                })
+            })
+            .collect();
+
         // Capable candidates: every required feature supported (this policy
         // never degrades), and a context window the input fits in.
-        let capable: Vec<&Candidate> = candidates
+        let capable: Vec<&Cand> = offered
             .iter()
-            .filter(|c| request.features.iter().all(|f| c.features.contains(f)))
+            .filter(|c| c.features.contains(request.features))
             .filter(|c| c.context_window >= input)
             .collect();
 
         // The requested model first, then the caller's fallback models.
-        let mut chosen: Vec<&Candidate> = Vec::new();
+        let mut chosen: Vec<&Cand> = Vec::new();
         let names = core::iter::once(&request.model).chain(request.routing.models.iter());
         for name in names {
-            let pool: Vec<&Candidate> = capable
+            let pool: Vec<&Cand> = capable
                 .iter()
                 .copied()
                 .filter(|c| !chosen.iter().any(|d| d.id == c.id))
                 .collect();
             let (mut group, exact) = of_model(name, &pool);
-            order(&mut group, intent, &config, input, output);
+            order(&mut group, intent, config, input, output);
             if let Some(exact) = exact {
                 group.retain(|c| c.id != exact.id);
                 group.insert(0, exact);
@@ -271,12 +355,15 @@ impl Guest for IntentRouter {
             attempts: chosen
                 .into_iter()
                 .map(|c| Attempt {
-                    candidate: c.id.clone(),
-                    strip: Vec::new(),
+                    candidate: c.index,
+                    strip: Features::empty(),
                     timeout_ms: None,
+                    retries: None,
                 })
                 .collect(),
             label: format!("intent:{}", intent.name()),
+            score: None,
+            explanation: vec![format!("intent {} ({reason})", intent.name())],
         })
     }
 
@@ -285,6 +372,7 @@ impl Guest for IntentRouter {
             name: "intent-router".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             metrics: Vec::new(),
+            wants: Wants::empty(),
         }
     }
 }
