@@ -97,6 +97,17 @@ enum PolicyCommand {
         #[arg(long)]
         fuel: bool,
     },
+    /// Create a standalone policy project (Rust, switchyard:policy@0.2.0):
+    /// the contract, a policy, a case file it passes, and a README with the
+    /// build, test, bench and push commands.
+    New {
+        /// The policy's name (a Cargo package name: lowercase letters,
+        /// digits, `-`, `_`).
+        name: String,
+        /// Where to create it; default: `./NAME`.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Load a policy and print what it says about itself.
     Describe {
         /// The policy component (.wasm), or `builtin:default` for the bundled one.
@@ -470,6 +481,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Policy(PolicyCommand::CompileWorker { fuel }) => {
             Ok(crate::policy::compile::worker_main(fuel))
+        }
+        Command::Policy(PolicyCommand::New { name, dir }) => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+            let files = crate::scaffold::create(&dir, &name)?;
+            println!("created {} ({} files):", dir.display(), files.len());
+            for file in &files {
+                println!("  {}", file.display());
+            }
+            println!(
+                "\nnext: cd {} && cargo build --release --target wasm32-wasip2 && \\\n  switchyard policy test target/wasm32-wasip2/release/{}.wasm cases.json",
+                dir.display(),
+                name.replace('-', "_")
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Command::Policy(PolicyCommand::Describe { plugin }) => {
             let runtime = Runtime::new(Limits::default())?;

@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod policy;
 pub mod providers;
 pub mod route;
+pub mod scaffold;
 pub mod spend;
 pub mod state;
 pub mod store;

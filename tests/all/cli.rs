@@ -148,3 +148,98 @@ fn bench_prints_decision_times() {
         }
     }
 }
+
+/// `policy new` end to end: the project it creates builds with plain cargo
+/// (outside this repository's workspaces), passes its own cases through
+/// `policy test`, and benches, as an author would run it.
+#[test]
+fn a_new_policy_project_builds_and_passes_its_cases_as_created() {
+    let dir = std::env::temp_dir().join(format!("switchyard-new-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let project = dir.join("my-router");
+    let out = switchyard(&[
+        "policy",
+        "new",
+        "my-router",
+        "--dir",
+        project.to_str().expect("utf-8"),
+    ]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    for file in [
+        "Cargo.toml",
+        "src/lib.rs",
+        "cases.json",
+        "README.md",
+        "wit/policy.wit",
+    ] {
+        assert!(project.join(file).exists(), "{file}");
+    }
+    // A second time: refused, nothing overwritten.
+    let again = switchyard(&[
+        "policy",
+        "new",
+        "my-router",
+        "--dir",
+        project.to_str().unwrap(),
+    ]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+    let bad = switchyard(&["policy", "new", "My Router"]);
+    assert_eq!(bad.status.code(), Some(2));
+
+    // The guests' target directory: its dependencies are compiled already
+    // (crates offline, as the suite builds guests before the tests run).
+    let target = switchyard_tests::guest_dir()
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("<target>/guests")
+        .to_path_buf();
+    let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cargo
+        .args([
+            "build",
+            "--release",
+            "--offline",
+            "--target",
+            "wasm32-wasip2",
+        ])
+        .current_dir(&project)
+        .env("CARGO_TARGET_DIR", &target);
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "CARGO_BUILD_TARGET",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+    ] {
+        cargo.env_remove(var);
+    }
+    let built = cargo.output().expect("run cargo");
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let wasm = target.join("wasm32-wasip2/release/my_router.wasm");
+    let cases = project.join("cases.json");
+    let out = switchyard(&[
+        "policy",
+        "test",
+        wasm.to_str().expect("utf-8"),
+        cases.to_str().expect("utf-8"),
+    ]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("switchyard:policy@0.2.0"), "{text}");
+    assert!(text.contains("6 passed, 0 failed"), "{text}");
+    let out = switchyard(&[
+        "policy",
+        "bench",
+        wasm.to_str().expect("utf-8"),
+        "--seconds",
+        "0.2",
+    ]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    let _ = std::fs::remove_dir_all(&dir);
+}
