@@ -5,7 +5,12 @@
 mod guests;
 
 fn main() {
-    for dir in ["plugins", "examples/intent-router", "tests/plugins"] {
+    for dir in [
+        "plugins",
+        "examples/intent-router",
+        "examples/content-router",
+        "tests/plugins",
+    ] {
         guests::watch(dir);
     }
     let dir = guests::build_guests(&[]);

@@ -82,6 +82,13 @@ enum PolicyCommand {
         /// Sort metric of the synthetic requests.
         #[arg(long, default_value = "p50_latency")]
         metric: String,
+        /// Give each request a prompt of this many bytes (for a 0.2 policy
+        /// that reads content); 0: none.
+        #[arg(long, default_value_t = 0)]
+        prompt_bytes: usize,
+        /// The team config the policy gets (a JSON file); default `{}`.
+        #[arg(long)]
+        config: Option<PathBuf>,
         /// How long to measure, in seconds.
         #[arg(long, default_value_t = 3.0)]
         seconds: f64,
@@ -365,6 +372,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             plugin,
             candidates,
             metric,
+            prompt_bytes,
+            config,
             seconds,
             limits,
         }) => {
@@ -373,6 +382,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 seconds.is_finite() && seconds > 0.0,
                 "--seconds must be positive"
             );
+            let config = match &config {
+                Some(path) => Some(
+                    std::fs::read_to_string(path)
+                        .with_context(|| format!("cannot read {}", path.display()))?,
+                ),
+                None => None,
+            };
             let runtime = Runtime::new(limits.limits(None))?;
             let policy = runtime
                 .load(&read_plugin(&plugin)?)
@@ -392,6 +408,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     policy,
                     candidates,
                     &metric,
+                    prompt_bytes,
+                    config.as_deref(),
                     Duration::from_secs_f64(seconds),
                 ));
             }

@@ -64,6 +64,11 @@ pub struct RequestSpec {
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
     pub config: Option<Value>,
+    /// The last user turn's text: with it, a 0.2 policy that asks for
+    /// content gets the signals the gateway would compute.
+    pub prompt: Option<String>,
+    /// The system prompt, with `prompt`.
+    pub system: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -176,6 +181,22 @@ impl CandidateSpec {
 }
 
 impl RequestSpec {
+    /// The content signals of the case's `system` and `prompt`, as the
+    /// gateway computes them (texts cut to `limit` bytes); `None` without a
+    /// prompt.
+    pub fn content(&self, limit: usize) -> Option<switchyard_wire::content::Signals> {
+        let prompt = self.prompt.as_ref()?;
+        let mut messages = Vec::new();
+        if let Some(system) = &self.system {
+            messages.push(serde_json::json!({ "role": "system", "content": system }));
+        }
+        messages.push(serde_json::json!({ "role": "user", "content": prompt }));
+        let body = serde_json::json!({ "model": "auto", "messages": messages });
+        let request =
+            switchyard_wire::CanonicalRequest::from_slice(body.to_string().as_bytes()).ok()?;
+        Some(switchyard_wire::content::Signals::of(&request, limit))
+    }
+
     /// The request the plugin sees; `default_config` is the file's `config`.
     pub fn to_request(&self, default_config: Option<&Value>) -> Result<Request, String> {
         let interval_seconds = match (&self.routing.interval, self.routing.interval_seconds) {

@@ -37,6 +37,10 @@ pub fn parse_case_file(text: &str) -> Result<CaseFile, String> {
     serde_json::from_str(text).map_err(|e| format!("invalid case file: {e}"))
 }
 
+/// Prompt text handed to a policy in cases and benches, in bytes (the
+/// gateway's default `[plugins] content_text_bytes`).
+pub const CONTENT_TEXT_BYTES: usize = 4096;
+
 /// Runs every case of `file` against `policy`.
 pub fn run_cases(policy: &Policy, file: &CaseFile) -> Vec<CaseReport> {
     file.cases
@@ -71,7 +75,13 @@ pub fn run_case(policy: &Policy, file: &CaseFile, case: &cases::Case) -> CaseRep
         .collect();
     let metrics = CaseMetrics::new(case.metrics.as_ref().unwrap_or(&file.metrics));
     policy.precompute_metrics(&mut candidates, &metrics, request.routing.interval_seconds);
-    let decision = policy.decide_traced(&request, &candidates, Arc::new(metrics));
+    // The setup the case implies, and its prompt's content signals (the
+    // gateway's default text limit).
+    let context = crate::policy::v0_2::Context {
+        setup: Arc::new(crate::policy::v0_2::Setup::implied(&request, &candidates)),
+        content: case.request.content(CONTENT_TEXT_BYTES).map(Arc::new),
+    };
+    let decision = policy.decide_in(&context, &request, &candidates, Arc::new(metrics));
     let failures = check(&case.expect, &decision.result);
     CaseReport {
         name: case.name.clone(),
@@ -419,13 +429,33 @@ pub fn bench_inputs(n: usize, metric: &str) -> (Request, Vec<Candidate>, Arc<dyn
 /// Runs decisions back to back for `duration` (after a warm-up) and reports
 /// throughput and latency percentiles: first each on a fresh instance, then on
 /// a warm one reused from decision to decision, as the gateway runs them.
-pub fn bench(policy: &Policy, n: usize, metric: &str, duration: Duration) -> Vec<BenchReport> {
-    let (request, mut candidates, metrics) = bench_inputs(n, metric);
+pub fn bench(
+    policy: &Policy,
+    n: usize,
+    metric: &str,
+    prompt_bytes: usize,
+    config: Option<&str>,
+    duration: Duration,
+) -> Vec<BenchReport> {
+    let (mut request, mut candidates, metrics) = bench_inputs(n, metric);
+    if let Some(config) = config {
+        request.config = config.to_string();
+    }
     policy.precompute_metrics(&mut candidates, metrics.as_ref(), 900);
-    // The team's setup, made once as the gateway keeps it per team.
+    // The team's setup, made once as the gateway keeps it per team; a prompt
+    // of `prompt_bytes` for a policy that reads content.
+    let content = (prompt_bytes > 0).then(|| {
+        let spec = cases::RequestSpec {
+            prompt: Some(bench_prompt(prompt_bytes)),
+            system: Some("You are a careful assistant.".into()),
+            ..cases::RequestSpec::default()
+        };
+        spec.content(prompt_bytes.max(CONTENT_TEXT_BYTES))
+            .map(Arc::new)
+    });
     let context = crate::policy::v0_2::Context {
         setup: Arc::new(crate::policy::v0_2::Setup::implied(&request, &candidates)),
-        content: None,
+        content: content.flatten(),
     };
     let pool = WarmPool::new(policy.clone(), 1);
     let fresh = || {
@@ -444,6 +474,28 @@ pub fn bench(policy: &Policy, n: usize, metric: &str, duration: Duration) -> Vec
         measure(contract, "fresh", n, duration, fresh),
         measure(contract, "warm", n, duration, warm),
     ]
+}
+
+/// A prompt of about `bytes` bytes: prose with a code block and some
+/// arithmetic, as a content-aware policy would see in traffic.
+fn bench_prompt(bytes: usize) -> String {
+    const PARTS: [&str; 3] = [
+        "Please review the following function and explain why the totals drift when invoices are split across months. ",
+        "```python\ndef total(items):\n    return sum(i.price * i.qty for i in items)\n```\n",
+        "If 3 invoices of 1250.40 are split 40/60, what is 0.4 * 3751.2 - 1500.48? ",
+    ];
+    let mut text = String::with_capacity(bytes + 128);
+    let mut i = 0;
+    while text.len() < bytes {
+        text.push_str(PARTS[i % PARTS.len()]);
+        i += 1;
+    }
+    let mut cut = bytes.min(text.len());
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    text.truncate(cut);
+    text
 }
 
 /// Times `decide` (which says whether the decision failed) back to back.
