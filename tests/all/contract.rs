@@ -488,3 +488,35 @@ async fn content_reaches_only_a_policy_that_asked_on_a_team_that_allows_it() {
     );
     server.shutdown().await.expect("shutdown");
 }
+
+/// Teams taking turns on one pool (the bundled policy's is shared) each
+/// keep an instance configured for them while the pool has room; a full
+/// pool reconfigures its least recently used instance.
+#[test]
+fn teams_taking_turns_keep_their_own_configured_instances() {
+    use switchyard::policy::v0_2::{Context, Setup, Tables};
+    let runtime = runtime();
+    let hostile = runtime.load(&guest("hostile_v0_2")).expect("loads");
+    let tables = Arc::new(Tables::from_candidates(&offer()));
+    let context = |team: &str| Context {
+        setup: Arc::new(Setup::new(team, r#"{"mode": "setup"}"#, tables.clone())),
+        content: None,
+    };
+    let (a, b, c) = (context("team-a"), context("team-b"), context("team-c"));
+    let label = |pool: &WarmPool, cx: &Context| {
+        pool.decide_in(cx, &ask("setup"), &offer(), Arc::new(Values))
+            .result
+            .expect("routes")
+            .label
+    };
+    let roomy = WarmPool::new(hostile.clone(), 2);
+    for _ in 0..3 {
+        assert_eq!(label(&roomy, &a), "setup:team-a:2:2:1");
+        assert_eq!(label(&roomy, &b), "setup:team-b:2:2:1");
+    }
+    // A third team finds the pool full: the least recently used instance
+    // (team a's) is configured again, and team b's is kept.
+    assert_eq!(label(&roomy, &c), "setup:team-c:2:2:2");
+    assert_eq!(label(&roomy, &b), "setup:team-b:2:2:1");
+    assert_eq!(roomy.idle_count(), 2);
+}

@@ -13,7 +13,7 @@
 //! by [`Limits::max_warm_instances`](super::Limits); past the cap a decision
 //! simply runs on a fresh instance.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -34,6 +34,8 @@ pub struct WarmPool {
     max_idle: usize,
     deadline: Duration,
     idle: Mutex<Vec<Warm>>,
+    /// Instances of this pool alive, idle or deciding.
+    live: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for WarmPool {
@@ -52,6 +54,16 @@ struct Warm {
     instance: Instance,
     uses: u32,
     _slot: Slot,
+    _live: Live,
+}
+
+/// One instance of a pool's count, given back on drop.
+struct Live(Arc<AtomicUsize>);
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// One unit of the runtime-wide warm-instance budget, given back on drop.
@@ -94,6 +106,7 @@ impl WarmPool {
             max_idle,
             deadline,
             idle: Mutex::new(Vec::new()),
+            live: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -141,12 +154,17 @@ impl WarmPool {
         let taken = {
             let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
             // An instance configured for this setup saves a `configure`.
+            // Without one, a new instance (while the pool has room) keeps
+            // the idle ones for the setups they serve; a full pool
+            // reconfigures its least recently used instance.
             let key = context.map(|c| c.setup.key);
             match idle
                 .iter()
                 .rposition(|w| key.is_some() && w.instance.configured() == key)
             {
-                Some(i) => Some(idle.swap_remove(i)),
+                Some(i) => Some(idle.remove(i)),
+                None if key.is_some() && self.live.load(Ordering::Acquire) < self.max_idle => None,
+                None if key.is_some() && !idle.is_empty() => Some(idle.remove(0)),
                 None => idle.pop(),
             }
         };
@@ -209,12 +227,16 @@ impl WarmPool {
             .policy
             .new_store(super::sandbox::idle_source(), self.deadline);
         Some(match self.policy.instantiate(&mut store) {
-            Ok(instance) => Ok(Warm {
-                store,
-                instance,
-                uses: 0,
-                _slot: slot,
-            }),
+            Ok(instance) => {
+                self.live.fetch_add(1, Ordering::AcqRel);
+                Ok(Warm {
+                    store,
+                    instance,
+                    uses: 0,
+                    _slot: slot,
+                    _live: Live(self.live.clone()),
+                })
+            }
             Err(e) => {
                 let result = Err(self.policy.classify_instantiate(&store, e));
                 let stats = self.policy.stats(&store, started);

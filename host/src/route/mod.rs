@@ -153,12 +153,19 @@ fn decider_threads() -> usize {
     std::thread::available_parallelism().map_or(4, |n| n.get())
 }
 
+/// Idle instances of the default policy kept per deciding thread. A 0.2
+/// instance is configured for one team's setup at a time; with a few kept
+/// per thread, teams taking turns mostly find one already configured for
+/// them instead of re-running `configure` (which lowers the catalog).
+const DEFAULT_INSTANCES_PER_THREAD: usize = 4;
+
 /// The executor shared by every request.
 pub struct Executor {
     config: Arc<Config>,
     /// Warm instances of the bundled default policy, shared by every team:
-    /// it is our own code, and keeps nothing between calls but a parse of the
-    /// last config text it saw.
+    /// it is our own code, and keeps nothing between calls but what
+    /// `configure` gave it (the team's config and the catalog); a decision
+    /// prefers an idle instance configured for its team.
     default: WarmPool,
     providers: HashMap<String, Arc<dyn Provider>>,
     /// Rate-limit counters, cooldowns, open circuits and budget counters,
@@ -239,7 +246,11 @@ impl Executor {
             )),
             telemetry: Arc::new(Telemetry::default()),
             config,
-            default: WarmPool::with_deadline(policy, decider_threads(), DEFAULT_POLICY_DEADLINE),
+            default: WarmPool::with_deadline(
+                policy,
+                decider_threads() * DEFAULT_INSTANCES_PER_THREAD,
+                DEFAULT_POLICY_DEADLINE,
+            ),
             providers,
             state,
             spending,
