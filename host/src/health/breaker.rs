@@ -12,7 +12,6 @@
 //! failures here: cooldowns handle the first, and the second says nothing
 //! about the provider.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -92,7 +91,7 @@ impl Circuit {
 pub struct Breakers {
     settings: BreakerSettings,
     clock: Arc<dyn Clock>,
-    index: HashMap<String, usize>,
+    index: crate::metrics::IdIndex,
     ids: Vec<String>,
     circuits: Vec<Mutex<Circuit>>,
 }

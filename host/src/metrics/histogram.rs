@@ -83,18 +83,23 @@ pub struct Distribution {
     pub sum_us: u64,
     pub min_us: u64,
     pub max_us: u64,
-    /// Non-empty bins, ascending.
+    /// Non-empty bins, ascending, each with the samples in it and every
+    /// bin below (so a quantile is a binary search, not a walk).
     bins: Vec<(u16, u64)>,
 }
 
 impl Distribution {
     /// Builds a distribution from a dense array of counts and exact stats.
     pub fn from_dense(dense: &[u64], count: u64, sum_us: u64, min_us: u64, max_us: u64) -> Self {
+        let mut seen = 0u64;
         let bins = dense
             .iter()
             .enumerate()
             .filter(|(_, c)| **c > 0)
-            .map(|(i, c)| (i as u16, *c))
+            .map(|(i, c)| {
+                seen = seen.saturating_add(*c);
+                (i as u16, seen)
+            })
             .collect();
         Self {
             count,
@@ -123,22 +128,20 @@ impl Distribution {
         if p >= 100.0 {
             return Some(self.max_us as f64);
         }
-        let total: u64 = self.bins.iter().map(|(_, c)| c).sum();
+        let total = self.bins.last().map_or(0, |(_, seen)| *seen);
         let rank = ((p / 100.0) * total as f64).ceil().max(1.0) as u64;
-        let mut seen = 0u64;
-        for &(bin, count) in &self.bins {
-            seen += count;
-            if seen >= rank {
-                let (lo, hi) = bin_bounds(bin);
-                let mid = if hi - lo <= 1 {
-                    lo as f64
-                } else {
-                    (lo + hi) as f64 / 2.0
-                };
-                return Some(mid.clamp(self.min_us as f64, self.max_us as f64));
-            }
-        }
-        Some(self.max_us as f64)
+        // The first bin whose running count reaches the rank.
+        let at = self.bins.partition_point(|(_, seen)| *seen < rank);
+        let Some(&(bin, _)) = self.bins.get(at) else {
+            return Some(self.max_us as f64);
+        };
+        let (lo, hi) = bin_bounds(bin);
+        let mid = if hi - lo <= 1 {
+            lo as f64
+        } else {
+            (lo + hi) as f64 / 2.0
+        };
+        Some(mid.clamp(self.min_us as f64, self.max_us as f64))
     }
 }
 

@@ -22,12 +22,15 @@ pub use series::{Counts, Outcome, Sample, Summary};
 pub use store::{MetricStore, Snapshot};
 pub use window::{MAX_WINDOW_SECS, MIN_WINDOW_SECS, WindowError, parse_window};
 
+/// Position of each id: read per candidate on every request (metrics,
+/// breakers), so hashed with foldhash rather than SipHash (the ids are the
+/// config's own, not attacker-chosen).
+pub(crate) type IdIndex = std::collections::HashMap<String, usize, foldhash::fast::RandomState>;
+
 /// Distinct ids in first-seen order, and each id's position: the keys of
 /// per-(account, model) state that is fixed at start-up.
-pub(crate) fn index_ids(
-    ids: impl IntoIterator<Item = String>,
-) -> (std::collections::HashMap<String, usize>, Vec<String>) {
-    let mut index = std::collections::HashMap::new();
+pub(crate) fn index_ids(ids: impl IntoIterator<Item = String>) -> (IdIndex, Vec<String>) {
+    let mut index = IdIndex::default();
     let mut list = Vec::new();
     for id in ids {
         if !index.contains_key(&id) {

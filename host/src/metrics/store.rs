@@ -54,7 +54,7 @@ fn lock(m: &Mutex<Series>) -> MutexGuard<'_, Series> {
 pub struct MetricStore {
     clock: Arc<dyn Clock>,
     /// `account/model` → pair index.
-    index: HashMap<String, usize>,
+    index: super::IdIndex,
     ids: Vec<String>,
     pairs: Vec<Mutex<Series>>,
     /// `pair * FEATURE_SLOTS + slot`.
@@ -161,8 +161,8 @@ impl MetricStore {
         Snapshot {
             store: self.clone(),
             now_ms: self.clock.now_ms(),
-            cache: Mutex::new(HashMap::new()),
-            distributions: Mutex::new(HashMap::new()),
+            cache: Mutex::new(HashMap::default()),
+            distributions: Mutex::new(HashMap::default()),
         }
     }
 }
@@ -182,8 +182,9 @@ fn slots(features: FeatureSet) -> impl Iterator<Item = usize> {
 pub struct Snapshot {
     store: Arc<MetricStore>,
     now_ms: u64,
-    cache: Mutex<HashMap<(usize, u32), Arc<Summary>>>,
-    distributions: Mutex<HashMap<(usize, u32, Kind), Arc<Distribution>>>,
+    cache: Mutex<HashMap<(usize, u32), Arc<Summary>, foldhash::fast::RandomState>>,
+    distributions:
+        Mutex<HashMap<(usize, u32, Kind), Arc<Distribution>, foldhash::fast::RandomState>>,
 }
 
 impl Snapshot {
