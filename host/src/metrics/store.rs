@@ -173,6 +173,9 @@ fn slots(features: FeatureSet) -> impl Iterator<Item = usize> {
     features.iter().map(slot_of)
 }
 
+/// A map keyed by small integers, read on every request.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// The store as of one instant: what a routing decision reads. Each
 /// (candidate, window) summary — counters, sums, min and max — is computed on
 /// its first read, from the buckets as of the snapshot's instant, and then
@@ -182,9 +185,8 @@ fn slots(features: FeatureSet) -> impl Iterator<Item = usize> {
 pub struct Snapshot {
     store: Arc<MetricStore>,
     now_ms: u64,
-    cache: Mutex<HashMap<(usize, u32), Arc<Summary>, foldhash::fast::RandomState>>,
-    distributions:
-        Mutex<HashMap<(usize, u32, Kind), Arc<Distribution>, foldhash::fast::RandomState>>,
+    cache: Mutex<FastMap<(usize, u32), Arc<Summary>>>,
+    distributions: Mutex<FastMap<(usize, u32, Kind), Arc<Distribution>>>,
 }
 
 impl Snapshot {
