@@ -25,27 +25,38 @@ pub enum InvalidPlan {
     UnsupportedFeature { id: String, feature: String },
 }
 
+/// The checks of a plan's shape every contract version shares: at least
+/// one attempt, at most the cap, a label within its size.
+pub(super) fn check_shape(
+    attempts: usize,
+    label: &str,
+    limits: &Limits,
+) -> Result<(), InvalidPlan> {
+    if attempts == 0 {
+        return Err(InvalidPlan::Empty);
+    }
+    if attempts > limits.max_attempts {
+        return Err(InvalidPlan::TooManyAttempts {
+            count: attempts,
+            max: limits.max_attempts,
+        });
+    }
+    if label.len() > limits.max_label_bytes {
+        return Err(InvalidPlan::TooLarge(format!(
+            "a plan label of {} bytes",
+            label.len()
+        )));
+    }
+    Ok(())
+}
+
 pub(super) fn validate(
     plan: &Plan,
     request: &Request,
     candidates: &[Candidate],
     limits: &Limits,
 ) -> Result<(), InvalidPlan> {
-    if plan.attempts.is_empty() {
-        return Err(InvalidPlan::Empty);
-    }
-    if plan.attempts.len() > limits.max_attempts {
-        return Err(InvalidPlan::TooManyAttempts {
-            count: plan.attempts.len(),
-            max: limits.max_attempts,
-        });
-    }
-    if plan.label.len() > limits.max_label_bytes {
-        return Err(InvalidPlan::TooLarge(format!(
-            "a plan label of {} bytes",
-            plan.label.len()
-        )));
-    }
+    check_shape(plan.attempts.len(), &plan.label, limits)?;
     let mut used = vec![false; candidates.len()];
     for (index, attempt) in plan.attempts.iter().enumerate() {
         let Some(pos) = candidates.iter().position(|c| c.id == attempt.candidate) else {

@@ -563,21 +563,7 @@ pub(super) fn plan(
     offered: &[wit::Candidate],
     limits: &Limits,
 ) -> Result<(Plan, Notes), InvalidPlan> {
-    if plan.attempts.is_empty() {
-        return Err(InvalidPlan::Empty);
-    }
-    if plan.attempts.len() > limits.max_attempts {
-        return Err(InvalidPlan::TooManyAttempts {
-            count: plan.attempts.len(),
-            max: limits.max_attempts,
-        });
-    }
-    if plan.label.len() > limits.max_label_bytes {
-        return Err(InvalidPlan::TooLarge(format!(
-            "a plan label of {} bytes",
-            plan.label.len()
-        )));
-    }
+    super::plan::check_shape(plan.attempts.len(), &plan.label, limits)?;
     if plan.explanation.len() > MAX_EXPLANATION_LINES
         || plan
             .explanation
