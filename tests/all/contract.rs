@@ -520,3 +520,23 @@ fn teams_taking_turns_keep_their_own_configured_instances() {
     assert_eq!(label(&roomy, &b), "setup:team-b:2:2:1");
     assert_eq!(roomy.idle_count(), 2);
 }
+
+/// The metrics a 0.2 policy declares arrive with each request as one flat
+/// list, candidates × metrics in `describe`'s order, NaN for no data.
+#[test]
+fn declared_metrics_arrive_as_numbers_aligned_with_the_declaration() {
+    let runtime = runtime();
+    let hostile = runtime.load(&guest("hostile_v0_2")).expect("loads");
+    assert_eq!(hostile.info().metrics, ["p95_latency", "uptime"]);
+    let label = hostile
+        .decide(&ask("declared"), &offer(), Arc::new(Values))
+        .expect("routes")
+        .label;
+    let want: Vec<String> = offer()
+        .iter()
+        .flat_map(|c| ["p95_latency", "uptime"].map(|name| Values.metric(&c.id, name, 900)))
+        .map(|v| v.map_or("-".to_string(), |v| format!("{v}")))
+        .collect();
+    assert_eq!(want.len(), 4);
+    assert_eq!(label, format!("declared:{}", want.join(",")));
+}

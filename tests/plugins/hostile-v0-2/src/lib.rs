@@ -16,9 +16,10 @@
 //! | `too-many-retries` | valid plan asking for 200 retries |
 //! | `explain` | valid plan with score 0.75 and two explanation lines |
 //! | `content` | valid plan labelled with what `request.content` held: `content:none` or `content:<turns>:<chars>:<last user text>` |
+//! | `declared` | valid plan labelled with the declared metrics it was given (p95 latency and uptime per candidate, `-` for no data) |
 //! | `setup` | valid plan labelled `setup:<team>:<accounts>:<models>:<configures so far>` |
 //!
-//! It declares no metrics and, unless built with the `wants-content`
+//! It declares two metrics (p95 latency, uptime) and, unless built with the `wants-content`
 //! feature (as `content-probe`), does not ask for content.
 
 use core::cell::RefCell;
@@ -148,7 +149,17 @@ impl Guest for Hostile {
                 "hostile-v0-2".into()
             },
             version: env!("CARGO_PKG_VERSION").into(),
-            metrics: Vec::new(),
+            // Delivered with every request (the `declared` mode shows them).
+            metrics: vec![
+                MetricId {
+                    kind: MetricKind::Latency,
+                    percentile: Some(95),
+                },
+                MetricId {
+                    kind: MetricKind::Uptime,
+                    percentile: None,
+                },
+            ],
             wants: if cfg!(feature = "wants-content") {
                 Wants::CONTENT
             } else {
@@ -184,7 +195,7 @@ impl Guest for Hostile {
     fn route(
         request: Request,
         candidates: Vec<Candidate>,
-        _metrics: Vec<f64>,
+        metrics: Vec<f64>,
     ) -> Result<Plan, PolicyError> {
         let mode = KEPT.with(|k| k.borrow().mode.clone());
         match mode.as_str() {
@@ -270,6 +281,13 @@ impl Guest for Hostile {
                     ),
                 };
                 ok_plan(&candidates, &label)
+            }
+            "declared" => {
+                let values: Vec<String> = metrics
+                    .iter()
+                    .map(|v| if v.is_nan() { "-".into() } else { format!("{v}") })
+                    .collect();
+                ok_plan(&candidates, &format!("declared:{}", values.join(",")))
             }
             "setup" => {
                 let label = KEPT.with(|k| {
