@@ -83,8 +83,13 @@ pub const DEFAULT_OUTPUT_TOKENS: u32 = 1000;
 /// Bounds of the window `host.metric` accepts.
 pub const MIN_WINDOW_SECONDS: u32 = 900;
 pub const MAX_WINDOW_SECONDS: u32 = 604_800;
-/// Most distinct features one request may carry (they are tracked in a bitmask).
-pub const MAX_FEATURES: usize = 128;
+/// Most distinct features one request may carry (they are tracked in a
+/// [`Mask`]; the gateway's feature table has 20).
+pub const MAX_FEATURES: usize = Mask::BITS as usize;
+/// A set of a request's features, by their position in [`Features::names`]
+/// (64 bits: one machine word in WebAssembly too, where 128-bit shifts are
+/// library calls).
+pub type Mask = u64;
 /// Number of steps in the feature strip order.
 pub const STRIP_STEPS: u8 = 12;
 
@@ -496,6 +501,13 @@ pub trait Offer {
     /// The live metric `name` (canonical, see [`Metric::parse`]) of
     /// candidate `i` over `window` seconds.
     fn metric(&self, i: usize, name: &str, window: u32) -> Option<f64>;
+    /// The live metric `name` of every candidate, in offer order (NaN for
+    /// no data), where the contract reads them in one call; `None` (the
+    /// default) has the decision read them one by one with
+    /// [`Offer::metric`], only for the candidates it sorts.
+    fn metric_all(&self, _name: &str, _window: u32) -> Option<Vec<f64>> {
+        None
+    }
     /// Whether candidate `i`'s id is `target`, ignoring ASCII case.
     fn id_is(&self, i: usize, target: &str) -> bool;
     /// Order of two candidates' ids.
@@ -566,7 +578,7 @@ pub struct Pick {
     /// Position of the candidate in the offer.
     pub index: usize,
     /// Bits (of [`Features::names`]) to strip.
-    pub strip: u128,
+    pub strip: Mask,
     pub timeout_ms: Option<u32>,
 }
 
@@ -609,7 +621,7 @@ pub fn strip_step(feature: &str) -> u8 {
 pub struct Features<'r> {
     pub names: Vec<&'r str>,
     /// `strippable[k]`: bits of the features removed after `k` strip steps.
-    strippable: [u128; STRIP_STEPS as usize + 1],
+    strippable: [Mask; STRIP_STEPS as usize + 1],
 }
 
 impl<'r> Features<'r> {
@@ -630,14 +642,14 @@ impl<'r> Features<'r> {
                 ),
             });
         }
-        let mut by_step = [0u128; STRIP_STEPS as usize + 1];
+        let mut by_step = [0; STRIP_STEPS as usize + 1];
         for (i, f) in distinct.iter().enumerate() {
             let step = strip_step(f) as usize;
             if step > 0 {
-                by_step[step] |= 1u128 << i;
+                by_step[step] |= (1 as Mask) << i;
             }
         }
-        let mut strippable = [0u128; STRIP_STEPS as usize + 1];
+        let mut strippable = [0; STRIP_STEPS as usize + 1];
         for k in 1..strippable.len() {
             strippable[k] = strippable[k - 1] | by_step[k];
         }
@@ -648,22 +660,22 @@ impl<'r> Features<'r> {
     }
 
     /// Bits of the features for which `supports` is false.
-    pub fn missing(&self, supports: impl Fn(&str) -> bool) -> u128 {
-        let mut missing = 0u128;
+    pub fn missing(&self, supports: impl Fn(&str) -> bool) -> Mask {
+        let mut missing = 0;
         for (i, f) in self.names.iter().enumerate() {
             if !supports(f) {
-                missing |= 1u128 << i;
+                missing |= (1 as Mask) << i;
             }
         }
         missing
     }
 
     /// The names of `mask`'s features.
-    pub fn list(&self, mask: u128) -> Vec<String> {
+    pub fn list(&self, mask: Mask) -> Vec<String> {
         self.names
             .iter()
             .enumerate()
-            .filter(|(i, _)| mask & (1u128 << i) != 0)
+            .filter(|(i, _)| mask & ((1 as Mask) << i) != 0)
             .map(|(_, f)| (*f).to_string())
             .collect()
     }
@@ -757,23 +769,47 @@ struct Ranker<'a, O: Offer + ?Sized> {
     offer: &'a O,
     metric: &'a Metric,
     window: u32,
-    /// Live metric values already read, per candidate index.
-    values: Vec<Option<Option<f64>>>,
+    /// Live metric values read so far.
+    values: Values,
+}
+
+/// The live metric values a [`Ranker`] has read.
+enum Values {
+    /// None yet (and none needed unless a group of two or more is sorted).
+    Unread,
+    /// Every candidate's, read in one call ([`Offer::metric_all`]); NaN for
+    /// no data.
+    All(Vec<f64>),
+    /// Per candidate index, each read on first use.
+    Each(Vec<Option<Option<f64>>>),
 }
 
 impl<'a, O: Offer + ?Sized> Ranker<'a, O> {
     fn live_value(&mut self, i: usize, name: &str) -> Option<f64> {
-        if let Some(Some(v)) = self.values.get(i) {
-            return *v;
+        if let Values::Unread = self.values {
+            let n = self.offer.len();
+            self.values = match self.offer.metric_all(name, self.window) {
+                Some(all) if all.len() == n => Values::All(all),
+                _ => Values::Each(vec![None; n]),
+            };
         }
-        let v = self
-            .offer
-            .metric(i, name, self.window)
-            .filter(|x| !x.is_nan());
-        if let Some(slot) = self.values.get_mut(i) {
-            *slot = Some(v);
+        match &mut self.values {
+            Values::All(all) => all.get(i).copied().filter(|x| !x.is_nan()),
+            Values::Each(each) => {
+                if let Some(Some(v)) = each.get(i) {
+                    return *v;
+                }
+                let v = self
+                    .offer
+                    .metric(i, name, self.window)
+                    .filter(|x| !x.is_nan());
+                if let Some(slot) = each.get_mut(i) {
+                    *slot = Some(v);
+                }
+                v
+            }
+            Values::Unread => None,
         }
-        v
     }
 
     fn key(&mut self, i: usize) -> SortKey {
@@ -843,7 +879,37 @@ pub fn bad_config(message: String) -> Refusal {
     }
 }
 
+/// The first targets of a decision: the requested model, or a matched
+/// rule's models in its place.
+#[derive(Clone, Copy)]
+enum Primaries<'a> {
+    Asked(&'a str),
+    Rule(&'a [String]),
+}
+
+impl<'a> Primaries<'a> {
+    fn iter(self) -> impl Iterator<Item = &'a str> {
+        let (asked, rule) = match self {
+            Primaries::Asked(model) => (Some(model), &[][..]),
+            Primaries::Rule(models) => (None, models),
+        };
+        asked.into_iter().chain(rule.iter().map(String::as_str))
+    }
+}
+
+/// Buffers a decision needs, kept from one decision to the next so that a
+/// warm instance does not allocate them again.
+#[derive(Default)]
+struct Scratch {
+    used: Vec<bool>,
+    considered: Vec<bool>,
+    members: Vec<usize>,
+    keys: Vec<SortKey>,
+}
+
 thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+
     /// The last config parsed, keyed by its exact text.
     static LAST_CONFIG: RefCell<Option<(String, Rc<Config>)>> = const { RefCell::new(None) };
 }
@@ -878,7 +944,7 @@ pub fn choose<O: Offer + ?Sized>(
     ask: &Ask,
     offer: &O,
     features: &Features,
-    missing: &[u128],
+    missing: &[Mask],
     config: &Config,
 ) -> Result<Choice, Refusal> {
     let rule = config.rules.iter().find(|r| r.matches(ask));
@@ -892,11 +958,11 @@ pub fn choose<O: Offer + ?Sized>(
     let n = offer.len();
     let model = ask.model.trim();
     let rule_models = rule.map(|r| r.models.as_slice()).unwrap_or(&[]);
-    let asked = [ask.model.to_string()];
-    let primaries: &[String] = if model.eq_ignore_ascii_case("auto") && !rule_models.is_empty() {
-        rule_models
+    // The requested model, or a matched rule's models in its place.
+    let primaries = if model.eq_ignore_ascii_case("auto") && !rule_models.is_empty() {
+        Primaries::Rule(rule_models)
     } else {
-        &asked
+        Primaries::Asked(ask.model)
     };
     let fallbacks: &[String] = if !ask.fallbacks.is_empty() {
         ask.fallbacks
@@ -915,21 +981,27 @@ pub fn choose<O: Offer + ?Sized>(
         window: ask
             .interval_seconds
             .clamp(MIN_WINDOW_SECONDS, MAX_WINDOW_SECONDS),
-        values: match metric {
-            Metric::Live { .. } => vec![None; n],
-            _ => Vec::new(),
-        },
+        values: Values::Unread,
     };
 
-    let mut used = vec![false; n];
-    let mut considered = vec![false; n];
+    let mut scratch = SCRATCH
+        .with(|cell| cell.try_borrow_mut().map(|mut s| std::mem::take(&mut *s)))
+        .unwrap_or_default();
+    let Scratch {
+        used,
+        considered,
+        members,
+        keys,
+    } = &mut scratch;
+    used.clear();
+    used.resize(n, false);
+    considered.clear();
+    considered.resize(n, false);
     let mut attempts: Vec<Pick> = Vec::with_capacity(max.min(n));
-    let mut members: Vec<usize> = Vec::with_capacity(n);
-    let mut keys: Vec<SortKey> = Vec::with_capacity(n);
 
-    'targets: for target in primaries.iter().chain(fallbacks.iter()) {
+    'targets: for target in primaries.iter().chain(fallbacks.iter().map(String::as_str)) {
         let target = target.trim();
-        let mut pinned = resolve(target, offer, &mut members);
+        let mut pinned = resolve(target, offer, members);
         // Leave out candidates already in the plan.
         let mut kept = 0;
         for pos in 0..members.len() {
@@ -970,8 +1042,8 @@ pub fn choose<O: Offer + ?Sized>(
         members.truncate(kept);
 
         let (head, tail) = members.split_at_mut(pinned.min(kept));
-        ranker.sort(head, &mut keys);
-        ranker.sort(tail, &mut keys);
+        ranker.sort(head, keys);
+        ranker.sort(tail, keys);
 
         for &i in members.iter() {
             if attempts.len() >= max {
@@ -991,15 +1063,11 @@ pub fn choose<O: Offer + ?Sized>(
 
     if attempts.is_empty() {
         return Err(no_route(
-            ask,
-            n,
-            primaries,
-            fallbacks,
-            features,
-            missing,
-            &considered,
+            ask, n, primaries, fallbacks, features, missing, considered,
         ));
     }
+    // Kept for the next decision on this thread (an instance's, in a component).
+    let _ = SCRATCH.with(|cell| cell.try_borrow_mut().map(|mut s| *s = scratch));
     Ok(Choice {
         attempts,
         label: match rule {
@@ -1013,10 +1081,10 @@ pub fn choose<O: Offer + ?Sized>(
 fn no_route(
     ask: &Ask,
     offered: usize,
-    primaries: &[String],
+    primaries: Primaries,
     fallbacks: &[String],
     features: &Features,
-    missing: &[u128],
+    missing: &[Mask],
     considered: &[bool],
 ) -> Refusal {
     let quote = |list: &[String]| {
@@ -1026,8 +1094,10 @@ fn no_route(
             .join(", ")
     };
     let mut what = format!("model `{}`", ask.model.trim());
-    if primaries.len() > 1 || primaries.first().is_some_and(|p| p != ask.model) {
-        what.push_str(&format!(" (rule models {})", quote(primaries)));
+    if let Primaries::Rule(models) = primaries
+        && (models.len() > 1 || models.first().is_some_and(|p| p != ask.model))
+    {
+        what.push_str(&format!(" (rule models {})", quote(models)));
     }
     if !fallbacks.is_empty() {
         what.push_str(&format!(" or fallbacks {}", quote(fallbacks)));
@@ -1038,7 +1108,7 @@ fn no_route(
         format!("no route for {what}: no offered candidate serves it")
     } else {
         // Every considered candidate lacks at least one feature that is never stripped.
-        let mut unservable = 0u128;
+        let mut unservable = 0;
         for (i, _) in considered.iter().enumerate().filter(|(_, c)| **c) {
             unservable |=
                 missing.get(i).copied().unwrap_or(0) & !features.strippable[STRIP_STEPS as usize];

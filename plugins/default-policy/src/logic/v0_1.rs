@@ -8,7 +8,7 @@
 use std::cmp::Ordering;
 
 use crate::logic::{
-    Ask, Choice, Config, Features, Offer, Price, Refusal, RefusalKind, cached_config, choose,
+    Ask, Choice, Config, Features, Mask, Offer, Price, Refusal, RefusalKind, cached_config, choose,
     requested_metric,
 };
 use crate::v0_1_types::{
@@ -128,7 +128,7 @@ pub fn decide(
 ) -> Result<Plan, PolicyError> {
     let metric = requested_metric(req.routing.metric.as_deref()).map_err(refusal)?;
     let features = Features::new(req.features.iter().map(String::as_str)).map_err(refusal)?;
-    let missing: Vec<u128> = cands
+    let missing: Vec<Mask> = cands
         .iter()
         .map(|c| features.missing(|f| c.features.iter().any(|cf| cf == f)))
         .collect();

@@ -8,8 +8,8 @@ use std::cmp::Ordering;
 use std::rc::Rc;
 
 use crate::logic::{
-    Ask, Choice, Config, Features, Metric, Offer, Price, Refusal, RefusalKind, bad_config, choose,
-    joined_cmp, joined_id_is,
+    Ask, Choice, Config, Features, Mask, Metric, Offer, Price, Refusal, RefusalKind, bad_config,
+    choose, joined_cmp, joined_id_is,
 };
 use crate::switchyard::policy::host;
 use crate::switchyard::policy::types::{
@@ -99,11 +99,27 @@ pub fn configure(setup: Setup) -> Result<(), PolicyError> {
     Ok(())
 }
 
-/// The canonical name of a metric id (`p95_latency`, `avg_ttft`, `uptime`).
+/// The canonical name of a metric id (`p95_latency`, `avg_ttft`, `uptime`),
+/// put together without the formatting machinery (this runs per decision).
 pub fn metric_name(id: &MetricId) -> String {
-    let timed = |base: &str| match id.percentile {
-        Some(p) => format!("p{p}_{base}"),
-        None => format!("avg_{base}"),
+    let timed = |base: &str| {
+        let mut name = String::with_capacity(4 + base.len() + 1);
+        match id.percentile {
+            Some(p) => {
+                name.push('p');
+                if p >= 100 {
+                    name.push(char::from(b'0' + p / 100));
+                }
+                if p >= 10 {
+                    name.push(char::from(b'0' + (p / 10) % 10));
+                }
+                name.push(char::from(b'0' + p % 10));
+                name.push('_');
+            }
+            None => name.push_str("avg_"),
+        }
+        name.push_str(base);
+        name
     };
     match id.kind {
         MetricKind::Uptime => "uptime".into(),
@@ -173,9 +189,6 @@ fn higher_is_better(kind: MetricKind) -> bool {
 struct Offered<'a> {
     state: &'a Configured,
     cands: &'a [Candidate],
-    /// The one live metric a decision reads: its name and every
-    /// candidate's value, read in one `host.metrics` call.
-    metric: RefCell<Option<(String, Vec<f64>)>>,
 }
 
 impl Offered<'_> {
@@ -217,22 +230,22 @@ impl Offer for Offered<'_> {
         self.cands[i].cache_affinity
     }
     fn metric(&self, i: usize, name: &str, window: u32) -> Option<f64> {
-        let mut cached = self.metric.borrow_mut();
-        if !matches!(cached.as_ref(), Some((n, _)) if n == name) {
-            let values = match metric_id(name) {
-                Some(id) => host::metrics(id, window),
-                None => Vec::new(),
-            };
-            *cached = Some((name.to_string(), values));
-        }
-        let value = *cached.as_ref()?.1.get(i)?;
+        let value = host::metric(u16::try_from(i).ok()?, metric_id(name)?, window)?;
         (!value.is_nan()).then_some(value)
+    }
+    fn metric_all(&self, name: &str, window: u32) -> Option<Vec<f64>> {
+        Some(host::metrics(metric_id(name)?, window))
     }
     fn id_is(&self, i: usize, target: &str) -> bool {
         joined_id_is(self.provider(i), self.model(i), target)
     }
     fn id_cmp(&self, a: usize, b: usize) -> Ordering {
-        joined_cmp(self.provider(a), self.model(a), self.provider(b), self.model(b))
+        joined_cmp(
+            self.provider(a),
+            self.model(a),
+            self.provider(b),
+            self.model(b),
+        )
     }
     fn same_id(&self, a: usize, b: usize) -> bool {
         // Accounts are one row per name; a slug may have several rows.
@@ -257,19 +270,27 @@ pub fn route(req: &Request, cands: &[Candidate], _metrics: &[f64]) -> Result<Pla
             higher_is_better: higher_is_better(id.kind),
         },
     });
-    let used: Vec<(Flags, &'static str)> = FLAGS
-        .iter()
-        .copied()
-        .filter(|(flag, _)| req.features.contains(*flag))
-        .collect();
+    // The request's features in table order: bit k of a mask is `used[k]`.
+    let mut table = [(Flags::empty(), ""); FLAGS.len()];
+    let mut n = 0;
+    for &(flag, name) in &FLAGS {
+        if req.features.contains(flag) {
+            table[n] = (flag, name);
+            n += 1;
+        }
+    }
+    let used = &table[..n];
     let features = Features::new(used.iter().map(|(_, name)| *name)).map_err(error)?;
-    let missing: Vec<u128> = cands
+    let missing: Vec<Mask> = cands
         .iter()
         .map(|c| {
+            if c.features.contains(req.features) {
+                return 0;
+            }
             used.iter()
                 .enumerate()
                 .filter(|(_, (flag, _))| !c.features.contains(*flag))
-                .fold(0u128, |acc, (k, _)| acc | 1u128 << k)
+                .fold(0 as Mask, |acc, (k, _)| acc | (1 as Mask) << k)
         })
         .collect();
     let ask = Ask {
@@ -287,7 +308,6 @@ pub fn route(req: &Request, cands: &[Candidate], _metrics: &[f64]) -> Result<Pla
     let offer = Offered {
         state: &state,
         cands,
-        metric: RefCell::new(None),
     };
     let Choice {
         attempts,
@@ -304,17 +324,20 @@ pub fn route(req: &Request, cands: &[Candidate], _metrics: &[f64]) -> Result<Pla
             .into_iter()
             .map(|pick| Attempt {
                 candidate: pick.index as u16,
-                strip: used
-                    .iter()
-                    .enumerate()
-                    .filter(|(k, _)| pick.strip & (1u128 << k) != 0)
-                    .fold(Flags::empty(), |acc, (_, (flag, _))| acc | *flag),
+                strip: match pick.strip {
+                    0 => Flags::empty(),
+                    strip => used
+                        .iter()
+                        .enumerate()
+                        .filter(|(k, _)| strip & ((1 as Mask) << k) != 0)
+                        .fold(Flags::empty(), |acc, (_, (flag, _))| acc | *flag),
+                },
                 timeout_ms: pick.timeout_ms,
                 retries: None,
             })
             .collect(),
         label,
         score: None,
-        explanation: vec![format!("each group sorted by {sorted_by}")],
+        explanation: vec![["each group sorted by ", sorted_by].concat()],
     })
 }
