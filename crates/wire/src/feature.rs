@@ -169,8 +169,32 @@ impl Feature {
     }
 
     /// A feature by its name; `None` for a name the table does not have.
+    /// (A `match`, which compiles to a length switch: the gateway parses
+    /// each candidate's feature names on every request.)
     pub fn parse(name: &str) -> Option<Feature> {
-        ALL.into_iter().find(|f| f.name() == name)
+        Some(match name {
+            "stream" => Feature::Stream,
+            "tools.function_calling" => Feature::FunctionCalling,
+            "tools.web_search" => Feature::WebSearch,
+            "tools.custom_tools" => Feature::CustomTools,
+            "tool_choice.required" => Feature::ToolChoiceRequired,
+            "text.format.json_schema" => Feature::JsonSchema,
+            "text.format.json_object" => Feature::JsonObject,
+            "reasoning.effort.none" => Feature::Reasoning(Effort::None),
+            "reasoning.effort.minimal" => Feature::Reasoning(Effort::Minimal),
+            "reasoning.effort.low" => Feature::Reasoning(Effort::Low),
+            "reasoning.effort.medium" => Feature::Reasoning(Effort::Medium),
+            "reasoning.effort.high" => Feature::Reasoning(Effort::High),
+            "reasoning.effort.xhigh" => Feature::Reasoning(Effort::Xhigh),
+            "temperature" => Feature::Temperature,
+            "top_p" => Feature::TopP,
+            "vision" => Feature::Vision,
+            "parallel_tool_calls" => Feature::ParallelToolCalls,
+            "prompt_cache_key" => Feature::PromptCacheKey,
+            "text.verbosity" => Feature::Verbosity,
+            "include" => Feature::Include,
+            _ => return None,
+        })
     }
 
     /// Its position in [`ALL`] (and its bit in a [`FeatureSet`]).

@@ -92,3 +92,19 @@ fn stripping_removes_exactly_the_feature() {
     strip(&mut b, Feature::FunctionCalling);
     assert_eq!(names(detect(&b)), vec!["top_p"]);
 }
+
+#[test]
+fn every_feature_parses_from_its_name_and_nothing_else_does() {
+    for f in ALL {
+        assert_eq!(Feature::parse(f.name()), Some(f), "{}", f.name());
+    }
+    for name in [
+        "",
+        "Stream",
+        "reasoning.effort",
+        "reasoning.effort.max",
+        "tools",
+    ] {
+        assert_eq!(Feature::parse(name), None, "{name:?}");
+    }
+}

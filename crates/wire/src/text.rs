@@ -7,6 +7,10 @@
 /// so it cannot forge log lines or hide text.
 pub fn printable(text: &str, max_chars: usize) -> String {
     let text = text.trim();
+    // Most text (labels, explanations) is short printable ASCII: as is.
+    if text.len() <= max_chars && text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return text.to_string();
+    }
     let mut out = String::with_capacity(text.len().min(max_chars * 2));
     for (n, c) in text.chars().enumerate() {
         if n == max_chars {
@@ -41,5 +45,7 @@ mod tests {
         assert_eq!(printable("abc\u{202e}def", 100), "abc\\u{202e}def");
         assert_eq!(printable("héllo wörld", 5), "héllo…");
         assert_eq!(printable("plain", 5), "plain");
+        assert_eq!(printable("plainer", 5), "plain…");
+        assert_eq!(printable("  tab\tin ", 100), "tab\\tin");
     }
 }

@@ -186,7 +186,48 @@ pub struct Snapshot {
     store: Arc<MetricStore>,
     now_ms: u64,
     cache: Mutex<FastMap<(usize, u32), Arc<Summary>>>,
-    distributions: Mutex<FastMap<(usize, u32, Kind), Arc<Distribution>>>,
+    distributions: Mutex<FastMap<(usize, u32, Kind), Merged>>,
+}
+
+/// A merged distribution and the last quantile read from it (a policy reads
+/// the same percentile of every candidate, often more than once).
+struct Merged {
+    distribution: Distribution,
+    /// `(p as bits, value in µs)`.
+    last: Option<(u64, Option<f64>)>,
+}
+
+impl Snapshot {
+    /// Quantile `p` (µs) of `pair`'s `kind` durations over `window_secs`,
+    /// merging the histogram on its first read. `cache` is
+    /// `self.distributions`, locked by the caller.
+    fn quantile_us(
+        &self,
+        cache: &mut FastMap<(usize, u32, Kind), Merged>,
+        pair: usize,
+        window_secs: u32,
+        kind: Kind,
+        p: f64,
+    ) -> Option<f64> {
+        let merged = cache
+            .entry((pair, window_secs, kind))
+            .or_insert_with(|| Merged {
+                distribution: lock(&self.store.pairs[pair]).distribution(
+                    self.now_ms,
+                    window_secs,
+                    kind,
+                ),
+                last: None,
+            });
+        match merged.last {
+            Some((bits, value)) if bits == p.to_bits() => value,
+            _ => {
+                let value = merged.distribution.quantile_us(p);
+                merged.last = Some((p.to_bits(), value));
+                value
+            }
+        }
+    }
 }
 
 impl Snapshot {
@@ -212,17 +253,11 @@ impl Snapshot {
         Some(summary)
     }
 
-    fn distribution(&self, id: &str, window_secs: u32, kind: Kind) -> Option<Arc<Distribution>> {
+    /// Quantile `p` (µs) of `id`'s `kind` durations over `window_secs`.
+    fn quantile(&self, id: &str, window_secs: u32, kind: Kind, p: f64) -> Option<f64> {
         let pair = *self.store.index.get(id)?;
-        let key = (pair, window_secs, kind);
         let mut cache = self.distributions.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(d) = cache.get(&key) {
-            return Some(d.clone());
-        }
-        let d =
-            Arc::new(lock(&self.store.pairs[pair]).distribution(self.now_ms, window_secs, kind));
-        cache.insert(key, d.clone());
-        Some(d)
+        self.quantile_us(&mut cache, pair, window_secs, kind, p)
     }
 
     /// The recent health attempts of `id` with `feature` (the last
@@ -270,8 +305,7 @@ impl MetricSource for Snapshot {
         };
         if let Some((p, kind)) = parse_percentile(name) {
             return self
-                .distribution(candidate, window_secs, kind)?
-                .quantile_us(p)
+                .quantile(candidate, window_secs, kind, p)
                 .map(|us| us / 1000.0);
         }
         self.summary(candidate, window_secs)?.value(name)
@@ -291,14 +325,8 @@ impl MetricSource for Snapshot {
         let mut cache = self.distributions.lock().unwrap_or_else(|e| e.into_inner());
         for candidate in candidates {
             let value = self.store.index.get(candidate).and_then(|&pair| {
-                let d = cache.entry((pair, window_secs, kind)).or_insert_with(|| {
-                    Arc::new(lock(&self.store.pairs[pair]).distribution(
-                        self.now_ms,
-                        window_secs,
-                        kind,
-                    ))
-                });
-                d.quantile_us(p).map(|us| us / 1000.0)
+                self.quantile_us(&mut cache, pair, window_secs, kind, p)
+                    .map(|us| us / 1000.0)
             });
             out.push(value.unwrap_or(f64::NAN));
         }
