@@ -228,6 +228,21 @@ fn distribution(mut f: impl FnMut() -> usize) -> (f64, f64) {
     (at(0.5), at(0.99))
 }
 
+/// CPU time of this thread so far, in ns.
+fn thread_cpu_ns() -> u64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid timespec for the call to fill.
+    let ok = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) } == 0;
+    if ok {
+        t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+    } else {
+        0
+    }
+}
+
 fn main() {
     let runtime = Runtime::new(Limits::default()).expect("policy runtime");
     let v2 = runtime.load_default().expect("default policy loads");
@@ -249,10 +264,17 @@ fn main() {
     }
 
     // `POLICY_BENCH_LOOP=<variant>` runs `POLICY_BENCH_N` (100,000) decisions of one variant
-    // at 20 candidates and exits, for `perf stat` (instructions and CPU time
+    // at 20 candidates (or `POLICY_BENCH_SIZE`) and exits, for `perf stat` (instructions and CPU time
     // per decision, steadier than wall time on a shared machine).
+    // `POLICY_BENCH_SIZE` picks another case (5 or 100 candidates).
     if let Ok(variant) = std::env::var("POLICY_BENCH_LOOP") {
-        let case = &cases[1];
+        let size: usize = std::env::var("POLICY_BENCH_SIZE")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(20);
+        let Some(case) = cases.iter().find(|c| c.n == size) else {
+            panic!("POLICY_BENCH_SIZE={size}: the cases have {SIZES:?} candidates");
+        };
         let mut f: Box<dyn FnMut() -> usize> = match variant.as_str() {
             "0.2-warm" => Box::new(|| case.warm(&pool2)),
             "0.2-fresh" => Box::new(|| case.fresh(&v2)),
@@ -267,9 +289,19 @@ fn main() {
             .ok()
             .and_then(|n| n.parse().ok())
             .unwrap_or(100_000);
+        for _ in 0..n.min(2_000) {
+            black_box(f());
+        }
+        let (cpu, wall) = (thread_cpu_ns(), Instant::now());
         for _ in 0..n {
             black_box(f());
         }
+        let (cpu, wall) = (thread_cpu_ns().saturating_sub(cpu), wall.elapsed());
+        eprintln!(
+            "{variant} at {size} candidates: {n} calls, {:.2} µs CPU and {:.2} µs wall per call",
+            cpu as f64 / n as f64 / 1e3,
+            wall.as_secs_f64() * 1e6 / n as f64
+        );
         return;
     }
 
