@@ -167,13 +167,13 @@ impl Case {
     fn warm(&self, pool: &WarmPool) -> usize {
         let source: Arc<dyn MetricSource> = self.snapshot.clone();
         let decision = pool.decide_in(&self.context, &self.request, &self.candidates, source);
-        plan_len(decision.result)
+        checked_len(decision.result)
     }
 
     fn fresh(&self, policy: &Policy) -> usize {
         let source: Arc<dyn MetricSource> = self.snapshot.clone();
         let decision = policy.decide_in(&self.context, &self.request, &self.candidates, source);
-        plan_len(decision.result)
+        checked_len(decision.result)
     }
 
     fn native(&self) -> usize {
@@ -204,7 +204,16 @@ impl Case {
     }
 }
 
+/// Attempts of a plan the native baseline returns (0.1's types).
 fn plan_len<E: std::fmt::Debug>(result: Result<::switchyard::policy::Plan, E>) -> usize {
+    match result {
+        Ok(plan) => plan.attempts.len(),
+        Err(e) => panic!("the benchmark's decision failed: {e:?}"),
+    }
+}
+
+/// Attempts of a plan the sandbox returns, checked, in the host's terms.
+fn checked_len<E: std::fmt::Debug>(result: Result<::switchyard::policy::RoutePlan, E>) -> usize {
     match result {
         Ok(plan) => plan.attempts.len(),
         Err(e) => panic!("the benchmark's decision failed: {e:?}"),

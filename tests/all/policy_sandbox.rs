@@ -62,7 +62,10 @@ fn request(config: &str) -> Request {
     }
 }
 
-fn hostile_decision(policy: &Policy, mode: &str) -> Result<switchyard::policy::Plan, PolicyError> {
+fn hostile_decision(
+    policy: &Policy,
+    mode: &str,
+) -> Result<switchyard::policy::RoutePlan, PolicyError> {
     policy.decide(
         &request(&format!(r#"{{"mode": "{mode}"}}"#)),
         &candidates(),
@@ -115,7 +118,7 @@ fn each_hostile_behaviour_is_contained_and_reported(hostile: &str) {
 
     // The control: the same plugin, behaving, gets a valid plan.
     let plan = hostile_decision(&f.hostile, "ok").expect("ok mode");
-    assert_eq!(plan.attempts[0].candidate, "anthropic/claude-haiku-4-5");
+    assert_eq!(plan.ids(&candidates())[0], "anthropic/claude-haiku-4-5");
 
     let started = Instant::now();
     assert_eq!(

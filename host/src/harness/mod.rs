@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::metrics::MetricSource;
 use crate::policy::{
-    Candidate, Decision, Health, Plan, Policy, PolicyError, Price, Request, Routing, WarmPool,
+    Candidate, Decision, Health, Policy, PolicyError, Price, Request, RoutePlan, Routing, WarmPool,
     refusal_name,
 };
 pub use cases::{CaseFile, CaseMetrics};
@@ -24,6 +24,9 @@ pub struct CaseReport {
     /// Empty when the case passed.
     pub failures: Vec<String>,
     pub decision: Option<Decision>,
+    /// The candidates the decision was offered (its plan names them by
+    /// position).
+    pub candidates: Vec<Candidate>,
 }
 
 impl CaseReport {
@@ -61,6 +64,7 @@ pub fn run_case(policy: &Policy, file: &CaseFile, case: &cases::Case) -> CaseRep
                 name: case.name.clone(),
                 failures: vec![format!("bad request in case: {e}")],
                 decision: None,
+                candidates: Vec::new(),
             };
         }
     };
@@ -82,16 +86,13 @@ pub fn run_case(policy: &Policy, file: &CaseFile, case: &cases::Case) -> CaseRep
         content: case.request.content(CONTENT_TEXT_BYTES).map(Arc::new),
     };
     let decision = policy.decide_in(&context, &request, &candidates, Arc::new(metrics));
-    let failures = check(&case.expect, &decision.result);
+    let failures = check(&case.expect, &decision.result, &candidates);
     CaseReport {
         name: case.name.clone(),
         failures,
         decision: Some(decision),
+        candidates,
     }
-}
-
-fn ids(plan: &Plan) -> Vec<&str> {
-    plan.attempts.iter().map(|a| a.candidate.as_str()).collect()
 }
 
 fn sorted(list: &[String]) -> Vec<&str> {
@@ -101,7 +102,11 @@ fn sorted(list: &[String]) -> Vec<&str> {
 }
 
 /// Checks a decision against the expectations; returns one message per failure.
-fn check(expect: &cases::Expect, result: &Result<Plan, PolicyError>) -> Vec<String> {
+fn check(
+    expect: &cases::Expect,
+    result: &Result<RoutePlan, PolicyError>,
+    candidates: &[Candidate],
+) -> Vec<String> {
     let mut failures = Vec::new();
     let plan = match result {
         Ok(plan) => plan,
@@ -123,12 +128,12 @@ fn check(expect: &cases::Expect, result: &Result<Plan, PolicyError>) -> Vec<Stri
         failures.push(format!(
             "expected {}\n       got      a plan {:?} (label {:?})",
             describe_expected_outcome(expect),
-            ids(plan),
+            plan.ids(candidates),
             plan.label
         ));
         return failures;
     }
-    let got = ids(plan);
+    let got = plan.ids(candidates);
     if let Some(want) = &expect.plan {
         let want: Vec<&str> = want.iter().map(String::as_str).collect();
         if want != got {
@@ -197,7 +202,9 @@ fn check(expect: &cases::Expect, result: &Result<Plan, PolicyError>) -> Vec<Stri
             if sorted(want) != actual {
                 failures.push(format!(
                     "strips_all: attempt on {} strips {actual:?}, expected {:?}",
-                    attempt.candidate,
+                    candidates
+                        .get(attempt.candidate)
+                        .map_or("?", |c| c.id.as_str()),
                     sorted(want)
                 ));
             }
@@ -306,7 +313,10 @@ pub fn render_report(
                     out,
                     "       {}. {}{}",
                     i + 1,
-                    attempt.candidate,
+                    report
+                        .candidates
+                        .get(attempt.candidate)
+                        .map_or("?", |c| c.id.as_str()),
                     if attempt.strip.is_empty() {
                         String::new()
                     } else {

@@ -33,7 +33,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use crate::metrics::MetricSource;
 pub use compile::CompileWorker;
 pub use load::{Contract, LoadError};
-pub use plan::InvalidPlan;
+pub use plan::{InvalidPlan, PlannedAttempt, RoutePlan};
 use sandbox::Sandbox;
 pub use structure::{Structure, StructureLimits};
 pub use warm::{MAX_USES, MAX_WARM_MEMORY, WarmPool};
@@ -192,15 +192,12 @@ pub struct Notes {
     pub score: Option<f64>,
     /// Why this order, a few short lines (escaped).
     pub explanation: Vec<String>,
-    /// The retries the policy asked for, by candidate id (the attempts
-    /// that ask; the others get the gateway's `retries_per_candidate`).
-    pub retries: Vec<(String, u8)>,
 }
 
 /// Everything one decision produced.
 #[derive(Debug, Clone)]
 pub struct Decision {
-    pub result: Result<Plan, PolicyError>,
+    pub result: Result<RoutePlan, PolicyError>,
     pub stats: DecisionStats,
     pub logs: Vec<LogLine>,
     /// The plan's score, explanation and retries (0.2).
@@ -536,7 +533,7 @@ impl Policy {
         request: &Request,
         candidates: &[Candidate],
         metrics: Arc<dyn MetricSource>,
-    ) -> Result<Plan, PolicyError> {
+    ) -> Result<RoutePlan, PolicyError> {
         self.decide_traced(request, candidates, metrics).result
     }
 
@@ -632,7 +629,7 @@ impl Policy {
         deadline: Duration,
         request: &Request,
         candidates: &[Candidate],
-    ) -> Result<(Plan, Notes), PolicyError> {
+    ) -> Result<(RoutePlan, Notes), PolicyError> {
         let limits = &self.inner.runtime.limits;
         let (bindings, configured, offered, metrics) = match instance {
             Instance::V0_1(instance) => {
@@ -641,7 +638,7 @@ impl Policy {
                     .call_route(&mut *store, request, candidates)
                     .map_err(|e| self.classify(store, e))?
                     .map_err(|refusal| self.refused(refusal.kind, &refusal.message))?;
-                plan::validate(&plan, request, candidates, limits)?;
+                let plan = plan::validate(plan, request, candidates, limits)?;
                 return Ok((plan, Notes::default()));
             }
             Instance::V0_2 {
@@ -835,7 +832,9 @@ impl Policy {
 }
 
 /// A decision's result and its notes, apart.
-fn split(result: Result<(Plan, Notes), PolicyError>) -> (Result<Plan, PolicyError>, Notes) {
+fn split(
+    result: Result<(RoutePlan, Notes), PolicyError>,
+) -> (Result<RoutePlan, PolicyError>, Notes) {
     match result {
         Ok((plan, notes)) => (Ok(plan), notes),
         Err(e) => (Err(e), Notes::default()),

@@ -4,6 +4,40 @@
 
 use super::{Candidate, Limits, Plan, Request};
 
+/// A checked plan, in the host's terms: what the executor runs. Its
+/// attempts name candidates by position in the list the decision was
+/// offered, so nothing downstream looks an id up again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoutePlan {
+    pub attempts: Vec<PlannedAttempt>,
+    /// The policy's label for the plan.
+    pub label: String,
+}
+
+/// One attempt of a [`RoutePlan`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedAttempt {
+    /// Position of the candidate in the list the decision was offered.
+    pub candidate: usize,
+    /// Features to remove from the request for this attempt.
+    pub strip: Vec<String>,
+    /// Time limit of the attempt, when the policy set one.
+    pub timeout_ms: Option<u32>,
+    /// Retries of this attempt, when the policy set them (0.2); else the
+    /// gateway's `retries_per_candidate`.
+    pub retries: Option<u8>,
+}
+
+impl RoutePlan {
+    /// The candidate ids of the attempts, in order.
+    pub fn ids<'a>(&self, candidates: &'a [Candidate]) -> Vec<&'a str> {
+        self.attempts
+            .iter()
+            .filter_map(|a| candidates.get(a.candidate).map(|c| c.id.as_str()))
+            .collect()
+    }
+}
+
 /// Why a plan was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidPlan {
@@ -50,15 +84,18 @@ pub(super) fn check_shape(
     Ok(())
 }
 
+/// A 0.1 plan checked against the request and the candidates it was
+/// offered, in host terms.
 pub(super) fn validate(
-    plan: &Plan,
+    plan: Plan,
     request: &Request,
     candidates: &[Candidate],
     limits: &Limits,
-) -> Result<(), InvalidPlan> {
+) -> Result<RoutePlan, InvalidPlan> {
     check_shape(plan.attempts.len(), &plan.label, limits)?;
     let mut used = vec![false; candidates.len()];
-    for (index, attempt) in plan.attempts.iter().enumerate() {
+    let mut checked = Vec::with_capacity(plan.attempts.len());
+    for (index, attempt) in plan.attempts.into_iter().enumerate() {
         let Some(pos) = candidates.iter().position(|c| c.id == attempt.candidate) else {
             return Err(InvalidPlan::UnknownCandidate {
                 index,
@@ -93,6 +130,15 @@ pub(super) fn validate(
                 });
             }
         }
+        checked.push(PlannedAttempt {
+            candidate: pos,
+            strip: attempt.strip,
+            timeout_ms: attempt.timeout_ms,
+            retries: None,
+        });
     }
-    Ok(())
+    Ok(RoutePlan {
+        attempts: checked,
+        label: plan.label,
+    })
 }

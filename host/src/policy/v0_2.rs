@@ -1,7 +1,7 @@
 //! The `switchyard:policy@0.2.0` contract (`wit/v0.2`), served beside 0.1.
 //!
 //! The host decides in its own terms (the 0.1-shaped [`Request`],
-//! [`Candidate`] and [`Plan`] the executor builds and runs); this module
+//! [`Candidate`] the executor builds, and the [`RoutePlan`] it runs); this module
 //! adapts them to 0.2 and back:
 //! - [`Tables`]: the gateway's accounts, models and logical models, with the
 //!   index of each candidate id, built once from the config (or, offline,
@@ -21,7 +21,7 @@ use switchyard_wire::candidate::CandidateRef;
 use switchyard_wire::content::Signals;
 use switchyard_wire::feature::{Effort, Feature};
 
-use super::{Attempt, Candidate, Health, InvalidPlan, Limits, Notes, Plan, Request};
+use super::{Candidate, Health, InvalidPlan, Limits, Notes, PlannedAttempt, Request, RoutePlan};
 use crate::metrics::MetricSource;
 
 mod bindings {
@@ -562,7 +562,7 @@ pub(super) fn plan(
     candidates: &[Candidate],
     offered: &[wit::Candidate],
     limits: &Limits,
-) -> Result<(Plan, Notes), InvalidPlan> {
+) -> Result<(RoutePlan, Notes), InvalidPlan> {
     super::plan::check_shape(plan.attempts.len(), &plan.label, limits)?;
     if plan.explanation.len() > MAX_EXPLANATION_LINES
         || plan
@@ -576,7 +576,6 @@ pub(super) fn plan(
         )));
     }
     let mut attempts = Vec::with_capacity(plan.attempts.len());
-    let mut retries = Vec::new();
     let mut taken = vec![false; candidates.len()];
     for (index, a) in plan.attempts.iter().enumerate() {
         let at = usize::from(a.candidate);
@@ -616,18 +615,16 @@ pub(super) fn plan(
                 c.id
             )));
         }
-        attempts.push(Attempt {
-            candidate: c.id.clone(),
+        attempts.push(PlannedAttempt {
+            candidate: at,
             strip: if a.strip == Features::empty() {
                 Vec::new()
             } else {
                 from_flags(a.strip).names()
             },
             timeout_ms: a.timeout_ms,
+            retries: a.retries,
         });
-        if let Some(n) = a.retries {
-            retries.push((c.id.clone(), n));
-        }
     }
     let explanation = plan
         .explanation
@@ -635,14 +632,13 @@ pub(super) fn plan(
         .map(|line| switchyard_wire::text::printable(&line, MAX_EXPLANATION_CHARS * 4))
         .collect();
     Ok((
-        Plan {
+        RoutePlan {
             attempts,
             label: plan.label,
         },
         Notes {
             score: plan.score.filter(|s| s.is_finite()),
             explanation,
-            retries,
         },
     ))
 }

@@ -18,7 +18,7 @@ use crate::config::{ProviderAccount, Team};
 use crate::health::Ticket;
 use crate::health::{CircuitState, Verdict};
 use crate::metrics::{Outcome, Sample};
-use crate::policy::{Candidate, Notes, Plan};
+use crate::policy::{Candidate, Notes, PlannedAttempt, RoutePlan};
 use crate::providers::{ChatCall, ChatResponse, ChunkStream, Malformed};
 use crate::spend::Charge;
 use crate::state::{Admission, Admitted, CooldownKind, LimitKey, now_ms};
@@ -60,16 +60,15 @@ impl Executor {
         cx: &Context<'_>,
         candidates: &[Candidate],
         accounts: &[&ProviderAccount],
-        plan: Plan,
+        plan: RoutePlan,
     ) -> Result<Served, RouteError> {
-        let notes = &cx.notes;
         let mut failover = Failover::default();
         for (at, attempt) in plan.attempts.iter().enumerate() {
-            let Some(index) = candidates.iter().position(|c| c.id == attempt.candidate) else {
+            let index = attempt.candidate;
+            let (Some(candidate), Some(&account)) = (candidates.get(index), accounts.get(index))
+            else {
                 continue; // validated by the runtime; unreachable in practice
             };
-            let candidate = &candidates[index];
-            let account = accounts[index];
             let Some(model) = self.config.catalog.get(&candidate.model) else {
                 continue;
             };
@@ -94,13 +93,9 @@ impl Executor {
             }
             // The candidate's first call, then its retries (as many as the
             // plan asks for this attempt, else the gateway's setting).
-            let retry_limit = notes
+            let retry_limit = attempt
                 .retries
-                .iter()
-                .find(|(id, _)| *id == candidate.id)
-                .map_or(self.config.routing.retries_per_candidate, |(_, n)| {
-                    u32::from(*n)
-                });
+                .map_or(self.config.routing.retries_per_candidate, u32::from);
             let mut retries = 0;
             loop {
                 let retrying = retries > 0;
@@ -305,7 +300,7 @@ impl Executor {
         &self,
         req: &RouteRequest,
         cx: &Context<'_>,
-        attempt: &crate::policy::Attempt,
+        attempt: &PlannedAttempt,
         account: &ProviderAccount,
         candidate: &Candidate,
     ) -> (ChatCall, Sent) {
@@ -441,10 +436,7 @@ impl Executor {
             .then(|| {
                 let later: std::collections::VecDeque<_> = w.plan.attempts[w.at + 1..]
                     .iter()
-                    .filter_map(|a| {
-                        let c = w.candidates.iter().find(|c| c.id == a.candidate)?;
-                        Some((a.clone(), c.clone()))
-                    })
+                    .filter_map(|a| Some((a.clone(), w.candidates.get(a.candidate)?.clone())))
                     .collect();
                 (!later.is_empty()).then(|| Rescuer {
                     executor: Arc::clone(self),
@@ -770,10 +762,10 @@ struct Winner<'a> {
     entry: &'a Arc<DirectoryEntry>,
     req: &'a RouteRequest,
     cx: &'a Context<'a>,
-    plan: &'a Plan,
+    plan: &'a RoutePlan,
     /// The serving attempt's place in the plan.
     at: usize,
-    attempt: &'a crate::policy::Attempt,
+    attempt: &'a PlannedAttempt,
     account: &'a ProviderAccount,
     candidate: &'a Candidate,
     /// The serving model's catalog entry (its prices).

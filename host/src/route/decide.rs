@@ -7,7 +7,8 @@ use crate::config::Team;
 use crate::directory::DirectoryEntry;
 use crate::metrics::MetricSource;
 use crate::policy::{
-    Candidate, Contract, Notes, Plan, Policy, PolicyError, RefusalKind, Request, v0_2,
+    Candidate, Contract, Notes, PlannedAttempt, Policy, PolicyError, RefusalKind, Request,
+    RoutePlan, v0_2,
 };
 use switchyard_wire::CanonicalRequest;
 use switchyard_wire::content::Signals;
@@ -79,7 +80,7 @@ impl Executor {
         mut candidates: Vec<Candidate>,
         snapshot: Arc<crate::metrics::Snapshot>,
         window: u32,
-    ) -> Result<(Plan, Notes, Vec<Candidate>), RouteError> {
+    ) -> Result<(RoutePlan, Notes, Vec<Candidate>), RouteError> {
         let team = &entry.team;
         let settings = &self.config.plugins;
         if let Some(plugin) = entry.policy.as_ref().filter(|p| p.in_service()) {
@@ -212,7 +213,10 @@ impl Executor {
     }
 
     /// The plan, or the caller's error for a refusal or a fault.
-    fn plan_or_error(team: &Team, result: Result<Plan, PolicyError>) -> Result<Plan, RouteError> {
+    fn plan_or_error(
+        team: &Team,
+        result: Result<RoutePlan, PolicyError>,
+    ) -> Result<RoutePlan, RouteError> {
         match result {
             Ok(plan) => Ok(plan),
             Err(PolicyError::Refused { kind, message }) => Err(match kind {
@@ -247,16 +251,13 @@ impl Executor {
 /// ranked it first. One the policy left out is added when it supports every
 /// feature the request needs (nothing to strip). The breaker lets one probe
 /// through at a time; a request that finds the slot taken moves on.
-pub(super) fn offer_probes(plan: &mut Plan, candidates: &[Candidate], needed: usize) {
+pub(super) fn offer_probes(plan: &mut RoutePlan, candidates: &[Candidate], needed: usize) {
     let probes = candidates
         .iter()
-        .filter(|c| c.health == crate::policy::Health::HalfOpen);
-    for (front, candidate) in probes.enumerate() {
-        if let Some(at) = plan
-            .attempts
-            .iter()
-            .position(|a| a.candidate == candidate.id)
-        {
+        .enumerate()
+        .filter(|(_, c)| c.health == crate::policy::Health::HalfOpen);
+    for (front, (index, candidate)) in probes.enumerate() {
+        if let Some(at) = plan.attempts.iter().position(|a| a.candidate == index) {
             if at > front {
                 let attempt = plan.attempts.remove(at);
                 plan.attempts.insert(front, attempt);
@@ -264,10 +265,11 @@ pub(super) fn offer_probes(plan: &mut Plan, candidates: &[Candidate], needed: us
         } else if candidate.features.len() == needed {
             plan.attempts.insert(
                 front,
-                crate::policy::Attempt {
-                    candidate: candidate.id.clone(),
+                PlannedAttempt {
+                    candidate: index,
                     strip: Vec::new(),
                     timeout_ms: None,
+                    retries: None,
                 },
             );
         }

@@ -31,7 +31,7 @@ use crate::catalog::Model;
 use crate::directory::DirectoryEntry;
 use crate::health::Verdict;
 use crate::metrics::Sample;
-use crate::policy::{Attempt, Candidate};
+use crate::policy::{Candidate, PlannedAttempt};
 use crate::providers::ChunkStream;
 
 /// How a rescue continued the answer.
@@ -68,7 +68,7 @@ pub struct Rescuer {
     pub(super) executor: Arc<Executor>,
     pub(super) entry: Arc<DirectoryEntry>,
     pub(super) req: RouteRequest,
-    pub(super) later: VecDeque<(Attempt, Candidate)>,
+    pub(super) later: VecDeque<(PlannedAttempt, Candidate)>,
     pub(super) features: FeatureSet,
     pub(super) estimated_tokens: u64,
     pub(super) arrival: Instant,
