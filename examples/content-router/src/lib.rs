@@ -39,7 +39,9 @@ wit_bindgen::generate!({
 use switchyard::policy::types::{Attempt, Content, Features, PolicyErrorKind, Wants};
 
 /// Names of the dense features, in the order of [`dense_features`].
-const DENSE: [&str; 7] = ["length", "code", "maths", "digits", "turns", "tools", "images"];
+const DENSE: [&str; 7] = [
+    "length", "code", "maths", "digits", "turns", "tools", "images",
+];
 
 /// The team's config.
 #[derive(Debug, Deserialize)]
@@ -138,7 +140,12 @@ fn scorer(weights: &Weights) -> Result<Scorer, PolicyError> {
             .parse()
             .ok()
             .filter(|b| *b < ngrams.len())
-            .ok_or_else(|| bad_config(format!("model.ngrams: `{key}` is not a bucket below {}", weights.buckets)))?;
+            .ok_or_else(|| {
+                bad_config(format!(
+                    "model.ngrams: `{key}` is not a bucket below {}",
+                    weights.buckets
+                ))
+            })?;
         ngrams[bucket] = *w as f32;
     }
     Ok(Scorer {
@@ -217,7 +224,9 @@ impl Guest for ContentRouter {
         let config: Config =
             serde_json::from_str(&setup.config).map_err(|e| bad_config(e.to_string()))?;
         if config.strong.is_empty() || config.cheap.is_empty() {
-            return Err(bad_config("`strong` and `cheap` must each name a model".into()));
+            return Err(bad_config(
+                "`strong` and `cheap` must each name a model".into(),
+            ));
         }
         if !(0.0..=1.0).contains(&config.threshold) {
             return Err(bad_config(format!(
@@ -260,7 +269,10 @@ impl Guest for ContentRouter {
                             if hard { ">=" } else { "<" },
                             config.threshold
                         ),
-                        format!("dense {dense:+.2}, words {words:+.2}, bias {:+.2}", c.scorer.bias),
+                        format!(
+                            "dense {dense:+.2}, words {words:+.2}, bias {:+.2}",
+                            c.scorer.bias
+                        ),
                     ];
                     (hard, Some(p), why)
                 }

@@ -23,9 +23,7 @@ wit_bindgen::generate!({
     path: "../../wit/v0.2",
 });
 
-use switchyard::policy::types::{
-    Attempt, Features, Health, Model, PolicyErrorKind, Wants,
-};
+use switchyard::policy::types::{Attempt, Features, Health, Model, PolicyErrorKind, Wants};
 
 /// The team's configuration (`setup.config`). Every field is optional.
 #[derive(Debug, Deserialize)]

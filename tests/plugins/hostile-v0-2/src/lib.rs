@@ -285,7 +285,13 @@ impl Guest for Hostile {
             "declared" => {
                 let values: Vec<String> = metrics
                     .iter()
-                    .map(|v| if v.is_nan() { "-".into() } else { format!("{v}") })
+                    .map(|v| {
+                        if v.is_nan() {
+                            "-".into()
+                        } else {
+                            format!("{v}")
+                        }
+                    })
                     .collect();
                 ok_plan(&candidates, &format!("declared:{}", values.join(",")))
             }
