@@ -91,6 +91,12 @@ curl -fsS "$base/v1/chat/completions" -H "Authorization: Bearer $key" \
   -d '{"model": "auto", "messages": [{"role": "user", "content": "Classify: hello"}], "metadata": {"step_type": "classification"}}' \
   | python3 -c 'import json,sys; b=json.load(sys.stdin); assert b["switchyard"]["label"].startswith("intent:"), b'
 
+out=$(echo '{"model": "auto", "messages": [{"role": "user", "content": "Classify: hello"}]}' \
+  | "$bin" policy explain --team growth -)
+echo "$out"
+grep -q "^policy v1 (0.2.0)" <<<"$out"
+grep -q "^first attempt: " <<<"$out"
+
 echo "== graceful stop"
 kill -TERM $pid
 wait $pid

@@ -158,6 +158,25 @@ enum PolicyCommand {
         /// The version number.
         version: u32,
     },
+    /// Show how the gateway would route a request for a team, as a dry run
+    /// that calls no provider: the features it uses, each candidate a hard
+    /// filter removed and why, the candidates offered, the policy's plan,
+    /// and the first attempt.
+    Explain {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// The team.
+        #[arg(long)]
+        team: String,
+        /// The API the request is written for: chat, responses or messages.
+        #[arg(long, default_value = "chat")]
+        api: String,
+        /// Print the gateway's JSON answer as is.
+        #[arg(long)]
+        json: bool,
+        /// The request body (a JSON file; `-` reads standard input).
+        request: PathBuf,
+    },
     /// Re-activate the version a team used before the current one.
     Rollback {
         #[command(flatten)]
@@ -491,6 +510,37 @@ fn run(cli: Cli) -> Result<ExitCode> {
             print_policy(&answer);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Policy(PolicyCommand::Explain {
+            admin,
+            team,
+            api,
+            json,
+            request,
+        }) => {
+            let body = if request.as_os_str() == "-" {
+                let mut buf = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).map(|_| buf)
+            } else {
+                std::fs::read(&request)
+            };
+            let body = match body {
+                Ok(body) => body,
+                Err(e) => {
+                    eprintln!("error: cannot read {}: {e}", request.display());
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let answer = admin_call(admin.client().explain(&team, &api, body))?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&answer).unwrap_or_default()
+                );
+            } else {
+                print!("{}", render_explanation(&answer));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Policy(PolicyCommand::Rollback { admin, team }) => {
             let answer = admin_call(admin.client().rollback(&team))?;
             println!("team {team} rolled back");
@@ -546,4 +596,114 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// An `explain` answer for a terminal.
+fn render_explanation(answer: &serde_json::Value) -> String {
+    use std::fmt::Write as _;
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("?").to_string();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "team {}  model {}  ({}, ~{} input tokens)",
+        text(&answer["team"]),
+        text(&answer["model"]),
+        text(&answer["api"]),
+        answer["estimated_input_tokens"]
+    );
+    let features: Vec<String> = answer["features"]
+        .as_array()
+        .map(|f| f.iter().map(text).collect())
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "features: {}",
+        if features.is_empty() {
+            "none".to_string()
+        } else {
+            features.join(", ")
+        }
+    );
+    for removed in answer["removed"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "  removed {:<32} {:<18} {}",
+            text(&removed["id"]),
+            text(&removed["filter"]),
+            text(&removed["reason"])
+        );
+    }
+    for c in answer["candidates"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "  offered {:<32} {}",
+            text(&c["id"]),
+            text(&c["health"])
+        );
+    }
+    if let Some(error) = answer.get("error") {
+        let _ = writeln!(
+            out,
+            "refused at {}: {} {} — {}",
+            text(&error["stage"]),
+            error["status"],
+            text(&error["code"]),
+            text(&error["message"])
+        );
+        return out;
+    }
+    let policy = &answer["policy"];
+    let _ = writeln!(
+        out,
+        "policy {} ({}), {} µs",
+        text(&policy["version"]),
+        text(&policy["contract"]),
+        policy["decision_us"]
+    );
+    if let Some(fault) = policy.get("team_plugin_fault") {
+        let _ = writeln!(
+            out,
+            "  the team's plugin faulted ({}): the default stood in",
+            text(&fault["message"])
+        );
+    }
+    if let Some(error) = policy.get("error") {
+        let _ = writeln!(out, "  refused: {}", text(&error["message"]));
+        return out;
+    }
+    let _ = writeln!(out, "  label {}", text(&policy["label"]));
+    for line in policy["explanation"].as_array().into_iter().flatten() {
+        let _ = writeln!(out, "  why: {}", text(line));
+    }
+    for (i, a) in policy["plan"].as_array().into_iter().flatten().enumerate() {
+        let strip: Vec<String> = a["strip"]
+            .as_array()
+            .map(|s| s.iter().map(text).collect())
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  {}. {}{}",
+            i + 1,
+            text(&a["candidate"]),
+            if strip.is_empty() {
+                String::new()
+            } else {
+                format!("  (strips {})", strip.join(", "))
+            }
+        );
+    }
+    if let Some(first) = answer.get("first_attempt") {
+        let _ = writeln!(
+            out,
+            "first attempt: {} as {}{}",
+            text(&first["candidate"]),
+            text(&first["upstream_model"]),
+            if first["probe"] == true {
+                " (probing a half-open circuit)"
+            } else {
+                ""
+            }
+        );
+    }
+    out
 }

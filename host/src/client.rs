@@ -1,5 +1,5 @@
 //! A client of the admin API's policy routes, behind `switchyard policy
-//! push | list | activate | rollback`.
+//! push | list | activate | rollback | explain`.
 
 use serde_json::Value;
 
@@ -119,6 +119,25 @@ impl AdminClient {
         self.send(
             self.http
                 .post(self.team_url(team, &["policies", "rollback"])?),
+        )
+        .await
+    }
+
+    /// How the gateway would route `body` (a request in `api`'s shape:
+    /// `chat`, `responses` or `messages`) for `team`, as a dry run.
+    pub async fn explain(
+        &self,
+        team: &str,
+        api: &str,
+        body: Vec<u8>,
+    ) -> Result<Value, ClientError> {
+        let mut url = self.team_url(team, &["explain"])?;
+        url.query_pairs_mut().append_pair("api", api);
+        self.send(
+            self.http
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body),
         )
         .await
     }

@@ -880,3 +880,147 @@ async fn the_cli_client_pushes_lists_and_rolls_back() {
     assert!(err.to_string().starts_with("403"), "{err}");
     env.gateway.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_names_the_filter_that_removed_each_candidate_and_calls_no_provider() {
+    let env = Env::start(&temp_store(), "").await;
+    let (_key, team_admin) = env.team("explained").await;
+    let (status, body) = env
+        .admin(
+            "PATCH",
+            "/admin/v1/teams/explained",
+            ADMIN,
+            Some(json!({ "allowed_providers": ["beta"] })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let ask = |body: Value| {
+        env.admin(
+            "POST",
+            "/admin/v1/teams/explained/explain",
+            &team_admin,
+            Some(body),
+        )
+    };
+
+    // Routable: alpha is out by the team's allow-list, beta is offered, the
+    // default policy plans it and it would be the first attempt.
+    let (status, body) = ask(json!({
+        "model": "gpt-4o-mini",
+        "stream": true,
+        "messages": [{ "role": "user", "content": "hello" }],
+    }))
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["object"], "explanation");
+    assert_eq!(body["features"], json!(["stream"]), "{body}");
+    assert_eq!(
+        body["removed"],
+        json!([{
+            "id": "alpha/gpt-4o-mini",
+            "filter": "team_providers",
+            "reason": "the team may not use this provider account",
+        }]),
+        "{body}"
+    );
+    let offered: Vec<&str> = body["candidates"]
+        .as_array()
+        .expect("candidates")
+        .iter()
+        .filter_map(|c| c["id"].as_str())
+        .collect();
+    assert_eq!(offered, ["beta/gpt-4o-mini"], "{body}");
+    assert_eq!(body["policy"]["version"], "default", "{body}");
+    assert_eq!(body["policy"]["contract"], "0.2.0", "{body}");
+    assert_eq!(body["policy"]["plan"][0]["candidate"], "beta/gpt-4o-mini");
+    assert!(body["policy"]["decision_us"].is_u64(), "{body}");
+    assert!(
+        body["policy"]["explanation"]
+            .as_array()
+            .is_some_and(|l| !l.is_empty()),
+        "{body}"
+    );
+    assert_eq!(body["first_attempt"]["provider"], "beta", "{body}");
+
+    // Not routable: the request's own routing.providers leaves only alpha,
+    // which the team may not use. Both filters are named, and the error is
+    // what a caller would get, at the candidates stage.
+    let (status, body) = ask(json!({
+        "model": "gpt-4o-mini",
+        "messages": [{ "role": "user", "content": "hello" }],
+        "routing": { "providers": ["alpha"] },
+    }))
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let filters: Vec<(&str, &str)> = body["removed"]
+        .as_array()
+        .expect("removed")
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap_or_default(),
+                r["filter"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        filters,
+        [
+            ("alpha/gpt-4o-mini", "team_providers"),
+            ("beta/gpt-4o-mini", "routing_providers"),
+        ],
+        "{body}"
+    );
+    assert_eq!(body["error"]["stage"], "candidates", "{body}");
+    assert_eq!(body["error"]["code"], "no_provider", "{body}");
+    assert!(body.get("policy").is_none(), "{body}");
+
+    // The CLI prints the same explanation for a terminal.
+    let request = std::env::temp_dir().join(format!("explain-{}.json", std::process::id()));
+    std::fs::write(
+        &request,
+        json!({ "model": "gpt-4o-mini", "messages": [{ "role": "user", "content": "hi" }] })
+            .to_string(),
+    )
+    .expect("request file");
+    let (url, token) = (env.base(), team_admin.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_switchyard-test-cli"))
+            .args(["policy", "explain", "--team", "explained", "--url", &url])
+            .arg(&request)
+            .env("SWITCHYARD_ADMIN_TOKEN", token)
+            .output()
+            .expect("run switchyard")
+    })
+    .await
+    .expect("cli");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        printed.contains("removed alpha/gpt-4o-mini") && printed.contains("team_providers"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("first attempt: beta/gpt-4o-mini"),
+        "{printed}"
+    );
+
+    // A dry run: no provider was called, and another team's admin token is
+    // refused.
+    assert_eq!(env.alpha.hits() + env.beta.hits(), 0);
+    let (_, other_admin) = env.team("other").await;
+    let (status, body) = env
+        .admin(
+            "POST",
+            "/admin/v1/teams/explained/explain",
+            &other_admin,
+            Some(json!({ "model": "gpt-4o-mini", "messages": [] })),
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+    env.gateway.shutdown().await.expect("shutdown");
+}

@@ -154,6 +154,10 @@ pub fn router(state: AppState) -> Router {
             post(admin::policies::activate),
         )
         .route(
+            "/admin/v1/teams/{team}/explain",
+            post(admin::policies::explain),
+        )
+        .route(
             "/admin/v1/teams/{team}/policy-config",
             get(admin::policies::get_config).put(admin::policies::put_config),
         )

@@ -153,6 +153,91 @@ pub enum Judgement {
     FeatureFailing,
 }
 
+/// The hard filter that removed an (account, model) pair from a request's
+/// candidates, as `explain` reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Filter {
+    /// Neither the requested model nor a fallback (nor `auto`).
+    NotRequested,
+    /// The team may not use this model.
+    TeamModels,
+    /// The team may not use this provider account.
+    TeamProviders,
+    /// Left out by the request's `routing.providers`.
+    RoutingProviders,
+    /// The request (estimated tokens) exceeds the model's context window.
+    ContextWindow { window: u32 },
+    /// The team requires zero data retention; the account does not offer it.
+    Zdr,
+    /// The account's budget for the period is spent.
+    Budget,
+    /// The account is cooling down after a 429.
+    RateLimited { retry_in: Duration },
+    /// The account's quota or credit is exhausted.
+    Quota,
+    /// The circuit breaker is open (or half-open with its probe taken).
+    CircuitOpen { retry_in: Duration },
+    /// Recent success rate with a feature the request needs is too low
+    /// (offered only when nothing else is left).
+    FeatureUptime,
+}
+
+impl Filter {
+    /// Machine-readable name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Filter::NotRequested => "not_requested",
+            Filter::TeamModels => "team_models",
+            Filter::TeamProviders => "team_providers",
+            Filter::RoutingProviders => "routing_providers",
+            Filter::ContextWindow { .. } => "context_window",
+            Filter::Zdr => "zdr",
+            Filter::Budget => "budget",
+            Filter::RateLimited { .. } => "rate_limited",
+            Filter::Quota => "quota",
+            Filter::CircuitOpen { .. } => "circuit_open",
+            Filter::FeatureUptime => "feature_uptime",
+        }
+    }
+
+    /// Why, in a sentence.
+    pub fn reason(&self, tokens: u32) -> String {
+        match self {
+            Filter::NotRequested => {
+                "not the requested model or a fallback of routing.models".into()
+            }
+            Filter::TeamModels => "the team may not use this model".into(),
+            Filter::TeamProviders => "the team may not use this provider account".into(),
+            Filter::RoutingProviders => "not in the request's routing.providers".into(),
+            Filter::ContextWindow { window } => format!(
+                "the request is about {tokens} tokens, more than the model's {window}-token context window"
+            ),
+            Filter::Zdr => {
+                "the team requires zero data retention and this account does not offer it".into()
+            }
+            Filter::Budget => "the account's budget for the period is spent".into(),
+            Filter::RateLimited { retry_in } => format!(
+                "the account is cooling down after a rate limit ({} ms left)",
+                retry_in.as_millis()
+            ),
+            Filter::Quota => "the account's quota or credit is exhausted".into(),
+            Filter::CircuitOpen { retry_in } => format!(
+                "its circuit breaker is open after recent failures (retry in {} ms)",
+                retry_in.as_millis()
+            ),
+            Filter::FeatureUptime => "its recent success rate with a feature this request needs is below the threshold (kept only when nothing else is left)".into(),
+        }
+    }
+}
+
+/// A pair the hard filters removed, and which one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Removed {
+    /// `account/model`.
+    pub id: String,
+    pub filter: Filter,
+}
+
 /// Candidates and, at the same index, the account behind each.
 pub struct Built<'a> {
     pub candidates: Vec<Candidate>,
@@ -205,7 +290,17 @@ pub fn build<'a>(
     needed: FeatureSet,
     status: &dyn Fn(usize, &ProviderAccount) -> AccountStatus,
     judge: &dyn Fn(&str) -> Judgement,
+    mut removed: Option<&mut Vec<Removed>>,
 ) -> Result<Built<'a>, RouteError> {
+    // What `explain` reports; nothing is built for a served request.
+    let mut note = |account: &str, model: &str, filter: Filter| {
+        if let Some(list) = removed.as_deref_mut() {
+            list.push(Removed {
+                id: CandidateRef { account, model }.key(),
+                filter,
+            });
+        }
+    };
     for (i, name) in req.routing.providers.iter().enumerate() {
         if !config.providers.iter().any(|p| &p.name == name) {
             return Err(RouteError::invalid(
@@ -288,14 +383,29 @@ pub fn build<'a>(
     let mut rate_limited: Option<Duration> = None;
     let mut circuit_open: Option<Duration> = None;
     for (index, account) in config.providers.iter().enumerate() {
-        if !team.allows_account(&account.name)
-            || !(req.routing.providers.is_empty() || req.routing.providers.contains(&account.name))
+        let account_out = if !team.allows_account(&account.name) {
+            Some(Filter::TeamProviders)
+        } else if !(req.routing.providers.is_empty()
+            || req.routing.providers.contains(&account.name))
         {
+            Some(Filter::RoutingProviders)
+        } else {
+            None
+        };
+        if let Some(filter) = account_out {
+            for slug in &account.models {
+                note(&account.name, slug, filter.clone());
+            }
             continue;
         }
         let mut account_status = None;
         for slug in &account.models {
-            if !team_allows_model(team, slug) || !(any_auto || slugs.contains(&slug.as_str())) {
+            if !(any_auto || slugs.contains(&slug.as_str())) {
+                note(&account.name, slug, Filter::NotRequested);
+                continue;
+            }
+            if !team_allows_model(team, slug) {
+                note(&account.name, slug, Filter::TeamModels);
                 continue;
             }
             let status = *account_status.get_or_insert_with(|| status(index, account));
@@ -307,23 +417,34 @@ pub fn build<'a>(
             if model.context_window > 0 && model.context_window < req.estimated_input_tokens {
                 largest_window = largest_window.max(model.context_window);
                 too_long += 1;
+                note(
+                    &account.name,
+                    slug,
+                    Filter::ContextWindow {
+                        window: model.context_window,
+                    },
+                );
                 continue;
             }
             if team.zdr && !account.zdr {
                 zdr_removed += 1;
+                note(&account.name, slug, Filter::Zdr);
                 continue;
             }
             if status.budget_exhausted {
                 budget_removed += 1;
+                note(&account.name, slug, Filter::Budget);
                 continue;
             }
             match status.cooling {
                 Some(Cooling::RateLimited(wait)) => {
                     rate_limited = Some(rate_limited.map_or(wait, |w| w.min(wait)));
+                    note(&account.name, slug, Filter::RateLimited { retry_in: wait });
                     continue;
                 }
                 Some(Cooling::Quota) => {
                     quota_removed += 1;
+                    note(&account.name, slug, Filter::Quota);
                     continue;
                 }
                 None => {}
@@ -340,6 +461,7 @@ pub fn build<'a>(
                 Judgement::FeatureFailing => (Health::Degraded, &mut set_aside),
                 Judgement::CircuitOpen(wait) => {
                     circuit_open = Some(circuit_open.map_or(wait, |w| w.min(wait)));
+                    note(&account.name, slug, Filter::CircuitOpen { retry_in: wait });
                     continue;
                 }
             };
@@ -368,6 +490,9 @@ pub fn build<'a>(
         }
     }
     if !built.candidates.is_empty() {
+        for c in &set_aside.candidates {
+            note(&c.provider, &c.model, Filter::FeatureUptime);
+        }
         return Ok(built);
     }
     if !set_aside.candidates.is_empty() {
@@ -436,14 +561,21 @@ pub fn build<'a>(
 
 impl super::Executor {
     /// How a candidate stands before the policy runs: its circuit, and its
-    /// success rate for each feature the request needs.
+    /// success rate for each feature the request needs. `count`: count an
+    /// exclusion in the telemetry (not for `explain`'s dry run).
     pub(super) fn judge(
         &self,
         id: &str,
         needed: FeatureSet,
         snapshot: &crate::metrics::Snapshot,
         view: &View,
+        count: bool,
     ) -> Judgement {
+        let exclusion = |provider: &str, model: &str, why: Exclusion| {
+            if count {
+                self.telemetry.exclusion(provider, model, why);
+            }
+        };
         let state = self.breakers.state(id);
         let CandidateRef {
             account: provider,
@@ -453,19 +585,16 @@ impl super::Executor {
         if let Some(retry_in) = view.circuit_open(id)
             && !matches!(state, CircuitState::HalfOpen { .. })
         {
-            self.telemetry
-                .exclusion(provider, model, Exclusion::CircuitOpen);
+            exclusion(provider, model, Exclusion::CircuitOpen);
             return Judgement::CircuitOpen(retry_in);
         }
         match state {
             CircuitState::Open { retry_in } => {
-                self.telemetry
-                    .exclusion(provider, model, Exclusion::CircuitOpen);
+                exclusion(provider, model, Exclusion::CircuitOpen);
                 return Judgement::CircuitOpen(retry_in);
             }
             CircuitState::HalfOpen { probe_free: false } => {
-                self.telemetry
-                    .exclusion(provider, model, Exclusion::CircuitOpen);
+                exclusion(provider, model, Exclusion::CircuitOpen);
                 return Judgement::CircuitOpen(Duration::from_secs(1));
             }
             _ => {}
@@ -491,8 +620,7 @@ impl super::Executor {
         });
         if let Some(feature) = failing {
             tracing::debug!(candidate = id, feature = %feature, "feature uptime below threshold");
-            self.telemetry
-                .exclusion(provider, model, Exclusion::FeatureUptime);
+            exclusion(provider, model, Exclusion::FeatureUptime);
             return Judgement::FeatureFailing;
         }
         match state {
@@ -555,6 +683,7 @@ mod tests {
             needed,
             &|_, _| AccountStatus::default(),
             &|_| Judgement::Healthy,
+            None,
         )
         .expect("candidates");
         let features = |id: &str| {
@@ -574,5 +703,138 @@ mod tests {
         // A model lacking one of them lists only what it has, so the policy
         // knows to strip the rest.
         assert_eq!(features("local/small"), Some(vec!["stream".to_string()]));
+    }
+
+    #[test]
+    fn each_removed_pair_is_reported_with_the_filter_that_removed_it() {
+        let config = Config::parse(
+            "test.toml",
+            &format!(
+                r#"
+                [providers.open]
+                kind = "openai-compatible"
+                base_url = "http://127.0.0.1:9/v1"
+                models = ["small", "tiny", "other"]
+                [providers.private]
+                kind = "openai-compatible"
+                base_url = "http://127.0.0.1:9/v1"
+                zdr = true
+                models = ["small", "tiny", "other"]
+                [providers.spent]
+                kind = "openai-compatible"
+                base_url = "http://127.0.0.1:9/v1"
+                zdr = true
+                models = ["small"]
+                [models.small]
+                input = 0.0
+                output = 0.0
+                tier = 3
+                features = []
+                [models.tiny]
+                input = 0.0
+                output = 0.0
+                tier = 3
+                context_window = 100
+                features = []
+                [models.other]
+                input = 0.0
+                output = 0.0
+                tier = 3
+                features = []
+                [teams.t]
+                key_sha256 = ["{}"]
+                zdr = true
+                "#,
+                hash_key("sk-t")
+            ),
+            &|_| None,
+        )
+        .expect("config parses");
+        let req = RouteRequest {
+            body: Default::default(),
+            model: "small".into(),
+            routing: RoutingOptions {
+                models: vec!["tiny".into()],
+                ..RoutingOptions::default()
+            },
+            stream: false,
+            api: switchyard_wire::Api::Chat,
+            step_type: None,
+            purpose: None,
+            metadata: Vec::new(),
+            estimated_input_tokens: 500,
+            logical_model: None,
+        };
+        let spent = |_: usize, account: &ProviderAccount| AccountStatus {
+            budget_exhausted: account.name == "spent",
+            ..AccountStatus::default()
+        };
+        let mut removed = Vec::new();
+        let built = build(
+            &config,
+            &config.teams[0],
+            &req,
+            FeatureSet::default(),
+            &spent,
+            &|_| Judgement::Healthy,
+            Some(&mut removed),
+        )
+        .expect("candidates");
+        let ids: Vec<&str> = built.candidates.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["private/small"]);
+        let got: Vec<(&str, &str)> = removed
+            .iter()
+            .map(|r| (r.id.as_str(), r.filter.name()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("open/small", "zdr"),
+                ("open/tiny", "context_window"),
+                ("open/other", "not_requested"),
+                ("private/tiny", "context_window"),
+                ("private/other", "not_requested"),
+                ("spent/small", "budget"),
+            ]
+        );
+        assert!(
+            removed[1]
+                .filter
+                .reason(500)
+                .contains("about 500 tokens, more than the model's 100-token"),
+            "{:?}",
+            removed[1]
+        );
+
+        // Open circuits and failing features, from the health judgement.
+        let mut removed = Vec::new();
+        let judge = |id: &str| match id {
+            "private/small" => Judgement::CircuitOpen(Duration::from_secs(3)),
+            _ => Judgement::FeatureFailing,
+        };
+        let mut wide = req.clone();
+        wide.estimated_input_tokens = 10;
+        let built = build(
+            &config,
+            &config.teams[0],
+            &wide,
+            FeatureSet::default(),
+            &|_, _| AccountStatus::default(),
+            &judge,
+            Some(&mut removed),
+        )
+        .expect("the failing ones, as a last resort");
+        let ids: Vec<&str> = built.candidates.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["private/tiny", "spent/small"]);
+        assert!(
+            removed
+                .iter()
+                .any(|r| r.id == "private/small" && r.filter.name() == "circuit_open"),
+            "{removed:?}"
+        );
+        assert!(
+            !removed.iter().any(|r| r.filter.name() == "feature_uptime"),
+            "kept when nothing else is left: {removed:?}"
+        );
     }
 }

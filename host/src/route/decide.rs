@@ -275,3 +275,123 @@ pub(super) fn offer_probes(plan: &mut RoutePlan, candidates: &[Candidate], neede
         }
     }
 }
+
+/// A decision `explain` reports: which policy made it, what it returned,
+/// and, when the team's plugin faulted, that the default stood in.
+pub(super) struct DryDecision {
+    /// `default`, or the team's plugin version label (`v3`).
+    pub policy: String,
+    /// The contract version the deciding policy runs on.
+    pub contract: &'static str,
+    pub decision: crate::policy::Decision,
+    /// The team plugin's fault, when the default decided in its place.
+    pub fault: Option<PolicyError>,
+}
+
+impl Executor {
+    /// What [`Executor::decide`] would return for this request, without its
+    /// side effects: no fault is counted against the plugin (nor can set it
+    /// aside), no decision is counted in the telemetry.
+    pub(super) async fn dry_decide(
+        &self,
+        entry: &DirectoryEntry,
+        body: &CanonicalRequest,
+        mut request: Request,
+        mut candidates: Vec<Candidate>,
+        snapshot: Arc<crate::metrics::Snapshot>,
+        window: u32,
+    ) -> (DryDecision, Vec<Candidate>) {
+        let settings = &self.config.plugins;
+        let mut fault = None;
+        if let Some(plugin) = entry.policy.as_ref().filter(|p| p.in_service()) {
+            let permit = plugin.slots.acquire().await;
+            let policy = &plugin.policy;
+            if !policy.info().metrics.is_empty() {
+                policy.precompute_metrics(&mut candidates, snapshot.as_ref(), window);
+            }
+            config_for(policy, &mut request, &entry.setup);
+            let context = context(
+                &entry.setup,
+                policy,
+                entry.content_allowed(settings, false),
+                body,
+                settings.content_text_bytes,
+            );
+            let source: Arc<dyn MetricSource> = snapshot.clone();
+            let warm = plugin.clone();
+            let ran = tokio::task::spawn_blocking(move || {
+                let decision = warm.pool.decide_in(&context, &request, &candidates, source);
+                (decision, request, candidates)
+            })
+            .await;
+            drop(permit);
+            match ran {
+                Ok((decision, back_request, back_candidates)) => {
+                    request = back_request;
+                    candidates = back_candidates;
+                    match decision.result {
+                        Err(e) if e.is_fault() => fault = Some(e),
+                        _ => {
+                            return (
+                                DryDecision {
+                                    policy: plugin.label.clone(),
+                                    contract: policy.contract().version(),
+                                    decision,
+                                    fault: None,
+                                },
+                                candidates,
+                            );
+                        }
+                    }
+                }
+                Err(e) => {
+                    // The blocking task panicked: what the live path answers
+                    // with a routing_policy_fault.
+                    let decision = crate::policy::Decision {
+                        result: Err(PolicyError::Trap(format!("the routing policy failed: {e}"))),
+                        stats: Default::default(),
+                        logs: Vec::new(),
+                        notes: Notes::default(),
+                    };
+                    return (
+                        DryDecision {
+                            policy: plugin.label.clone(),
+                            contract: policy.contract().version(),
+                            decision,
+                            fault: None,
+                        },
+                        Vec::new(),
+                    );
+                }
+            }
+        }
+        let setup = match entry.policy {
+            Some(_) => &entry.standin,
+            None => &entry.setup,
+        };
+        let policy = self.default.policy();
+        if !policy.info().metrics.is_empty() {
+            policy.precompute_metrics(&mut candidates, snapshot.as_ref(), window);
+        }
+        config_for(policy, &mut request, setup);
+        let context = context(
+            setup,
+            policy,
+            entry.content_allowed(settings, true),
+            body,
+            settings.content_text_bytes,
+        );
+        let decision = self
+            .default
+            .decide_in(&context, &request, &candidates, snapshot);
+        (
+            DryDecision {
+                policy: "default".into(),
+                contract: policy.contract().version(),
+                decision,
+                fault,
+            },
+            candidates,
+        )
+    }
+}

@@ -24,6 +24,7 @@ mod attempt;
 mod candidates;
 mod decide;
 mod error;
+mod explain;
 mod logical;
 pub mod probe;
 mod rescue;
@@ -352,7 +353,8 @@ impl Executor {
             &req,
             features,
             &|i, account| shared.account_status(i, account, estimated_tokens),
-            &|id| self.judge(id, features, &snapshot, &shared.view),
+            &|id| self.judge(id, features, &snapshot, &shared.view, true),
+            None,
         )?;
         // Admission: the team's own rate limit, counted only for a request
         // that can be served.

@@ -522,3 +522,51 @@ pub async fn put_config(
         json!({ "object": "policy_config", "team": team, "policy_config": config }),
     )
 }
+
+/// `?api=` of an explain request: the API the body is written for.
+#[derive(Debug, Deserialize)]
+pub struct ExplainQuery {
+    /// `chat` (the default), `responses` or `messages`.
+    api: Option<String>,
+}
+
+/// `POST /admin/v1/teams/{team}/explain[?api=chat|responses|messages]`: a
+/// request body as the team's callers would send it; the answer is how the
+/// gateway would route it (features, every pair a hard filter removed and
+/// why, the candidates, the policy's plan, the first attempt), as a dry run
+/// that calls no provider and charges nothing.
+pub async fn explain(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    team: PathResult<String>,
+    query: Result<Query<ExplainQuery>, QueryRejection>,
+    body: Body,
+) -> Answer {
+    use crate::api::endpoint::Endpoint;
+    let team = path(team)?;
+    authorize_team(&state, &headers, &team)?;
+    let entry = find_team(&state, &team)?;
+    let Query(query) = query.map_err(|e| RouteError::invalid("api", e.body_text()))?;
+    let server = &state.config.server;
+    let limit = server.max_body_bytes.max(server.max_image_body_bytes);
+    let (bytes, _charge) = state
+        .load
+        .intake
+        .read_body(&headers, body, limit)
+        .await
+        .map_err(|e| e.to_error(limit, "request body"))?;
+    crate::api::intake::json_shape(&bytes, server.max_json_values).map_err(|e| e.to_error())?;
+    let request = match query.api.as_deref().unwrap_or("chat") {
+        "chat" => crate::api::chat::Chat::parse(&bytes, &headers)?.0,
+        "responses" => crate::api::responses::Responses::parse(&bytes, &headers)?.0,
+        "messages" => crate::api::messages::Messages::parse(&bytes, &headers)?.0,
+        other => {
+            return Err(RouteError::invalid(
+                "api",
+                format!("unknown api {other:?} (expected chat, responses or messages)"),
+            ));
+        }
+    };
+    let explanation = state.executor.explain(&entry, request).await;
+    ok(StatusCode::OK, explanation)
+}
