@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::config::Team;
-use crate::directory::DirectoryEntry;
+use crate::directory::{ActivePolicy, DirectoryEntry};
 use crate::metrics::MetricSource;
 use crate::policy::{
     Candidate, Contract, Notes, PlannedAttempt, Policy, PolicyError, RefusalKind, Request,
@@ -82,100 +82,68 @@ impl Executor {
         window: u32,
     ) -> Result<(RoutePlan, Notes, Vec<Candidate>), RouteError> {
         let team = &entry.team;
-        let settings = &self.config.plugins;
         if let Some(plugin) = entry.policy.as_ref().filter(|p| p.in_service()) {
-            let permit = plugin.slots.acquire().await;
-            if permit.is_ok() && plugin.in_service() {
-                let policy = &plugin.policy;
-                if !policy.info().metrics.is_empty() {
-                    policy.precompute_metrics(&mut candidates, snapshot.as_ref(), window);
+            match self
+                .plugin_decision(entry, plugin, body, request, candidates, &snapshot, window)
+                .await
+            {
+                PluginRun::Skipped(back_request, back_candidates) => {
+                    request = back_request;
+                    candidates = back_candidates;
                 }
-                config_for(policy, &mut request, &entry.setup);
-                let context = context(
-                    &entry.setup,
-                    policy,
-                    entry.content_allowed(settings, false),
-                    body,
-                    settings.content_text_bytes,
-                );
-                let source: Arc<dyn MetricSource> = snapshot.clone();
-                let warm = plugin.clone();
-                let ran = tokio::task::spawn_blocking(move || {
-                    let decision = warm.pool.decide_in(&context, &request, &candidates, source);
-                    (decision, request, candidates)
-                })
-                .await;
-                drop(permit);
-                let (decision, back_request, back_candidates) = ran.map_err(|e| {
-                    RouteError::new(
+                PluginRun::Panicked(message) => {
+                    return Err(RouteError::new(
                         RoutingCode::RoutingPolicyFault,
-                        format!("the routing policy failed: {e}"),
-                    )
-                })?;
-                request = back_request;
-                candidates = back_candidates;
-                self.count_misbehaviour(&team.name, &plugin.label, &decision.stats);
-                match decision.result {
-                    Err(fault) if fault.is_fault() => {
-                        self.telemetry.decision(
-                            &team.name,
-                            &plugin.label,
-                            decision.stats.elapsed,
-                            Some(fault.kind()),
-                        );
-                        // A full instance pool is the host's capacity, not the plugin's fault.
-                        let aside = if matches!(fault, PolicyError::Instantiate(_)) {
-                            None
-                        } else {
-                            plugin.record_fault(fault.kind())
-                        };
-                        match aside {
-                            Some(reason) => {
-                                tracing::error!(team = %team.name, version = plugin.version, error = %fault, "team policy set aside: {reason}")
-                            }
-                            None => {
-                                tracing::warn!(team = %team.name, version = plugin.version, error = %fault, "team policy fault; the default policy routes this request")
+                        format!("the routing policy failed: {message}"),
+                    ));
+                }
+                PluginRun::Ran(decision, back_request, back_candidates) => {
+                    request = back_request;
+                    candidates = back_candidates;
+                    self.count_misbehaviour(&team.name, &plugin.label, &decision.stats);
+                    match decision.result {
+                        Err(fault) if fault.is_fault() => {
+                            self.telemetry.decision(
+                                &team.name,
+                                &plugin.label,
+                                decision.stats.elapsed,
+                                Some(fault.kind()),
+                            );
+                            // A full instance pool is the host's capacity, not the plugin's fault.
+                            let aside = if matches!(fault, PolicyError::Instantiate(_)) {
+                                None
+                            } else {
+                                plugin.record_fault(fault.kind())
+                            };
+                            match aside {
+                                Some(reason) => {
+                                    tracing::error!(team = %team.name, version = plugin.version, error = %fault, "team policy set aside: {reason}")
+                                }
+                                None => {
+                                    tracing::warn!(team = %team.name, version = plugin.version, error = %fault, "team policy fault; the default policy routes this request")
+                                }
                             }
                         }
-                    }
-                    result => {
-                        self.telemetry.decision(
-                            &team.name,
-                            &plugin.label,
-                            decision.stats.elapsed,
-                            None,
-                        );
-                        plugin.record_success();
-                        return Ok((
-                            Self::plan_or_error(team, result)?,
-                            decision.notes,
-                            candidates,
-                        ));
+                        result => {
+                            self.telemetry.decision(
+                                &team.name,
+                                &plugin.label,
+                                decision.stats.elapsed,
+                                None,
+                            );
+                            plugin.record_success();
+                            return Ok((
+                                Self::plan_or_error(team, result)?,
+                                decision.notes,
+                                candidates,
+                            ));
+                        }
                     }
                 }
             }
         }
-        // Standing in for the team's plugin: the team's config is written
-        // for that plugin, so the default policy gets its own.
-        let setup = match entry.policy {
-            Some(_) => &entry.standin,
-            None => &entry.setup,
-        };
-        let policy = self.default.policy();
-        if !policy.info().metrics.is_empty() {
-            policy.precompute_metrics(&mut candidates, snapshot.as_ref(), window);
-        }
-        config_for(policy, &mut request, setup);
-        let context = context(
-            setup,
-            policy,
-            entry.content_allowed(settings, true),
-            body,
-            settings.content_text_bytes,
-        );
-        let decision = self
-            .default
-            .decide_in(&context, &request, &candidates, snapshot);
+        let decision =
+            self.default_decision(entry, body, &mut request, &mut candidates, snapshot, window);
         self.count_misbehaviour(&team.name, "default", &decision.stats);
         let fault = decision
             .result
@@ -190,6 +158,85 @@ impl Executor {
             decision.notes,
             candidates,
         ))
+    }
+
+    /// The team plugin's decision, on a blocking thread and within the
+    /// plugin's decision slots, so a slow or looping plugin holds only its
+    /// own team's requests. Counts nothing: the callers do.
+    #[allow(clippy::too_many_arguments)]
+    async fn plugin_decision(
+        &self,
+        entry: &DirectoryEntry,
+        plugin: &Arc<ActivePolicy>,
+        body: &CanonicalRequest,
+        mut request: Request,
+        mut candidates: Vec<Candidate>,
+        snapshot: &Arc<crate::metrics::Snapshot>,
+        window: u32,
+    ) -> PluginRun {
+        let settings = &self.config.plugins;
+        let permit = plugin.slots.acquire().await;
+        if permit.is_err() || !plugin.in_service() {
+            return PluginRun::Skipped(request, candidates);
+        }
+        let policy = &plugin.policy;
+        if !policy.info().metrics.is_empty() {
+            policy.precompute_metrics(&mut candidates, snapshot.as_ref(), window);
+        }
+        config_for(policy, &mut request, &entry.setup);
+        let context = context(
+            &entry.setup,
+            policy,
+            entry.content_allowed(settings, false),
+            body,
+            settings.content_text_bytes,
+        );
+        let source: Arc<dyn MetricSource> = snapshot.clone();
+        let warm = plugin.clone();
+        let ran = tokio::task::spawn_blocking(move || {
+            let decision = warm.pool.decide_in(&context, &request, &candidates, source);
+            (decision, request, candidates)
+        })
+        .await;
+        drop(permit);
+        match ran {
+            Ok((decision, request, candidates)) => PluginRun::Ran(decision, request, candidates),
+            Err(e) => PluginRun::Panicked(e.to_string()),
+        }
+    }
+
+    /// The bundled default policy's decision, standing in for the team's
+    /// plugin or serving a team without one. Counts nothing: the callers do.
+    fn default_decision(
+        &self,
+        entry: &DirectoryEntry,
+        body: &CanonicalRequest,
+        request: &mut Request,
+        candidates: &mut [Candidate],
+        snapshot: Arc<crate::metrics::Snapshot>,
+        window: u32,
+    ) -> crate::policy::Decision {
+        let settings = &self.config.plugins;
+        // Standing in for the team's plugin: the team's config is written
+        // for that plugin, so the default policy gets its own.
+        let setup = match entry.policy {
+            Some(_) => &entry.standin,
+            None => &entry.setup,
+        };
+        let policy = self.default.policy();
+        if !policy.info().metrics.is_empty() {
+            policy.precompute_metrics(candidates, snapshot.as_ref(), window);
+        }
+        config_for(policy, request, setup);
+        let context = context(
+            setup,
+            policy,
+            entry.content_allowed(settings, true),
+            body,
+            settings.content_text_bytes,
+        );
+        self.default
+            .decide_in(&context, request, candidates, snapshot)
     }
 
     /// Counts what a decision did that a policy may not, short of a fault.
@@ -276,6 +323,17 @@ pub(super) fn offer_probes(plan: &mut RoutePlan, candidates: &[Candidate], neede
     }
 }
 
+/// How a team plugin's decision went.
+enum PluginRun {
+    /// Not run (its slots closed, or it left service while waiting): the
+    /// request and candidates, given back.
+    Skipped(Request, Vec<Candidate>),
+    /// Its decision, with the request and candidates given back.
+    Ran(crate::policy::Decision, Request, Vec<Candidate>),
+    /// The blocking task panicked.
+    Panicked(String),
+}
+
 /// A decision `explain` reports: which policy made it, what it returned,
 /// and, when the team's plugin faulted, that the default stood in.
 pub(super) struct DryDecision {
@@ -301,93 +359,50 @@ impl Executor {
         snapshot: Arc<crate::metrics::Snapshot>,
         window: u32,
     ) -> (DryDecision, Vec<Candidate>) {
-        let settings = &self.config.plugins;
         let mut fault = None;
         if let Some(plugin) = entry.policy.as_ref().filter(|p| p.in_service()) {
-            let permit = plugin.slots.acquire().await;
-            let policy = &plugin.policy;
-            if !policy.info().metrics.is_empty() {
-                policy.precompute_metrics(&mut candidates, snapshot.as_ref(), window);
-            }
-            config_for(policy, &mut request, &entry.setup);
-            let context = context(
-                &entry.setup,
-                policy,
-                entry.content_allowed(settings, false),
-                body,
-                settings.content_text_bytes,
-            );
-            let source: Arc<dyn MetricSource> = snapshot.clone();
-            let warm = plugin.clone();
-            let ran = tokio::task::spawn_blocking(move || {
-                let decision = warm.pool.decide_in(&context, &request, &candidates, source);
-                (decision, request, candidates)
-            })
-            .await;
-            drop(permit);
-            match ran {
-                Ok((decision, back_request, back_candidates)) => {
+            let dry = |decision| DryDecision {
+                policy: plugin.label.clone(),
+                contract: plugin.policy.contract().version(),
+                decision,
+                fault: None,
+            };
+            match self
+                .plugin_decision(entry, plugin, body, request, candidates, &snapshot, window)
+                .await
+            {
+                PluginRun::Skipped(back_request, back_candidates) => {
                     request = back_request;
                     candidates = back_candidates;
-                    match decision.result {
-                        Err(e) if e.is_fault() => fault = Some(e),
-                        _ => {
-                            return (
-                                DryDecision {
-                                    policy: plugin.label.clone(),
-                                    contract: policy.contract().version(),
-                                    decision,
-                                    fault: None,
-                                },
-                                candidates,
-                            );
-                        }
-                    }
                 }
-                Err(e) => {
-                    // The blocking task panicked: what the live path answers
-                    // with a routing_policy_fault.
+                // What the live path answers with a routing_policy_fault.
+                PluginRun::Panicked(message) => {
                     let decision = crate::policy::Decision {
-                        result: Err(PolicyError::Trap(format!("the routing policy failed: {e}"))),
+                        result: Err(PolicyError::Trap(format!(
+                            "the routing policy failed: {message}"
+                        ))),
                         stats: Default::default(),
                         logs: Vec::new(),
                         notes: Notes::default(),
                     };
-                    return (
-                        DryDecision {
-                            policy: plugin.label.clone(),
-                            contract: policy.contract().version(),
-                            decision,
-                            fault: None,
-                        },
-                        Vec::new(),
-                    );
+                    return (dry(decision), Vec::new());
+                }
+                PluginRun::Ran(decision, back_request, back_candidates) => {
+                    request = back_request;
+                    candidates = back_candidates;
+                    match decision.result {
+                        Err(e) if e.is_fault() => fault = Some(e),
+                        _ => return (dry(decision), candidates),
+                    }
                 }
             }
         }
-        let setup = match entry.policy {
-            Some(_) => &entry.standin,
-            None => &entry.setup,
-        };
-        let policy = self.default.policy();
-        if !policy.info().metrics.is_empty() {
-            policy.precompute_metrics(&mut candidates, snapshot.as_ref(), window);
-        }
-        config_for(policy, &mut request, setup);
-        let context = context(
-            setup,
-            policy,
-            entry.content_allowed(settings, true),
-            body,
-            settings.content_text_bytes,
-        );
-        let decision = self
-            .default
-            .decide_in(&context, &request, &candidates, snapshot);
+        let decision =
+            self.default_decision(entry, body, &mut request, &mut candidates, snapshot, window);
         (
             DryDecision {
                 policy: "default".into(),
-                contract: policy.contract().version(),
+                contract: self.default.policy().contract().version(),
                 decision,
                 fault,
             },
