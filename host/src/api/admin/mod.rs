@@ -442,18 +442,36 @@ pub(crate) async fn read_json(
     body: axum::body::Body,
     empty_ok: bool,
 ) -> Result<serde_json::Map<String, Value>, RouteError> {
-    let (bytes, _charge) = state
-        .load
-        .intake
-        .read_body(headers, body, MAX_JSON_BODY)
-        .await
-        .map_err(|e| e.to_error(MAX_JSON_BODY, "request body"))?;
+    let bytes = read_body(state, headers, body, MAX_JSON_BODY).await?;
     if empty_ok && bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(serde_json::Map::new());
     }
-    let max_values = state.config.server.max_json_values;
-    crate::api::intake::json_shape(&bytes, max_values).map_err(|e| e.to_error())?;
+    check_json_shape(state, &bytes)?;
     json_object(&bytes)
+}
+
+/// A request body of at most `limit` bytes, read within the intake's limits.
+pub(crate) async fn read_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: axum::body::Body,
+    limit: usize,
+) -> Result<bytes::Bytes, RouteError> {
+    let (bytes, _charge) = state
+        .load
+        .intake
+        .read_body(headers, body, limit)
+        .await
+        .map_err(|e| e.to_error(limit, "request body"))?;
+    Ok(bytes)
+}
+
+/// Refuses a JSON document with more values than `[server] max_json_values`
+/// before anything parses it.
+pub(crate) fn check_json_shape(state: &AppState, bytes: &[u8]) -> Result<(), RouteError> {
+    let max_values = state.config.server.max_json_values;
+    crate::api::intake::json_shape(bytes, max_values).map_err(|e| e.to_error())?;
+    Ok(())
 }
 
 /// Largest JSON body an admin route reads (team settings, key labels,

@@ -549,13 +549,8 @@ pub async fn explain(
     let Query(query) = query.map_err(|e| RouteError::invalid("api", e.body_text()))?;
     let server = &state.config.server;
     let limit = server.max_body_bytes.max(server.max_image_body_bytes);
-    let (bytes, _charge) = state
-        .load
-        .intake
-        .read_body(&headers, body, limit)
-        .await
-        .map_err(|e| e.to_error(limit, "request body"))?;
-    crate::api::intake::json_shape(&bytes, server.max_json_values).map_err(|e| e.to_error())?;
+    let bytes = super::read_body(&state, &headers, body, limit).await?;
+    super::check_json_shape(&state, &bytes)?;
     let request = match query.api.as_deref().unwrap_or("chat") {
         "chat" => crate::api::chat::Chat::parse(&bytes, &headers)?.0,
         "responses" => crate::api::responses::Responses::parse(&bytes, &headers)?.0,
