@@ -1061,13 +1061,14 @@ pub fn choose<O: Offer + ?Sized>(
         }
     }
 
-    if attempts.is_empty() {
-        return Err(no_route(
-            ask, n, primaries, fallbacks, features, missing, considered,
-        ));
-    }
+    let refusal = attempts
+        .is_empty()
+        .then(|| no_route(ask, n, primaries, fallbacks, features, missing, considered));
     // Kept for the next decision on this thread (an instance's, in a component).
     let _ = SCRATCH.with(|cell| cell.try_borrow_mut().map(|mut s| *s = scratch));
+    if let Some(refusal) = refusal {
+        return Err(refusal);
+    }
     Ok(Choice {
         attempts,
         label: match rule {
