@@ -18,6 +18,7 @@ pub mod compile;
 mod load;
 mod plan;
 mod sandbox;
+pub mod spec;
 pub mod structure;
 pub mod v0_2;
 mod warm;
