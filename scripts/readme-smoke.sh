@@ -67,6 +67,13 @@ curl -fsS "http://127.0.0.1:$port/admin/v1/spend?team=demo&period=today" \
   -H "Authorization: Bearer smoke-admin-token" \
   | python3 -c 'import json,sys; b=json.load(sys.stdin); assert b["requests"] >= 1 and b["spend_usd"] > 0 and "savings_usd" in b and b["by_model"], b'
 
+echo "== README request log"
+curl -fsS "http://127.0.0.1:$port/admin/v1/log?team=demo&limit=5" \
+  -H "Authorization: Bearer smoke-admin-token" \
+  | python3 -c 'import json,sys; b=json.load(sys.stdin); r=b["data"][0]; assert b["schema"] == 1 and r["team"] == "demo" and r["result"]["status"] == 200 and r["decision"]["plan"], b'
+"$bin" log export --url "http://127.0.0.1:$port" --token smoke-admin-token --team demo --since 7d > "$store_dir/log.jsonl"
+python3 -c 'import json,sys; rows=[json.loads(l) for l in open(sys.argv[1])]; assert len(rows) >= 3 and all(r["schema"] == 1 for r in rows), rows' "$store_dir/log.jsonl"
+
 echo "== README teams and policies at runtime"
 A="Authorization: Bearer $SWITCHYARD_ADMIN_TOKEN"
 base="http://127.0.0.1:$port"

@@ -46,6 +46,31 @@ enum Command {
     /// Team API keys.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// The request log.
+    #[command(subcommand)]
+    Log(LogCommand),
+}
+
+#[derive(Subcommand)]
+enum LogCommand {
+    /// Write the request log as JSON Lines, oldest first, one record per
+    /// line (docs/request-log.md): `switchyard log export --team T --since 7d > log.jsonl`.
+    Export {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// Only this team's records (required with a team admin token).
+        #[arg(long)]
+        team: Option<String>,
+        /// Records from this age (`30m`, `12h`, `7d`) or Unix millisecond on.
+        #[arg(long)]
+        since: Option<String>,
+        /// Records before this age or Unix millisecond.
+        #[arg(long)]
+        until: Option<String>,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -201,6 +226,41 @@ struct AdminArgs {
 impl AdminArgs {
     fn client(&self) -> AdminClient {
         AdminClient::new(&self.url, &self.token)
+    }
+}
+
+/// Pages through the request log, writing each record as a line; gives
+/// back how many were written.
+async fn export_log(
+    client: &AdminClient,
+    mut query: Vec<(&str, String)>,
+    sink: &mut impl std::io::Write,
+) -> Result<u64> {
+    use crate::request_log::{Record, SCHEMA};
+    let mut written = 0;
+    loop {
+        let page = client.log_page(&query).await?;
+        let records = page["data"].as_array().cloned().unwrap_or_default();
+        for value in records {
+            let schema = value["schema"].as_u64().unwrap_or(0);
+            if schema != u64::from(SCHEMA) {
+                anyhow::bail!(
+                    "the gateway wrote a record of schema {schema}; this switchyard reads schema {SCHEMA}: use the gateway's own version"
+                );
+            }
+            let record: Record =
+                serde_json::from_value(value).context("a record does not match its schema")?;
+            serde_json::to_writer(&mut *sink, &record)?;
+            sink.write_all(b"\n")?;
+            written += 1;
+        }
+        match page["next_cursor"].as_i64() {
+            Some(cursor) if page["has_more"].as_bool() == Some(true) => {
+                query.retain(|(k, _)| *k != "cursor");
+                query.push(("cursor", cursor.to_string()));
+            }
+            _ => return Ok(written),
+        }
     }
 }
 
@@ -538,6 +598,37 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 );
             } else {
                 print!("{}", render_explanation(&answer));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Log(LogCommand::Export {
+            admin,
+            team,
+            since,
+            until,
+            out,
+        }) => {
+            let mut query: Vec<(&str, String)> =
+                vec![("order", "oldest".into()), ("limit", "1000".to_string())];
+            query.extend(team.map(|t| ("team", t)));
+            query.extend(since.map(|t| ("since", t)));
+            query.extend(until.map(|t| ("until", t)));
+            let sink: Box<dyn std::io::Write> = match &out {
+                Some(path) => Box::new(
+                    std::fs::File::create(path)
+                        .with_context(|| format!("cannot create {}", path.display()))?,
+                ),
+                None => Box::new(std::io::stdout().lock()),
+            };
+            let mut sink = std::io::BufWriter::new(sink);
+            let client = admin.client();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let records = runtime.block_on(export_log(&client, query, &mut sink))?;
+            std::io::Write::flush(&mut sink)?;
+            if let Some(path) = out {
+                eprintln!("{records} records written to {}", path.display());
             }
             Ok(ExitCode::SUCCESS)
         }

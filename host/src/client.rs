@@ -1,5 +1,5 @@
-//! A client of the admin API's policy routes, behind `switchyard policy
-//! push | list | activate | rollback | explain`.
+//! A client of the admin API, behind `switchyard policy push | list |
+//! activate | rollback | explain` and `switchyard log export`.
 
 use serde_json::Value;
 
@@ -140,5 +140,21 @@ impl AdminClient {
                 .body(body),
         )
         .await
+    }
+
+    /// One page of the request log (`GET /admin/v1/log` with `query`).
+    pub async fn log_page(&self, query: &[(&str, String)]) -> Result<Value, ClientError> {
+        let bad = |problem: String| ClientError::BadUrl {
+            url: self.base.clone(),
+            problem,
+        };
+        let mut url = reqwest::Url::parse(&self.base).map_err(|e| bad(e.to_string()))?;
+        url.path_segments_mut()
+            .map_err(|()| bad("it cannot take a path".into()))?
+            .pop_if_empty()
+            .extend(["admin", "v1", "log"]);
+        url.query_pairs_mut()
+            .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
+        self.send(self.http.get(url)).await
     }
 }

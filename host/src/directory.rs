@@ -443,6 +443,7 @@ impl Directory {
                     budget: None,
                     baseline_model: None,
                     content_signals: None,
+                    log_prompts: false,
                 },
             };
             let setup = Arc::new(v0_2::Setup::new(

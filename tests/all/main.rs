@@ -17,6 +17,7 @@ mod live_metrics;
 mod mock_selftest;
 mod plugin_cases;
 mod policy_sandbox;
+mod request_log;
 mod rescue;
 mod storm;
 mod teams;

@@ -54,6 +54,8 @@ pub struct AppState {
     pub directory: Arc<Directory>,
     /// Connections and requests in flight, and the request-body budget.
     pub load: Arc<Load>,
+    /// The request log (docs/request-log.md).
+    pub log: Arc<crate::request_log::RequestLog>,
 }
 
 /// Builds the executor (policy runtime, default policy, provider adapters).
@@ -91,6 +93,10 @@ pub fn app_state_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Re
         state.clone(),
         store.clone(),
     ));
+    let log = Arc::new(crate::request_log::RequestLog::start(
+        config.log.clone(),
+        store.clone(),
+    ));
     let teams = Directory::open(config.clone(), store, runtime)?;
     let load = Arc::new(Load::new(&config.server));
     let executor = Executor::new(
@@ -100,9 +106,11 @@ pub fn app_state_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Re
         clock,
         state.clone(),
         spending.clone(),
+        log.clone(),
     );
     Ok(AppState {
         load,
+        log,
         config,
         shared: state,
         spending,
@@ -125,6 +133,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(admin::prometheus))
         .route("/admin/v1/metrics", get(admin::metrics))
         .route("/admin/v1/spend", get(admin::spend::report))
+        .route("/admin/v1/log", get(admin::log::read))
         .route(
             "/admin/v1/teams",
             post(admin::teams::create).get(admin::teams::list),

@@ -51,6 +51,7 @@ pub struct Config {
     pub default_policy_config: String,
     pub alerts: AlertSettings,
     pub state: StateSettings,
+    pub log: LogSettings,
 }
 
 /// Checks a team name: 1 to 64 letters, digits, `.`, `_` or `-`, neither
@@ -129,6 +130,7 @@ impl Config {
         let store_path = validate::store_path(&raw, &err)?;
         let alerts = validate::alerts(&raw, &err)?;
         let state = validate::state(&raw, &err)?;
+        let log = validate::log(&raw, &err)?;
         Ok(Config {
             server,
             routing,
@@ -143,6 +145,7 @@ impl Config {
             default_policy_config,
             alerts,
             state,
+            log,
         })
     }
 

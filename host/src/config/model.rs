@@ -179,6 +179,35 @@ pub struct AlertSettings {
     pub webhook_attempts: u32,
 }
 
+/// The request log (`[log]`, docs/request-log.md).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogSettings {
+    /// One record per request in the embedded store (on by default).
+    pub enabled: bool,
+    /// Records older than this are deleted.
+    pub max_age: Duration,
+    /// The oldest records are deleted while the records hold more bytes.
+    pub max_bytes: u64,
+    /// Longest prompt text kept for a team with `log_prompts`, in bytes per
+    /// text (last user turn, system prompt).
+    pub prompt_bytes: usize,
+    /// Records waiting for the writer beyond which new ones are dropped
+    /// (and counted) while the store refuses writes.
+    pub max_pending: usize,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_age: Duration::from_secs(7 * 86_400),
+            max_bytes: 1 << 30,
+            prompt_bytes: 4096,
+            max_pending: 100_000,
+        }
+    }
+}
+
 /// Where rate-limit counters, cooldowns, circuit state and budget counters
 /// live (`[state]`).
 #[derive(Debug, Clone, PartialEq)]
@@ -229,6 +258,9 @@ pub struct Team {
     /// `wants.content`); `None`: `[plugins] content_bundled` /
     /// `content_uploaded` decide.
     pub content_signals: Option<bool>,
+    /// Whether the request log keeps this team's prompt text (cut to
+    /// `[log] prompt_bytes`); off unless the operator turns it on.
+    pub log_prompts: bool,
 }
 
 impl Team {

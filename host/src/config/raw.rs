@@ -37,6 +37,19 @@ pub(super) struct RawConfig {
     pub(super) alerts: RawAlerts,
     #[serde(default)]
     pub(super) state: RawState,
+    #[serde(default)]
+    pub(super) log: RawLog,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLog {
+    pub(super) enabled: Option<bool>,
+    /// `30d`, `12h`.
+    pub(super) max_age: Option<String>,
+    pub(super) max_mib: Option<u64>,
+    pub(super) prompt_bytes: Option<usize>,
+    pub(super) max_pending: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]
@@ -202,4 +215,8 @@ pub(super) struct RawTeam {
     pub(super) budget_period: Option<BudgetPeriod>,
     pub(super) baseline_model: Option<String>,
     pub(super) content_signals: Option<bool>,
+    /// Keep the prompt text (last user turn, system prompt) in the request
+    /// log for this team.
+    #[serde(default)]
+    pub(super) log_prompts: bool,
 }

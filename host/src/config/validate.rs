@@ -398,6 +398,7 @@ pub(super) fn teams(
             budget,
             baseline_model: t.baseline_model.clone(),
             content_signals: t.content_signals,
+            log_prompts: t.log_prompts,
         });
     }
     Ok((teams, key_hashes, default_policy_config))
@@ -630,6 +631,46 @@ pub(super) fn alerts(raw: &RawConfig, err: Err) -> Result<AlertSettings, ConfigE
         webhook_attempts: raw.alerts.webhook_attempts.unwrap_or(5).max(1),
     };
     Ok(alerts)
+}
+
+/// `[log]`: the request log.
+pub(super) fn log(raw: &RawConfig, err: Err) -> Result<LogSettings, ConfigError> {
+    let defaults = LogSettings::default();
+    let max_age = match raw.log.max_age.as_deref() {
+        None => defaults.max_age,
+        Some(text) => {
+            let bad = || {
+                err(
+                    "log.max_age",
+                    format!("{text:?} is not an age such as 7d or 12h (1h to 3650d)"),
+                )
+            };
+            let (number, unit) = text.split_at(text.len().saturating_sub(1));
+            let n: u64 = number.parse().map_err(|_| bad())?;
+            let secs = match unit {
+                "d" => n.checked_mul(86_400),
+                "h" => n.checked_mul(3_600),
+                _ => None,
+            }
+            .ok_or_else(bad)?;
+            if !(3_600..=3_650 * 86_400).contains(&secs) {
+                return Err(bad());
+            }
+            Duration::from_secs(secs)
+        }
+    };
+    let max_bytes = match raw.log.max_mib {
+        Some(0) => return Err(err("log.max_mib", "must be at least 1".into())),
+        Some(mib) => mib.saturating_mul(1 << 20),
+        None => defaults.max_bytes,
+    };
+    Ok(LogSettings {
+        enabled: raw.log.enabled.unwrap_or(defaults.enabled),
+        max_age,
+        max_bytes,
+        prompt_bytes: raw.log.prompt_bytes.unwrap_or(defaults.prompt_bytes),
+        max_pending: raw.log.max_pending.unwrap_or(defaults.max_pending).max(1),
+    })
 }
 
 /// `[state]`: the shared state backend.

@@ -60,7 +60,7 @@ impl Executor {
         cx: &Context<'_>,
         candidates: &[Candidate],
         accounts: &[&ProviderAccount],
-        plan: RoutePlan,
+        plan: &RoutePlan,
     ) -> Result<Served, RouteError> {
         let mut failover = Failover::default();
         for (at, attempt) in plan.attempts.iter().enumerate() {
@@ -130,7 +130,7 @@ impl Executor {
                             entry,
                             req,
                             cx,
-                            plan: &plan,
+                            plan,
                             at,
                             attempt,
                             account,
@@ -159,7 +159,7 @@ impl Executor {
                                     .map_or(model.context_window, |w| w.max(model.context_window)),
                             );
                         }
-                        self.failed(&mut failover, account, candidate, error)
+                        self.failed(&mut failover, account, candidate, error, latency)
                             .await?;
                         // The same candidate again, after a short wait, before
                         // the plan moves on.
@@ -383,6 +383,7 @@ impl Executor {
             reason: "ok".into(),
             message: None,
             retry_after_ms: None,
+            latency_ms: Some(crate::request_log::millis(latency)),
         });
         let mut info = RouteInfo {
             provider: account.name.clone(),
@@ -395,6 +396,7 @@ impl Executor {
             trail,
             cost_usd: None,
             logical_model: req.logical_model.clone(),
+            usage: None,
         };
         let settlement = self.settlement(
             cx.team,
@@ -417,6 +419,7 @@ impl Executor {
             Answer::Complete(mut body, usage) if !req.stream => {
                 let cost = w.model.cost(&usage);
                 info.cost_usd = Some(cost);
+                info.usage = Some(usage);
                 settlement.settle(Tally {
                     usage: Some(usage),
                     cost_usd: Some(cost),
@@ -459,6 +462,7 @@ impl Executor {
             idle_timeout,
             settlement,
             rescuer,
+            cx.stream_report.clone(),
         );
         Served::Stream { info, events }
     }
@@ -566,6 +570,7 @@ impl Executor {
         account: &ProviderAccount,
         candidate: &Candidate,
         error: UpstreamError,
+        latency: Duration,
     ) -> Result<(), RouteError> {
         failover.trail.push(AttemptRecord {
             provider: account.name.clone(),
@@ -574,6 +579,7 @@ impl Executor {
             reason: error.class.name().into(),
             message: Some(error.message.clone()),
             retry_after_ms: None,
+            latency_ms: Some(crate::request_log::millis(latency)),
         });
         match self.cool_down_after(account, &error).await {
             Some(wait) => failover.retry_after(wait),
@@ -621,6 +627,8 @@ pub(super) struct Context<'a> {
     pub(super) team_admission: Option<crate::state::Admitted>,
     /// What the policy said of its plan beyond the attempts (0.2).
     pub(super) notes: Notes,
+    /// Where a stream reports what it used, for the request log.
+    pub(super) stream_report: Option<stream::StreamReport>,
 }
 
 /// How a failed attempt counts: its outcome for the metrics, its verdict for
@@ -687,6 +695,7 @@ impl Failover {
             reason: reason.into(),
             message: Some(message),
             retry_after_ms: None,
+            latency_ms: None,
         });
     }
 

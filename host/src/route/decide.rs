@@ -2,6 +2,7 @@
 //! turns the candidates into a plan, checked against what it was offered.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::config::Team;
 use crate::directory::{ActivePolicy, DirectoryEntry};
@@ -71,20 +72,28 @@ impl Executor {
     /// blocking thread and within the plugin's decision slots, so a slow or
     /// looping plugin holds only its own team's requests. A fault is counted
     /// against the plugin and the request is routed by the default policy.
-    /// Gives back the candidates it was handed.
+    /// Gives back the request and candidates it was handed, and says which
+    /// policy decided (for the request log), whatever the outcome.
     pub(super) async fn decide(
         &self,
         entry: &DirectoryEntry,
         body: &CanonicalRequest,
         mut request: Request,
         mut candidates: Vec<Candidate>,
-        snapshot: Arc<crate::metrics::Snapshot>,
+        source: Arc<dyn MetricSource>,
         window: u32,
-    ) -> Result<(RoutePlan, Notes, Vec<Candidate>), RouteError> {
+    ) -> Decided {
         let team = &entry.team;
+        let mut stood_in_for = None;
         if let Some(plugin) = entry.policy.as_ref().filter(|p| p.in_service()) {
+            let by = |elapsed, stood_in_for| DecidedBy {
+                policy: plugin.label.clone(),
+                contract: plugin.policy.contract().version(),
+                elapsed,
+                stood_in_for,
+            };
             match self
-                .plugin_decision(entry, plugin, body, request, candidates, &snapshot, window)
+                .plugin_decision(entry, plugin, body, request, candidates, &source, window)
                 .await
             {
                 PluginRun::Skipped(back_request, back_candidates) => {
@@ -92,10 +101,15 @@ impl Executor {
                     candidates = back_candidates;
                 }
                 PluginRun::Panicked(message) => {
-                    return Err(RouteError::new(
-                        RoutingCode::RoutingPolicyFault,
-                        format!("the routing policy failed: {message}"),
-                    ));
+                    return Decided {
+                        result: Err(RouteError::new(
+                            RoutingCode::RoutingPolicyFault,
+                            format!("the routing policy failed: {message}"),
+                        )),
+                        candidates: Vec::new(),
+                        request: None,
+                        by: by(Duration::ZERO, None),
+                    };
                 }
                 PluginRun::Ran(decision, back_request, back_candidates) => {
                     request = back_request;
@@ -123,6 +137,7 @@ impl Executor {
                                     tracing::warn!(team = %team.name, version = plugin.version, error = %fault, "team policy fault; the default policy routes this request")
                                 }
                             }
+                            stood_in_for = Some((plugin.label.clone(), fault.kind()));
                         }
                         result => {
                             self.telemetry.decision(
@@ -132,18 +147,20 @@ impl Executor {
                                 None,
                             );
                             plugin.record_success();
-                            return Ok((
-                                Self::plan_or_error(team, result)?,
-                                decision.notes,
+                            return Decided {
+                                result: Self::plan_or_error(team, result)
+                                    .map(|plan| (plan, decision.notes)),
                                 candidates,
-                            ));
+                                request: Some(request),
+                                by: by(decision.stats.elapsed, None),
+                            };
                         }
                     }
                 }
             }
         }
         let decision =
-            self.default_decision(entry, body, &mut request, &mut candidates, snapshot, window);
+            self.default_decision(entry, body, &mut request, &mut candidates, source, window);
         self.count_misbehaviour(&team.name, "default", &decision.stats);
         let fault = decision
             .result
@@ -153,11 +170,17 @@ impl Executor {
             .map(PolicyError::kind);
         self.telemetry
             .decision(&team.name, "default", decision.stats.elapsed, fault);
-        Ok((
-            Self::plan_or_error(team, decision.result)?,
-            decision.notes,
+        Decided {
+            result: Self::plan_or_error(team, decision.result).map(|plan| (plan, decision.notes)),
             candidates,
-        ))
+            request: Some(request),
+            by: DecidedBy {
+                policy: "default".into(),
+                contract: self.default.policy().contract().version(),
+                elapsed: decision.stats.elapsed,
+                stood_in_for,
+            },
+        }
     }
 
     /// The team plugin's decision, on a blocking thread and within the
@@ -171,7 +194,7 @@ impl Executor {
         body: &CanonicalRequest,
         mut request: Request,
         mut candidates: Vec<Candidate>,
-        snapshot: &Arc<crate::metrics::Snapshot>,
+        source: &Arc<dyn MetricSource>,
         window: u32,
     ) -> PluginRun {
         let settings = &self.config.plugins;
@@ -181,7 +204,7 @@ impl Executor {
         }
         let policy = &plugin.policy;
         if !policy.info().metrics.is_empty() {
-            policy.precompute_metrics(&mut candidates, snapshot.as_ref(), window);
+            policy.precompute_metrics(&mut candidates, source.as_ref(), window);
         }
         config_for(policy, &mut request, &entry.setup);
         let context = context(
@@ -191,7 +214,7 @@ impl Executor {
             body,
             settings.content_text_bytes,
         );
-        let source: Arc<dyn MetricSource> = snapshot.clone();
+        let source = source.clone();
         let warm = plugin.clone();
         let ran = tokio::task::spawn_blocking(move || {
             let decision = warm.pool.decide_in(&context, &request, &candidates, source);
@@ -213,7 +236,7 @@ impl Executor {
         body: &CanonicalRequest,
         request: &mut Request,
         candidates: &mut [Candidate],
-        snapshot: Arc<crate::metrics::Snapshot>,
+        source: Arc<dyn MetricSource>,
         window: u32,
     ) -> crate::policy::Decision {
         let settings = &self.config.plugins;
@@ -225,7 +248,7 @@ impl Executor {
         };
         let policy = self.default.policy();
         if !policy.info().metrics.is_empty() {
-            policy.precompute_metrics(candidates, snapshot.as_ref(), window);
+            policy.precompute_metrics(candidates, source.as_ref(), window);
         }
         config_for(policy, request, setup);
         let context = context(
@@ -236,7 +259,7 @@ impl Executor {
             settings.content_text_bytes,
         );
         self.default
-            .decide_in(&context, request, candidates, snapshot)
+            .decide_in(&context, request, candidates, source)
     }
 
     /// Counts what a decision did that a policy may not, short of a fault.
@@ -323,6 +346,26 @@ pub(super) fn offer_probes(plan: &mut RoutePlan, candidates: &[Candidate], neede
     }
 }
 
+/// What [`Executor::decide`] gives back: the plan (or the caller's error),
+/// the request and candidates it was handed, and who decided.
+pub(super) struct Decided {
+    pub(super) result: Result<(RoutePlan, Notes), RouteError>,
+    pub(super) candidates: Vec<Candidate>,
+    /// `None` only when the plugin's thread panicked with it.
+    pub(super) request: Option<Request>,
+    pub(super) by: DecidedBy,
+}
+
+/// Which policy decided, and how long it took.
+pub(super) struct DecidedBy {
+    /// `default`, or the team plugin's version label (`v3`).
+    pub(super) policy: String,
+    pub(super) contract: &'static str,
+    pub(super) elapsed: Duration,
+    /// The team plugin whose fault the default stood in for, and the fault.
+    pub(super) stood_in_for: Option<(String, &'static str)>,
+}
+
 /// How a team plugin's decision went.
 enum PluginRun {
     /// Not run (its slots closed, or it left service while waiting): the
@@ -356,7 +399,7 @@ impl Executor {
         body: &CanonicalRequest,
         mut request: Request,
         mut candidates: Vec<Candidate>,
-        snapshot: Arc<crate::metrics::Snapshot>,
+        source: Arc<dyn MetricSource>,
         window: u32,
     ) -> (DryDecision, Vec<Candidate>) {
         let mut fault = None;
@@ -368,7 +411,7 @@ impl Executor {
                 fault: None,
             };
             match self
-                .plugin_decision(entry, plugin, body, request, candidates, &snapshot, window)
+                .plugin_decision(entry, plugin, body, request, candidates, &source, window)
                 .await
             {
                 PluginRun::Skipped(back_request, back_candidates) => {
@@ -398,7 +441,7 @@ impl Executor {
             }
         }
         let decision =
-            self.default_decision(entry, body, &mut request, &mut candidates, snapshot, window);
+            self.default_decision(entry, body, &mut request, &mut candidates, source, window);
         (
             DryDecision {
                 policy: "default".into(),

@@ -27,6 +27,7 @@ mod error;
 mod explain;
 mod logical;
 pub mod probe;
+mod record;
 mod rescue;
 mod settle;
 mod stream;
@@ -47,6 +48,7 @@ use crate::health::Breakers;
 use crate::metrics::{Clock, MetricStore};
 use crate::policy::{Policy, WarmPool};
 use crate::providers::Provider;
+use crate::request_log::{Draft, Recorder, RequestLog};
 use crate::spend::Spending;
 use crate::state::{SharedState, now_ms};
 use crate::telemetry::{RequestOutcome, RequestRecord, Telemetry};
@@ -97,6 +99,10 @@ pub struct AttemptRecord {
     /// candidate again (a retry), when it did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<u64>,
+    /// Call sent → answer (a stream's first content) or failure, in
+    /// milliseconds; none for a candidate skipped without a call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<f64>,
 }
 
 /// Which provider and model served a request, and how.
@@ -124,6 +130,10 @@ pub struct RouteInfo {
     /// The logical model the caller asked for, when it was one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub logical_model: Option<String>,
+    /// The provider's usage of a whole answer (a stream's is known at its
+    /// end), for the request log.
+    #[serde(skip)]
+    pub usage: Option<switchyard_wire::Usage>,
 }
 
 /// What a served request produced.
@@ -176,11 +186,18 @@ pub struct Executor {
     metrics: Arc<MetricStore>,
     breakers: Arc<Breakers>,
     telemetry: Arc<Telemetry>,
+    /// One record per request (docs/request-log.md).
+    log: Arc<RequestLog>,
 }
 
-/// Where a request is in its life, for the counters.
+/// Where a request is in its life, for the counters and the request log.
 struct Progress {
     label: Option<String>,
+    /// The request's log record, filled in stage by stage (`None`: the log
+    /// is off).
+    record: Option<Draft>,
+    /// Where a streamed answer reports what it used.
+    stream_report: Option<stream::StreamReport>,
 }
 
 /// Counts a request whose caller went away before it was answered (its future
@@ -224,6 +241,7 @@ impl Executor {
         clock: Arc<dyn Clock>,
         state: Arc<SharedState>,
         spending: Arc<Spending>,
+        log: Arc<RequestLog>,
     ) -> Self {
         let ids: Vec<String> = config
             .providers
@@ -255,6 +273,7 @@ impl Executor {
             providers,
             state,
             spending,
+            log,
         }
     }
 
@@ -274,7 +293,7 @@ impl Executor {
         &self.telemetry
     }
 
-    /// Routes one request for `entry`, and counts how it ended.
+    /// Routes one request for `entry`, and counts and logs how it ended.
     pub async fn serve(
         self: &Arc<Self>,
         entry: &Arc<DirectoryEntry>,
@@ -282,7 +301,25 @@ impl Executor {
     ) -> Result<Served, RouteError> {
         let team = &entry.team;
         let arrival = Instant::now();
-        let mut progress = Progress { label: None };
+        let record = self.log.enabled().then(|| {
+            let mut draft = Draft::new(
+                now_ms(),
+                team.name.clone(),
+                record::api_name(req.api),
+                req.stream,
+            );
+            draft.request.model = Some(req.model.clone());
+            draft.request.team = Some(team.name.clone());
+            if team.log_prompts {
+                draft.prompt = Some(req.body.clone());
+            }
+            draft
+        });
+        let mut progress = Progress {
+            label: None,
+            stream_report: record.as_ref().map(|_| stream::StreamReport::default()),
+            record,
+        };
         let abandoned = Abandoned {
             telemetry: &self.telemetry,
             team: &team.name,
@@ -320,6 +357,35 @@ impl Executor {
             fallback,
             cost_usd: cost,
         });
+        let result = match (progress.record.take(), result) {
+            (None, result) => result,
+            (Some(draft), Ok(Served::Complete { body, info })) => {
+                let outcome = record::served(&info, arrival);
+                self.log
+                    .submit(draft, record::attempts(&info.trail), outcome);
+                Ok(Served::Complete { body, info })
+            }
+            (Some(draft), Ok(Served::Stream { info, events })) => {
+                let events = record::logged_stream(
+                    events,
+                    self.log.clone(),
+                    draft,
+                    record::attempts(&info.trail),
+                    record::served(&info, arrival),
+                    progress.stream_report.take().unwrap_or_default(),
+                    arrival,
+                );
+                Ok(Served::Stream { info, events })
+            }
+            (Some(draft), Err(e)) => {
+                self.log.submit(
+                    draft,
+                    record::attempts(&e.trail),
+                    record::failed(&e, arrival),
+                );
+                Err(e)
+            }
+        };
         result.map_err(|mut e| {
             e.label = progress.label;
             e
@@ -361,16 +427,48 @@ impl Executor {
         let team_admission = self.admit_team(team, estimated_tokens).await?;
         // Decide: the team's policy, or the default standing in for it.
         let policy_request = decide::policy_request(&req, team, features.names());
-        let (mut plan, notes, candidates) = self
+        // With the log on, the metric values the policy reads are kept.
+        let recorder = progress
+            .record
+            .is_some()
+            .then(|| Arc::new(Recorder::new(snapshot.clone())));
+        let source: Arc<dyn crate::metrics::MetricSource> = match &recorder {
+            Some(r) => r.clone(),
+            None => snapshot,
+        };
+        let decided = self
             .decide(
                 entry,
                 &req.body,
                 policy_request,
                 built.candidates,
-                snapshot,
+                source,
                 window,
             )
-            .await?;
+            .await;
+        let candidates = decided.candidates;
+        if let Some(draft) = progress.record.as_mut() {
+            if let Some(request) = &decided.request {
+                let prompt = draft.prompt.take();
+                draft.request = crate::policy::spec::RequestSpec::from(request);
+                draft.prompt = prompt;
+            }
+            draft.metrics = recorder.map(|r| r.take()).unwrap_or_default();
+            draft.decision = Some(record::decision(
+                &decided.by,
+                decided.result.as_ref().map(|(p, n)| (p, n)).map_err(|_| ()),
+                &candidates,
+            ));
+        }
+        let (mut plan, notes) = match decided.result {
+            Ok(decision) => decision,
+            Err(e) => {
+                if let Some(draft) = progress.record.as_mut() {
+                    draft.candidates = candidates;
+                }
+                return Err(e);
+            }
+        };
         decide::offer_probes(&mut plan, &candidates, features.len());
         progress.label = Some(plan.label.clone());
         // Attempts, each served answer leaving with its settlement.
@@ -381,8 +479,14 @@ impl Executor {
             estimated_tokens,
             team_admission,
             notes,
+            stream_report: progress.stream_report.clone(),
         };
-        self.attempt(entry, &req, &context, &candidates, &built.accounts, plan)
-            .await
+        let served = self
+            .attempt(entry, &req, &context, &candidates, &built.accounts, &plan)
+            .await;
+        if let Some(draft) = progress.record.as_mut() {
+            draft.candidates = candidates;
+        }
+        served
     }
 }

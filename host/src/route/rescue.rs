@@ -99,6 +99,8 @@ impl Rescuer {
             estimated_tokens: self.estimated_tokens,
             team_admission: None,
             notes: crate::policy::Notes::default(),
+            // The relay holding this rescuer reports the rescue's usage.
+            stream_report: None,
         };
         while let Some((attempt, candidate)) = self.later.pop_front() {
             let config = &executor.config;
@@ -226,6 +228,7 @@ impl Rescuer {
                             reason: "rescue_diverged".into(),
                             message: Some(why),
                             retry_after_ms: None,
+                            latency_ms: None,
                         });
                         break;
                     }
@@ -240,6 +243,7 @@ impl Rescuer {
                     reason: format!("rescue_{}", kind.name()),
                     message: None,
                     retry_after_ms: None,
+                    latency_ms: None,
                 });
                 let settlement = executor.settlement(
                     &self.entry.team,
@@ -284,6 +288,7 @@ fn record(
         reason: format!("rescue_{}_{}", kind.name(), error.class.name()),
         message: Some(error.message.clone()),
         retry_after_ms: None,
+        latency_ms: None,
     }
 }
 

@@ -7,6 +7,7 @@
 
 use std::collections::VecDeque;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{Stream, StreamExt, stream};
@@ -42,6 +43,54 @@ struct Relay {
     rescues: Vec<Value>,
     rescue_trail: Vec<AttemptRecord>,
     earlier: Option<(Usage, f64, bool)>,
+    /// What the stream used, for the request log (when it is on).
+    report: Option<StreamReport>,
+}
+
+/// What a stream used, summed over its attempts (a rescued stream's broken
+/// ones included), filled in as each is settled: read by the request log
+/// when the stream ends.
+#[derive(Clone, Default)]
+pub struct StreamReport(Arc<Mutex<StreamTotals>>);
+
+/// The sums of a [`StreamReport`].
+#[derive(Debug, Clone, Default)]
+pub struct StreamTotals {
+    pub usage: Option<Usage>,
+    pub cost_usd: Option<f64>,
+    pub estimated: bool,
+    /// Another candidate continued the stream after it broke.
+    pub rescued: bool,
+    /// The account and model that served last.
+    pub provider: String,
+    pub model: String,
+}
+
+impl StreamReport {
+    fn settled(&self, provider: &str, model: &str, tally: &Tally) {
+        let mut t = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(u) = tally.usage {
+            let sum = t.usage.get_or_insert_with(Usage::default);
+            sum.prompt_tokens += u.prompt_tokens;
+            sum.completion_tokens += u.completion_tokens;
+            sum.cached_tokens += u.cached_tokens;
+        }
+        if let Some(c) = tally.cost_usd {
+            *t.cost_usd.get_or_insert(0.0) += c;
+        }
+        t.estimated |= tally.estimated;
+        provider.clone_into(&mut t.provider);
+        model.clone_into(&mut t.model);
+    }
+
+    fn rescued(&self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).rescued = true;
+    }
+
+    /// The sums so far.
+    pub fn totals(&self) -> StreamTotals {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 /// The text the caller has received so far (first choice only).
@@ -165,6 +214,9 @@ impl Relay {
             tally.cost_usd = Some(self.model.cost(&usage));
             tally.estimated = true;
         }
+        if let Some(report) = &self.report {
+            report.settled(&settlement.provider, &settlement.model, &tally);
+        }
         settlement.settle(tally);
         tally
             .usage
@@ -208,6 +260,7 @@ impl Relay {
             reason: "stream_broken".into(),
             message: Some(why.clone()),
             retry_after_ms: None,
+            latency_ms: None,
         });
         let rescued = rescuer
             .rescue(&self.answer.text, &mut self.rescue_trail)
@@ -217,6 +270,9 @@ impl Relay {
             return Some(StreamEvent::Broken(why));
         };
         tracing::info!(provider = %r.provider, model = %r.model_name, kind = r.kind.name(), "stream rescued after it broke mid-answer");
+        if let Some(report) = &self.report {
+            report.rescued();
+        }
         self.rescues.push(json!({
             "kind": r.kind.name(), "provider": r.provider, "model": r.model_name,
         }));
@@ -262,6 +318,9 @@ impl Drop for Relay {
     /// A stream the caller abandoned still owes what it used so far.
     fn drop(&mut self) {
         if let Some(settlement) = self.settlement.take() {
+            if let Some(report) = &self.report {
+                report.settled(&settlement.provider, &settlement.model, &self.tally);
+            }
             settlement.settle(self.tally);
         }
     }
@@ -270,6 +329,7 @@ impl Drop for Relay {
 /// The events of a streamed answer (`info`: the routing info, as JSON): `head` (chunks already received, the
 /// first content chunk among them), then the rest of the upstream; a
 /// `rescuer` continues it elsewhere if it breaks after content.
+#[allow(clippy::too_many_arguments)]
 pub fn relay(
     info: Value,
     head: Vec<Value>,
@@ -278,6 +338,7 @@ pub fn relay(
     idle_timeout: Duration,
     settlement: Settlement,
     rescuer: Option<Rescuer>,
+    report: Option<StreamReport>,
 ) -> EventStream {
     let relay = Relay {
         head: head.into(),
@@ -292,6 +353,7 @@ pub fn relay(
         rescues: Vec::new(),
         rescue_trail: Vec::new(),
         earlier: None,
+        report,
     };
     Box::pin(stream::unfold(relay, |mut relay| async move {
         // Ended: the settlement went with the last event.

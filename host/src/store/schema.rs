@@ -63,4 +63,23 @@ pub(super) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX spend_by_team ON spend (team, day);
     CREATE INDEX spend_by_account ON spend (account, day);",
+    // 4: the request log: one record per request the executor handled
+    // (docs/request-log.md). The columns are what the admin API filters on;
+    // `record` is the whole record as JSON (its schema versioned inside).
+    "CREATE TABLE request_log (
+        seq INTEGER PRIMARY KEY,      -- insertion order: the paging cursor
+        id TEXT NOT NULL,             -- the record id (also in `record`)
+        time_ms INTEGER NOT NULL,     -- arrival, Unix milliseconds
+        team TEXT NOT NULL,
+        api TEXT NOT NULL,
+        model TEXT NOT NULL,          -- the model the caller asked for
+        provider TEXT,                -- the account that served it, if any
+        served_model TEXT,
+        status INTEGER NOT NULL,      -- the HTTP status the caller got
+        label TEXT,                   -- the policy's label for its plan
+        record TEXT NOT NULL
+    );
+    -- One index: every extra one is a b-tree insert per request. Age
+    -- retention walks `seq` (arrival order); an `id` lookup scans.
+    CREATE INDEX request_log_by_team ON request_log (team, seq);",
 ];

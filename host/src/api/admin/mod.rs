@@ -8,7 +8,9 @@
 //! - [`teams`]: teams, their allow-lists and ZDR, and their keys.
 //! - [`policies`]: policy uploads, versions, activation, rollback, config.
 //! - [`spend`]: spend, baseline spend and savings by model and policy label.
+//! - [`log`]: the request log, filtered and paged.
 
+pub mod log;
 pub mod policies;
 pub mod spend;
 pub mod teams;
@@ -104,6 +106,7 @@ pub async fn prometheus(State(state): State<AppState>) -> Response {
     extra.extend(state.load.families());
     extra.extend(state.shared.families());
     extra.extend(state.spending.families());
+    extra.extend(state.log.families());
     let body = state.telemetry.render(&extra);
     let mut response = body.into_response();
     response.headers_mut().insert(

@@ -1,0 +1,644 @@
+//! The request log: one record per request the executor handled — what was
+//! asked, the candidates and metric values the policy saw, its plan, every
+//! attempt, and what the caller received (docs/request-log.md holds the
+//! schema, versioned by [`SCHEMA`]).
+//!
+//! Recording never blocks a request: the executor hands a finished
+//! [`Draft`] over (a push onto a shared buffer); a writer thread turns the
+//! drafts into JSON and writes them in one transaction per interval, prunes
+//! by age and size, and keeps (up to `[log] max_pending`) what the store
+//! refused until it accepts writes again. A record's decision inputs have
+//! the shape of a `switchyard policy test` case, so a logged decision
+//! replays as one.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use switchyard_wire::CanonicalRequest;
+
+use crate::config::LogSettings;
+use crate::metrics::MetricSource;
+use crate::policy::Candidate;
+use crate::policy::spec::{CandidateSpec, MetricSpec, RequestSpec};
+use crate::store::{LogRow, Store};
+use crate::telemetry::Family;
+
+/// The record schema this build writes (`schema` in every record). A
+/// reader refuses a record whose schema it does not know.
+pub const SCHEMA: u32 = 1;
+
+/// One request, as logged and exported (one JSONL line).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// [`SCHEMA`].
+    pub schema: u32,
+    /// Unique id of the record (32 hex digits).
+    pub id: String,
+    /// Arrival at the gateway, Unix milliseconds.
+    pub time_ms: u64,
+    pub team: String,
+    /// `chat`, `responses` or `messages`.
+    pub api: String,
+    pub stream: bool,
+    /// What the policy was told of the request (a case file's `request`);
+    /// `prompt`/`system` only for a team whose prompts the operator logs.
+    pub request: RequestSpec,
+    /// The candidates offered to the policy, after the hard filters.
+    #[serde(default)]
+    pub candidates: Vec<CandidateSpec>,
+    /// The metric values the policy read: `{ id: { "name@seconds": value } }`.
+    #[serde(default)]
+    pub metrics: MetricSpec,
+    /// What the policy decided (absent when the request ended before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<Decision>,
+    /// Every attempt, in order, skipped ones included.
+    #[serde(default)]
+    pub attempts: Vec<Attempt>,
+    /// What the caller received.
+    pub result: Outcome,
+}
+
+/// What the policy returned for a request.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    /// `default`, or the team plugin's version label (`v3`).
+    pub policy: String,
+    /// The contract version it ran on (`0.2.0`).
+    pub contract: String,
+    /// Wall time of the decision, microseconds.
+    pub decision_us: u64,
+    /// The plan's label; absent when the policy refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub explanation: Vec<String>,
+    /// The plan as the policy returned it (before the gateway moved a
+    /// half-open candidate first to probe it).
+    #[serde(default)]
+    pub plan: Vec<PlanStep>,
+    /// The team plugin that faulted, when the default decided in its place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stood_in_for: Option<String>,
+    /// That plugin's fault kind (`trap`, `deadline`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<String>,
+}
+
+/// One attempt of a plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanStep {
+    /// The candidate's id.
+    pub candidate: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub strip: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u8>,
+}
+
+/// One attempt made (or skipped).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub provider: String,
+    pub model: String,
+    /// The provider's HTTP status, when it answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// `ok`, or why it failed or was skipped.
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Call sent → answer (a stream: its first content), or → failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
+}
+
+/// What the caller received.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    /// The HTTP status of the answer (200 for a stream that started).
+    pub status: u16,
+    /// The error code, when the request failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// The account and model that served (after a rescue: the last one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Features removed from the request before the serving attempt.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stripped: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_tokens: Option<u64>,
+    /// What the answer cost, US dollars.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
+    /// The gateway estimated the usage (a stream that broke before the
+    /// provider reported it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub usage_estimated: bool,
+    /// Arrival → the answer's end (a stream: its last event).
+    pub duration_ms: f64,
+    /// Arrival → the first content a streaming caller received.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttft_ms: Option<f64>,
+    /// The stream broke after content and was not continued.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stream_broken: bool,
+    /// The stream broke and another candidate continued it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rescued: bool,
+    /// The caller went away before the answer ended.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub client_closed: bool,
+}
+
+/// Milliseconds with microsecond precision, for durations in a record.
+pub fn millis(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+/// A metric value a decision read.
+#[derive(Debug, Clone)]
+struct Seen {
+    candidate: String,
+    name: String,
+    window: u32,
+    value: f64,
+}
+
+/// A metric source that remembers what the policy read, for the record.
+pub struct Recorder {
+    inner: Arc<dyn MetricSource>,
+    seen: Mutex<Vec<Seen>>,
+}
+
+impl Recorder {
+    pub fn new(inner: Arc<dyn MetricSource>) -> Self {
+        Self {
+            inner,
+            seen: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// What was read, as a record's `metrics` (values without data left out).
+    pub fn take(&self) -> MetricSpec {
+        let seen = std::mem::take(&mut *self.seen.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut spec = MetricSpec::new();
+        for s in seen {
+            spec.entry(s.candidate)
+                .or_default()
+                .insert(format!("{}@{}", s.name, s.window), s.value);
+        }
+        spec
+    }
+}
+
+impl MetricSource for Recorder {
+    fn metric(&self, candidate: &str, name: &str, window_secs: u32) -> Option<f64> {
+        let value = self.inner.metric(candidate, name, window_secs)?;
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Seen {
+                candidate: candidate.to_owned(),
+                name: name.to_owned(),
+                window: window_secs,
+                value,
+            });
+        Some(value)
+    }
+
+    fn metric_each(&self, candidates: &[String], name: &str, window_secs: u32, out: &mut Vec<f64>) {
+        let start = out.len();
+        self.inner.metric_each(candidates, name, window_secs, out);
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        for (candidate, value) in candidates.iter().zip(&out[start..]) {
+            if value.is_finite() {
+                seen.push(Seen {
+                    candidate: candidate.clone(),
+                    name: name.to_owned(),
+                    window: window_secs,
+                    value: *value,
+                });
+            }
+        }
+    }
+}
+
+/// A record being filled in as the request passes the executor's stages.
+/// Typed until the writer thread serialises it.
+pub struct Draft {
+    pub id: u128,
+    pub time_ms: u64,
+    pub team: String,
+    pub api: &'static str,
+    pub stream: bool,
+    pub request: RequestSpec,
+    /// The request, when the team's prompts are logged: the writer cuts its
+    /// last user turn and system prompt to `[log] prompt_bytes`.
+    pub prompt: Option<Arc<CanonicalRequest>>,
+    pub candidates: Vec<Candidate>,
+    pub metrics: MetricSpec,
+    pub decision: Option<Decision>,
+}
+
+impl Draft {
+    /// A record of a request that arrived at `time_ms`.
+    pub fn new(time_ms: u64, team: String, api: &'static str, stream: bool) -> Self {
+        Draft {
+            id: (u128::from(fastrand::u64(..)) << 64) | u128::from(fastrand::u64(..)),
+            time_ms,
+            team,
+            api,
+            stream,
+            request: RequestSpec::default(),
+            prompt: None,
+            candidates: Vec::new(),
+            metrics: MetricSpec::new(),
+            decision: None,
+        }
+    }
+
+    /// The record id, as records show it.
+    pub fn id_text(&self) -> String {
+        format!("{:032x}", self.id)
+    }
+}
+
+/// A finished record waiting for the writer.
+struct Finished {
+    draft: Draft,
+    attempts: Vec<Attempt>,
+    outcome: Outcome,
+}
+
+impl Finished {
+    fn into_row(self, prompt_bytes: usize) -> Result<LogRow, serde_json::Error> {
+        let Finished {
+            draft,
+            attempts,
+            outcome,
+        } = self;
+        let id = draft.id_text();
+        let mut request = draft.request;
+        if let Some(body) = &draft.prompt {
+            let signals = switchyard_wire::content::Signals::of(body, prompt_bytes);
+            request.prompt = signals.last_user;
+            request.system = signals.system;
+        }
+        let record = Record {
+            schema: SCHEMA,
+            id: id.clone(),
+            time_ms: draft.time_ms,
+            team: draft.team,
+            api: draft.api.to_owned(),
+            stream: draft.stream,
+            candidates: draft.candidates.iter().map(CandidateSpec::from).collect(),
+            metrics: draft.metrics,
+            decision: draft.decision,
+            attempts,
+            result: outcome,
+            request,
+        };
+        Ok(LogRow {
+            record: serde_json::to_string(&record)?,
+            id,
+            time_ms: record.time_ms,
+            team: record.team,
+            api: record.api,
+            model: record.request.model.unwrap_or_default(),
+            provider: record.result.provider,
+            served_model: record.result.model,
+            status: record.result.status,
+            label: record.decision.and_then(|d| d.label),
+        })
+    }
+}
+
+/// Counters of the writer, for `/metrics`.
+#[derive(Default)]
+struct Counters {
+    written: AtomicU64,
+    dropped: AtomicU64,
+    errors: AtomicU64,
+    pending: AtomicU64,
+    pruned: AtomicU64,
+    bytes: AtomicU64,
+}
+
+/// A request to write now, answered when done.
+struct FlushRequest(mpsc::SyncSender<Result<(), String>>);
+
+/// The request log: the buffer the executor pushes onto and its writer.
+pub struct RequestLog {
+    settings: LogSettings,
+    buffer: Arc<Mutex<Vec<Finished>>>,
+    tx: Mutex<Option<mpsc::Sender<FlushRequest>>>,
+    counters: Arc<Counters>,
+}
+
+/// Records are written at least this often.
+const WRITE_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Retention runs this often (and once at start).
+const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
+
+impl RequestLog {
+    /// The log of `settings`, writing to `store` (nothing when disabled).
+    pub fn start(settings: LogSettings, store: Arc<Store>) -> RequestLog {
+        let log = RequestLog {
+            buffer: Arc::new(Mutex::new(Vec::new())),
+            tx: Mutex::new(None),
+            counters: Arc::new(Counters::default()),
+            settings,
+        };
+        if !log.settings.enabled {
+            return log;
+        }
+        let (tx, rx) = mpsc::channel::<FlushRequest>();
+        let (buffer, counters, settings) = (
+            log.buffer.clone(),
+            log.counters.clone(),
+            log.settings.clone(),
+        );
+        let spawned = std::thread::Builder::new()
+            .name("request-log".into())
+            .spawn(move || writer(&store, &settings, &buffer, &rx, &counters));
+        match spawned {
+            Ok(_) => *log.tx.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx),
+            Err(e) => tracing::error!(error = %e, "cannot start the request log writer"),
+        }
+        log
+    }
+
+    /// A log that records nothing.
+    pub fn disabled() -> RequestLog {
+        RequestLog {
+            settings: LogSettings {
+                enabled: false,
+                ..LogSettings::default()
+            },
+            buffer: Arc::new(Mutex::new(Vec::new())),
+            tx: Mutex::new(None),
+            counters: Arc::new(Counters::default()),
+        }
+    }
+
+    /// Whether requests are recorded.
+    pub fn enabled(&self) -> bool {
+        self.settings.enabled
+    }
+
+    /// Hands a finished record to the writer. Never waits on the store;
+    /// beyond `max_pending` waiting records (the store refusing writes) the
+    /// record is dropped and counted.
+    pub fn submit(&self, draft: Draft, attempts: Vec<Attempt>, outcome: Outcome) {
+        if !self.settings.enabled {
+            return;
+        }
+        let mut buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
+        let waiting = buffer.len() as u64 + self.counters.pending.load(Ordering::Relaxed);
+        if waiting >= self.settings.max_pending as u64 {
+            drop(buffer);
+            if self.counters.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
+                tracing::error!(
+                    max_pending = self.settings.max_pending,
+                    "the request log is full (the store refuses writes); dropping records, counted in switchyard_request_log_dropped_total"
+                );
+            }
+            return;
+        }
+        buffer.push(Finished {
+            draft,
+            attempts,
+            outcome,
+        });
+    }
+
+    /// Writes what is waiting now (an admin read sees every request answered
+    /// before it).
+    pub fn flush(&self) -> Result<(), String> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        let sent = {
+            let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
+            match tx.as_ref() {
+                Some(tx) => tx.send(FlushRequest(reply)).is_ok(),
+                None => return Ok(()),
+            }
+        };
+        if !sent {
+            return Err("the request log writer is gone".into());
+        }
+        answer
+            .recv_timeout(Duration::from_secs(10))
+            .map_err(|_| "the request log writer did not answer".to_string())?
+    }
+
+    /// The writer's counters for `/metrics`.
+    pub fn families(&self) -> Vec<Family> {
+        let c = &self.counters;
+        let one = |v: &AtomicU64| vec![(Vec::new(), v.load(Ordering::Relaxed) as f64)];
+        vec![
+            Family {
+                name: "switchyard_request_log_records_total",
+                help: "Request log records written to the store.",
+                kind: "counter",
+                labels: &[],
+                samples: one(&c.written),
+            },
+            Family {
+                name: "switchyard_request_log_dropped_total",
+                help: "Request log records dropped because [log] max_pending records were already waiting for a store that refused writes.",
+                kind: "counter",
+                labels: &[],
+                samples: one(&c.dropped),
+            },
+            Family {
+                name: "switchyard_request_log_write_errors_total",
+                help: "Request log batches the store refused (kept and retried).",
+                kind: "counter",
+                labels: &[],
+                samples: one(&c.errors),
+            },
+            Family {
+                name: "switchyard_request_log_pending",
+                help: "Request log records waiting to be written.",
+                kind: "gauge",
+                labels: &[],
+                samples: one(&c.pending),
+            },
+            Family {
+                name: "switchyard_request_log_pruned_total",
+                help: "Request log records deleted by retention ([log] max_age, max_mib).",
+                kind: "counter",
+                labels: &[],
+                samples: one(&c.pruned),
+            },
+            Family {
+                name: "switchyard_request_log_bytes",
+                help: "Bytes of record JSON the request log holds.",
+                kind: "gauge",
+                labels: &[],
+                samples: one(&c.bytes),
+            },
+        ]
+    }
+}
+
+fn writer(
+    store: &Store,
+    settings: &LogSettings,
+    buffer: &Mutex<Vec<Finished>>,
+    rx: &mpsc::Receiver<FlushRequest>,
+    counters: &Counters,
+) {
+    let mut bytes = store.log_bytes().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "cannot measure the request log");
+        0
+    });
+    let mut rows: Vec<LogRow> = Vec::new();
+    let mut failing = false;
+    let mut last_prune: Option<Instant> = None;
+    loop {
+        let (flush, closed) = match rx.recv_timeout(WRITE_INTERVAL) {
+            Ok(request) => (Some(request), false),
+            Err(mpsc::RecvTimeoutError::Timeout) => (None, false),
+            Err(mpsc::RecvTimeoutError::Disconnected) => (None, true),
+        };
+        let taken = std::mem::take(&mut *buffer.lock().unwrap_or_else(|e| e.into_inner()));
+        for finished in taken {
+            match finished.into_row(settings.prompt_bytes) {
+                Ok(row) => rows.push(row),
+                Err(e) => tracing::error!(error = %e, "cannot serialise a request log record"),
+            }
+        }
+        counters.pending.store(rows.len() as u64, Ordering::Relaxed);
+        let mut result = Ok(());
+        if !rows.is_empty() {
+            match store.insert_log(&rows) {
+                Ok(written) => {
+                    bytes += written;
+                    counters
+                        .written
+                        .fetch_add(rows.len() as u64, Ordering::Relaxed);
+                    rows.clear();
+                    counters.pending.store(0, Ordering::Relaxed);
+                    if failing {
+                        failing = false;
+                        tracing::info!("request log writes succeed again; kept records written");
+                    }
+                }
+                Err(e) => {
+                    counters.errors.fetch_add(1, Ordering::Relaxed);
+                    if !failing {
+                        failing = true;
+                        tracing::error!(error = %e, records = rows.len(), "cannot write the request log; keeping the records and retrying");
+                    }
+                    result = Err(e.to_string());
+                }
+            }
+        }
+        if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_INTERVAL) {
+            last_prune = Some(Instant::now());
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            let before = now_ms.saturating_sub(settings.max_age.as_millis() as u64);
+            match store.prune_log(before, bytes, settings.max_bytes) {
+                Ok((records, freed)) => {
+                    bytes = bytes.saturating_sub(freed);
+                    counters.pruned.fetch_add(records, Ordering::Relaxed);
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot prune the request log"),
+            }
+        }
+        counters.bytes.store(bytes, Ordering::Relaxed);
+        if let Some(FlushRequest(reply)) = flush {
+            let _ = reply.send(result);
+        }
+        if closed {
+            if !rows.is_empty() {
+                tracing::error!(
+                    records = rows.len(),
+                    "request log closed with records it could not write"
+                );
+            }
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{LogOrder, LogQuery};
+
+    fn outcome() -> Outcome {
+        Outcome {
+            status: 200,
+            duration_ms: 1.0,
+            ..Outcome::default()
+        }
+    }
+
+    #[test]
+    fn records_wait_while_the_store_refuses_them_and_the_overflow_is_counted() {
+        let dir = std::env::temp_dir().join(format!(
+            "switchyard-reqlog-{}-{:x}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("switchyard.db");
+        let store = Arc::new(Store::open(&path).expect("store"));
+        // Another connection takes the table away: every write fails.
+        let side = rusqlite::Connection::open(&path).expect("side connection");
+        side.execute_batch("ALTER TABLE request_log RENAME TO hidden")
+            .expect("hide");
+        let settings = LogSettings {
+            max_pending: 3,
+            ..LogSettings::default()
+        };
+        let log = RequestLog::start(settings, store.clone());
+        for _ in 0..5 {
+            log.submit(
+                Draft::new(1, "t".into(), "chat", false),
+                Vec::new(),
+                outcome(),
+            );
+        }
+        assert!(log.flush().is_err(), "the store refuses the batch");
+        let c = &log.counters;
+        assert_eq!(c.dropped.load(Ordering::Relaxed), 2);
+        assert!(c.errors.load(Ordering::Relaxed) >= 1);
+        assert_eq!(c.pending.load(Ordering::Relaxed), 3);
+        // The store accepts writes again: the kept records are written.
+        side.execute_batch("ALTER TABLE hidden RENAME TO request_log")
+            .expect("restore");
+        log.flush().expect("written");
+        let all = LogQuery {
+            order: LogOrder::Oldest,
+            limit: 10,
+            ..LogQuery::default()
+        };
+        let rows = store.query_log(&all).expect("read");
+        assert_eq!(rows.len(), 3);
+        let record: Record = serde_json::from_str(&rows[0].1).expect("schema");
+        assert_eq!((record.schema, record.result.status), (SCHEMA, 200));
+        assert_eq!(c.written.load(Ordering::Relaxed), 3);
+    }
+}
