@@ -15,6 +15,9 @@
 # per request answered. Then measures the gateway's resident memory idle and
 # while 1,000 streams are open at once.
 #
+# REQUEST_LOG=false runs the gateway with the request log off ([log] enabled),
+# to measure what the log costs on the request path (default: on, as shipped).
+#
 # BIN=path/to/switchyard measures another build of the gateway (e.g. the one
 # before a change, built from another checkout), so two builds can be compared
 # in one session, alternating runs.
@@ -32,6 +35,7 @@ MOCK_PORT=${MOCK_PORT:-9501}
 GATEWAY_PORT=${GATEWAY_PORT:-9502}
 MEM_MOCK_PORT=${MEM_MOCK_PORT:-9503}
 MEM_GATEWAY_PORT=${MEM_GATEWAY_PORT:-9504}
+REQUEST_LOG=${REQUEST_LOG:-true}
 
 if ! command -v wrk >/dev/null || ! command -v ss >/dev/null || ! command -v curl >/dev/null; then
   echo "== installing wrk, iproute2 and curl (Debian packages)"
@@ -76,6 +80,9 @@ key_sha256 = ["$key_sha"]
 
 [store]
 path = "$work/switchyard-$1.db"
+
+[log]
+enabled = $REQUEST_LOG
 TOML
 }
 
