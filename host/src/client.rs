@@ -31,8 +31,8 @@ impl AdminClient {
         }
     }
 
-    /// `{base}/admin/v1/teams/{team}/{rest...}`, each segment escaped.
-    fn team_url(&self, team: &str, rest: &[&str]) -> Result<reqwest::Url, ClientError> {
+    /// `{base}/admin/v1/{segments...}`, each segment escaped.
+    fn url(&self, segments: &[&str]) -> Result<reqwest::Url, ClientError> {
         let bad = |problem: String| ClientError::BadUrl {
             url: self.base.clone(),
             problem,
@@ -41,9 +41,16 @@ impl AdminClient {
         url.path_segments_mut()
             .map_err(|()| bad("it cannot take a path".into()))?
             .pop_if_empty()
-            .extend(["admin", "v1", "teams", team])
-            .extend(rest);
+            .extend(["admin", "v1"])
+            .extend(segments);
         Ok(url)
+    }
+
+    /// `{base}/admin/v1/teams/{team}/{rest...}`, each segment escaped.
+    fn team_url(&self, team: &str, rest: &[&str]) -> Result<reqwest::Url, ClientError> {
+        let mut segments = vec!["teams", team];
+        segments.extend_from_slice(rest);
+        self.url(&segments)
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value, ClientError> {
@@ -144,17 +151,40 @@ impl AdminClient {
 
     /// One page of the request log (`GET /admin/v1/log` with `query`).
     pub async fn log_page(&self, query: &[(&str, String)]) -> Result<Value, ClientError> {
-        let bad = |problem: String| ClientError::BadUrl {
-            url: self.base.clone(),
-            problem,
-        };
-        let mut url = reqwest::Url::parse(&self.base).map_err(|e| bad(e.to_string()))?;
-        url.path_segments_mut()
-            .map_err(|()| bad("it cannot take a path".into()))?
-            .pop_if_empty()
-            .extend(["admin", "v1", "log"]);
+        let mut url = self.url(&["log"])?;
         url.query_pairs_mut()
             .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
         self.send(self.http.get(url)).await
+    }
+
+    /// Attaches a version as the team's shadow, deciding on `sample` of its
+    /// requests.
+    pub async fn shadow_attach(
+        &self,
+        team: &str,
+        version: u32,
+        sample: f64,
+    ) -> Result<Value, ClientError> {
+        let body = serde_json::json!({ "version": version, "sample": sample });
+        self.send(self.http.put(self.team_url(team, &["shadow"])?).json(&body))
+            .await
+    }
+
+    /// The team's shadow and what it decided since it was attached.
+    pub async fn shadow(&self, team: &str) -> Result<Value, ClientError> {
+        self.send(self.http.get(self.team_url(team, &["shadow"])?))
+            .await
+    }
+
+    /// Detaches the team's shadow.
+    pub async fn shadow_detach(&self, team: &str) -> Result<Value, ClientError> {
+        self.send(self.http.delete(self.team_url(team, &["shadow"])?))
+            .await
+    }
+
+    /// Makes the team's shadow its active version.
+    pub async fn shadow_promote(&self, team: &str) -> Result<Value, ClientError> {
+        self.send(self.http.post(self.team_url(team, &["shadow", "promote"])?))
+            .await
     }
 }
