@@ -104,9 +104,40 @@ echo "$out"
 grep -q "^policy v1 (0.2.0)" <<<"$out"
 grep -q "^first attempt: " <<<"$out"
 
+echo "== README changing a policy safely"
+for i in 1 2 3; do
+  curl -fsS "$base/v1/chat/completions" -H "Authorization: Bearer $key" \
+    -H "Content-Type: application/json" \
+    -d '{"model": "auto", "messages": [{"role": "user", "content": "Summarise: hello"}]}' >/dev/null
+done
+"$bin" log export --team growth --since 7d > "$store_dir/growth.jsonl"
+out=$("$bin" policy replay builtin:default --log "$store_dir/growth.jsonl" --out "$store_dir/decisions.jsonl")
+echo "$out"
+grep -q "^agreement with the live decisions" <<<"$out"
+python3 -c 'import json,sys; rows=[json.loads(l) for l in open(sys.argv[1])]; assert len(rows) >= 3 and all(r["plan"] for r in rows), rows' "$store_dir/decisions.jsonl"
+"$bin" policy replay builtin:default --url "$base" --team growth --since 1d --json \
+  | python3 -c 'import json,sys; b=json.load(sys.stdin); assert b["replayed"] >= 3 and not b["faults"], b'
+"$bin" policy push --team growth builtin:default --no-activate --notes "candidate"
+"$bin" policy list --team growth
+"$bin" policy shadow attach --team growth 3 --sample 0.5
+for i in 1 2 3 4; do
+  curl -fsS "$base/v1/chat/completions" -H "Authorization: Bearer $key" \
+    -H "Content-Type: application/json" \
+    -d '{"model": "auto", "messages": [{"role": "user", "content": "Classify: hello"}], "metadata": {"step_type": "classification"}}' >/dev/null
+done
+out=$("$bin" policy shadow status --team growth)
+echo "$out"
+grep -q "shadow v3 beside v1" <<<"$out"
+out=$("$bin" policy shadow promote --team growth)
+echo "$out"
+grep -q "active:      v3" <<<"$out"
+out=$("$bin" policy rollback --team growth)
+echo "$out"
+grep -q "active:      v1 (intent-router" <<<"$out"
+
 echo "== graceful stop"
 kill -TERM $pid
 wait $pid
 grep -q "stopped" "$log"
-echo "README examples: 5 passed, 0 failed"
+echo "README examples: 6 passed, 0 failed"
 

@@ -3,6 +3,7 @@
 //! the very same command (as a compile worker, or a gateway in its own
 //! process).
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use std::time::Duration;
 use crate::client::{AdminClient, ClientError};
 use crate::config::Config;
 use crate::policy::{DEFAULT_POLICY_WASM, Limits, Runtime};
+use crate::request_log::{self, Record};
 use crate::{api, harness};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -202,11 +204,107 @@ enum PolicyCommand {
         /// The request body (a JSON file; `-` reads standard input).
         request: PathBuf,
     },
+    /// Run a policy offline on logged decisions and compare it with what
+    /// was served: agreement (first attempt, whole plan), cost at the
+    /// recorded prices and token counts, traffic per model and label,
+    /// faults, decision time. Exits 1 if the policy faulted on any record.
+    Replay {
+        /// The policy component (.wasm), or `builtin:default` for the bundled one.
+        plugin: String,
+        /// A request log exported by `switchyard log export` (JSON Lines;
+        /// `-` reads standard input).
+        #[arg(long, conflicts_with = "url", required_unless_present = "url")]
+        log: Option<PathBuf>,
+        /// Read the log from this gateway's admin API instead.
+        #[arg(long)]
+        url: Option<String>,
+        /// The admin token (or the team's admin token) for --url.
+        #[arg(long, env = "SWITCHYARD_ADMIN_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// With --url: only this team's records (required with a team
+        /// admin token). With --log: only this team's lines.
+        #[arg(long)]
+        team: Option<String>,
+        /// With --url: records from this age (`30m`, `12h`, `7d`) or Unix
+        /// millisecond on.
+        #[arg(long, requires = "url")]
+        since: Option<String>,
+        /// With --url: records before this age or Unix millisecond.
+        #[arg(long, requires = "url")]
+        until: Option<String>,
+        /// The team config the policy gets (a JSON file); default `{}` (a
+        /// log does not record it).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Prompt text (when the log holds it) is cut to this many bytes
+        /// for a policy that reads content, as the gateway's
+        /// `content_text_bytes`.
+        #[arg(long, default_value_t = 4096)]
+        content_bytes: usize,
+        /// Write one line per replayed record (id, plan, label, score,
+        /// explanation, agreement, cost) to this file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
+    /// A team's shadow policy: an uploaded version deciding beside the
+    /// active one on live requests, never routing them.
+    Shadow {
+        #[command(subcommand)]
+        command: ShadowCommand,
+    },
     /// Re-activate the version a team used before the current one.
     Rollback {
         #[command(flatten)]
         admin: AdminArgs,
         /// The team.
+        #[arg(long)]
+        team: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ShadowCommand {
+    /// Attach one of the team's uploaded versions as its shadow (replacing
+    /// any attached before); its counts start afresh.
+    Attach {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[arg(long)]
+        team: String,
+        /// The version number (`switchyard policy list`).
+        version: u32,
+        /// Share of the team's requests it decides on, above 0 and at most 1.
+        #[arg(long, default_value_t = 1.0)]
+        sample: f64,
+    },
+    /// What the shadow decided since it was attached: agreement with the
+    /// live policy, estimated cost, faults, decision time.
+    Status {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[arg(long)]
+        team: String,
+        /// Print the gateway's JSON answer as is.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Detach the team's shadow.
+    Detach {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[arg(long)]
+        team: String,
+    },
+    /// Make the shadow the team's active version, in one call (`switchyard
+    /// policy rollback` returns to the version it replaced).
+    Promote {
+        #[command(flatten)]
+        admin: AdminArgs,
         #[arg(long)]
         team: String,
     },
@@ -229,39 +327,85 @@ impl AdminArgs {
     }
 }
 
-/// Pages through the request log, writing each record as a line; gives
-/// back how many were written.
-async fn export_log(
+/// Pages through the request log, oldest first, handing each record to
+/// `each`; gives back how many were read.
+async fn read_log(
     client: &AdminClient,
     mut query: Vec<(&str, String)>,
-    sink: &mut impl std::io::Write,
+    mut each: impl FnMut(Record) -> Result<()>,
 ) -> Result<u64> {
-    use crate::request_log::{Record, SCHEMA};
-    let mut written = 0;
+    let mut read = 0;
     loop {
         let page = client.log_page(&query).await?;
         let records = page["data"].as_array().cloned().unwrap_or_default();
         for value in records {
             let schema = value["schema"].as_u64().unwrap_or(0);
-            if schema != u64::from(SCHEMA) {
+            if schema != u64::from(request_log::SCHEMA) {
                 anyhow::bail!(
-                    "the gateway wrote a record of schema {schema}; this switchyard reads schema {SCHEMA}: use the gateway's own version"
+                    "the gateway wrote a record of schema {schema}; this switchyard reads schema {}: use the gateway's own version",
+                    request_log::SCHEMA
                 );
             }
             let record: Record =
                 serde_json::from_value(value).context("a record does not match its schema")?;
-            serde_json::to_writer(&mut *sink, &record)?;
-            sink.write_all(b"\n")?;
-            written += 1;
+            each(record)?;
+            read += 1;
         }
         match page["next_cursor"].as_i64() {
             Some(cursor) if page["has_more"].as_bool() == Some(true) => {
                 query.retain(|(k, _)| *k != "cursor");
                 query.push(("cursor", cursor.to_string()));
             }
-            _ => return Ok(written),
+            _ => return Ok(read),
         }
     }
+}
+
+/// Reads an exported log line by line, handing each record to `each`; a
+/// line that is not a record of the schema this build reads stops it,
+/// naming the line.
+fn read_log_file(
+    input: impl std::io::BufRead,
+    name: &str,
+    mut each: impl FnMut(Record) -> Result<()>,
+) -> Result<u64> {
+    let mut read = 0;
+    for (n, line) in input.lines().enumerate() {
+        let line = line.with_context(|| format!("cannot read {name}"))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let record: Record = match serde_json::from_str(&line) {
+            Ok(record) => record,
+            Err(e) => {
+                #[derive(serde::Deserialize)]
+                struct Schema {
+                    schema: Option<u64>,
+                }
+                return Err(match serde_json::from_str::<Schema>(&line) {
+                    Ok(Schema { schema: Some(v) }) if v != u64::from(request_log::SCHEMA) => {
+                        anyhow::anyhow!(
+                            "{name} line {}: a record of schema {v}; this switchyard reads schema {}",
+                            n + 1,
+                            request_log::SCHEMA
+                        )
+                    }
+                    _ => anyhow::anyhow!("{name} line {}: not a request-log record: {e}", n + 1),
+                });
+            }
+        };
+        if record.schema != request_log::SCHEMA {
+            anyhow::bail!(
+                "{name} line {}: a record of schema {}; this switchyard reads schema {}",
+                n + 1,
+                record.schema,
+                request_log::SCHEMA
+            );
+        }
+        each(record)?;
+        read += 1;
+    }
+    Ok(read)
 }
 
 /// Runs one admin call on a small runtime.
@@ -499,6 +643,98 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        Command::Policy(PolicyCommand::Replay {
+            plugin,
+            log,
+            url,
+            token,
+            team,
+            since,
+            until,
+            config,
+            content_bytes,
+            out,
+            json,
+            limits,
+        }) => {
+            let config = match &config {
+                Some(path) => {
+                    let text = std::fs::read_to_string(path)
+                        .with_context(|| format!("cannot read {}", path.display()))?;
+                    Some(
+                        serde_json::from_str::<serde_json::Value>(&text)
+                            .with_context(|| format!("{} is not JSON", path.display()))?,
+                    )
+                }
+                None => None,
+            };
+            let runtime = Runtime::new(limits.limits(None))?;
+            let policy = runtime
+                .load(&read_plugin(&plugin)?)
+                .with_context(|| format!("cannot load {plugin}"))?;
+            let mut replay = crate::replay::Replay::new(policy, config, content_bytes);
+            let mut lines = match &out {
+                Some(path) => Some(std::io::BufWriter::new(
+                    std::fs::File::create(path)
+                        .with_context(|| format!("cannot create {}", path.display()))?,
+                )),
+                None => None,
+            };
+            let mut each = |record: Record| -> Result<()> {
+                if team.as_ref().is_some_and(|t| *t != record.team) {
+                    return Ok(());
+                }
+                if let (Some(line), Some(sink)) = (replay.record(&record), lines.as_mut()) {
+                    serde_json::to_writer(&mut *sink, &line)?;
+                    sink.write_all(b"\n")?;
+                }
+                Ok(())
+            };
+            match (&log, &url) {
+                (Some(path), _) if path.as_os_str() == "-" => {
+                    read_log_file(std::io::stdin().lock(), "standard input", &mut each)?;
+                }
+                (Some(path), _) => {
+                    let file = std::fs::File::open(path)
+                        .with_context(|| format!("cannot open {}", path.display()))?;
+                    read_log_file(
+                        std::io::BufReader::with_capacity(1 << 20, file),
+                        &path.display().to_string(),
+                        &mut each,
+                    )?;
+                }
+                (None, Some(url)) => {
+                    let token = token.as_deref().context(
+                        "--url needs --token (or SWITCHYARD_ADMIN_TOKEN): an admin token or the team's",
+                    )?;
+                    let mut query: Vec<(&str, String)> =
+                        vec![("order", "oldest".into()), ("limit", "1000".to_string())];
+                    query.extend(team.clone().map(|t| ("team", t)));
+                    query.extend(since.map(|t| ("since", t)));
+                    query.extend(until.map(|t| ("until", t)));
+                    let client = AdminClient::new(url, token);
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
+                    runtime.block_on(read_log(&client, query, &mut each))?;
+                }
+                (None, None) => anyhow::bail!("give the log: --log FILE, or --url URL"),
+            }
+            if let Some(mut sink) = lines {
+                sink.flush()?;
+            }
+            let summary = replay.finish();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            } else {
+                print!("{}", crate::replay::render(&summary));
+            }
+            Ok(if summary.faults.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Command::Policy(PolicyCommand::Push {
             admin,
             team,
@@ -625,13 +861,74 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            let records = runtime.block_on(export_log(&client, query, &mut sink))?;
+            let records = runtime.block_on(read_log(&client, query, |record| {
+                serde_json::to_writer(&mut sink, &record)?;
+                sink.write_all(b"\n")?;
+                Ok(())
+            }))?;
             std::io::Write::flush(&mut sink)?;
             if let Some(path) = out {
                 eprintln!("{records} records written to {}", path.display());
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Policy(PolicyCommand::Shadow { command }) => match command {
+            ShadowCommand::Attach {
+                admin,
+                team,
+                version,
+                sample,
+            } => {
+                admin_call(admin.client().shadow_attach(&team, version, sample))?;
+                println!(
+                    "team {team}: v{version} attached as the shadow, deciding on {:.0}% of requests",
+                    sample * 100.0
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            ShadowCommand::Status { admin, team, json } => {
+                let answer = admin_call(admin.client().shadow(&team))?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&answer)?);
+                    return Ok(ExitCode::SUCCESS);
+                }
+                let report: crate::replay::shadow::ShadowReport =
+                    serde_json::from_value(answer.clone())
+                        .context("the gateway's shadow report does not match this switchyard")?;
+                println!(
+                    "team {team}: shadow v{} beside {}, attached at {} (Unix seconds), deciding on {:.0}% of requests",
+                    report.version,
+                    answer["active_version"]
+                        .as_u64()
+                        .map_or("the default policy".to_string(), |v| format!("v{v}")),
+                    report.attached_at,
+                    report.sample * 100.0
+                );
+                if report.skipped_cpu_budget + report.skipped_queue_full > 0 {
+                    println!(
+                        "skipped: {} over the CPU budget, {} with the queue full",
+                        report.skipped_cpu_budget, report.skipped_queue_full
+                    );
+                }
+                println!();
+                print!("{}", crate::replay::render(&report.summary));
+                Ok(ExitCode::SUCCESS)
+            }
+            ShadowCommand::Detach { admin, team } => {
+                let answer = admin_call(admin.client().shadow_detach(&team))?;
+                println!(
+                    "team {team}: shadow v{} detached",
+                    answer["version"].as_u64().unwrap_or(0)
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            ShadowCommand::Promote { admin, team } => {
+                let answer = admin_call(admin.client().shadow_promote(&team))?;
+                println!("team {team}: shadow promoted");
+                print_policy(&answer);
+                Ok(ExitCode::SUCCESS)
+            }
+        },
         Command::Policy(PolicyCommand::Rollback { admin, team }) => {
             let answer = admin_call(admin.client().rollback(&team))?;
             println!("team {team} rolled back");

@@ -24,6 +24,7 @@ use arc_swap::ArcSwap;
 
 use crate::config::{Config, Team, hash_key};
 use crate::policy::{LoadError, Policy, Runtime, WarmPool, v0_2};
+use crate::replay::shadow::{Attachment, Shadow};
 use crate::store::{KeyScope, Store, StoreError, TeamRow};
 
 /// Where a team is declared.
@@ -64,6 +65,11 @@ pub struct DirectoryEntry {
     /// What the bundled policy is configured with while it stands in for
     /// the team's plugin (the default policy's config).
     pub standin: Arc<v0_2::Setup>,
+    /// The version attached as the team's shadow, deciding beside the
+    /// active policy on a sample of requests.
+    pub shadow: Option<Arc<Shadow>>,
+    /// Why the attached shadow version could not be loaded.
+    pub shadow_error: Option<String>,
 }
 
 impl DirectoryEntry {
@@ -460,7 +466,32 @@ impl Directory {
             } else {
                 setup.clone()
             };
+            // The shadow gets the team's own policy config, as an uploaded
+            // active version would (never the default policy's).
+            let shadow_config = if team.own_policy_config || record.active_version.is_some() {
+                team.policy_config.as_str()
+            } else {
+                "{}"
+            };
+            let content = team
+                .content_signals
+                .unwrap_or(self.config.plugins.content_uploaded);
+            let (shadow, shadow_error) = match self.shadow(
+                &record,
+                previous.team(&record.name),
+                shadow_config,
+                content,
+            ) {
+                Ok(shadow) => (shadow, None),
+                Err(TeamPolicyError::Store(e)) => return Err(e),
+                Err(TeamPolicyError::Load(version, e)) => {
+                    tracing::error!(team = %record.name, version, error = %e, "the shadow policy version does not load; the team has no shadow");
+                    (None, Some(format!("version {version} does not load: {e}")))
+                }
+            };
             let entry = Arc::new(DirectoryEntry {
+                shadow,
+                shadow_error,
                 setup,
                 standin,
                 team,
@@ -503,8 +534,11 @@ impl Directory {
         let in_use: std::collections::HashSet<String> = next
             .entries
             .values()
-            .filter_map(|t| t.policy.as_ref())
-            .map(|p| p.policy.sha256().to_string())
+            .flat_map(|t| {
+                let active = t.policy.as_ref().map(|p| p.policy.sha256());
+                let shadow = t.shadow.as_ref().map(|s| s.policy_sha256());
+                active.into_iter().chain(shadow).map(str::to_owned)
+            })
             .collect();
         {
             let mut compiled = self.lock_compiled();
@@ -559,6 +593,48 @@ impl Directory {
             set_aside: Mutex::new(record.set_aside.clone()),
             store: self.store.clone(),
         })))
+    }
+}
+
+impl Directory {
+    /// The team's shadow: the running one when its attachment and config
+    /// are unchanged (so its counts carry over), else a fresh one.
+    fn shadow(
+        &self,
+        record: &TeamRow,
+        running: Option<&Arc<DirectoryEntry>>,
+        config: &str,
+        content: bool,
+    ) -> Result<Option<Arc<Shadow>>, TeamPolicyError> {
+        let Some(row) = &record.shadow else {
+            return Ok(None);
+        };
+        let at = Attachment {
+            version: row.version,
+            sample: row.sample,
+            attached_at: row.attached_at,
+            seq: row.seq,
+        };
+        if let Some(s) = running.and_then(|t| t.shadow.as_ref())
+            && s.is(&at, config)
+        {
+            return Ok(Some(s.clone()));
+        }
+        let bytes = self
+            .store
+            .policy_component(&record.name, row.version)
+            .map_err(TeamPolicyError::Store)?;
+        let policy = self
+            .compile(&bytes)
+            .map_err(|e| TeamPolicyError::Load(row.version, e))?;
+        Ok(Some(Arc::new(Shadow::new(
+            &record.name,
+            at,
+            policy,
+            config,
+            content,
+            self.config.plugins.content_text_bytes,
+        ))))
     }
 }
 

@@ -74,6 +74,8 @@ pub enum AdminCode {
     PolicyCasesFailed,
     /// The team is declared in the config file, not the store.
     TeamInConfig,
+    /// A shadow must be another version than the active one.
+    ShadowIsActive,
 }
 
 /// The embedded store.
@@ -85,6 +87,8 @@ pub enum StoreCode {
     TeamExists,
     PolicyVersionNotFound,
     NothingToRollBack,
+    /// The team has no shadow policy attached.
+    NoShadow,
     KeyExists,
     KeyNotFound,
 }
@@ -193,6 +197,7 @@ impl ErrorCode {
                 AdminCode::CasesCpuExceeded => ("cases_cpu_exceeded", 422, INVALID),
                 AdminCode::PolicyCasesFailed => ("policy_cases_failed", 422, INVALID),
                 AdminCode::TeamInConfig => ("team_in_config", 409, INVALID),
+                AdminCode::ShadowIsActive => ("shadow_is_active", 409, INVALID),
             },
             ErrorCode::Store(c) => match c {
                 StoreCode::StoreUnavailable => ("store_unavailable", 503, SERVER),
@@ -200,6 +205,7 @@ impl ErrorCode {
                 StoreCode::TeamExists => ("team_exists", 409, INVALID),
                 StoreCode::PolicyVersionNotFound => ("policy_version_not_found", 404, NOT_FOUND),
                 StoreCode::NothingToRollBack => ("nothing_to_roll_back", 409, INVALID),
+                StoreCode::NoShadow => ("no_shadow", 404, NOT_FOUND),
                 StoreCode::KeyExists => ("key_exists", 409, INVALID),
                 StoreCode::KeyNotFound => ("key_not_found", 404, NOT_FOUND),
             },
@@ -265,11 +271,13 @@ mod tests {
             AdminCode::CasesCpuExceeded.into(),
             AdminCode::PolicyCasesFailed.into(),
             AdminCode::TeamInConfig.into(),
+            AdminCode::ShadowIsActive.into(),
             StoreCode::StoreUnavailable.into(),
             StoreCode::TeamNotFound.into(),
             StoreCode::TeamExists.into(),
             StoreCode::PolicyVersionNotFound.into(),
             StoreCode::NothingToRollBack.into(),
+            StoreCode::NoShadow.into(),
             StoreCode::KeyExists.into(),
             StoreCode::KeyNotFound.into(),
             ServerCode::Overloaded.into(),

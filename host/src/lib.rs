@@ -24,6 +24,7 @@ pub mod health;
 pub mod metrics;
 pub mod policy;
 pub mod providers;
+pub mod replay;
 pub mod request_log;
 pub mod route;
 pub mod scaffold;

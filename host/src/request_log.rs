@@ -59,6 +59,56 @@ pub struct Record {
     pub attempts: Vec<Attempt>,
     /// What the caller received.
     pub result: Outcome,
+    /// What the team's shadow policy decided on the same inputs, when one
+    /// was attached and this request was in its sample.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowDecision>,
+}
+
+/// A shadow policy's decision on a logged request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShadowDecision {
+    /// The shadow's version label (`v3`).
+    pub policy: String,
+    #[serde(flatten)]
+    pub decision: Replayed,
+}
+
+/// Another policy's decision on a logged request's inputs (the shadow's,
+/// or `switchyard policy replay`'s), compared with the live one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Replayed {
+    /// Its plan (empty when it refused or faulted).
+    #[serde(default)]
+    pub plan: Vec<PlanStep>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub explanation: Vec<String>,
+    /// Why there is no plan: a refusal (`refused:no-route`) or a fault
+    /// (`trap`, `deadline`, ...), with the policy's message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ReplayError>,
+    /// Its decision's wall time, microseconds.
+    pub decision_us: f64,
+    /// Its first attempt is the live decision's first attempt (both
+    /// refusing counts as agreeing).
+    pub agrees_first: bool,
+    /// Its whole plan is the live decision's plan, in order.
+    pub agrees_plan: bool,
+    /// Its first attempt's candidate at its recorded prices with the tokens
+    /// the served answer used; absent without recorded usage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
+}
+
+/// A replayed decision that produced no plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplayError {
+    pub kind: String,
+    pub message: String,
 }
 
 /// What the policy returned for a request.
@@ -277,46 +327,61 @@ impl Draft {
     pub fn id_text(&self) -> String {
         format!("{:032x}", self.id)
     }
-}
 
-/// A finished record waiting for the writer.
-struct Finished {
-    draft: Draft,
-    attempts: Vec<Attempt>,
-    outcome: Outcome,
-}
-
-impl Finished {
-    fn into_row(self, prompt_bytes: usize) -> Result<LogRow, serde_json::Error> {
-        let Finished {
-            draft,
-            attempts,
-            outcome,
-        } = self;
-        let id = draft.id_text();
-        let mut request = draft.request;
-        if let Some(body) = &draft.prompt {
+    /// The finished record: prompt text (when kept) cut to `prompt_bytes`.
+    pub fn finish(self, attempts: Vec<Attempt>, outcome: Outcome, prompt_bytes: usize) -> Record {
+        let id = self.id_text();
+        let mut request = self.request;
+        if let Some(body) = &self.prompt {
             let signals = switchyard_wire::content::Signals::of(body, prompt_bytes);
             request.prompt = signals.last_user;
             request.system = signals.system;
         }
-        let record = Record {
+        Record {
             schema: SCHEMA,
-            id: id.clone(),
-            time_ms: draft.time_ms,
-            team: draft.team,
-            api: draft.api.to_owned(),
-            stream: draft.stream,
-            candidates: draft.candidates.iter().map(CandidateSpec::from).collect(),
-            metrics: draft.metrics,
-            decision: draft.decision,
+            id,
+            time_ms: self.time_ms,
+            team: self.team,
+            api: self.api.to_owned(),
+            stream: self.stream,
+            candidates: self.candidates.iter().map(CandidateSpec::from).collect(),
+            metrics: self.metrics,
+            decision: self.decision,
             attempts,
             result: outcome,
             request,
+            shadow: None,
+        }
+    }
+}
+
+/// A finished record waiting for the writer: as the executor left it (the
+/// writer builds the record), or built already (by the shadow stage). The
+/// common variant is the large one; boxing it would cost an allocation per
+/// request.
+#[allow(clippy::large_enum_variant)]
+enum Finished {
+    Draft {
+        draft: Draft,
+        attempts: Vec<Attempt>,
+        outcome: Outcome,
+    },
+    Record(Box<Record>),
+}
+
+impl Finished {
+    fn into_row(self, prompt_bytes: usize) -> Result<LogRow, serde_json::Error> {
+        let record = match self {
+            Finished::Draft {
+                draft,
+                attempts,
+                outcome,
+            } => draft.finish(attempts, outcome, prompt_bytes),
+            Finished::Record(record) => *record,
         };
         Ok(LogRow {
             record: serde_json::to_string(&record)?,
-            id,
+            id: record.id,
             time_ms: record.time_ms,
             team: record.team,
             api: record.api,
@@ -407,6 +472,24 @@ impl RequestLog {
     /// beyond `max_pending` waiting records (the store refusing writes) the
     /// record is dropped and counted.
     pub fn submit(&self, draft: Draft, attempts: Vec<Attempt>, outcome: Outcome) {
+        self.push(Finished::Draft {
+            draft,
+            attempts,
+            outcome,
+        });
+    }
+
+    /// Hands a record built already to the writer, as [`Self::submit`].
+    pub fn submit_record(&self, record: Record) {
+        self.push(Finished::Record(Box::new(record)));
+    }
+
+    /// Prompt text in records is cut to this many bytes.
+    pub fn prompt_bytes(&self) -> usize {
+        self.settings.prompt_bytes
+    }
+
+    fn push(&self, finished: Finished) {
         if !self.settings.enabled {
             return;
         }
@@ -422,11 +505,7 @@ impl RequestLog {
             }
             return;
         }
-        buffer.push(Finished {
-            draft,
-            attempts,
-            outcome,
-        });
+        buffer.push(finished);
     }
 
     /// Writes what is waiting now (an admin read sees every request answered

@@ -163,6 +163,16 @@ pub fn router(state: AppState) -> Router {
             post(admin::policies::activate),
         )
         .route(
+            "/admin/v1/teams/{team}/shadow",
+            get(admin::shadow::get)
+                .put(admin::shadow::attach)
+                .delete(admin::shadow::detach),
+        )
+        .route(
+            "/admin/v1/teams/{team}/shadow/promote",
+            post(admin::shadow::promote),
+        )
+        .route(
             "/admin/v1/teams/{team}/explain",
             post(admin::policies::explain),
         )

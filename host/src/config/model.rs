@@ -452,6 +452,12 @@ pub struct PluginSettings {
     /// Longest prompt text (last user turn, system prompt) handed to a
     /// policy, in bytes; longer text is cut.
     pub content_text_bytes: usize,
+    /// CPU the teams' shadow policies may use in all, as a share of one
+    /// core; decisions past it are skipped (and counted).
+    pub shadow_cpu_share: f64,
+    /// Finished requests that may wait for their shadow decision; more are
+    /// logged without one (and counted).
+    pub shadow_queue: usize,
     /// Most cases an uploaded case file may hold.
     pub max_cases: usize,
     /// CPU time the cases of one upload may use, in all.

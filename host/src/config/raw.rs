@@ -100,6 +100,8 @@ pub(super) struct RawPlugins {
     pub(super) content_bundled: Option<bool>,
     pub(super) content_uploaded: Option<bool>,
     pub(super) content_text_bytes: Option<usize>,
+    pub(super) shadow_cpu_share: Option<f64>,
+    pub(super) shadow_queue: Option<usize>,
     pub(super) max_cases: Option<usize>,
     pub(super) cases_cpu_ms: Option<u64>,
     pub(super) compile_worker: Option<String>,

@@ -551,6 +551,8 @@ pub(super) fn plugins(rp: &RawPlugins, err: Err) -> Result<PluginSettings, Confi
         content_bundled: rp.content_bundled.unwrap_or(true),
         content_uploaded: rp.content_uploaded.unwrap_or(false),
         content_text_bytes: rp.content_text_bytes.unwrap_or(4096),
+        shadow_cpu_share: rp.shadow_cpu_share.unwrap_or(0.25),
+        shadow_queue: rp.shadow_queue.unwrap_or(1024),
         max_cases: rp.max_cases.unwrap_or(1000),
         cases_cpu: Duration::from_millis(rp.cases_cpu_ms.unwrap_or(5_000)),
         compile_worker: rp.compile_worker.as_ref().map(std::path::PathBuf::from),
@@ -588,6 +590,15 @@ pub(super) fn plugins(rp: &RawPlugins, err: Err) -> Result<PluginSettings, Confi
     }
     if plugins.decision_slots == 0 {
         return Err(err("plugins.decision_slots", "must be at least 1".into()));
+    }
+    if !(plugins.shadow_cpu_share > 0.0 && plugins.shadow_cpu_share <= 1.0) {
+        return Err(err(
+            "plugins.shadow_cpu_share",
+            "must be a share of one core above 0 and at most 1".into(),
+        ));
+    }
+    if plugins.shadow_queue == 0 {
+        return Err(err("plugins.shadow_queue", "must be at least 1".into()));
     }
     if plugins.max_upload_bytes == 0 || plugins.max_upload_bytes > 64 << 20 {
         return Err(err(

@@ -1,13 +1,10 @@
 //! The case-file format of `switchyard policy test` (docs/policy-cases.md).
 
-use std::collections::HashMap;
-
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::metrics::MetricSource;
 pub use crate::policy::spec::{
-    CandidateSpec, HealthSpec, MetricSpec, PriceSpec, RequestSpec, RoutingSpec,
+    CandidateSpec, CaseMetrics, HealthSpec, MetricSpec, PriceSpec, RequestSpec, RoutingSpec,
 };
 
 /// A whole case file.
@@ -62,36 +59,4 @@ pub struct Expect {
     pub label: Option<String>,
     pub error: Option<String>,
     pub fault: Option<String>,
-}
-
-/// Metric values of a case, answering `host.metric`.
-#[derive(Debug, Default)]
-pub struct CaseMetrics {
-    values: HashMap<String, HashMap<String, f64>>,
-}
-
-impl CaseMetrics {
-    pub fn new(spec: &MetricSpec) -> Self {
-        Self {
-            values: spec
-                .iter()
-                .map(|(id, names)| {
-                    (
-                        id.clone(),
-                        names.iter().map(|(k, v)| (k.clone(), *v)).collect(),
-                    )
-                })
-                .collect(),
-        }
-    }
-}
-
-impl MetricSource for CaseMetrics {
-    fn metric(&self, candidate: &str, name: &str, window_secs: u32) -> Option<f64> {
-        let names = self.values.get(candidate)?;
-        names
-            .get(&format!("{name}@{window_secs}"))
-            .or_else(|| names.get(name))
-            .copied()
-    }
 }

@@ -3,13 +3,13 @@
 //! docs/policy-cases.md) and request-log records (docs/request-log.md) share,
 //! so a logged decision replays as a case.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Candidate, Health, Price, Request, Routing};
-use crate::metrics::{MIN_WINDOW_SECS, parse_window};
+use crate::metrics::{MIN_WINDOW_SECS, MetricSource, parse_window};
 use switchyard_wire::candidate::CandidateRef;
 
 /// `{ candidate id: { "name" | "name@seconds": value } }`.
@@ -256,6 +256,38 @@ impl From<&Request> for RequestSpec {
             prompt: None,
             system: None,
         }
+    }
+}
+
+/// Metric values of a case or a logged record, answering `host.metric`.
+#[derive(Debug, Default)]
+pub struct CaseMetrics {
+    values: HashMap<String, HashMap<String, f64>>,
+}
+
+impl CaseMetrics {
+    pub fn new(spec: &MetricSpec) -> Self {
+        Self {
+            values: spec
+                .iter()
+                .map(|(id, names)| {
+                    (
+                        id.clone(),
+                        names.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
+impl MetricSource for CaseMetrics {
+    fn metric(&self, candidate: &str, name: &str, window_secs: u32) -> Option<f64> {
+        let names = self.values.get(candidate)?;
+        names
+            .get(&format!("{name}@{window_secs}"))
+            .or_else(|| names.get(name))
+            .copied()
     }
 }
 

@@ -48,6 +48,7 @@ use crate::health::Breakers;
 use crate::metrics::{Clock, MetricStore};
 use crate::policy::{Policy, WarmPool};
 use crate::providers::Provider;
+use crate::replay::shadow::ShadowRunner;
 use crate::request_log::{Draft, Recorder, RequestLog};
 use crate::spend::Spending;
 use crate::state::{SharedState, now_ms};
@@ -188,13 +189,15 @@ pub struct Executor {
     telemetry: Arc<Telemetry>,
     /// One record per request (docs/request-log.md).
     log: Arc<RequestLog>,
+    /// Where the teams' shadow policies decide on finished requests.
+    shadows: Arc<ShadowRunner>,
 }
 
 /// Where a request is in its life, for the counters and the request log.
 struct Progress {
     label: Option<String>,
     /// The request's log record, filled in stage by stage (`None`: the log
-    /// is off).
+    /// is off and no shadow decides on this request).
     record: Option<Draft>,
     /// Where a streamed answer reports what it used.
     stream_report: Option<stream::StreamReport>,
@@ -256,8 +259,16 @@ impl Executor {
                 })
             })
             .collect();
+        let metrics = Arc::new(MetricStore::new(ids.clone(), clock.clone()));
+        let shadows = Arc::new(ShadowRunner::start(
+            config.plugins.shadow_queue,
+            config.plugins.shadow_cpu_share,
+            log.clone(),
+            metrics.clone(),
+        ));
         Self {
-            metrics: Arc::new(MetricStore::new(ids.clone(), clock.clone())),
+            metrics,
+            shadows,
             breakers: Arc::new(Breakers::new(
                 config.routing.circuit_breaker.clone(),
                 ids,
@@ -301,7 +312,18 @@ impl Executor {
     ) -> Result<Served, RouteError> {
         let team = &entry.team;
         let arrival = Instant::now();
-        let record = self.log.enabled().then(|| {
+        // A shadow decides on this request once it is answered.
+        let shadow = entry.shadow.as_ref().filter(|s| s.sampled()).cloned();
+        let sink = record::Sink {
+            log: self.log.clone(),
+            shadows: self.shadows.clone(),
+            body: shadow
+                .as_ref()
+                .filter(|s| s.wants_content())
+                .map(|_| req.body.clone()),
+            shadow,
+        };
+        let record = (self.log.enabled() || sink.shadow.is_some()).then(|| {
             let mut draft = Draft::new(
                 now_ms(),
                 team.name.clone(),
@@ -317,7 +339,11 @@ impl Executor {
         });
         let mut progress = Progress {
             label: None,
-            stream_report: record.as_ref().map(|_| stream::StreamReport::default()),
+            // Only a stream reports its usage at its end.
+            stream_report: record
+                .as_ref()
+                .filter(|_| req.stream)
+                .map(|_| stream::StreamReport::default()),
             record,
         };
         let abandoned = Abandoned {
@@ -361,24 +387,25 @@ impl Executor {
             (None, result) => result,
             (Some(draft), Ok(Served::Complete { body, info })) => {
                 let outcome = record::served(&info, arrival);
-                self.log
-                    .submit(draft, record::attempts(&info.trail), outcome);
+                sink.submit(draft, record::attempts(&info.trail), outcome);
                 Ok(Served::Complete { body, info })
             }
             (Some(draft), Ok(Served::Stream { info, events })) => {
                 let events = record::logged_stream(
                     events,
-                    self.log.clone(),
-                    draft,
-                    record::attempts(&info.trail),
-                    record::served(&info, arrival),
-                    progress.stream_report.take().unwrap_or_default(),
-                    arrival,
+                    record::Pending {
+                        sink,
+                        draft,
+                        attempts: record::attempts(&info.trail),
+                        outcome: record::served(&info, arrival),
+                        report: progress.stream_report.take().unwrap_or_default(),
+                        arrival,
+                    },
                 );
                 Ok(Served::Stream { info, events })
             }
             (Some(draft), Err(e)) => {
-                self.log.submit(
+                sink.submit(
                     draft,
                     record::attempts(&e.trail),
                     record::failed(&e, arrival),
@@ -449,9 +476,7 @@ impl Executor {
         let candidates = decided.candidates;
         if let Some(draft) = progress.record.as_mut() {
             if let Some(request) = &decided.request {
-                let prompt = draft.prompt.take();
                 draft.request = crate::policy::spec::RequestSpec::from(request);
-                draft.prompt = prompt;
             }
             draft.metrics = recorder.map(|r| r.take()).unwrap_or_default();
             draft.decision = Some(record::decision(

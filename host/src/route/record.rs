@@ -9,12 +9,14 @@ use std::task::{Context as TaskContext, Poll};
 use std::time::Instant;
 
 use futures_util::Stream;
+use switchyard_wire::CanonicalRequest;
 use switchyard_wire::stream::StreamEvent;
 
 use super::decide::DecidedBy;
 use super::stream::StreamReport;
 use super::{AttemptRecord, EventStream, RouteError, RouteInfo};
 use crate::policy::{Candidate, Notes, RoutePlan};
+use crate::replay::shadow::{Job, Shadow, ShadowRunner};
 use crate::request_log::{Attempt, Decision, Draft, Outcome, PlanStep, RequestLog, millis};
 
 /// The API a request came in on, as records name it.
@@ -114,13 +116,40 @@ struct Logged {
     pending: Option<Pending>,
 }
 
-struct Pending {
-    log: Arc<RequestLog>,
-    draft: Draft,
-    attempts: Vec<Attempt>,
-    outcome: Outcome,
-    report: StreamReport,
-    arrival: Instant,
+/// Where a finished request's record goes: to the request log, or first
+/// to the team's shadow policy when this request is in its sample.
+pub(super) struct Sink {
+    pub(super) log: Arc<RequestLog>,
+    pub(super) shadows: Arc<ShadowRunner>,
+    pub(super) shadow: Option<Arc<Shadow>>,
+    /// The request, for a shadow that reads content.
+    pub(super) body: Option<Arc<CanonicalRequest>>,
+}
+
+impl Sink {
+    pub(super) fn submit(self, draft: Draft, attempts: Vec<Attempt>, outcome: Outcome) {
+        match self.shadow {
+            Some(shadow) => self.shadows.submit(Job {
+                shadow,
+                draft,
+                attempts,
+                outcome,
+                body: self.body,
+            }),
+            None => self.log.submit(draft, attempts, outcome),
+        }
+    }
+}
+
+/// A streamed answer's record, finished when the stream ends.
+pub(super) struct Pending {
+    pub(super) sink: Sink,
+    pub(super) draft: Draft,
+    pub(super) attempts: Vec<Attempt>,
+    /// The answer as it started; its usage is added at the end.
+    pub(super) outcome: Outcome,
+    pub(super) report: StreamReport,
+    pub(super) arrival: Instant,
 }
 
 impl Pending {
@@ -142,7 +171,7 @@ impl Pending {
         o.stream_broken = broken;
         o.client_closed = closed;
         o.duration_ms = millis(self.arrival.elapsed());
-        self.log.submit(self.draft, self.attempts, self.outcome);
+        self.sink.submit(self.draft, self.attempts, self.outcome);
     }
 }
 
@@ -190,24 +219,9 @@ impl Drop for Logged {
 }
 
 /// `events`, finishing the record when the stream ends.
-pub(super) fn logged_stream(
-    events: EventStream,
-    log: Arc<RequestLog>,
-    draft: Draft,
-    attempts: Vec<Attempt>,
-    outcome: Outcome,
-    report: StreamReport,
-    arrival: Instant,
-) -> EventStream {
+pub(super) fn logged_stream(events: EventStream, pending: Pending) -> EventStream {
     Box::pin(Logged {
         inner: Some(events),
-        pending: Some(Pending {
-            log,
-            draft,
-            attempts,
-            outcome,
-            report,
-            arrival,
-        }),
+        pending: Some(pending),
     })
 }

@@ -26,7 +26,7 @@ pub use policies::{PolicyVersion, Upload};
 pub use request_log::{LogOrder, LogQuery, LogRow};
 use schema::MIGRATIONS;
 pub use spend::SpendRow;
-pub use teams::TeamRow;
+pub use teams::{ShadowRow, TeamRow};
 
 /// A store failure, naming what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +57,8 @@ pub enum StoreError {
     NoVersion { team: String, version: u32 },
     #[error("team {0:?} has no earlier policy version to roll back to")]
     NothingToRollBack(String),
+    #[error("team {0:?} has no shadow policy attached")]
+    NoShadow(String),
     #[error("that key is already registered")]
     KeyExists,
     #[error("team {team:?} has no key {id}")]

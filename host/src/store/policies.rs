@@ -3,7 +3,7 @@
 
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
-use super::{Store, StoreError, now};
+use super::{ShadowRow, Store, StoreError, now};
 
 /// An uploaded policy version, without its bytes.
 #[derive(Debug, Clone, PartialEq)]
@@ -98,19 +98,7 @@ impl Store {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         Self::require_team(&tx, team)?;
-        let known = tx
-            .query_row(
-                "SELECT 1 FROM policy_versions WHERE team = ?1 AND version = ?2",
-                params![team, version],
-                |_| Ok(()),
-            )
-            .optional()?;
-        if known.is_none() {
-            return Err(StoreError::NoVersion {
-                team: team.to_string(),
-                version,
-            });
-        }
+        Self::require_version(&tx, team, version)?;
         tx.execute(
             "UPDATE teams SET active_version = ?2, set_aside = NULL WHERE name = ?1",
             params![team, version],
@@ -196,5 +184,99 @@ impl Store {
             )
             .optional()?
             .ok_or_else(|| StoreError::NoTeam(team.to_string()))
+    }
+
+    /// Attaches `version` as the team's shadow, deciding on `sample` of its
+    /// requests (replacing any shadow attached before).
+    pub fn attach_shadow(
+        &self,
+        team: &str,
+        version: u32,
+        sample: f64,
+    ) -> Result<ShadowRow, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        Self::require_team(&tx, team)?;
+        Self::require_version(&tx, team, version)?;
+        let attached_at = now();
+        let seq: i64 = tx.query_row(
+            "UPDATE teams SET shadow_version = ?2, shadow_sample = ?3,
+             shadow_attached_at = ?4, shadow_seq = shadow_seq + 1
+             WHERE name = ?1 RETURNING shadow_seq",
+            params![team, version, sample, attached_at],
+            |r| r.get(0),
+        )?;
+        tx.commit()?;
+        Ok(ShadowRow {
+            version,
+            sample,
+            attached_at: attached_at as u64,
+            seq,
+        })
+    }
+
+    /// Detaches the team's shadow; gives back the version that was attached.
+    pub fn detach_shadow(&self, team: &str) -> Result<u32, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let version = Self::shadow_version(&tx, team)?;
+        tx.execute(
+            "UPDATE teams SET shadow_version = NULL, shadow_sample = NULL,
+             shadow_attached_at = NULL WHERE name = ?1",
+            [team],
+        )?;
+        tx.commit()?;
+        Ok(version)
+    }
+
+    /// Makes the team's shadow its active version (an activation, so a
+    /// rollback returns to the version it replaced) and detaches it, in one
+    /// transaction; gives back the version.
+    pub fn promote_shadow(&self, team: &str) -> Result<u32, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let version = Self::shadow_version(&tx, team)?;
+        tx.execute(
+            "UPDATE teams SET active_version = ?2, set_aside = NULL, shadow_version = NULL,
+             shadow_sample = NULL, shadow_attached_at = NULL WHERE name = ?1",
+            params![team, version],
+        )?;
+        tx.execute(
+            "INSERT INTO activations (team, version, activated_at) VALUES (?1, ?2, ?3)",
+            params![team, version, now()],
+        )?;
+        tx.commit()?;
+        Ok(version)
+    }
+
+    fn require_version(
+        tx: &rusqlite::Connection,
+        team: &str,
+        version: u32,
+    ) -> Result<(), StoreError> {
+        let known = tx
+            .query_row(
+                "SELECT 1 FROM policy_versions WHERE team = ?1 AND version = ?2",
+                params![team, version],
+                |_| Ok(()),
+            )
+            .optional()?;
+        match known {
+            Some(()) => Ok(()),
+            None => Err(StoreError::NoVersion {
+                team: team.to_string(),
+                version,
+            }),
+        }
+    }
+
+    fn shadow_version(tx: &rusqlite::Connection, team: &str) -> Result<u32, StoreError> {
+        Self::require_team(tx, team)?;
+        let version: Option<u32> = tx.query_row(
+            "SELECT shadow_version FROM teams WHERE name = ?1",
+            [team],
+            |r| r.get(0),
+        )?;
+        version.ok_or_else(|| StoreError::NoShadow(team.to_string()))
     }
 }

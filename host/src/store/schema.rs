@@ -82,4 +82,11 @@ pub(super) const MIGRATIONS: &[&str] = &[
     -- One index: every extra one is a b-tree insert per request. Age
     -- retention walks `seq` (arrival order); an `id` lookup scans.
     CREATE INDEX request_log_by_team ON request_log (team, seq);",
+    // 5: a team's shadow policy: an uploaded version deciding beside the
+    // active one on a sampled share of requests, never routing them. `seq`
+    // counts attachments, so re-attaching the same version starts afresh.
+    "ALTER TABLE teams ADD COLUMN shadow_version INTEGER;
+    ALTER TABLE teams ADD COLUMN shadow_sample REAL;
+    ALTER TABLE teams ADD COLUMN shadow_attached_at INTEGER;
+    ALTER TABLE teams ADD COLUMN shadow_seq INTEGER NOT NULL DEFAULT 0;",
 ];

@@ -26,12 +26,27 @@ pub struct TeamRow {
     /// Id of the team's latest activation (0: never activated); it changes
     /// with every activation and rollback, even of the same version.
     pub activation: i64,
+    /// The version attached as the team's shadow, if one is.
+    pub shadow: Option<ShadowRow>,
+}
+
+/// A team's shadow policy, as attached.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShadowRow {
+    pub version: u32,
+    /// Share of the team's requests it decides on, in (0, 1].
+    pub sample: f64,
+    /// When it was attached (seconds since the epoch).
+    pub attached_at: u64,
+    /// Which attachment this is (each attach counts one more).
+    pub seq: i64,
 }
 
 pub(super) const TEAM_COLUMNS: &str =
     "SELECT name, created_at, allowed_models, allowed_providers, zdr,
      active_version, origin, policy_config, set_aside,
-     (SELECT COALESCE(MAX(id), 0) FROM activations WHERE activations.team = teams.name)
+     (SELECT COALESCE(MAX(id), 0) FROM activations WHERE activations.team = teams.name),
+     shadow_version, shadow_sample, shadow_attached_at, shadow_seq
      FROM teams";
 
 pub(super) fn team_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<TeamRow> {
@@ -46,6 +61,15 @@ pub(super) fn team_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<TeamRow> {
         policy_config: r.get(7)?,
         set_aside: r.get(8)?,
         activation: r.get(9)?,
+        shadow: match r.get::<_, Option<u32>>(10)? {
+            Some(version) => Some(ShadowRow {
+                version,
+                sample: r.get::<_, Option<f64>>(11)?.unwrap_or(1.0),
+                attached_at: r.get::<_, Option<i64>>(12)?.unwrap_or(0) as u64,
+                seq: r.get(13)?,
+            }),
+            None => None,
+        },
     })
 }
 
@@ -85,6 +109,7 @@ impl Store {
             policy_config: None,
             set_aside: None,
             activation: 0,
+            shadow: None,
         })
     }
 

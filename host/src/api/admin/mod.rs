@@ -12,6 +12,7 @@
 
 pub mod log;
 pub mod policies;
+pub mod shadow;
 pub mod spend;
 pub mod teams;
 
@@ -357,6 +358,7 @@ pub(crate) fn store_error(error: StoreError) -> RouteError {
         StoreError::TeamExists(_) => StoreCode::TeamExists,
         StoreError::NoVersion { .. } => StoreCode::PolicyVersionNotFound,
         StoreError::NothingToRollBack(_) => StoreCode::NothingToRollBack,
+        StoreError::NoShadow(_) => StoreCode::NoShadow,
         StoreError::KeyExists => StoreCode::KeyExists,
         StoreError::NoKey { .. } => StoreCode::KeyNotFound,
         StoreError::Open { .. }
@@ -410,6 +412,15 @@ pub(crate) fn team_view(entry: &DirectoryEntry) -> Value {
             "load_error": entry.policy_error,
         }),
     };
+    let shadow = match (&entry.shadow, &entry.shadow_error) {
+        (Some(s), _) => json!({
+            "version": s.version,
+            "sample": s.sample,
+            "attached_at": s.attached_at,
+        }),
+        (None, Some(e)) => json!({ "load_error": e }),
+        (None, None) => Value::Null,
+    };
     json!({
         "object": "team",
         "name": team.name,
@@ -419,6 +430,7 @@ pub(crate) fn team_view(entry: &DirectoryEntry) -> Value {
         "allowed_providers": team.allowed_providers,
         "zdr": team.zdr,
         "policy": policy,
+        "shadow": shadow,
     })
 }
 
