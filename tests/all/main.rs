@@ -7,6 +7,7 @@
 
 mod apis;
 mod architecture;
+mod backups;
 mod cli;
 mod contract;
 mod failover;

@@ -34,6 +34,7 @@ pub mod openai;
 pub mod request;
 pub mod responses_in;
 pub mod responses_out;
+pub mod shape;
 pub mod sse;
 pub mod stream;
 pub mod text;

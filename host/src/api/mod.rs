@@ -134,6 +134,7 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/v1/metrics", get(admin::metrics))
         .route("/admin/v1/spend", get(admin::spend::report))
         .route("/admin/v1/log", get(admin::log::read))
+        .route("/admin/v1/backups", get(admin::shadow::backups))
         .route(
             "/admin/v1/teams",
             post(admin::teams::create).get(admin::teams::list),

@@ -52,6 +52,8 @@ pub struct Config {
     pub alerts: AlertSettings,
     pub state: StateSettings,
     pub log: LogSettings,
+    /// Backup candidates tested on mirrored requests.
+    pub backups: Vec<BackupSettings>,
 }
 
 /// Checks a team name: 1 to 64 letters, digits, `.`, `_` or `-`, neither
@@ -131,7 +133,9 @@ impl Config {
         let alerts = validate::alerts(&raw, &err)?;
         let state = validate::state(&raw, &err)?;
         let log = validate::log(&raw, &err)?;
+        let backups = validate::backups(&raw, &providers, &teams, &logical_models, &err)?;
         Ok(Config {
+            backups,
             server,
             routing,
             providers,
@@ -317,6 +321,49 @@ mod tests {
         assert_eq!(e.key, "providers.local.health_check_interval_ms");
         let e = parse("[admin]\ntoken_env = \"NO_SUCH_VAR\"\n").expect_err("admin");
         assert_eq!(e.key, "admin.token_env");
+    }
+
+    #[test]
+    fn backups_name_a_served_candidate_and_bounded_sampling() {
+        let base = |backup: &str| {
+            format!(
+                "[providers.beta]\nkind = \"openai\"\napi_key_env = \"OPENAI_KEY\"\nmodels = [\"gpt-4o\"]\n[teams.t]\n[[backups]]\n{backup}\n"
+            )
+        };
+        let ok = parse(&base("team = \"t\"\ncandidate = \"beta/gpt-4o\"")).expect("valid");
+        let b = &ok.backups[0];
+        assert_eq!(
+            (b.name.as_str(), b.sample, b.daily_usd),
+            ("t:beta/gpt-4o", 0.1, 1.0)
+        );
+        for (backup, key) in [
+            ("candidate = \"beta\"", "backups[0].candidate"),
+            ("candidate = \"gamma/gpt-4o\"", "backups[0].candidate"),
+            ("candidate = \"beta/gpt-5\"", "backups[0].candidate"),
+            (
+                "candidate = \"beta/gpt-4o\"\nteam = \"nobody\"",
+                "backups[0].team",
+            ),
+            (
+                "candidate = \"beta/gpt-4o\"\nlogical_model = \"fast\"",
+                "backups[0].logical_model",
+            ),
+            (
+                "candidate = \"beta/gpt-4o\"\nsample = 0",
+                "backups[0].sample",
+            ),
+            (
+                "candidate = \"beta/gpt-4o\"\ndaily_usd = -1",
+                "backups[0].daily_usd",
+            ),
+            (
+                "candidate = \"beta/gpt-4o\"\nfail_after = 0",
+                "backups[0].fail_after",
+            ),
+        ] {
+            let e = parse(&base(backup)).expect_err(backup);
+            assert_eq!(e.key, key, "{backup}: {}", e.problem);
+        }
     }
 
     #[test]

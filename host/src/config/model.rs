@@ -539,3 +539,34 @@ impl Default for StructureLimits {
         }
     }
 }
+
+/// A backup candidate tested before a failover depends on it (`[[backups]]`):
+/// a sampled share of the requests of a team, or of a logical model, is
+/// mirrored to it after the primary answered, and its answer is checked
+/// (it answered; its shape: JSON under `response_format`, tool calls against
+/// the tool schemas, finish reason) and compared (latency, time to first
+/// token, cost) with the primary's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackupSettings {
+    /// How reports and metric labels name it (default `account/model`, with
+    /// the team or logical model: `growth:beta/gpt-4o`).
+    pub name: String,
+    /// Mirror this team's requests (all teams' when `None`).
+    pub team: Option<String>,
+    /// Mirror requests for this logical model (any model when `None`).
+    pub logical_model: Option<String>,
+    /// The backup account and model.
+    pub account: String,
+    pub model: String,
+    /// Share of the matching requests mirrored, in (0, 1].
+    pub sample: f64,
+    /// US dollars the mirrored calls may cost per UTC day; past it mirroring
+    /// pauses until the next day.
+    pub daily_usd: f64,
+    /// Failed checks in a row after which the backup is flagged (and as
+    /// many passes in a row clear the flag).
+    pub fail_after: u32,
+    /// A flagged backup is left out of the fallbacks of the requests it
+    /// backs up (never the last candidate left).
+    pub exclude_failing: bool,
+}

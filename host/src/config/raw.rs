@@ -39,6 +39,23 @@ pub(super) struct RawConfig {
     pub(super) state: RawState,
     #[serde(default)]
     pub(super) log: RawLog,
+    #[serde(default)]
+    pub(super) backups: Vec<RawBackup>,
+}
+
+/// `[[backups]]`: a backup candidate tested on mirrored requests.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBackup {
+    pub(super) name: Option<String>,
+    pub(super) team: Option<String>,
+    pub(super) logical_model: Option<String>,
+    /// `account/model`.
+    pub(super) candidate: String,
+    pub(super) sample: Option<f64>,
+    pub(super) daily_usd: Option<f64>,
+    pub(super) fail_after: Option<u32>,
+    pub(super) exclude_failing: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]

@@ -752,3 +752,94 @@ pub(super) fn capability_feature(name: &str) -> &str {
         other => other,
     }
 }
+
+/// `[[backups]]`: each names an account serving the model, at most one team
+/// and logical model that exist, and bounded sampling and spend.
+pub(super) fn backups(
+    raw: &RawConfig,
+    providers: &[ProviderAccount],
+    teams: &[Team],
+    logical_models: &BTreeMap<String, LogicalModel>,
+    err: Err,
+) -> Result<Vec<BackupSettings>, ConfigError> {
+    let mut out: Vec<BackupSettings> = Vec::new();
+    for (i, b) in raw.backups.iter().enumerate() {
+        let key = |field: &str| format!("backups[{i}].{field}");
+        let Some((account, model)) = b.candidate.split_once('/') else {
+            return Err(err(
+                &key("candidate"),
+                format!("{:?} is not account/model", b.candidate),
+            ));
+        };
+        let Some(serving) = providers.iter().find(|p| p.name == account) else {
+            return Err(err(
+                &key("candidate"),
+                format!("no provider account named {account:?}"),
+            ));
+        };
+        if !serving.models.iter().any(|m| m == model) {
+            return Err(err(
+                &key("candidate"),
+                format!("account {account:?} does not serve model {model:?}"),
+            ));
+        }
+        if let Some(team) = &b.team
+            && !teams.iter().any(|t| &t.name == team)
+        {
+            return Err(err(
+                &key("team"),
+                format!("no team {team:?} in this file (backups are declared for config teams)"),
+            ));
+        }
+        if let Some(logical) = &b.logical_model
+            && !logical_models.contains_key(logical)
+        {
+            return Err(err(
+                &key("logical_model"),
+                format!("no logical model {logical:?}"),
+            ));
+        }
+        let sample = b.sample.unwrap_or(0.1);
+        if !(sample > 0.0 && sample <= 1.0) {
+            return Err(err(&key("sample"), "must be above 0 and at most 1".into()));
+        }
+        let daily_usd = b.daily_usd.unwrap_or(1.0);
+        if !(daily_usd.is_finite() && daily_usd > 0.0) {
+            return Err(err(&key("daily_usd"), "must be a positive amount".into()));
+        }
+        let fail_after = b.fail_after.unwrap_or(3);
+        if fail_after == 0 {
+            return Err(err(&key("fail_after"), "must be at least 1".into()));
+        }
+        let scope = match (&b.team, &b.logical_model) {
+            (Some(t), Some(l)) => format!("{t}:{l}:"),
+            (Some(s), None) | (None, Some(s)) => format!("{s}:"),
+            (None, None) => String::new(),
+        };
+        let name = b
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{scope}{}", b.candidate));
+        if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
+            return Err(err(
+                &key("name"),
+                "must be 1 to 128 printable characters".into(),
+            ));
+        }
+        if out.iter().any(|o| o.name == name) {
+            return Err(err(&key("name"), format!("{name:?} names two backups")));
+        }
+        out.push(BackupSettings {
+            name,
+            team: b.team.clone(),
+            logical_model: b.logical_model.clone(),
+            account: account.to_owned(),
+            model: model.to_owned(),
+            sample,
+            daily_usd,
+            fail_after,
+            exclude_failing: b.exclude_failing.unwrap_or(false),
+        });
+    }
+    Ok(out)
+}

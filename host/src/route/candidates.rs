@@ -180,6 +180,9 @@ pub enum Filter {
     /// Recent success rate with a feature the request needs is too low
     /// (offered only when nothing else is left).
     FeatureUptime,
+    /// A shadow backup flagged for failing its checks, with
+    /// `exclude_failing` (kept only when nothing else is left).
+    BackupFailing,
 }
 
 impl Filter {
@@ -197,6 +200,7 @@ impl Filter {
             Filter::Quota => "quota",
             Filter::CircuitOpen { .. } => "circuit_open",
             Filter::FeatureUptime => "feature_uptime",
+            Filter::BackupFailing => "backup_failing",
         }
     }
 
@@ -226,6 +230,7 @@ impl Filter {
                 retry_in.as_millis()
             ),
             Filter::FeatureUptime => "its recent success rate with a feature this request needs is below the threshold (kept only when nothing else is left)".into(),
+            Filter::BackupFailing => "a shadow backup flagged for failing its checks, excluded from fallbacks ([[backups]] exclude_failing; kept only when nothing else is left)".into(),
         }
     }
 }

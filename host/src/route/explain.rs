@@ -116,11 +116,21 @@ impl Executor {
             &|id| self.judge(id, features, &snapshot, &shared.view, false),
             Some(&mut removals),
         );
-        out["removed"] = removed(&removals, req.estimated_input_tokens);
-        let built = match built {
+        let mut built = match built {
             Ok(built) => built,
-            Err(e) => return fail(out, "candidates", &e),
+            Err(e) => {
+                out["removed"] = removed(&removals, req.estimated_input_tokens);
+                return fail(out, "candidates", &e);
+            }
         };
+        self.backups.exclude(
+            team,
+            logical.map(|l| l.name.as_str()),
+            &mut built.candidates,
+            &mut built.accounts,
+            Some(&mut removals),
+        );
+        out["removed"] = removed(&removals, req.estimated_input_tokens);
         out["candidates"] = built.candidates.iter().map(offered).collect();
         let accounts = built.accounts;
         let policy_request = decide::policy_request(&req, team, features.names());

@@ -21,6 +21,7 @@
 
 mod admission;
 mod attempt;
+pub mod backup;
 mod candidates;
 mod decide;
 mod error;
@@ -191,6 +192,8 @@ pub struct Executor {
     log: Arc<RequestLog>,
     /// Where the teams' shadow policies decide on finished requests.
     shadows: Arc<ShadowRunner>,
+    /// Backup candidates tested on mirrored requests (`[[backups]]`).
+    backups: Arc<backup::Backups>,
 }
 
 /// Where a request is in its life, for the counters and the request log.
@@ -267,6 +270,7 @@ impl Executor {
             metrics.clone(),
         ));
         Self {
+            backups: Arc::new(backup::Backups::new(&config.backups)),
             metrics,
             shadows,
             breakers: Arc::new(Breakers::new(
@@ -302,6 +306,11 @@ impl Executor {
     /// Counters for `/metrics`.
     pub fn telemetry(&self) -> &Arc<Telemetry> {
         &self.telemetry
+    }
+
+    /// The shadow backups and their checks.
+    pub fn backups(&self) -> &Arc<backup::Backups> {
+        &self.backups
     }
 
     /// Routes one request for `entry`, and counts and logs how it ended.
@@ -352,8 +361,13 @@ impl Executor {
             arrival,
             armed: true,
         };
+        // What a shadow backup is sent once the primary has answered.
+        let mirror = (!self.backups.is_empty()).then(|| (req.body.clone(), req.api, req.stream));
         let result = self.route(entry, req, arrival, &mut progress).await;
         abandoned.disarm();
+        if let (Some((body, api, stream)), Ok(served)) = (&mirror, &result) {
+            self.mirror_to_backups(&team.name, body, *api, *stream, served);
+        }
         let (provider, model, outcome, fallback, cost) = match &result {
             Ok(Served::Complete { info, .. } | Served::Stream { info, .. }) => (
                 info.provider.as_str(),
@@ -440,7 +454,7 @@ impl Executor {
         Self::check_team_budget(team, &shared)?;
         // Candidates: the hard filters a policy cannot override.
         let estimated_tokens = u64::from(req.estimated_input_tokens);
-        let built = candidates::build(
+        let mut built = candidates::build(
             &self.config,
             team,
             &req,
@@ -449,6 +463,14 @@ impl Executor {
             &|id| self.judge(id, features, &snapshot, &shared.view, true),
             None,
         )?;
+        // A flagged shadow backup that excludes itself from fallbacks.
+        self.backups.exclude(
+            team,
+            logical.map(|l| l.name.as_str()),
+            &mut built.candidates,
+            &mut built.accounts,
+            None,
+        );
         // Admission: the team's own rate limit, counted only for a request
         // that can be served.
         let team_admission = self.admit_team(team, estimated_tokens).await?;

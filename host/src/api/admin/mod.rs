@@ -108,6 +108,7 @@ pub async fn prometheus(State(state): State<AppState>) -> Response {
     extra.extend(state.shared.families());
     extra.extend(state.spending.families());
     extra.extend(state.log.families());
+    extra.extend(state.executor.backups().families());
     let body = state.telemetry.render(&extra);
     let mut response = body.into_response();
     response.headers_mut().insert(

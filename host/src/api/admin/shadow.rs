@@ -4,6 +4,9 @@
 //! attached, `DELETE .../shadow` detaches it and `POST .../shadow/promote`
 //! makes it the active version in one call (a rollback returns to the one
 //! it replaced). The operator's token or the team's own admin token.
+//!
+//! `GET /admin/v1/backups` (operator) reports every shadow backup
+//! (`[[backups]]`): its checks, flag, latency, cost and spend.
 
 use axum::body::Body;
 use axum::extract::State;
@@ -11,8 +14,8 @@ use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
 use super::{
-    Answer, PathResult, authorize_team, find_team, ok, path, read_json, store_error, team_answer,
-    write,
+    Answer, PathResult, authorize, authorize_team, find_team, ok, path, read_json, store_error,
+    team_answer, write,
 };
 use crate::api::AppState;
 use crate::directory::DirectoryEntry;
@@ -161,4 +164,13 @@ pub async fn promote(
     })
     .await?;
     team_answer(&state, StatusCode::OK, &team)
+}
+
+/// `GET /admin/v1/backups`: every shadow backup and what its checks found.
+pub async fn backups(State(state): State<AppState>, headers: HeaderMap) -> Answer {
+    authorize(&state, &headers)?;
+    ok(
+        StatusCode::OK,
+        json!({ "object": "list", "data": state.executor.backups().reports() }),
+    )
 }
