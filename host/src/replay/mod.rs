@@ -33,6 +33,16 @@ pub mod shadow;
 /// sets); past this many the cache starts afresh.
 const MAX_SETUPS: usize = 1024;
 
+/// Distinct labels counted one by one; the rest are counted together
+/// under [`OTHER_LABELS`].
+pub const MAX_LABELS: usize = 256;
+
+/// Where labels past [`MAX_LABELS`] are counted.
+pub const OTHER_LABELS: &str = "(other labels)";
+
+/// Where models past [`MAX_LABELS`] distinct ones are counted.
+pub const OTHER_MODELS: &str = "(other models)";
+
 /// Decision times kept for the percentiles; past this many a reservoir
 /// sample of them.
 pub const MAX_TIMES: usize = 100_000;
@@ -397,12 +407,27 @@ impl Replay {
         }
     }
 
+    /// The share of `label`; past [`MAX_LABELS`] distinct labels (a policy
+    /// that puts request details in them) new ones share one entry, so a
+    /// long-running shadow stays bounded.
     fn label(&mut self, label: &str) -> &mut Share {
-        self.summary.labels.entry(label.to_owned()).or_default()
+        let labels = &mut self.summary.labels;
+        let key = if labels.len() >= MAX_LABELS && !labels.contains_key(label) {
+            OTHER_LABELS
+        } else {
+            label
+        };
+        labels.entry(key.to_owned()).or_default()
     }
 
     fn model(&mut self, model: &str) -> &mut Share {
-        self.summary.models.entry(model.to_owned()).or_default()
+        let models = &mut self.summary.models;
+        let key = if models.len() >= MAX_LABELS && !models.contains_key(model) {
+            OTHER_MODELS
+        } else {
+            model
+        };
+        models.entry(key.to_owned()).or_default()
     }
 
     /// The setup a record implies (its team, the replay's config, tables
@@ -601,4 +626,36 @@ pub fn render(summary: &Summary) -> String {
     let _ = writeln!(out, "decision time: replayed {}", t(&s.decision_us));
     let _ = writeln!(out, "               live     {}", t(&s.live_decision_us));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{Limits, Runtime};
+
+    #[test]
+    fn labels_and_models_stay_bounded_and_times_are_sampled() {
+        let runtime = Runtime::new(Limits::default()).expect("runtime");
+        let policy = runtime.load_default().expect("the bundled policy");
+        let mut replay = Replay::new(policy, None, 4096);
+        for i in 0..(MAX_LABELS + 50) {
+            replay.label(&format!("content:{i}")).replayed += 1;
+            replay.model(&format!("model-{i}")).recorded += 1;
+        }
+        let s = replay.summary();
+        assert_eq!(s.labels.len(), MAX_LABELS + 1);
+        assert_eq!(s.labels[OTHER_LABELS].replayed, 50);
+        assert_eq!(s.models.len(), MAX_LABELS + 1);
+        assert_eq!(s.models[OTHER_MODELS].recorded, 50);
+        // A label seen before the cap keeps counting on its own.
+        replay.label("content:0").replayed += 1;
+        assert_eq!(replay.summary().labels["content:0"].replayed, 2);
+
+        let mut times = Reservoir::default();
+        for i in 0..(MAX_TIMES + 1000) {
+            times.push(i as f64);
+        }
+        assert_eq!(times.values.len(), MAX_TIMES);
+        assert_eq!(times.seen, (MAX_TIMES + 1000) as u64);
+    }
 }
