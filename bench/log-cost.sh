@@ -23,6 +23,10 @@ CONNECTIONS=${CONNECTIONS:-32}
 MOCK_PORT=${MOCK_PORT:-9521}
 ON_PORT=${ON_PORT:-9522}
 OFF_PORT=${OFF_PORT:-9523}
+ON_LOG=${ON_LOG:-true}
+OFF_LOG=${OFF_LOG:-false}
+ON_LABEL=${ON_LABEL:-"log on"}
+OFF_LABEL=${OFF_LABEL:-"log off"}
 
 if ! command -v wrk >/dev/null || ! command -v curl >/dev/null || ! command -v taskset >/dev/null; then
   echo "== installing wrk, curl and util-linux (Debian packages)"
@@ -38,6 +42,7 @@ rustup target add wasm32-wasip2 >/dev/null 2>&1 || true
 echo "== building (release)"
 cargo build --release -q -p switchyard -p switchyard-bench-mock
 bin=${BIN:-target/release/switchyard}
+off_bin=${OFF_BIN:-$bin}
 mock=target/release/bench-mock
 
 work=$(mktemp -d)
@@ -74,19 +79,19 @@ path = "$work/switchyard-$1.db"
 enabled = $2
 TOML
 }
-config "$ON_PORT" true
-config "$OFF_PORT" false
+config "$ON_PORT" "$ON_LOG"
+config "$OFF_PORT" "$OFF_LOG"
 
 taskset -c 1 "$mock" "127.0.0.1:$MOCK_PORT" 2>>"$work/mock.log" &
 pids+=($!)
-start_gateway() { # $1 port
+start_gateway() { # $1 port, $2 binary
   BENCH_PROVIDER_KEY=sk-upstream SWITCHYARD_ADMIN_TOKEN=$admin RUST_LOG=warn \
-    taskset -c 0 "$bin" serve --config "$work/gateway-$1.toml" 2>>"$work/gateway-$1.log" &
+    taskset -c 0 "$2" serve --config "$work/gateway-$1.toml" 2>>"$work/gateway-$1.log" &
   pids+=($!)
   echo $! >"$work/pid-$1"
 }
-start_gateway "$ON_PORT"
-start_gateway "$OFF_PORT"
+start_gateway "$ON_PORT" "$bin"
+start_gateway "$OFF_PORT" "$off_bin"
 for port in "$MOCK_PORT" "$ON_PORT" "$OFF_PORT"; do
   for _ in $(seq 1 200); do
     curl -s -o /dev/null "http://127.0.0.1:$port/" && break
@@ -117,7 +122,7 @@ run() { # $1 label, $2 port, $3 pid
   before=$(cpu_ticks "$3")
   taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --timeout 10s \
     -s "$work/chat.lua" "http://127.0.0.1:$2/v1/chat/completions" >"$out"
-  if [ "$1" = on ]; then
+  if { [ "$1" = on ] && [ "$ON_LOG" = true ]; } || { [ "$1" = off ] && [ "$OFF_LOG" = true ]; }; then
     curl -s -o /dev/null "http://127.0.0.1:$2/admin/v1/log?limit=1" -H "Authorization: Bearer $admin"
   fi
   after=$(cpu_ticks "$3")
@@ -142,8 +147,10 @@ for i in $(seq 1 "$PAIRS"); do
   fi
 done
 
-python3 - "$results" <<'PY'
+python3 - "$results" "$ON_LABEL" "$OFF_LABEL" <<'PY'
 import statistics, sys
+on_label, off_label = sys.argv[2], sys.argv[3]
+print(f"on = {on_label}, off = {off_label}")
 rows = [l.split("\t") for l in open(sys.argv[1]).read().split("\n") if l]
 on = [(float(r), float(c)) for label, r, c in rows if label == "on"]
 off = [(float(r), float(c)) for label, r, c in rows if label == "off"]
