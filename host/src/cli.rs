@@ -327,6 +327,23 @@ impl AdminArgs {
     }
 }
 
+/// The admin log query that pages through a team's (or every) record
+/// between `since` and `until`, oldest first, a thousand at a time.
+fn log_query(
+    team: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+) -> Vec<(&'static str, String)> {
+    let mut query = vec![
+        ("order", "oldest".to_string()),
+        ("limit", "1000".to_string()),
+    ];
+    query.extend(team.map(|t| ("team", t)));
+    query.extend(since.map(|t| ("since", t)));
+    query.extend(until.map(|t| ("until", t)));
+    query
+}
+
 /// Pages through the request log, oldest first, handing each record to
 /// `each`; gives back how many were read.
 async fn read_log(
@@ -707,11 +724,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     let token = token.as_deref().context(
                         "--url needs --token (or SWITCHYARD_ADMIN_TOKEN): an admin token or the team's",
                     )?;
-                    let mut query: Vec<(&str, String)> =
-                        vec![("order", "oldest".into()), ("limit", "1000".to_string())];
-                    query.extend(team.clone().map(|t| ("team", t)));
-                    query.extend(since.map(|t| ("since", t)));
-                    query.extend(until.map(|t| ("until", t)));
+                    let query = log_query(team.clone(), since, until);
                     let client = AdminClient::new(url, token);
                     let runtime = tokio::runtime::Builder::new_current_thread()
                         .enable_all()
@@ -844,11 +857,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             until,
             out,
         }) => {
-            let mut query: Vec<(&str, String)> =
-                vec![("order", "oldest".into()), ("limit", "1000".to_string())];
-            query.extend(team.map(|t| ("team", t)));
-            query.extend(since.map(|t| ("since", t)));
-            query.extend(until.map(|t| ("until", t)));
+            let query = log_query(team, since, until);
             let sink: Box<dyn std::io::Write> = match &out {
                 Some(path) => Box::new(
                     std::fs::File::create(path)

@@ -77,11 +77,7 @@ impl DirectoryEntry {
     /// `content_signals`, else the operator's setting for the bundled
     /// policy or for uploaded ones.
     pub fn content_allowed(&self, settings: &crate::config::PluginSettings, bundled: bool) -> bool {
-        self.team.content_signals.unwrap_or(if bundled {
-            settings.content_bundled
-        } else {
-            settings.content_uploaded
-        })
+        self.team.content_allowed(settings, bundled)
     }
 }
 
@@ -473,9 +469,7 @@ impl Directory {
             } else {
                 "{}"
             };
-            let content = team
-                .content_signals
-                .unwrap_or(self.config.plugins.content_uploaded);
+            let content = team.content_allowed(&self.config.plugins, false);
             let (shadow, shadow_error) = match self.shadow(
                 &record,
                 previous.team(&record.name),

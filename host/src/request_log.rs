@@ -20,8 +20,8 @@ use switchyard_wire::CanonicalRequest;
 
 use crate::config::LogSettings;
 use crate::metrics::MetricSource;
-use crate::policy::Candidate;
 use crate::policy::spec::{CandidateSpec, MetricSpec, RequestSpec};
+use crate::policy::{Candidate, RoutePlan};
 use crate::store::{LogRow, Store};
 use crate::telemetry::Family;
 
@@ -150,6 +150,24 @@ pub struct PlanStep {
     pub timeout_ms: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retries: Option<u8>,
+}
+
+impl PlanStep {
+    /// A plan's attempts, naming each candidate by id (an index with no
+    /// candidate is left out: the plan's validation refuses those).
+    pub fn of(plan: &RoutePlan, candidates: &[Candidate]) -> Vec<PlanStep> {
+        plan.attempts
+            .iter()
+            .filter_map(|a| {
+                Some(PlanStep {
+                    candidate: candidates.get(a.candidate)?.id.clone(),
+                    strip: a.strip.clone(),
+                    timeout_ms: a.timeout_ms,
+                    retries: a.retries,
+                })
+            })
+            .collect()
+    }
 }
 
 /// One attempt made (or skipped).

@@ -6,7 +6,7 @@
 use serde_json::{Value, json};
 use switchyard::request_log::Record;
 use switchyard_tests::mock::{Behavior, Flavor, MockProvider};
-use switchyard_tests::{cli_binary, guest_dir, start_gateway, temp_store};
+use switchyard_tests::{guest_dir, run_cli, start_gateway, temp_store};
 
 const ADMIN: &str = "admin-secret";
 const QUIET_KEY: &str = "sk-team-quiet";
@@ -42,28 +42,6 @@ fn config(alpha: &MockProvider, beta: &MockProvider) -> String {
         quiet = switchyard::config::hash_key(QUIET_KEY),
         loud = switchyard::config::hash_key(LOUD_KEY),
     )
-}
-
-/// Runs the `switchyard` command; gives back its exit code, stdout, stderr.
-async fn switchyard(args: Vec<String>) -> (i32, String, String) {
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(cli_binary())
-            .args(&args)
-            .env("SWITCHYARD_ADMIN_TOKEN", ADMIN)
-            .output()
-            .expect("run switchyard")
-    })
-    .await
-    .expect("join");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn args(list: &[&str]) -> Vec<String> {
-    list.iter().map(|s| s.to_string()).collect()
 }
 
 /// What a record's tokens cost at `input`/`output` dollars per 1M tokens.
@@ -150,9 +128,12 @@ async fn logged_traffic_replays_through_another_policy_with_hand_checked_figures
     std::fs::create_dir_all(&dir).expect("temp dir");
     let log = dir.join("log.jsonl");
     let log_arg = log.display().to_string();
-    let (code, _, stderr) = switchyard(args(&[
-        "log", "export", "--url", &base, "--since", "1h", "--out", &log_arg,
-    ]))
+    let (code, _, stderr) = run_cli(
+        &[
+            "log", "export", "--url", &base, "--since", "1h", "--out", &log_arg,
+        ],
+        ADMIN,
+    )
     .await;
     assert_eq!(code, 0, "{stderr}");
     let records: Vec<Record> = std::fs::read_to_string(&log)
@@ -196,18 +177,21 @@ async fn logged_traffic_replays_through_another_policy_with_hand_checked_figures
     // every record's tokens.
     let pin_beta = guest_dir().join("pin_beta.wasm").display().to_string();
     let decisions = dir.join("decisions.jsonl");
-    let (code, stdout, stderr) = switchyard(args(&[
-        "policy",
-        "replay",
-        &pin_beta,
-        "--log",
-        &log_arg,
-        "--team",
-        "quiet",
-        "--json",
-        "--out",
-        &decisions.display().to_string(),
-    ]))
+    let (code, stdout, stderr) = run_cli(
+        &[
+            "policy",
+            "replay",
+            &pin_beta,
+            "--log",
+            &log_arg,
+            "--team",
+            "quiet",
+            "--json",
+            "--out",
+            &decisions.display().to_string(),
+        ],
+        ADMIN,
+    )
     .await;
     assert_eq!(code, 0, "{stderr}");
     let summary: Value = serde_json::from_str(&stdout).expect("a JSON summary");
@@ -259,9 +243,12 @@ async fn logged_traffic_replays_through_another_policy_with_hand_checked_figures
         assert!(close(figure(&line["cost_usd"]), at(record, 2.5, 10.0)));
     }
     // The report for a terminal says the same.
-    let (code, text, stderr) = switchyard(args(&[
-        "policy", "replay", &pin_beta, "--log", &log_arg, "--team", "quiet",
-    ]))
+    let (code, text, stderr) = run_cli(
+        &[
+            "policy", "replay", &pin_beta, "--log", &log_arg, "--team", "quiet",
+        ],
+        ADMIN,
+    )
     .await;
     assert_eq!(code, 0, "{stderr}");
     let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -275,16 +262,19 @@ async fn logged_traffic_replays_through_another_policy_with_hand_checked_figures
     // 2. The bundled policy, which decided live, on the same inputs: it
     // agrees everywhere, and its first choice for the failover record
     // would have cost gpt-4o-mini prices.
-    let (code, stdout, stderr) = switchyard(args(&[
-        "policy",
-        "replay",
-        "builtin:default",
-        "--log",
-        &log_arg,
-        "--team",
-        "quiet",
-        "--json",
-    ]))
+    let (code, stdout, stderr) = run_cli(
+        &[
+            "policy",
+            "replay",
+            "builtin:default",
+            "--log",
+            &log_arg,
+            "--team",
+            "quiet",
+            "--json",
+        ],
+        ADMIN,
+    )
     .await;
     assert_eq!(code, 0, "{stderr}");
     let summary: Value = serde_json::from_str(&stdout).expect("a JSON summary");
@@ -297,9 +287,12 @@ async fn logged_traffic_replays_through_another_policy_with_hand_checked_figures
     ));
 
     // 3. Straight from the gateway (`--url`): the same figures.
-    let (code, from_url, stderr) = switchyard(args(&[
-        "policy", "replay", &pin_beta, "--url", &base, "--team", "quiet", "--json",
-    ]))
+    let (code, from_url, stderr) = run_cli(
+        &[
+            "policy", "replay", &pin_beta, "--url", &base, "--team", "quiet", "--json",
+        ],
+        ADMIN,
+    )
     .await;
     assert_eq!(code, 0, "{stderr}");
     let from_url: Value = serde_json::from_str(&from_url).expect("JSON");
@@ -315,19 +308,22 @@ async fn logged_traffic_replays_through_another_policy_with_hand_checked_figures
     let probe_config = dir.join("probe.json");
     std::fs::write(&probe_config, r#"{"mode": "content"}"#).expect("write");
     let labels = dir.join("labels.jsonl");
-    let (code, _, stderr) = switchyard(args(&[
-        "policy",
-        "replay",
-        &probe,
-        "--log",
-        &log_arg,
-        "--config",
-        &probe_config.display().to_string(),
-        "--content-bytes",
-        "6",
-        "--out",
-        &labels.display().to_string(),
-    ]))
+    let (code, _, stderr) = run_cli(
+        &[
+            "policy",
+            "replay",
+            &probe,
+            "--log",
+            &log_arg,
+            "--config",
+            &probe_config.display().to_string(),
+            "--content-bytes",
+            "6",
+            "--out",
+            &labels.display().to_string(),
+        ],
+        ADMIN,
+    )
     .await;
     assert_eq!(code, 0, "{stderr}");
     let labels: Vec<(String, String)> = std::fs::read_to_string(&labels)
@@ -360,13 +356,16 @@ async fn logged_traffic_replays_through_another_policy_with_hand_checked_figures
     let mut text = std::fs::read_to_string(&log).expect("log");
     text.push_str("{\"schema\": 2, \"id\": \"x\"}\n");
     std::fs::write(&future, text).expect("write");
-    let (code, _, stderr) = switchyard(args(&[
-        "policy",
-        "replay",
-        &pin_beta,
-        "--log",
-        &future.display().to_string(),
-    ]))
+    let (code, _, stderr) = run_cli(
+        &[
+            "policy",
+            "replay",
+            &pin_beta,
+            "--log",
+            &future.display().to_string(),
+        ],
+        ADMIN,
+    )
     .await;
     assert_eq!(code, 2, "{stderr}");
     assert!(

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use switchyard::request_log::Record;
 use switchyard_tests::mock::{Behavior, Flavor, MockProvider};
-use switchyard_tests::{cli_binary, guest, start_gateway, temp_store};
+use switchyard_tests::{guest, run_cli, start_gateway, temp_store};
 
 const ADMIN: &str = "admin-secret";
 
@@ -109,22 +109,9 @@ impl Env {
     }
 
     async fn switchyard(&self, args: &[&str]) -> (i32, String, String) {
-        let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        all.extend(["--url".to_string(), self.base.clone()]);
-        let out = tokio::task::spawn_blocking(move || {
-            std::process::Command::new(cli_binary())
-                .args(&all)
-                .env("SWITCHYARD_ADMIN_TOKEN", ADMIN)
-                .output()
-                .expect("run switchyard")
-        })
-        .await
-        .expect("join");
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        let mut all = args.to_vec();
+        all.extend(["--url", self.base.as_str()]);
+        run_cli(&all, ADMIN).await
     }
 }
 

@@ -63,6 +63,23 @@ pub fn cli_binary() -> PathBuf {
     path
 }
 
+/// Runs [`cli_binary`] with `args` and the admin token `token` in
+/// `SWITCHYARD_ADMIN_TOKEN`, off the async runtime; gives back its exit code
+/// (-1 when killed), stdout and stderr.
+pub async fn run_cli(args: &[&str], token: &str) -> (i32, String, String) {
+    let out = tokio::process::Command::new(cli_binary())
+        .args(args)
+        .env("SWITCHYARD_ADMIN_TOKEN", token)
+        .output()
+        .await
+        .expect("run switchyard");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Parses the config `text` (named `name` in errors), reading `${VAR}`s from
 /// `env`; without a `[store]` table it gets a fresh temporary store. Uploaded
 /// policies are compiled by [`cli_binary`], as a gateway compiles them with

@@ -264,6 +264,17 @@ pub struct Team {
 }
 
 impl Team {
+    /// Whether the team's policy may read requests' content: the team's
+    /// `content_signals`, else the operator's setting for the bundled
+    /// policy or for uploaded ones.
+    pub fn content_allowed(&self, settings: &PluginSettings, bundled: bool) -> bool {
+        self.content_signals.unwrap_or(if bundled {
+            settings.content_bundled
+        } else {
+            settings.content_uploaded
+        })
+    }
+
     /// Whether the team may use the model (or logical model) `slug`.
     pub fn allows_model(&self, slug: &str) -> bool {
         self.allowed_models

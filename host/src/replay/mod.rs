@@ -301,18 +301,7 @@ impl Replay {
         };
         match &decision.result {
             Ok(plan) => {
-                line.plan = plan
-                    .attempts
-                    .iter()
-                    .filter_map(|a| {
-                        Some(PlanStep {
-                            candidate: candidates.get(a.candidate)?.id.clone(),
-                            strip: a.strip.clone(),
-                            timeout_ms: a.timeout_ms,
-                            retries: a.retries,
-                        })
-                    })
-                    .collect();
+                line.plan = PlanStep::of(plan, &candidates);
                 line.label = Some(plan.label.clone());
                 self.label(&plan.label).replayed += 1;
                 let first = plan
@@ -527,27 +516,18 @@ pub fn render(summary: &Summary) -> String {
         s.policy, s.contract, s.records, s.replayed, s.without_decision
     );
     let _ = writeln!(out, "agreement with the live decisions");
-    let _ = writeln!(
-        out,
-        "  first attempt      {:>8} of {:<8} {}",
-        s.agree_first,
-        s.replayed,
-        pct(s.agree_first, s.replayed)
-    );
-    let _ = writeln!(
-        out,
-        "  whole plan         {:>8} of {:<8} {}",
-        s.agree_plan,
-        s.replayed,
-        pct(s.agree_plan, s.replayed)
-    );
-    let _ = writeln!(
-        out,
-        "  first = served     {:>8} of {:<8} {}",
-        s.agree_served,
-        s.replayed,
-        pct(s.agree_served, s.replayed)
-    );
+    for (what, n) in [
+        ("first attempt", s.agree_first),
+        ("whole plan", s.agree_plan),
+        ("first = served", s.agree_served),
+    ] {
+        let _ = writeln!(
+            out,
+            "  {what:<18} {n:>8} of {:<8} {}",
+            s.replayed,
+            pct(n, s.replayed)
+        );
+    }
     let c = &s.cost;
     let _ = writeln!(
         out,

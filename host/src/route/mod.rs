@@ -322,8 +322,10 @@ impl Executor {
         let team = &entry.team;
         let arrival = Instant::now();
         // A shadow decides on this request once it is answered.
+        // Where the record goes; none (and no record) with the log off and
+        // no shadow deciding.
         let shadow = entry.shadow.as_ref().filter(|s| s.sampled()).cloned();
-        let sink = record::Sink {
+        let sink = (self.log.enabled() || shadow.is_some()).then(|| record::Sink {
             log: self.log.clone(),
             shadows: self.shadows.clone(),
             body: shadow
@@ -331,8 +333,8 @@ impl Executor {
                 .filter(|s| s.wants_content())
                 .map(|_| req.body.clone()),
             shadow,
-        };
-        let record = (self.log.enabled() || sink.shadow.is_some()).then(|| {
+        });
+        let record = sink.as_ref().map(|_| {
             let mut draft = Draft::new(
                 now_ms(),
                 team.name.clone(),
@@ -397,14 +399,14 @@ impl Executor {
             fallback,
             cost_usd: cost,
         });
-        let result = match (progress.record.take(), result) {
+        let result = match (progress.record.take().zip(sink), result) {
             (None, result) => result,
-            (Some(draft), Ok(Served::Complete { body, info })) => {
+            (Some((draft, sink)), Ok(Served::Complete { body, info })) => {
                 let outcome = record::served(&info, arrival);
                 sink.submit(draft, record::attempts(&info.trail), outcome);
                 Ok(Served::Complete { body, info })
             }
-            (Some(draft), Ok(Served::Stream { info, events })) => {
+            (Some((draft, sink)), Ok(Served::Stream { info, events })) => {
                 let events = record::logged_stream(
                     events,
                     record::Pending {
@@ -418,7 +420,7 @@ impl Executor {
                 );
                 Ok(Served::Stream { info, events })
             }
-            (Some(draft), Err(e)) => {
+            (Some((draft, sink)), Err(e)) => {
                 sink.submit(
                     draft,
                     record::attempts(&e.trail),

@@ -54,17 +54,7 @@ pub(super) fn decision(
     let (label, plan, notes) = match result {
         Ok((plan, notes)) => (
             Some(plan.label.clone()),
-            plan.attempts
-                .iter()
-                .filter_map(|a| {
-                    Some(PlanStep {
-                        candidate: candidates.get(a.candidate)?.id.clone(),
-                        strip: a.strip.clone(),
-                        timeout_ms: a.timeout_ms,
-                        retries: a.retries,
-                    })
-                })
-                .collect(),
+            PlanStep::of(plan, candidates),
             Some(notes),
         ),
         Err(()) => (None, Vec::new(), None),

@@ -442,21 +442,35 @@ pub async fn activate(
     find_team(&state, &team)?;
     let name = team.clone();
     write(&state, move |writer| {
-        let store = writer.store();
-        let bytes = store
-            .policy_component(&name, version)
+        check_loads(writer, &name, version)?;
+        writer
+            .store()
+            .activate(&name, version)
             .map_err(store_error)?;
-        writer.compile(&bytes).map_err(|e| {
-            RouteError::new(
-                AdminCode::InvalidPolicy,
-                format!("Version {version} no longer loads on this gateway: {e}."),
-            )
-        })?;
-        store.activate(&name, version).map_err(store_error)?;
         Ok(())
     })
     .await?;
     team_answer(&state, StatusCode::OK, &team)
+}
+
+/// Compiles (or finds compiled) the team's stored `version`, so it is
+/// activated or attached only if it still loads on this gateway.
+pub(crate) fn check_loads(
+    writer: &crate::directory::Directory,
+    team: &str,
+    version: u32,
+) -> Result<(), RouteError> {
+    let bytes = writer
+        .store()
+        .policy_component(team, version)
+        .map_err(store_error)?;
+    writer.compile(&bytes).map_err(|e| {
+        RouteError::new(
+            AdminCode::InvalidPolicy,
+            format!("Version {version} does not load on this gateway: {e}."),
+        )
+    })?;
+    Ok(())
 }
 
 /// `POST /admin/v1/teams/{team}/policies/rollback`: re-activates the version

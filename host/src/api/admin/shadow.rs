@@ -108,17 +108,9 @@ pub async fn attach(
     }
     let name = team.clone();
     write(&state, move |writer| {
-        let store = writer.store();
-        let bytes = store
-            .policy_component(&name, version)
-            .map_err(store_error)?;
-        writer.compile(&bytes).map_err(|e| {
-            RouteError::new(
-                AdminCode::InvalidPolicy,
-                format!("Version {version} does not load on this gateway: {e}."),
-            )
-        })?;
-        store
+        super::policies::check_loads(writer, &name, version)?;
+        writer
+            .store()
             .attach_shadow(&name, version, sample)
             .map_err(store_error)?;
         Ok(())
