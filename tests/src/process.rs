@@ -92,6 +92,11 @@ impl GatewayProcess {
         format!("http://{}{path}", self.addr)
     }
 
+    /// The gateway's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// What the gateway has logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
