@@ -12,8 +12,9 @@
 # each run of the log-on gateway, a read of its log makes the writer write
 # everything waiting, so the writer's CPU lands in that gateway's own run
 # and not in the next one. Prints per pair: req/s and CPU µs per request
-# (the gateway's user + system time over requests answered) of each, then
-# the medians and the median paired difference.
+# (the gateway's user + system time over requests answered) of each, the
+# part of the log-on gateway's that its writer thread spent, then the
+# medians and the median paired difference.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -115,26 +116,39 @@ for port in "$ON_PORT" "$OFF_PORT"; do
 done
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# The CPU of the process's request-log writer thread alone (0 without one).
+writer_ticks() {
+  local t
+  for t in /proc/"$1"/task/*; do
+    if [ "$(cat "$t/comm" 2>/dev/null)" = request-log ]; then
+      awk '{print $14 + $15}' "$t/stat"
+      return
+    fi
+  done
+  echo 0
+}
 results="$work/results.tsv"
 : >"$results"
 run() { # $1 label, $2 port, $3 pid
-  local before after out="$work/wrk.txt"
+  local before after wbefore wafter out="$work/wrk.txt"
   before=$(cpu_ticks "$3")
+  wbefore=$(writer_ticks "$3")
   taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --timeout 10s \
     -s "$work/chat.lua" "http://127.0.0.1:$2/v1/chat/completions" >"$out"
   if { [ "$1" = on ] && [ "$ON_LOG" = true ]; } || { [ "$1" = off ] && [ "$OFF_LOG" = true ]; }; then
     curl -s -o /dev/null "http://127.0.0.1:$2/admin/v1/log?limit=1" -H "Authorization: Bearer $admin"
   fi
   after=$(cpu_ticks "$3")
-  python3 - "$1" "$out" "$((after - before))" "$(getconf CLK_TCK)" >>"$results" <<'PY'
+  wafter=$(writer_ticks "$3")
+  python3 - "$1" "$out" "$((after - before))" "$(getconf CLK_TCK)" "$((wafter - wbefore))" >>"$results" <<'PY'
 import re, sys
-label, path, ticks, hz = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+label, path, ticks, hz, wticks = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 text = open(path).read()
 if re.search(r"Non-2xx or 3xx responses|Socket errors", text):
     sys.exit(f"{label}: errors in the run:\n{text}")
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
 total = int(re.search(r"(\d+) requests in", text).group(1))
-print(f"{label}\t{rps:.0f}\t{ticks * 1e6 / hz / total:.1f}")
+print(f"{label}\t{rps:.0f}\t{ticks * 1e6 / hz / total:.1f}\t{wticks * 1e6 / hz / total:.1f}")
 PY
 }
 
@@ -152,15 +166,17 @@ import statistics, sys
 on_label, off_label = sys.argv[2], sys.argv[3]
 print(f"on = {on_label}, off = {off_label}")
 rows = [l.split("\t") for l in open(sys.argv[1]).read().split("\n") if l]
-on = [(float(r), float(c)) for label, r, c in rows if label == "on"]
-off = [(float(r), float(c)) for label, r, c in rows if label == "off"]
-print(f"{'pair':>4} {'off req/s':>10} {'on req/s':>10} {'on/off':>7} {'off µs/req':>11} {'on µs/req':>10}")
-for i, ((r1, c1), (r0, c0)) in enumerate(zip(on, off), 1):
-    print(f"{i:>4} {r0:>10.0f} {r1:>10.0f} {r1 / r0 - 1:>+7.1%} {c0:>11.1f} {c1:>10.1f}")
+on = [(float(r), float(c)) for label, r, c, _ in rows if label == "on"]
+off = [(float(r), float(c)) for label, r, c, _ in rows if label == "off"]
+writer = [float(w) for label, _, _, w in rows if label == "on"]
+print(f"{'pair':>4} {'off req/s':>10} {'on req/s':>10} {'on/off':>7} {'off µs/req':>11} {'on µs/req':>10} {'on writer µs/req':>17}")
+for i, ((r1, c1), (r0, c0), w) in enumerate(zip(on, off, writer), 1):
+    print(f"{i:>4} {r0:>10.0f} {r1:>10.0f} {r1 / r0 - 1:>+7.1%} {c0:>11.1f} {c1:>10.1f} {w:>17.1f}")
 ratio = statistics.median(r1 / r0 - 1 for (r1, _), (r0, _) in zip(on, off))
 cpu = statistics.median(c1 - c0 for (_, c1), (_, c0) in zip(on, off))
 print(f"median req/s: off {statistics.median(r for r, _ in off):.0f}, on {statistics.median(r for r, _ in on):.0f}; "
       f"median paired req/s change {ratio:+.1%}")
 print(f"median CPU µs/req: off {statistics.median(c for _, c in off):.1f}, on {statistics.median(c for _, c in on):.1f}; "
       f"median paired difference {cpu:+.1f} µs")
+print(f"median CPU µs/req of the on gateway's request-log writer thread: {statistics.median(writer):.1f}")
 PY
