@@ -23,7 +23,7 @@ mod teams;
 
 pub use keys::{KeyRecord, KeyScope, LiveKey};
 pub use policies::{PolicyVersion, Upload};
-pub use request_log::{LogOrder, LogQuery, LogRow};
+pub use request_log::{LogBatch, LogOrder, LogQuery};
 use schema::MIGRATIONS;
 pub use spend::SpendRow;
 pub use teams::{ShadowRow, TeamRow};

@@ -89,4 +89,22 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE teams ADD COLUMN shadow_sample REAL;
     ALTER TABLE teams ADD COLUMN shadow_attached_at INTEGER;
     ALTER TABLE teams ADD COLUMN shadow_seq INTEGER NOT NULL DEFAULT 0;",
+    // 6: the request log in batches: one row per team per write of the
+    // log's writer, its records' JSON Lines compressed (store/request_log.rs).
+    // A row per record cost more than the rest of the log together
+    // (BENCHMARKS.md §8d). Rows of schema 4 move over as they are, one each.
+    "CREATE TABLE request_log_batches (
+        seq INTEGER PRIMARY KEY,      -- write order; a cursor is seq << 16 | place
+        team TEXT NOT NULL,
+        first_ms INTEGER NOT NULL,    -- the earliest arrival in the row, Unix ms
+        last_ms INTEGER NOT NULL,     -- the latest
+        records INTEGER NOT NULL,
+        encoding INTEGER NOT NULL,    -- 0: JSON Lines; 1: LZ4 block of them, size first
+        data BLOB NOT NULL
+    );
+    CREATE INDEX request_log_batches_by_team ON request_log_batches (team, seq);
+    INSERT INTO request_log_batches (team, first_ms, last_ms, records, encoding, data)
+        SELECT team, time_ms, time_ms, 1, 0, CAST(record || char(10) AS BLOB)
+        FROM request_log ORDER BY seq;
+    DROP TABLE request_log;",
 ];
