@@ -3,6 +3,7 @@
 #
 #   bash bench/log-cost.sh               # 8 pairs of 8 s runs; about 3 minutes
 #   PAIRS=4 DURATION=5 bash bench/log-cost.sh
+#   MODE=together bash bench/log-cost.sh   # both driven at once (below)
 #
 # Starts the instant mock provider (bench/mock) and two gateways from the
 # same build, one with the request log on ([log] enabled = true, as
@@ -27,6 +28,12 @@ OFF_PORT=${OFF_PORT:-9523}
 ON_LOG=${ON_LOG:-true}
 OFF_LOG=${OFF_LOG:-false}
 ON_LABEL=${ON_LABEL:-"log on"}
+# alternate: one gateway at a time, which goes first alternating.
+# together: both at once, each with its own wrk, sharing core 0: the
+# machine's other tenants then slow both alike, and what each answers is
+# what its share of the core buys (noise that alternating runs cannot
+# cancel on a busy machine).
+MODE=${MODE:-alternate}
 OFF_LABEL=${OFF_LABEL:-"log off"}
 
 if ! command -v wrk >/dev/null || ! command -v curl >/dev/null || ! command -v taskset >/dev/null; then
@@ -129,12 +136,18 @@ writer_ticks() {
 }
 results="$work/results.tsv"
 : >"$results"
-run() { # $1 label, $2 port, $3 pid
-  local before after wbefore wafter out="$work/wrk.txt"
-  before=$(cpu_ticks "$3")
-  wbefore=$(writer_ticks "$3")
+begin() { # $1 label, $2 port, $3 pid: starts wrk on it
+  cpu_ticks "$3" >"$work/before-$1"
+  writer_ticks "$3" >"$work/wbefore-$1"
   taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --timeout 10s \
-    -s "$work/chat.lua" "http://127.0.0.1:$2/v1/chat/completions" >"$out"
+    -s "$work/chat.lua" "http://127.0.0.1:$2/v1/chat/completions" >"$work/wrk-$1.txt" &
+  echo $! >"$work/wrk-pid-$1"
+}
+finish() { # $1 label, $2 port, $3 pid: waits for its wrk, reads its CPU
+  local before after wbefore wafter out="$work/wrk-$1.txt"
+  wait "$(cat "$work/wrk-pid-$1")"
+  before=$(cat "$work/before-$1")
+  wbefore=$(cat "$work/wbefore-$1")
   if { [ "$1" = on ] && [ "$ON_LOG" = true ]; } || { [ "$1" = off ] && [ "$OFF_LOG" = true ]; }; then
     curl -s -o /dev/null "http://127.0.0.1:$2/admin/v1/log?limit=1" -H "Authorization: Bearer $admin"
   fi
@@ -151,10 +164,14 @@ total = int(re.search(r"(\d+) requests in", text).group(1))
 print(f"{label}\t{rps:.0f}\t{ticks * 1e6 / hz / total:.1f}\t{wticks * 1e6 / hz / total:.1f}")
 PY
 }
+run() { begin "$@"; finish "$@"; }
 
-echo "== $PAIRS pairs of ${DURATION}s runs at $CONNECTIONS connections (gateways on core 0; mock, wrk on core 1)"
+echo "== $PAIRS pairs of ${DURATION}s runs at $CONNECTIONS connections, $MODE (gateways on core 0; mock, wrk on core 1)"
 for i in $(seq 1 "$PAIRS"); do
-  if [ $((i % 2)) = 1 ]; then
+  if [ "$MODE" = together ]; then
+    begin on "$ON_PORT" "$on_pid"; begin off "$OFF_PORT" "$off_pid"
+    finish on "$ON_PORT" "$on_pid"; finish off "$OFF_PORT" "$off_pid"
+  elif [ $((i % 2)) = 1 ]; then
     run on "$ON_PORT" "$on_pid"; run off "$OFF_PORT" "$off_pid"
   else
     run off "$OFF_PORT" "$off_pid"; run on "$ON_PORT" "$on_pid"

@@ -374,48 +374,119 @@ impl Draft {
     }
 }
 
-/// A finished record waiting for the writer, serialised already. It is
-/// serialised where it was finished, so that everything it was built from is
-/// freed there, while hot in that thread's cache and allocator: handing the
-/// typed record (some forty allocations) to the writer thread to serialise
-/// and free cost the request path more than the writing itself
-/// (BENCHMARKS.md §8d).
-struct Finished {
-    team: String,
+/// Finished records waiting for the writer, serialised where they were
+/// finished: everything a record was built from is freed there, hot in that
+/// thread's cache and allocator. Handing the typed record (some forty
+/// allocations) to the writer thread to serialise and free cost the request
+/// path more than the writing did, and so did a buffer per record: memory
+/// freed by another thread a quarter of a second later comes back to the
+/// worker as fresh pages (BENCHMARKS.md §8d). The queue's buffers keep their
+/// capacity from one interval to the next.
+#[derive(Default)]
+struct Queue {
+    /// Each record's team, then its JSON.
+    bytes: Vec<u8>,
+    entries: Vec<Entry>,
+}
+
+#[derive(Clone, Copy)]
+struct Entry {
     time_ms: u64,
-    /// The record's JSON, one line.
-    json: Vec<u8>,
+    start: usize,
+    team_end: usize,
+    end: usize,
+}
+
+impl Queue {
+    fn push(&mut self, team: &str, time_ms: u64, json: &[u8]) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(team.as_bytes());
+        let team_end = self.bytes.len();
+        self.bytes.extend_from_slice(json);
+        self.entries.push(Entry {
+            time_ms,
+            start,
+            team_end,
+            end: self.bytes.len(),
+        });
+    }
+
+    /// The records: team, arrival and JSON.
+    fn records(&self) -> impl Iterator<Item = (&str, u64, &[u8])> {
+        self.entries.iter().map(|e| {
+            let team = std::str::from_utf8(&self.bytes[e.start..e.team_end]).unwrap_or_default();
+            (team, e.time_ms, &self.bytes[e.team_end..e.end])
+        })
+    }
+
+    /// Empties the queue, keeping its capacity unless a burst grew it past
+    /// `keep` bytes.
+    fn clear(&mut self, keep: usize) {
+        if self.bytes.capacity() > keep {
+            *self = Queue::default();
+        } else {
+            self.bytes.clear();
+            self.entries.clear();
+        }
+    }
+}
+
+/// A queue's buffer grown past this is freed once written.
+const KEEP_QUEUE: usize = 16 << 20;
+/// Spare batch buffers kept for the next interval, in bytes of capacity.
+const KEEP_SPARE: usize = 8 << 20;
+
+thread_local! {
+    /// Where a thread serialises the records it finishes.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// The records serialised and waiting to be written: one batch per team
-/// open for more, and the batches that are full or that the store refused.
+/// open for more, the batches that are full or that the store refused, and
+/// buffers of batches written, for the next ones.
 #[derive(Default)]
 struct Batches {
     open: std::collections::HashMap<String, LogBatch>,
     waiting: Vec<LogBatch>,
+    spare: Vec<Vec<u8>>,
 }
 
 impl Batches {
     /// Appends a serialised record to its team's batch.
-    fn push(&mut self, finished: Finished) {
-        let batch = match self.open.get_mut(finished.team.as_str()) {
+    fn push(&mut self, team: &str, time_ms: u64, json: &[u8]) {
+        let batch = match self.open.get_mut(team) {
             Some(batch) => batch,
-            None => self
-                .open
-                .entry(finished.team.clone())
-                .or_insert_with(|| LogBatch::new(&finished.team)),
+            None => {
+                let buffer = self.spare.pop().unwrap_or_default();
+                self.open
+                    .entry(team.to_owned())
+                    .or_insert_with(|| LogBatch::with_buffer(team, buffer))
+            }
         };
-        let appended = batch.push_with(finished.time_ms, |out| {
-            out.extend_from_slice(&finished.json);
+        let appended = batch.push_with(time_ms, |out| {
+            out.extend_from_slice(json);
             Ok::<_, std::convert::Infallible>(())
         });
         if let Err(never) = appended {
             match never {}
         }
         if batch.is_full()
-            && let Some(full) = self.open.remove(finished.team.as_str())
+            && let Some(full) = self.open.remove(team)
         {
             self.waiting.push(full);
+        }
+    }
+
+    /// The waiting batches are written: their buffers are kept for the next
+    /// ones, up to [`KEEP_SPARE`] bytes.
+    fn written(&mut self) {
+        let mut kept: usize = self.spare.iter().map(Vec::capacity).sum();
+        for batch in self.waiting.drain(..) {
+            let buffer = batch.into_buffer();
+            if kept + buffer.capacity() <= KEEP_SPARE {
+                kept += buffer.capacity();
+                self.spare.push(buffer);
+            }
         }
     }
 
@@ -451,7 +522,7 @@ struct FlushRequest(mpsc::SyncSender<Result<(), String>>);
 /// The request log: the buffer the executor pushes onto and its writer.
 pub struct RequestLog {
     settings: LogSettings,
-    buffer: Arc<Mutex<Vec<Finished>>>,
+    buffer: Arc<Mutex<Queue>>,
     tx: Mutex<Option<mpsc::Sender<FlushRequest>>>,
     counters: Arc<Counters>,
 }
@@ -466,7 +537,7 @@ impl RequestLog {
     /// The log of `settings`, writing to `store` (nothing when disabled).
     pub fn start(settings: LogSettings, store: Arc<Store>) -> RequestLog {
         let log = RequestLog {
-            buffer: Arc::new(Mutex::new(Vec::new())),
+            buffer: Arc::new(Mutex::new(Queue::default())),
             tx: Mutex::new(None),
             counters: Arc::new(Counters::default()),
             settings,
@@ -497,7 +568,7 @@ impl RequestLog {
                 enabled: false,
                 ..LogSettings::default()
             },
-            buffer: Arc::new(Mutex::new(Vec::new())),
+            buffer: Arc::new(Mutex::new(Queue::default())),
             tx: Mutex::new(None),
             counters: Arc::new(Counters::default()),
         }
@@ -523,15 +594,17 @@ impl RequestLog {
         if !self.settings.enabled {
             return;
         }
-        let mut json = Vec::with_capacity(1024);
-        if let Err(e) = serde_json::to_writer(&mut json, &record) {
-            tracing::error!(error = %e, "cannot serialise a request log record");
-            return;
-        }
-        self.push(Finished {
-            team: record.team,
-            time_ms: record.time_ms,
-            json,
+        SCRATCH.with_borrow_mut(|json| {
+            json.clear();
+            if let Err(e) = serde_json::to_writer(&mut *json, &record) {
+                tracing::error!(error = %e, "cannot serialise a request log record");
+                return;
+            }
+            self.push(&record.team, record.time_ms, json);
+            // A record with long prompt text does not keep its buffer.
+            if json.capacity() > 1 << 20 {
+                *json = Vec::new();
+            }
         });
     }
 
@@ -540,14 +613,11 @@ impl RequestLog {
         self.settings.prompt_bytes
     }
 
-    fn push(&self, finished: Finished) {
-        if !self.settings.enabled {
-            return;
-        }
-        let mut buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
-        let waiting = buffer.len() as u64 + self.counters.pending.load(Ordering::Relaxed);
+    fn push(&self, team: &str, time_ms: u64, json: &[u8]) {
+        let mut queue = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
+        let waiting = queue.entries.len() as u64 + self.counters.pending.load(Ordering::Relaxed);
         if waiting >= self.settings.max_pending as u64 {
-            drop(buffer);
+            drop(queue);
             if self.counters.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
                 tracing::error!(
                     max_pending = self.settings.max_pending,
@@ -556,7 +626,7 @@ impl RequestLog {
             }
             return;
         }
-        buffer.push(finished);
+        queue.push(team, time_ms, json);
     }
 
     /// Writes what is waiting now (an admin read sees every request answered
@@ -632,7 +702,7 @@ impl RequestLog {
 fn writer(
     store: &Store,
     settings: &LogSettings,
-    buffer: &Mutex<Vec<Finished>>,
+    buffer: &Mutex<Queue>,
     rx: &mpsc::Receiver<FlushRequest>,
     counters: &Counters,
 ) {
@@ -641,6 +711,7 @@ fn writer(
         0
     });
     let mut batches = Batches::default();
+    let mut taken = Queue::default();
     let mut failing = false;
     let mut last_prune: Option<Instant> = None;
     loop {
@@ -649,10 +720,14 @@ fn writer(
             Err(mpsc::RecvTimeoutError::Timeout) => (None, false),
             Err(mpsc::RecvTimeoutError::Disconnected) => (None, true),
         };
-        let taken = std::mem::take(&mut *buffer.lock().unwrap_or_else(|e| e.into_inner()));
-        for finished in taken {
-            batches.push(finished);
+        std::mem::swap(
+            &mut *buffer.lock().unwrap_or_else(|e| e.into_inner()),
+            &mut taken,
+        );
+        for (team, time_ms, json) in taken.records() {
+            batches.push(team, time_ms, json);
         }
+        taken.clear(KEEP_QUEUE);
         let pending = batches.records();
         counters.pending.store(pending, Ordering::Relaxed);
         let mut result = Ok(());
@@ -661,7 +736,7 @@ fn writer(
                 Ok(written) => {
                     bytes += written;
                     counters.written.fetch_add(pending, Ordering::Relaxed);
-                    batches.waiting.clear();
+                    batches.written();
                     counters.pending.store(0, Ordering::Relaxed);
                     if failing {
                         failing = false;

@@ -58,6 +58,21 @@ impl LogBatch {
         }
     }
 
+    /// An empty batch of `team`'s records, writing into `buffer` (emptied;
+    /// its capacity is kept).
+    pub fn with_buffer(team: &str, mut buffer: Vec<u8>) -> LogBatch {
+        buffer.clear();
+        LogBatch {
+            json: buffer,
+            ..LogBatch::new(team)
+        }
+    }
+
+    /// The batch's buffer, for another batch.
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.json
+    }
+
     pub fn team(&self) -> &str {
         &self.team
     }

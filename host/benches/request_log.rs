@@ -1,0 +1,195 @@
+//! What the request log costs per request, in its two halves:
+//!
+//! - **request path**: what the executor does for the log on top of serving
+//!   a one-candidate chat request (the bench gateway's case in
+//!   `bench/log-cost.sh`): the draft, the request and decision as the log
+//!   keeps them, the attempt and outcome, then `RequestLog::submit`, which
+//!   finishes the record, serialises it and queues it. The log's writer
+//!   takes the queue every 2,000 records (untimed), as it does every 250 ms
+//!   at 8,000 req/s.
+//! - **writer**: per record, appending a serialised record to its team's
+//!   batch and writing a batch of 2,000 (the records of 250 ms at 8,000
+//!   req/s) as one compressed row into a SQLite store on disk.
+//!
+//! `cargo bench -p switchyard --bench request_log`
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ::switchyard::config::LogSettings;
+use ::switchyard::policy::spec::RequestSpec;
+use ::switchyard::policy::{Candidate, Health, Price, Request, Routing};
+use ::switchyard::request_log::{Attempt, Decision, Draft, Outcome, PlanStep, RequestLog};
+use ::switchyard::store::{LogBatch, Store};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+/// The allocator the `switchyard` binary uses (host/src/main.rs): the log's
+/// cost is mostly allocation and copying, so the bench must use the same.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn candidate() -> Candidate {
+    Candidate {
+        id: "bench/gpt-5-mini".into(),
+        provider: "bench".into(),
+        model: "gpt-5-mini".into(),
+        logical_model: None,
+        price: Price {
+            input: 0.25,
+            output: 2.0,
+            cached_input: 0.025,
+        },
+        features: Vec::new(),
+        zdr: false,
+        tier: 2,
+        health: Health::Healthy,
+        headroom: None,
+        cache_affinity: false,
+        context_window: 400_000,
+        metrics: Vec::new(),
+    }
+}
+
+fn request() -> Request {
+    Request {
+        model: "gpt-5-mini".into(),
+        routing: Routing {
+            metric: None,
+            interval_seconds: 900,
+            models: Vec::new(),
+            providers: Vec::new(),
+        },
+        features: Vec::new(),
+        step_type: None,
+        purpose: None,
+        team: "bench".into(),
+        estimated_input_tokens: 7,
+        max_output_tokens: Some(64),
+        prompt_cache_key: false,
+        metadata: Vec::new(),
+        config: String::new(),
+    }
+}
+
+/// The log's work for one request, as `route::Executor::serve` does it.
+fn record_one(log: &RequestLog, team: &str, policy_request: &Request, candidates: Vec<Candidate>) {
+    let mut draft = Draft::new(1_796_611_643_912, team.to_owned(), "chat", false);
+    draft.request.model = Some(policy_request.model.clone());
+    draft.request.team = Some(team.to_owned());
+    draft.request = RequestSpec::from(policy_request);
+    draft.decision = Some(Decision {
+        policy: "default".into(),
+        contract: "0.2.0".into(),
+        decision_us: 12,
+        label: Some("default".into()),
+        score: None,
+        explanation: vec!["each group sorted by performance".into()],
+        plan: vec![PlanStep {
+            candidate: candidates[0].id.clone(),
+            strip: Vec::new(),
+            timeout_ms: None,
+            retries: None,
+        }],
+        stood_in_for: None,
+        fault: None,
+    });
+    draft.candidates = candidates;
+    let attempts = vec![Attempt {
+        provider: "bench".into(),
+        model: "gpt-5-mini".into(),
+        status: Some(200),
+        reason: "ok".into(),
+        message: None,
+        latency_ms: Some(0.353),
+        retry_after_ms: None,
+    }];
+    let outcome = Outcome {
+        status: 200,
+        provider: Some("bench".into()),
+        model: Some("gpt-5-mini".into()),
+        input_tokens: Some(12),
+        output_tokens: Some(7),
+        cached_tokens: Some(0),
+        cost_usd: Some(1.7e-5),
+        duration_ms: 0.383,
+        ..Outcome::default()
+    };
+    log.submit(draft, attempts, outcome);
+}
+
+fn temp_store(name: &str) -> Arc<Store> {
+    let dir = std::env::temp_dir().join(format!(
+        "switchyard-bench-{name}-{}-{:x}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    Arc::new(Store::open(&dir.join("switchyard.db")).expect("store"))
+}
+
+fn bench(c: &mut Criterion) {
+    let settings = LogSettings {
+        // Never drop: a dropped record would be a cheaper one.
+        max_pending: usize::MAX,
+        ..LogSettings::default()
+    };
+    let log = RequestLog::start(settings, temp_store("path"));
+    let policy_request = request();
+    c.bench_function("request_log/request path (one record)", |b| {
+        // The writer takes what is queued every 2,000 records, as it does
+        // every 250 ms at 8,000 req/s (the queue's buffer keeps its size).
+        b.iter_custom(|iters| {
+            let mut spent = Duration::ZERO;
+            let mut left = iters;
+            while left > 0 {
+                let n = left.min(2_000);
+                let inputs: Vec<Vec<Candidate>> = (0..n).map(|_| vec![candidate()]).collect();
+                let start = Instant::now();
+                for candidates in inputs {
+                    record_one(&log, "bench", &policy_request, black_box(candidates));
+                }
+                spent += start.elapsed();
+                log.flush().expect("flush");
+                left -= n;
+            }
+            spent
+        });
+    });
+    log.flush().expect("flush");
+
+    // One record as the writer receives it.
+    let one = {
+        let store = temp_store("sample");
+        let log = RequestLog::start(LogSettings::default(), store.clone());
+        record_one(&log, "bench", &policy_request, vec![candidate()]);
+        log.flush().expect("flush");
+        let q = ::switchyard::store::LogQuery {
+            limit: 1,
+            ..Default::default()
+        };
+        store.query_log(&q).expect("read").remove(0).1
+    };
+    let store = temp_store("writer");
+    const BATCH: u64 = 2_000;
+    let mut group = c.benchmark_group("request_log/writer");
+    group.throughput(Throughput::Elements(BATCH));
+    group.bench_function("batch of 2,000 records", |b| {
+        b.iter(|| {
+            let mut batch = LogBatch::new("bench");
+            for i in 0..BATCH {
+                batch
+                    .push_with(1_796_611_643_912 + i, |out| {
+                        out.extend_from_slice(one.as_bytes());
+                        Ok::<_, ()>(())
+                    })
+                    .expect("push");
+            }
+            store.insert_log(&[batch]).expect("insert")
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
