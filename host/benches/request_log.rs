@@ -2,11 +2,13 @@
 //!
 //! - **request path**: what the executor does for the log on top of serving
 //!   a one-candidate chat request (the bench gateway's case in
-//!   `bench/log-cost.sh`): the draft, the request and decision as the log
-//!   keeps them, the attempt and outcome, then `RequestLog::submit`, which
-//!   finishes the record, serialises it and queues it. The log's writer
+//!   `bench/log-cost.sh`): the draft (holding the policy's request and the
+//!   candidates, moved), the decision as the log keeps it, the outcome,
+//!   then `RequestLog::submit_with`, which writes the record's JSON from
+//!   them and the trail's attempt (borrowed) and queues it. The log's writer
 //!   takes the queue every 2,000 records (untimed), as it does every 250 ms
-//!   at 8,000 req/s.
+//!   at 8,000 req/s. The same again with the caches as a busy worker
+//!   leaves them: 4 MiB written (untimed) before each record.
 //! - **writer**: per record, appending a serialised record to its team's
 //!   batch and writing a batch of 2,000 (the records of 250 ms at 8,000
 //!   req/s) as one compressed row into a SQLite store on disk.
@@ -18,9 +20,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ::switchyard::config::LogSettings;
-use ::switchyard::policy::spec::RequestSpec;
 use ::switchyard::policy::{Candidate, Health, Price, Request, Routing};
-use ::switchyard::request_log::{Attempt, Decision, Draft, Outcome, PlanStep, RequestLog};
+use ::switchyard::request_log::{AttemptRef, Decision, Draft, Outcome, PlanStep, RequestLog};
 use ::switchyard::store::{LogBatch, Store};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
@@ -72,12 +73,21 @@ fn request() -> Request {
     }
 }
 
-/// The log's work for one request, as `route::Executor::serve` does it.
-fn record_one(log: &RequestLog, team: &str, policy_request: &Request, candidates: Vec<Candidate>) {
-    let mut draft = Draft::new(1_796_611_643_912, team.to_owned(), "chat", false);
-    draft.request.model = Some(policy_request.model.clone());
-    draft.request.team = Some(team.to_owned());
-    draft.request = RequestSpec::from(policy_request);
+/// The log's work for one request, as `route::Executor::serve` does it:
+/// the request and candidates are the decision's, moved into the draft.
+fn record_one(
+    log: &RequestLog,
+    team: &str,
+    (policy_request, candidates): (Request, Vec<Candidate>),
+) {
+    let mut draft = Draft::new(
+        1_796_611_643_912,
+        team.to_owned(),
+        policy_request.model.clone(),
+        "chat",
+        false,
+    );
+    draft.request = Some(policy_request);
     draft.decision = Some(Decision {
         policy: "default".into(),
         contract: "0.2.0".into(),
@@ -95,15 +105,16 @@ fn record_one(log: &RequestLog, team: &str, policy_request: &Request, candidates
         fault: None,
     });
     draft.candidates = candidates;
-    let attempts = vec![Attempt {
-        provider: "bench".into(),
-        model: "gpt-5-mini".into(),
+    // The trail's attempt, which the log borrows.
+    let attempt = AttemptRef {
+        provider: "bench",
+        model: "gpt-5-mini",
         status: Some(200),
-        reason: "ok".into(),
+        reason: "ok",
         message: None,
         latency_ms: Some(0.353),
         retry_after_ms: None,
-    }];
+    };
     let outcome = Outcome {
         status: 200,
         provider: Some("bench".into()),
@@ -115,7 +126,12 @@ fn record_one(log: &RequestLog, team: &str, policy_request: &Request, candidates
         duration_ms: 0.383,
         ..Outcome::default()
     };
-    log.submit(draft, attempts, outcome);
+    log.submit_with(&draft, [attempt], &outcome);
+}
+
+/// What one request hands the log: its policy request and candidates.
+fn inputs(n: u64) -> Vec<(Request, Vec<Candidate>)> {
+    (0..n).map(|_| (request(), vec![candidate()])).collect()
 }
 
 fn temp_store(name: &str) -> Arc<Store> {
@@ -135,7 +151,6 @@ fn bench(c: &mut Criterion) {
         ..LogSettings::default()
     };
     let log = RequestLog::start(settings, temp_store("path"));
-    let policy_request = request();
     c.bench_function("request_log/request path (one record)", |b| {
         // The writer takes what is queued every 2,000 records, as it does
         // every 250 ms at 8,000 req/s (the queue's buffer keeps its size).
@@ -144,12 +159,35 @@ fn bench(c: &mut Criterion) {
             let mut left = iters;
             while left > 0 {
                 let n = left.min(2_000);
-                let inputs: Vec<Vec<Candidate>> = (0..n).map(|_| vec![candidate()]).collect();
+                let inputs = inputs(n);
                 let start = Instant::now();
-                for candidates in inputs {
-                    record_one(&log, "bench", &policy_request, black_box(candidates));
+                for one in inputs {
+                    record_one(&log, "bench", black_box(one));
                 }
                 spent += start.elapsed();
+                log.flush().expect("flush");
+                left -= n;
+            }
+            spent
+        });
+    });
+    log.flush().expect("flush");
+    let mut evict = vec![0u8; 4 << 20];
+    c.bench_function("request_log/request path (one record, cold caches)", |b| {
+        b.iter_custom(|iters| {
+            let mut spent = Duration::ZERO;
+            let mut left = iters;
+            while left > 0 {
+                let n = left.min(2_000);
+                for one in inputs(n) {
+                    for (i, byte) in evict.iter_mut().step_by(64).enumerate() {
+                        *byte = byte.wrapping_add(i as u8);
+                    }
+                    black_box(&evict);
+                    let start = Instant::now();
+                    record_one(&log, "bench", black_box(one));
+                    spent += start.elapsed();
+                }
                 log.flush().expect("flush");
                 left -= n;
             }
@@ -162,7 +200,7 @@ fn bench(c: &mut Criterion) {
     let one = {
         let store = temp_store("sample");
         let log = RequestLog::start(LogSettings::default(), store.clone());
-        record_one(&log, "bench", &policy_request, vec![candidate()]);
+        record_one(&log, "bench", (request(), vec![candidate()]));
         log.flush().expect("flush");
         let q = ::switchyard::store::LogQuery {
             limit: 1,

@@ -338,11 +338,10 @@ impl Executor {
             let mut draft = Draft::new(
                 now_ms(),
                 team.name.clone(),
+                req.model.clone(),
                 record::api_name(req.api),
                 req.stream,
             );
-            draft.request.model = Some(req.model.clone());
-            draft.request.team = Some(team.name.clone());
             if team.log_prompts {
                 draft.prompt = Some(req.body.clone());
             }
@@ -403,7 +402,7 @@ impl Executor {
             (None, result) => result,
             (Some((draft, sink)), Ok(Served::Complete { body, info })) => {
                 let outcome = record::served(&info, arrival);
-                sink.submit(draft, record::attempts(&info.trail), outcome);
+                sink.submit_trail(draft, &info.trail, outcome);
                 Ok(Served::Complete { body, info })
             }
             (Some((draft, sink)), Ok(Served::Stream { info, events })) => {
@@ -421,11 +420,7 @@ impl Executor {
                 Ok(Served::Stream { info, events })
             }
             (Some((draft, sink)), Err(e)) => {
-                sink.submit(
-                    draft,
-                    record::attempts(&e.trail),
-                    record::failed(&e, arrival),
-                );
+                sink.submit_trail(draft, &e.trail, record::failed(&e, arrival));
                 Err(e)
             }
         };
@@ -499,9 +494,7 @@ impl Executor {
             .await;
         let candidates = decided.candidates;
         if let Some(draft) = progress.record.as_mut() {
-            if let Some(request) = &decided.request {
-                draft.request = crate::policy::spec::RequestSpec::from(request);
-            }
+            draft.request = decided.request;
             draft.metrics = recorder.map(|r| r.take()).unwrap_or_default();
             draft.decision = Some(record::decision(
                 &decided.by,

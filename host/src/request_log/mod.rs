@@ -3,10 +3,10 @@
 //! attempt, and what the caller received (docs/request-log.md holds the
 //! schema, versioned by [`SCHEMA`]).
 //!
-//! Recording never blocks a request: the executor hands a finished
-//! [`Draft`] over (a push onto a shared buffer); a writer thread turns the
-//! drafts into JSON and writes them in one transaction per interval, a
-//! compressed row per team ([`crate::store::LogBatch`]), prunes
+//! Recording never blocks a request: when a request ends, its [`Draft`]
+//! is written as JSON straight from the executor's data (`json`) and pushed
+//! onto a shared buffer; a writer thread writes what is waiting in one
+//! transaction per interval, a compressed row per team ([`crate::store::LogBatch`]), prunes
 //! by age and size, and keeps (up to `[log] max_pending`) what the store
 //! refused until it accepts writes again. A record's decision inputs have
 //! the shape of a `switchyard policy test` case, so a logged decision
@@ -22,9 +22,11 @@ use switchyard_wire::CanonicalRequest;
 use crate::config::LogSettings;
 use crate::metrics::MetricSource;
 use crate::policy::spec::{CandidateSpec, MetricSpec, RequestSpec};
-use crate::policy::{Candidate, RoutePlan};
+use crate::policy::{Candidate, Request, RoutePlan};
 use crate::store::{LogBatch, Store};
 use crate::telemetry::Family;
+
+mod json;
 
 /// The record schema this build writes (`schema` in every record). A
 /// reader refuses a record whose schema it does not know.
@@ -190,6 +192,34 @@ pub struct Attempt {
     pub retry_after_ms: Option<u64>,
 }
 
+impl Attempt {
+    /// The attempt, borrowed, as the log writes it.
+    pub fn view(&self) -> AttemptRef<'_> {
+        AttemptRef {
+            provider: &self.provider,
+            model: &self.model,
+            status: self.status,
+            reason: &self.reason,
+            message: self.message.as_deref(),
+            latency_ms: self.latency_ms,
+            retry_after_ms: self.retry_after_ms,
+        }
+    }
+}
+
+/// An [`Attempt`] borrowed from where the executor keeps it (its trail), so
+/// the log writes it without copying it first.
+#[derive(Debug, Clone, Copy)]
+pub struct AttemptRef<'a> {
+    pub provider: &'a str,
+    pub model: &'a str,
+    pub status: Option<u16>,
+    pub reason: &'a str,
+    pub message: Option<&'a str>,
+    pub latency_ms: Option<f64>,
+    pub retry_after_ms: Option<u64>,
+}
+
 /// What the caller received.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Outcome {
@@ -308,15 +338,21 @@ impl MetricSource for Recorder {
     }
 }
 
-/// A record being filled in as the request passes the executor's stages.
-/// Typed until the writer thread serialises it.
+/// A record being filled in as the request passes the executor's stages,
+/// from what the executor has anyway (moved, not copied); written as JSON
+/// when the request ends ([`RequestLog::submit_with`]), or finished into a
+/// typed [`Record`] for a shadow policy.
 pub struct Draft {
     pub id: u128,
     pub time_ms: u64,
     pub team: String,
+    /// The model the caller asked for (the record's `request.model` when
+    /// the request ended before its decision).
+    pub model: String,
     pub api: &'static str,
     pub stream: bool,
-    pub request: RequestSpec,
+    /// What the policy was told, once it was.
+    pub request: Option<Request>,
     /// The request, when the team's prompts are logged: the writer cuts its
     /// last user turn and system prompt to `[log] prompt_bytes`.
     pub prompt: Option<Arc<CanonicalRequest>>,
@@ -327,14 +363,15 @@ pub struct Draft {
 
 impl Draft {
     /// A record of a request that arrived at `time_ms`.
-    pub fn new(time_ms: u64, team: String, api: &'static str, stream: bool) -> Self {
+    pub fn new(time_ms: u64, team: String, model: String, api: &'static str, stream: bool) -> Self {
         Draft {
             id: (u128::from(fastrand::u64(..)) << 64) | u128::from(fastrand::u64(..)),
             time_ms,
             team,
+            model,
             api,
             stream,
-            request: RequestSpec::default(),
+            request: None,
             prompt: None,
             candidates: Vec::new(),
             metrics: MetricSpec::new(),
@@ -350,7 +387,14 @@ impl Draft {
     /// The finished record: prompt text (when kept) cut to `prompt_bytes`.
     pub fn finish(self, attempts: Vec<Attempt>, outcome: Outcome, prompt_bytes: usize) -> Record {
         let id = self.id_text();
-        let mut request = self.request;
+        let mut request = match &self.request {
+            Some(told) => RequestSpec::from(told),
+            None => RequestSpec {
+                model: Some(self.model),
+                team: Some(self.team.clone()),
+                ..RequestSpec::default()
+            },
+        };
         if let Some(body) = &self.prompt {
             let signals = switchyard_wire::content::Signals::of(body, prompt_bytes);
             request.prompt = signals.last_user;
@@ -583,10 +627,30 @@ impl RequestLog {
     /// beyond `max_pending` waiting records (the store refusing writes) the
     /// record is dropped and counted.
     pub fn submit(&self, draft: Draft, attempts: Vec<Attempt>, outcome: Outcome) {
+        self.submit_with(&draft, attempts.iter().map(Attempt::view), &outcome);
+    }
+
+    /// Hands a finished record to the writer, as [`Self::submit`], its
+    /// attempts borrowed from wherever they are kept: the record's JSON is
+    /// written straight from its parts.
+    pub fn submit_with<'a>(
+        &self,
+        draft: &Draft,
+        attempts: impl IntoIterator<Item = AttemptRef<'a>>,
+        outcome: &Outcome,
+    ) {
         if !self.settings.enabled {
             return;
         }
-        self.submit_record(draft.finish(attempts, outcome, self.settings.prompt_bytes));
+        SCRATCH.with_borrow_mut(|buffer| {
+            buffer.clear();
+            json::record(buffer, draft, attempts, outcome, self.settings.prompt_bytes);
+            self.push(&draft.team, draft.time_ms, buffer);
+            // A record with long prompt text does not keep its buffer.
+            if buffer.capacity() > 1 << 20 {
+                *buffer = Vec::new();
+            }
+        });
     }
 
     /// Hands a record built already to the writer, as [`Self::submit`].
@@ -818,7 +882,7 @@ mod tests {
         let log = RequestLog::start(settings, store.clone());
         for _ in 0..5 {
             log.submit(
-                Draft::new(1, "t".into(), "chat", false),
+                Draft::new(1, "t".into(), "m".into(), "chat", false),
                 Vec::new(),
                 outcome(),
             );
