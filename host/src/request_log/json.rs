@@ -14,18 +14,95 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
 use switchyard_wire::content::Signals;
 
-use super::{AttemptRef, Draft, Outcome, SCHEMA};
+use super::{AttemptRef, Decision, Draft, Outcome, SCHEMA};
+use crate::policy::spec::MetricSpec;
 use crate::policy::{Candidate, Health, Request};
 
-/// Appends `v`'s JSON as serde_json writes it.
-fn value<T: Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
-    // Writing into a Vec cannot fail, and neither can serialising the
-    // strings, numbers and string-keyed maps this module writes.
-    let written = serde_json::to_writer(out, v);
+// The values: one small function each, not inlined, so the code a record
+// runs through stays small (on a busy worker it is evicted between
+// requests, and each kilobyte of it comes back as cache misses).
+
+/// A string, escaped as serde_json escapes it: most have nothing to escape
+/// (names, ids, reasons) and are copied as they are.
+#[inline(never)]
+fn string(out: &mut Vec<u8>, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+        return;
+    }
+    // Writing into a Vec cannot fail, nor can serialising a string.
+    let written = serde_json::to_writer(out, s);
     debug_assert!(written.is_ok(), "{written:?}");
+}
+
+/// A number as serde_json writes an `f64` (`null` when not finite).
+///
+/// Most of a record's numbers have at most six decimals: milliseconds to the
+/// microsecond, prices, small costs. Such a number is written from its
+/// integer count of millionths, exactly as the shortest round-trip form
+/// serde_json gives (the decimal `k / 10^6` has at most 15 significant
+/// digits, so no shorter decimal is as close; between 1e-5 and 1e9
+/// serde_json writes it without an exponent), and without that
+/// algorithm's tables, which a busy worker has evicted from its caches.
+#[inline(never)]
+fn float(out: &mut Vec<u8>, v: f64) {
+    if (1e-5..1e9).contains(&v) {
+        let millionths = (v * 1e6).round();
+        if millionths / 1e6 == v {
+            let k = millionths as u64;
+            uint(out, k / 1_000_000);
+            out.push(b'.');
+            let mut frac = k % 1_000_000;
+            if frac == 0 {
+                out.push(b'0');
+                return;
+            }
+            let mut digits = [b'0'; 6];
+            for d in digits.iter_mut().rev() {
+                *d = b'0' + (frac % 10) as u8;
+                frac /= 10;
+            }
+            let end = digits.iter().rposition(|&d| d != b'0').map_or(1, |i| i + 1);
+            out.extend_from_slice(&digits[..end]);
+            return;
+        }
+    }
+    let written = serde_json::to_writer(out, &v);
+    debug_assert!(written.is_ok(), "{written:?}");
+}
+
+/// A number as serde_json writes an `f32`.
+#[inline(never)]
+fn float32(out: &mut Vec<u8>, v: f32) {
+    let written = serde_json::to_writer(out, &v);
+    debug_assert!(written.is_ok(), "{written:?}");
+}
+
+#[inline(never)]
+fn uint(out: &mut Vec<u8>, v: u64) {
+    let mut digits = itoa::Buffer::new();
+    out.extend_from_slice(digits.format(v).as_bytes());
+}
+
+fn boolean(out: &mut Vec<u8>, v: bool) {
+    out.extend_from_slice(if v { b"true" } else { b"false" });
+}
+
+#[inline(never)]
+fn strings(out: &mut Vec<u8>, list: &[String]) {
+    out.push(b'[');
+    for (i, s) in list.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        string(out, s);
+    }
+    out.push(b']');
 }
 
 /// A JSON object being written, its keys written as they are (they are
@@ -42,6 +119,7 @@ impl<'o> Obj<'o> {
     }
 
     /// Writes `"name":` and gives the buffer for its value.
+    #[inline(never)]
     fn key(&mut self, name: &str) -> &mut Vec<u8> {
         if !self.first {
             self.out.push(b',');
@@ -53,28 +131,47 @@ impl<'o> Obj<'o> {
         self.out
     }
 
-    fn field<T: Serialize + ?Sized>(&mut self, name: &str, v: &T) {
-        value(self.key(name), v);
+    fn str(&mut self, name: &str, v: &str) {
+        string(self.key(name), v);
     }
 
-    /// A field skipped when absent.
-    fn some<T: Serialize>(&mut self, name: &str, v: Option<T>) {
+    fn uint(&mut self, name: &str, v: u64) {
+        uint(self.key(name), v);
+    }
+
+    fn float(&mut self, name: &str, v: f64) {
+        float(self.key(name), v);
+    }
+
+    // The same, skipped when absent, false or empty.
+
+    fn some_str(&mut self, name: &str, v: Option<&str>) {
         if let Some(v) = v {
-            self.field(name, &v);
+            self.str(name, v);
         }
     }
 
-    /// A flag skipped when false.
+    fn some_uint(&mut self, name: &str, v: Option<u64>) {
+        if let Some(v) = v {
+            self.uint(name, v);
+        }
+    }
+
+    fn some_float(&mut self, name: &str, v: Option<f64>) {
+        if let Some(v) = v {
+            self.float(name, v);
+        }
+    }
+
     fn flag(&mut self, name: &str, v: bool) {
         if v {
-            self.field(name, &true);
+            boolean(self.key(name), true);
         }
     }
 
-    /// A list skipped when empty.
     fn list(&mut self, name: &str, v: &[String]) {
         if !v.is_empty() {
-            self.field(name, v);
+            strings(self.key(name), v);
         }
     }
 
@@ -106,24 +203,24 @@ pub(super) fn record<'a>(
     prompt_bytes: usize,
 ) {
     let mut o = Obj::open(out);
-    o.field("schema", &SCHEMA);
+    o.uint("schema", u64::from(SCHEMA));
     hex_id(o.key("id"), draft.id);
-    o.field("time_ms", &draft.time_ms);
-    o.field("team", draft.team.as_str());
-    o.field("api", draft.api);
-    o.field("stream", &draft.stream);
+    o.uint("time_ms", draft.time_ms);
+    o.str("team", &draft.team);
+    o.str("api", draft.api);
+    boolean(o.key("stream"), draft.stream);
     let prompt = draft
         .prompt
         .as_ref()
         .map(|body| Signals::of(body, prompt_bytes));
     request(o.key("request"), draft, prompt.as_ref());
     array(o.key("candidates"), &draft.candidates, candidate);
-    o.field("metrics", &draft.metrics);
-    if let Some(decision) = &draft.decision {
-        o.field("decision", decision);
+    metrics(o.key("metrics"), &draft.metrics);
+    if let Some(d) = &draft.decision {
+        decision(o.key("decision"), d);
     }
     array(o.key("attempts"), attempts, attempt);
-    o.field("result", outcome);
+    result(o.key("result"), outcome);
     o.close();
 }
 
@@ -145,34 +242,37 @@ fn request(out: &mut Vec<u8>, draft: &Draft, prompt: Option<&Signals>) {
     match &draft.request {
         Some(q) => told(&mut r, q),
         None => {
-            r.field("model", draft.model.as_str());
+            r.str("model", &draft.model);
             r.key("routing").extend_from_slice(b"{}");
-            r.field("team", draft.team.as_str());
+            r.str("team", &draft.team);
         }
     }
     if let Some(p) = prompt {
-        r.some("prompt", p.last_user.as_deref());
-        r.some("system", p.system.as_deref());
+        r.some_str("prompt", p.last_user.as_deref());
+        r.some_str("system", p.system.as_deref());
     }
     r.close();
 }
 
 fn told(r: &mut Obj<'_>, q: &Request) {
-    r.field("model", q.model.as_str());
+    r.str("model", &q.model);
     {
         let mut g = Obj::open(r.key("routing"));
-        g.some("metric", q.routing.metric.as_deref());
-        g.field("interval_seconds", &q.routing.interval_seconds);
+        g.some_str("metric", q.routing.metric.as_deref());
+        g.uint("interval_seconds", u64::from(q.routing.interval_seconds));
         g.list("models", &q.routing.models);
         g.list("providers", &q.routing.providers);
         g.close();
     }
     r.list("features", &q.features);
-    r.some("step_type", q.step_type.as_deref());
-    r.some("purpose", q.purpose.as_deref());
-    r.field("team", q.team.as_str());
-    r.field("estimated_input_tokens", &q.estimated_input_tokens);
-    r.some("max_output_tokens", q.max_output_tokens);
+    r.some_str("step_type", q.step_type.as_deref());
+    r.some_str("purpose", q.purpose.as_deref());
+    r.str("team", &q.team);
+    r.uint(
+        "estimated_input_tokens",
+        u64::from(q.estimated_input_tokens),
+    );
+    r.some_uint("max_output_tokens", q.max_output_tokens.map(u64::from));
     r.flag("prompt_cache_key", q.prompt_cache_key);
     if !q.metadata.is_empty() {
         // Sorted by key, the last of a repeated key kept: a map's JSON.
@@ -181,22 +281,53 @@ fn told(r: &mut Obj<'_>, q: &Request) {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        r.field("metadata", &metadata);
+        let mut m = Obj::open(r.key("metadata"));
+        for (k, v) in metadata {
+            string(m.key_escaped(k), v);
+        }
+        m.close();
     }
+}
+
+impl Obj<'_> {
+    /// Writes a key that may need escaping (a map's), and gives the buffer
+    /// for its value.
+    fn key_escaped(&mut self, name: &str) -> &mut Vec<u8> {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        string(self.out, name);
+        self.out.push(b':');
+        self.out
+    }
+}
+
+/// `{ id: { "name@seconds": value } }`.
+fn metrics(out: &mut Vec<u8>, spec: &MetricSpec) {
+    let mut o = Obj::open(out);
+    for (id, values) in spec {
+        let mut v = Obj::open(o.key_escaped(id));
+        for (name, value) in values {
+            float(v.key_escaped(name), *value);
+        }
+        v.close();
+    }
+    o.close();
 }
 
 /// A candidate as offered, as `CandidateSpec::from` gives it.
 fn candidate(out: &mut Vec<u8>, c: &Candidate) {
     let mut o = Obj::open(out);
-    o.field("id", c.id.as_str());
-    o.field("provider", c.provider.as_str());
-    o.field("model", c.model.as_str());
-    o.some("logical_model", c.logical_model.as_deref());
+    o.str("id", &c.id);
+    o.str("provider", &c.provider);
+    o.str("model", &c.model);
+    o.some_str("logical_model", c.logical_model.as_deref());
     {
         let mut p = Obj::open(o.key("price"));
-        p.field("input", &c.price.input);
-        p.field("output", &c.price.output);
-        p.some(
+        p.float("input", c.price.input);
+        p.float("output", c.price.output);
+        p.some_float(
             "cached_input",
             (c.price.cached_input != c.price.input).then_some(c.price.cached_input),
         );
@@ -204,8 +335,8 @@ fn candidate(out: &mut Vec<u8>, c: &Candidate) {
     }
     o.list("features", &c.features);
     o.flag("zdr", c.zdr);
-    o.field("tier", &c.tier);
-    o.field(
+    o.uint("tier", u64::from(c.tier));
+    o.str(
         "health",
         match c.health {
             Health::Healthy => "healthy",
@@ -213,21 +344,64 @@ fn candidate(out: &mut Vec<u8>, c: &Candidate) {
             Health::HalfOpen => "half-open",
         },
     );
-    o.some("headroom", c.headroom);
+    if let Some(h) = c.headroom {
+        float32(o.key("headroom"), h);
+    }
     o.flag("cache_affinity", c.cache_affinity);
-    o.field("context_window", &c.context_window);
+    o.uint("context_window", u64::from(c.context_window));
+    o.close();
+}
+
+fn decision(out: &mut Vec<u8>, d: &Decision) {
+    let mut o = Obj::open(out);
+    o.str("policy", &d.policy);
+    o.str("contract", &d.contract);
+    o.uint("decision_us", d.decision_us);
+    o.some_str("label", d.label.as_deref());
+    o.some_float("score", d.score);
+    o.list("explanation", &d.explanation);
+    array(o.key("plan"), &d.plan, |out, step| {
+        let mut s = Obj::open(out);
+        s.str("candidate", &step.candidate);
+        s.list("strip", &step.strip);
+        s.some_uint("timeout_ms", step.timeout_ms.map(u64::from));
+        s.some_uint("retries", step.retries.map(u64::from));
+        s.close();
+    });
+    o.some_str("stood_in_for", d.stood_in_for.as_deref());
+    o.some_str("fault", d.fault.as_deref());
     o.close();
 }
 
 fn attempt(out: &mut Vec<u8>, a: AttemptRef<'_>) {
     let mut o = Obj::open(out);
-    o.field("provider", a.provider);
-    o.field("model", a.model);
-    o.some("status", a.status);
-    o.field("reason", a.reason);
-    o.some("message", a.message);
-    o.some("latency_ms", a.latency_ms);
-    o.some("retry_after_ms", a.retry_after_ms);
+    o.str("provider", a.provider);
+    o.str("model", a.model);
+    o.some_uint("status", a.status.map(u64::from));
+    o.str("reason", a.reason);
+    o.some_str("message", a.message);
+    o.some_float("latency_ms", a.latency_ms);
+    o.some_uint("retry_after_ms", a.retry_after_ms);
+    o.close();
+}
+
+fn result(out: &mut Vec<u8>, r: &Outcome) {
+    let mut o = Obj::open(out);
+    o.uint("status", u64::from(r.status));
+    o.some_str("code", r.code.as_deref());
+    o.some_str("provider", r.provider.as_deref());
+    o.some_str("model", r.model.as_deref());
+    o.list("stripped", &r.stripped);
+    o.some_uint("input_tokens", r.input_tokens);
+    o.some_uint("output_tokens", r.output_tokens);
+    o.some_uint("cached_tokens", r.cached_tokens);
+    o.some_float("cost_usd", r.cost_usd);
+    o.flag("usage_estimated", r.usage_estimated);
+    o.float("duration_ms", r.duration_ms);
+    o.some_float("ttft_ms", r.ttft_ms);
+    o.flag("stream_broken", r.stream_broken);
+    o.flag("rescued", r.rescued);
+    o.flag("client_closed", r.client_closed);
     o.close();
 }
 
@@ -320,8 +494,21 @@ mod tests {
             .collect()
     }
 
-    fn outcome(ok: bool) -> Outcome {
-        if ok {
+    fn outcome(kind: usize) -> Outcome {
+        if kind == 2 {
+            return Outcome {
+                status: 200,
+                provider: Some("acct-0".into()),
+                model: Some("m".into()),
+                output_tokens: Some(3),
+                usage_estimated: true,
+                duration_ms: 1234.5678,
+                ttft_ms: Some(1e-7),
+                stream_broken: true,
+                ..Outcome::default()
+            };
+        }
+        if kind == 1 {
             Outcome {
                 status: 200,
                 provider: Some("acct-1".into()),
@@ -334,6 +521,7 @@ mod tests {
                 duration_ms: 0.383,
                 ttft_ms: Some(0.2),
                 rescued: true,
+                client_closed: true,
                 ..Outcome::default()
             }
         } else {
@@ -366,6 +554,13 @@ mod tests {
                 .entry("acct-0/model \"0\"".into())
                 .or_default()
                 .insert("latency_ms@900".into(), 12.5);
+            d.metrics
+                .entry("acct-1/\"odd\"\n".into())
+                .or_default()
+                .extend([
+                    ("uptime@60".to_string(), 0.999),
+                    ("p95_latency@\"x\"".into(), 1e300),
+                ]);
         }
         d.decision = Some(Decision {
             policy: "v3".into(),
@@ -397,11 +592,57 @@ mod tests {
     }
 
     #[test]
+    fn numbers_are_written_as_serde_json_writes_them() {
+        let check = |v: f64| {
+            let mut mine = Vec::new();
+            float(&mut mine, v);
+            let theirs = serde_json::to_vec(&v).expect("serialise");
+            assert_eq!(
+                String::from_utf8_lossy(&mine),
+                String::from_utf8_lossy(&theirs),
+                "{v:e}"
+            );
+        };
+        // Every millionth up to 3, then every thousandth up to 10^6.
+        for k in 0..3_000_000u64 {
+            check(k as f64 / 1e6);
+        }
+        for k in 0..1_000_000_000u64 / 997 {
+            check((k * 997) as f64 / 1e3);
+        }
+        // Anything else: random doubles across the range, random
+        // millionths, edges and values that are not finite.
+        let mut rng = fastrand::Rng::with_seed(20);
+        for _ in 0..1_000_000 {
+            check(f64::from_bits(rng.u64(..)));
+            check(rng.u64(..1_000_000_000_000_000) as f64 / 1e6);
+            check(rng.f64() * 10f64.powi(rng.i32(-8..12)));
+        }
+        for v in [
+            0.0,
+            -0.0,
+            1e-5,
+            9.99999e-6,
+            1e9,
+            999_999_999.999_999,
+            1e9 - 1e-6,
+            -0.353,
+            0.1 + 0.2,
+            f64::NAN,
+            f64::INFINITY,
+            f64::MIN_POSITIVE,
+            f64::MAX,
+        ] {
+            check(v);
+        }
+    }
+
+    #[test]
     fn the_writer_and_the_typed_record_agree_byte_for_byte() {
         for variant in 0..6 {
-            for (n, ok) in [(0, false), (1, true), (3, true), (2, false)] {
+            for (n, kind) in [(0, 0), (1, 1), (3, 1), (2, 0), (1, 2)] {
                 let attempts = attempts(n);
-                let outcome = outcome(ok);
+                let outcome = outcome(kind);
                 let mut written = Vec::new();
                 record(
                     &mut written,

@@ -418,14 +418,14 @@ impl Draft {
     }
 }
 
-/// Finished records waiting for the writer, serialised where they were
-/// finished: everything a record was built from is freed there, hot in that
-/// thread's cache and allocator. Handing the typed record (some forty
-/// allocations) to the writer thread to serialise and free cost the request
-/// path more than the writing did, and so did a buffer per record: memory
-/// freed by another thread a quarter of a second later comes back to the
-/// worker as fresh pages (BENCHMARKS.md §8d). The queue's buffers keep their
-/// capacity from one interval to the next.
+/// Finished records waiting for the writer, written as JSON into the queue
+/// by the thread that finishes them: everything a record was built from is
+/// freed there, hot in that thread's cache and allocator. Handing the typed
+/// record (some forty allocations) to the writer thread to serialise and
+/// free cost the request path more than the writing did, and so did a
+/// buffer per record: memory freed by another thread a quarter of a second
+/// later comes back to the worker as fresh pages (BENCHMARKS.md §8d). The
+/// queue's buffers keep their capacity from one interval to the next.
 #[derive(Default)]
 struct Queue {
     /// Each record's team, then its JSON.
@@ -442,11 +442,12 @@ struct Entry {
 }
 
 impl Queue {
-    fn push(&mut self, team: &str, time_ms: u64, json: &[u8]) {
+    /// Appends a record whose JSON `write` appends.
+    fn push_with(&mut self, team: &str, time_ms: u64, write: impl FnOnce(&mut Vec<u8>)) {
         let start = self.bytes.len();
         self.bytes.extend_from_slice(team.as_bytes());
         let team_end = self.bytes.len();
-        self.bytes.extend_from_slice(json);
+        write(&mut self.bytes);
         self.entries.push(Entry {
             time_ms,
             start,
@@ -479,11 +480,6 @@ impl Queue {
 const KEEP_QUEUE: usize = 16 << 20;
 /// Spare batch buffers kept for the next interval, in bytes of capacity.
 const KEEP_SPARE: usize = 8 << 20;
-
-thread_local! {
-    /// Where a thread serialises the records it finishes.
-    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-}
 
 /// The records serialised and waiting to be written: one batch per team
 /// open for more, the batches that are full or that the store refused, and
@@ -642,14 +638,13 @@ impl RequestLog {
         if !self.settings.enabled {
             return;
         }
-        SCRATCH.with_borrow_mut(|buffer| {
-            buffer.clear();
-            json::record(buffer, draft, attempts, outcome, self.settings.prompt_bytes);
-            self.push(&draft.team, draft.time_ms, buffer);
-            // A record with long prompt text does not keep its buffer.
-            if buffer.capacity() > 1 << 20 {
-                *buffer = Vec::new();
-            }
+        // Written into the queue itself: a record is a few microseconds'
+        // work, and writing it elsewhere first would copy it once more.
+        let Some(mut queue) = self.admit() else {
+            return;
+        };
+        queue.push_with(&draft.team, draft.time_ms, |out| {
+            json::record(out, draft, attempts, outcome, self.settings.prompt_bytes);
         });
     }
 
@@ -658,18 +653,18 @@ impl RequestLog {
         if !self.settings.enabled {
             return;
         }
-        SCRATCH.with_borrow_mut(|json| {
-            json.clear();
-            if let Err(e) = serde_json::to_writer(&mut *json, &record) {
+        let json = match serde_json::to_vec(&record) {
+            Ok(json) => json,
+            Err(e) => {
                 tracing::error!(error = %e, "cannot serialise a request log record");
                 return;
             }
-            self.push(&record.team, record.time_ms, json);
-            // A record with long prompt text does not keep its buffer.
-            if json.capacity() > 1 << 20 {
-                *json = Vec::new();
-            }
-        });
+        };
+        if let Some(mut queue) = self.admit() {
+            queue.push_with(&record.team, record.time_ms, |out| {
+                out.extend_from_slice(&json);
+            });
+        }
     }
 
     /// Prompt text in records is cut to this many bytes.
@@ -677,20 +672,22 @@ impl RequestLog {
         self.settings.prompt_bytes
     }
 
-    fn push(&self, team: &str, time_ms: u64, json: &[u8]) {
-        let mut queue = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
+    /// The queue, locked, when it has room for one more record; otherwise
+    /// the record is dropped and counted.
+    fn admit(&self) -> Option<std::sync::MutexGuard<'_, Queue>> {
+        let queue = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
         let waiting = queue.entries.len() as u64 + self.counters.pending.load(Ordering::Relaxed);
-        if waiting >= self.settings.max_pending as u64 {
-            drop(queue);
-            if self.counters.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
-                tracing::error!(
-                    max_pending = self.settings.max_pending,
-                    "the request log is full (the store refuses writes); dropping records, counted in switchyard_request_log_dropped_total"
-                );
-            }
-            return;
+        if waiting < self.settings.max_pending as u64 {
+            return Some(queue);
         }
-        queue.push(team, time_ms, json);
+        drop(queue);
+        if self.counters.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
+            tracing::error!(
+                max_pending = self.settings.max_pending,
+                "the request log is full (the store refuses writes); dropping records, counted in switchyard_request_log_dropped_total"
+            );
+        }
+        None
     }
 
     /// Writes what is waiting now (an admin read sees every request answered

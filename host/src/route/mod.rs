@@ -497,7 +497,7 @@ impl Executor {
             draft.request = decided.request;
             draft.metrics = recorder.map(|r| r.take()).unwrap_or_default();
             draft.decision = Some(record::decision(
-                &decided.by,
+                decided.by,
                 decided.result.as_ref().map(|(p, n)| (p, n)).map_err(|_| ()),
                 &candidates,
             ));

@@ -62,7 +62,7 @@ fn view(a: &AttemptRecord) -> AttemptRef<'_> {
 /// What the policy decided, as the log keeps it: its plan as it returned
 /// it, naming candidates by id.
 pub(super) fn decision(
-    by: &DecidedBy,
+    by: DecidedBy,
     result: Result<(&RoutePlan, &Notes), ()>,
     candidates: &[Candidate],
 ) -> Decision {
@@ -75,15 +75,15 @@ pub(super) fn decision(
         Err(()) => (None, Vec::new(), None),
     };
     Decision {
-        policy: by.policy.clone(),
+        policy: by.policy,
         contract: by.contract.to_owned(),
         decision_us: u64::try_from(by.elapsed.as_micros()).unwrap_or(u64::MAX),
         label,
         score: notes.and_then(|n| n.score),
         explanation: notes.map(|n| n.explanation.clone()).unwrap_or_default(),
         plan,
-        stood_in_for: by.stood_in_for.as_ref().map(|(v, _)| v.clone()),
         fault: by.stood_in_for.as_ref().map(|(_, f)| (*f).to_owned()),
+        stood_in_for: by.stood_in_for.map(|(v, _)| v),
     }
 }
 
