@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 
 use switchyard_wire::content::Signals;
 
-use super::{AttemptRef, Decision, Draft, Outcome, SCHEMA};
+use super::{Attempt, Decision, Draft, Outcome, SCHEMA};
 use crate::policy::spec::MetricSpec;
 use crate::policy::{Candidate, Health, Request};
 
@@ -195,10 +195,10 @@ fn array<T>(out: &mut Vec<u8>, items: impl IntoIterator<Item = T>, each: impl Fn
 /// The record of `draft` with `attempts` and `outcome`, as one line of JSON
 /// (no newline); prompt text, when the draft keeps it, cut to
 /// `prompt_bytes`.
-pub(super) fn record<'a>(
+pub(super) fn record(
     out: &mut Vec<u8>,
     draft: &Draft,
-    attempts: impl IntoIterator<Item = AttemptRef<'a>>,
+    attempts: &[Attempt],
     outcome: &Outcome,
     prompt_bytes: usize,
 ) {
@@ -373,13 +373,13 @@ fn decision(out: &mut Vec<u8>, d: &Decision) {
     o.close();
 }
 
-fn attempt(out: &mut Vec<u8>, a: AttemptRef<'_>) {
+fn attempt(out: &mut Vec<u8>, a: &Attempt) {
     let mut o = Obj::open(out);
-    o.str("provider", a.provider);
-    o.str("model", a.model);
+    o.str("provider", &a.provider);
+    o.str("model", &a.model);
     o.some_uint("status", a.status.map(u64::from));
-    o.str("reason", a.reason);
-    o.some_str("message", a.message);
+    o.str("reason", &a.reason);
+    o.some_str("message", a.message.as_deref());
     o.some_float("latency_ms", a.latency_ms);
     o.some_uint("retry_after_ms", a.retry_after_ms);
     o.close();
@@ -411,7 +411,7 @@ mod tests {
 
     use super::*;
     use crate::policy::{Price, Routing};
-    use crate::request_log::{Attempt, Decision, PlanStep, Record};
+    use crate::request_log::{Decision, PlanStep, Record};
 
     fn candidate(i: usize) -> Candidate {
         Candidate {
@@ -644,13 +644,7 @@ mod tests {
                 let attempts = attempts(n);
                 let outcome = outcome(kind);
                 let mut written = Vec::new();
-                record(
-                    &mut written,
-                    &draft(variant),
-                    attempts.iter().map(Attempt::view),
-                    &outcome,
-                    12,
-                );
+                record(&mut written, &draft(variant), &attempts, &outcome, 12);
                 let typed = draft(variant).finish(attempts.clone(), outcome.clone(), 12);
                 let expected = serde_json::to_vec(&typed).expect("serialise");
                 assert_eq!(

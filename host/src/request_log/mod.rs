@@ -4,8 +4,8 @@
 //! schema, versioned by [`SCHEMA`]).
 //!
 //! Recording never blocks a request: when a request ends, its [`Draft`]
-//! is written as JSON straight from the executor's data (`json`) and pushed
-//! onto a shared buffer; a writer thread writes what is waiting in one
+//! (the executor's own data, moved) is pushed onto a shared buffer; a
+//! writer thread writes each as JSON (`json`) and what is waiting in one
 //! transaction per interval, a compressed row per team ([`crate::store::LogBatch`]), prunes
 //! by age and size, and keeps (up to `[log] max_pending`) what the store
 //! refused until it accepts writes again. A record's decision inputs have
@@ -192,34 +192,6 @@ pub struct Attempt {
     pub retry_after_ms: Option<u64>,
 }
 
-impl Attempt {
-    /// The attempt, borrowed, as the log writes it.
-    pub fn view(&self) -> AttemptRef<'_> {
-        AttemptRef {
-            provider: &self.provider,
-            model: &self.model,
-            status: self.status,
-            reason: &self.reason,
-            message: self.message.as_deref(),
-            latency_ms: self.latency_ms,
-            retry_after_ms: self.retry_after_ms,
-        }
-    }
-}
-
-/// An [`Attempt`] borrowed from where the executor keeps it (its trail), so
-/// the log writes it without copying it first.
-#[derive(Debug, Clone, Copy)]
-pub struct AttemptRef<'a> {
-    pub provider: &'a str,
-    pub model: &'a str,
-    pub status: Option<u16>,
-    pub reason: &'a str,
-    pub message: Option<&'a str>,
-    pub latency_ms: Option<f64>,
-    pub retry_after_ms: Option<u64>,
-}
-
 /// What the caller received.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Outcome {
@@ -340,8 +312,8 @@ impl MetricSource for Recorder {
 
 /// A record being filled in as the request passes the executor's stages,
 /// from what the executor has anyway (moved, not copied); written as JSON
-/// when the request ends ([`RequestLog::submit_with`]), or finished into a
-/// typed [`Record`] for a shadow policy.
+/// by the log's writer once the request ends ([`RequestLog::submit`]), or
+/// finished into a typed [`Record`] for a shadow policy.
 pub struct Draft {
     pub id: u128,
     pub time_ms: u64,
@@ -418,19 +390,26 @@ impl Draft {
     }
 }
 
-/// Finished records waiting for the writer, written as JSON into the queue
-/// by the thread that finishes them: everything a record was built from is
-/// freed there, hot in that thread's cache and allocator. Handing the typed
-/// record (some forty allocations) to the writer thread to serialise and
-/// free cost the request path more than the writing did, and so did a
-/// buffer per record: memory freed by another thread a quarter of a second
-/// later comes back to the worker as fresh pages (BENCHMARKS.md §8d). The
+/// Finished records waiting for the writer: the executor's drafts as they
+/// are, and records written as JSON elsewhere (a shadow's). Writing a
+/// record's JSON on a worker that has just served a request cost that
+/// worker about four times the writing's own time, in caches the rest of
+/// the request path then missed; the writer thread writes the interval's
+/// records in one go, its code and data warm (BENCHMARKS.md §8e). The
 /// queue's buffers keep their capacity from one interval to the next.
 #[derive(Default)]
 struct Queue {
-    /// Each record's team, then its JSON.
+    drafts: Vec<Finished>,
+    /// Each JSON record's team, then its JSON.
     bytes: Vec<u8>,
     entries: Vec<Entry>,
+}
+
+/// A request's draft with how it ended, waiting for the writer.
+struct Finished {
+    draft: Draft,
+    attempts: Vec<Attempt>,
+    outcome: Outcome,
 }
 
 #[derive(Clone, Copy)]
@@ -468,11 +447,13 @@ impl Queue {
     /// `keep` bytes.
     fn clear(&mut self, keep: usize) {
         if self.bytes.capacity() > keep {
-            *self = Queue::default();
+            self.bytes = Vec::new();
+            self.entries = Vec::new();
         } else {
             self.bytes.clear();
             self.entries.clear();
         }
+        self.drafts.clear();
     }
 }
 
@@ -570,6 +551,11 @@ pub struct RequestLog {
 /// Records are written at least this often.
 const WRITE_INTERVAL: Duration = Duration::from_millis(250);
 
+/// The writer takes the drafts waiting this often, writes their JSON into
+/// its batches and frees them: a worker's memory comes back to it while
+/// still in its caches, not a quarter of a second later.
+const TAKE_INTERVAL: Duration = Duration::from_millis(10);
+
 /// Retention runs this often (and once at start).
 const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -623,29 +609,16 @@ impl RequestLog {
     /// beyond `max_pending` waiting records (the store refusing writes) the
     /// record is dropped and counted.
     pub fn submit(&self, draft: Draft, attempts: Vec<Attempt>, outcome: Outcome) {
-        self.submit_with(&draft, attempts.iter().map(Attempt::view), &outcome);
-    }
-
-    /// Hands a finished record to the writer, as [`Self::submit`], its
-    /// attempts borrowed from wherever they are kept: the record's JSON is
-    /// written straight from its parts.
-    pub fn submit_with<'a>(
-        &self,
-        draft: &Draft,
-        attempts: impl IntoIterator<Item = AttemptRef<'a>>,
-        outcome: &Outcome,
-    ) {
         if !self.settings.enabled {
             return;
         }
-        // Written into the queue itself: a record is a few microseconds'
-        // work, and writing it elsewhere first would copy it once more.
-        let Some(mut queue) = self.admit() else {
-            return;
-        };
-        queue.push_with(&draft.team, draft.time_ms, |out| {
-            json::record(out, draft, attempts, outcome, self.settings.prompt_bytes);
-        });
+        if let Some(mut queue) = self.admit() {
+            queue.drafts.push(Finished {
+                draft,
+                attempts,
+                outcome,
+            });
+        }
     }
 
     /// Hands a record built already to the writer, as [`Self::submit`].
@@ -676,7 +649,8 @@ impl RequestLog {
     /// the record is dropped and counted.
     fn admit(&self) -> Option<std::sync::MutexGuard<'_, Queue>> {
         let queue = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
-        let waiting = queue.entries.len() as u64 + self.counters.pending.load(Ordering::Relaxed);
+        let waiting = (queue.entries.len() + queue.drafts.len()) as u64
+            + self.counters.pending.load(Ordering::Relaxed);
         if waiting < self.settings.max_pending as u64 {
             return Some(queue);
         }
@@ -773,10 +747,13 @@ fn writer(
     });
     let mut batches = Batches::default();
     let mut taken = Queue::default();
+    // Where the writer writes each draft's JSON.
+    let mut scratch = Vec::new();
     let mut failing = false;
     let mut last_prune: Option<Instant> = None;
+    let mut last_write = Instant::now();
     loop {
-        let (flush, closed) = match rx.recv_timeout(WRITE_INTERVAL) {
+        let (flush, closed) = match rx.recv_timeout(TAKE_INTERVAL) {
             Ok(request) => (Some(request), false),
             Err(mpsc::RecvTimeoutError::Timeout) => (None, false),
             Err(mpsc::RecvTimeoutError::Disconnected) => (None, true),
@@ -785,12 +762,27 @@ fn writer(
             &mut *buffer.lock().unwrap_or_else(|e| e.into_inner()),
             &mut taken,
         );
+        for f in &taken.drafts {
+            scratch.clear();
+            json::record(
+                &mut scratch,
+                &f.draft,
+                &f.attempts,
+                &f.outcome,
+                settings.prompt_bytes,
+            );
+            batches.push(&f.draft.team, f.draft.time_ms, &scratch);
+        }
         for (team, time_ms, json) in taken.records() {
             batches.push(team, time_ms, json);
         }
         taken.clear(KEEP_QUEUE);
         let pending = batches.records();
         counters.pending.store(pending, Ordering::Relaxed);
+        if flush.is_none() && !closed && last_write.elapsed() < WRITE_INTERVAL {
+            continue;
+        }
+        last_write = Instant::now();
         let mut result = Ok(());
         if pending > 0 {
             match store.insert_log(batches.seal()) {

@@ -402,7 +402,7 @@ impl Executor {
             (None, result) => result,
             (Some((draft, sink)), Ok(Served::Complete { body, info })) => {
                 let outcome = record::served(&info, arrival);
-                sink.submit_trail(draft, &info.trail, outcome);
+                sink.submit(draft, record::attempts(&info.trail), outcome);
                 Ok(Served::Complete { body, info })
             }
             (Some((draft, sink)), Ok(Served::Stream { info, events })) => {
@@ -420,7 +420,11 @@ impl Executor {
                 Ok(Served::Stream { info, events })
             }
             (Some((draft, sink)), Err(e)) => {
-                sink.submit_trail(draft, &e.trail, record::failed(&e, arrival));
+                sink.submit(
+                    draft,
+                    record::attempts(&e.trail),
+                    record::failed(&e, arrival),
+                );
                 Err(e)
             }
         };

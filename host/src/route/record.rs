@@ -17,9 +17,7 @@ use super::stream::StreamReport;
 use super::{AttemptRecord, EventStream, RouteError, RouteInfo};
 use crate::policy::{Candidate, Notes, RoutePlan};
 use crate::replay::shadow::{Job, Shadow, ShadowRunner};
-use crate::request_log::{
-    Attempt, AttemptRef, Decision, Draft, Outcome, PlanStep, RequestLog, millis,
-};
+use crate::request_log::{Attempt, Decision, Draft, Outcome, PlanStep, RequestLog, millis};
 
 /// The API a request came in on, as records name it.
 pub(super) fn api_name(api: switchyard_wire::Api) -> &'static str {
@@ -44,19 +42,6 @@ pub(super) fn attempts(trail: &[AttemptRecord]) -> Vec<Attempt> {
             retry_after_ms: a.retry_after_ms,
         })
         .collect()
-}
-
-/// A trail's attempt, borrowed, as the log writes it.
-fn view(a: &AttemptRecord) -> AttemptRef<'_> {
-    AttemptRef {
-        provider: &a.provider,
-        model: &a.model,
-        status: a.status,
-        reason: &a.reason,
-        message: a.message.as_deref(),
-        latency_ms: a.latency_ms,
-        retry_after_ms: a.retry_after_ms,
-    }
 }
 
 /// What the policy decided, as the log keeps it: its plan as it returned
@@ -142,17 +127,6 @@ impl Sink {
                 body: self.body,
             }),
             None => self.log.submit(draft, attempts, outcome),
-        }
-    }
-
-    /// [`Self::submit`] with the attempts of `trail`, which the log writes
-    /// from where they are (a shadow gets its own copy).
-    pub(super) fn submit_trail(self, draft: Draft, trail: &[AttemptRecord], outcome: Outcome) {
-        match self.shadow {
-            Some(_) => self.submit(draft, attempts(trail), outcome),
-            None => self
-                .log
-                .submit_with(&draft, trail.iter().map(view), &outcome),
         }
     }
 }
