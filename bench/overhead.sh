@@ -15,6 +15,12 @@
 # per request answered. Then measures the gateway's resident memory idle and
 # while 1,000 streams are open at once.
 #
+# PARTS=allocs (not run by default) counts heap allocations per request on
+# each route, with a build of the gateway that has the `alloc-count` feature
+# (its counter on /metrics); the cargo build back to the plain one follows,
+# so target/ is left as it was. Its CPU figures are not comparable (every
+# allocation then bumps a shared atomic), so it reports allocations only.
+#
 # REQUEST_LOG=false runs the gateway with the request log off ([log] enabled),
 # to measure what the log costs on the request path (default: on, as shipped).
 #
@@ -35,6 +41,9 @@ MOCK_PORT=${MOCK_PORT:-9501}
 GATEWAY_PORT=${GATEWAY_PORT:-9502}
 MEM_MOCK_PORT=${MEM_MOCK_PORT:-9503}
 MEM_GATEWAY_PORT=${MEM_GATEWAY_PORT:-9504}
+ALLOC_MOCK_PORT=${ALLOC_MOCK_PORT:-9505}
+ALLOC_GATEWAY_PORT=${ALLOC_GATEWAY_PORT:-9506}
+ALLOC_DURATION=${ALLOC_DURATION:-4}
 REQUEST_LOG=${REQUEST_LOG:-true}
 
 if ! command -v wrk >/dev/null || ! command -v ss >/dev/null || ! command -v curl >/dev/null; then
@@ -212,6 +221,40 @@ for label, conns, rps, p50, p99, total, cpu in rows:
                  f"{100 * float(rps) / float(base[2]):.0f}%")
     print(f"| {label} | {conns} | {rps} | {p50} | {p99} | {added[0]} | {added[1]} | {added[2]} | {cpu} |")
 PY
+kill "$gateway_pid" 2>/dev/null || true
+fi
+
+if [[ " $PARTS " == *" allocs "* ]]; then
+echo
+echo "== allocations per request (the alloc-count build, ${ALLOC_DURATION}s per route at 32 connections)"
+cargo build --release -q -p switchyard --features alloc-count
+cp target/release/switchyard "$work/switchyard-counting"
+cargo build --release -q -p switchyard
+plain_bin=$bin
+bin="$work/switchyard-counting"
+start_pair "$ALLOC_MOCK_PORT" "$ALLOC_GATEWAY_PORT"
+bin=$plain_bin
+agw="http://127.0.0.1:$ALLOC_GATEWAY_PORT"
+check "$agw/v1/chat/completions" "$chat" "benchmark provider"
+allocations() {
+  curl -s "$agw/metrics" | awk '/^switchyard_allocations_total / {printf "%d", $2}'
+}
+# What one read of /metrics allocates, taken off each route's count.
+a0=$(allocations); a1=$(allocations); scrape=$((a1 - a0))
+echo
+echo "| route | requests | allocations/request |"
+echo "|---|---:|---:|"
+for route in "chat /v1/chat/completions chat" "chat_stream /v1/chat/completions chat_stream" \
+  "responses /v1/responses responses" "messages /v1/messages messages"; do
+  read -r name path script <<<"$route"
+  before=$(allocations)
+  timeout $((ALLOC_DURATION + 30)) wrk -t1 -c32 -d"${ALLOC_DURATION}s" --timeout 10s \
+    -s "$work/$script.lua" "$agw$path" >"$work/wrk-alloc-$name.txt"
+  after=$(allocations)
+  total=$(awk '/requests in/ {print $1}' "$work/wrk-alloc-$name.txt")
+  awk -v n="$name" -v t="$total" -v d="$((after - before - scrape))" \
+    'BEGIN { printf "| %s | %d | %.1f |\n", n, t, d / t }'
+done
 kill "$gateway_pid" 2>/dev/null || true
 fi
 

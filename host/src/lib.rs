@@ -11,6 +11,8 @@
 // the error path only; boxing it would cost more than it saves.
 #![allow(clippy::result_large_err)]
 
+#[cfg(feature = "alloc-count")]
+pub mod alloc_count;
 pub mod api;
 pub mod catalog;
 pub mod cli;

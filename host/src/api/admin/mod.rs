@@ -109,6 +109,14 @@ pub async fn prometheus(State(state): State<AppState>) -> Response {
     extra.extend(state.spending.families());
     extra.extend(state.log.families());
     extra.extend(state.executor.backups().families());
+    #[cfg(feature = "alloc-count")]
+    extra.push(Family {
+        name: "switchyard_allocations_total",
+        help: "Heap allocations made by the process (a build with the alloc-count feature only).",
+        kind: "counter",
+        labels: &[],
+        samples: vec![(Vec::new(), crate::alloc_count::allocations() as f64)],
+    });
     let body = state.telemetry.render(&extra);
     let mut response = body.into_response();
     response.headers_mut().insert(
