@@ -6,9 +6,10 @@
 //! Recording never blocks a request: when a request ends, its [`Draft`]
 //! (the executor's own data, moved) is pushed onto a shared buffer; a
 //! writer thread writes each as JSON (`json`) and what is waiting in one
-//! transaction per interval, a compressed row per team ([`crate::store::LogBatch`]), prunes
-//! by age and size, and keeps (up to `[log] max_pending`) what the store
-//! refused until it accepts writes again. A record's decision inputs have
+//! transaction per interval, a compressed row per team
+//! ([`crate::store::LogBatch`]), prunes by age and size, and keeps (up to
+//! `[log] max_pending`) what the store refused until it accepts writes
+//! again. A record's decision inputs have
 //! the shape of a `switchyard policy test` case, so a logged decision
 //! replays as one.
 
@@ -33,6 +34,10 @@ mod json;
 pub const SCHEMA: u32 = 1;
 
 /// One request, as logged and exported (one JSONL line).
+///
+/// The log's writer does not serialise this type: `json.rs` writes the same
+/// bytes from a [`Draft`]. A field added here (or to a type it holds) needs
+/// its line there, and a value in that module's byte-for-byte test.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
     /// [`SCHEMA`].
