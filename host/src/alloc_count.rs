@@ -1,5 +1,5 @@
 //! An allocator that counts allocations, for the allocations-per-request
-//! figures of `bench/overhead.sh` (`ALLOCS=1`). Only a build with the
+//! figures of `bench/overhead.sh` (`PARTS=allocs`). Only a build with the
 //! `alloc-count` feature has it; the counter is then exported on `/metrics`
 //! as `switchyard_allocations_total`. The gateway built for use never
 //! counts: one shared atomic per allocation costs a multi-threaded process

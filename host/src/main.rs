@@ -9,7 +9,7 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// The same, counting allocations for `bench/overhead.sh` (`ALLOCS=1`).
+/// The same, counting allocations for `bench/overhead.sh` (`PARTS=allocs`).
 #[cfg(feature = "alloc-count")]
 #[global_allocator]
 static GLOBAL: switchyard::alloc_count::Counting<mimalloc::MiMalloc> =

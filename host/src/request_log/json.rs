@@ -95,14 +95,7 @@ fn boolean(out: &mut Vec<u8>, v: bool) {
 
 #[inline(never)]
 fn strings(out: &mut Vec<u8>, list: &[String]) {
-    out.push(b'[');
-    for (i, s) in list.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        string(out, s);
-    }
-    out.push(b']');
+    array(out, list, |out, s| string(out, s));
 }
 
 /// A JSON object being written, its keys written as they are (they are

@@ -9,9 +9,8 @@
 //! transaction per interval, a compressed row per team
 //! ([`crate::store::LogBatch`]), prunes by age and size, and keeps (up to
 //! `[log] max_pending`) what the store refused until it accepts writes
-//! again. A record's decision inputs have
-//! the shape of a `switchyard policy test` case, so a logged decision
-//! replays as one.
+//! again. A record's decision inputs have the shape of a `switchyard policy
+//! test` case, so a logged decision replays as one.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
@@ -395,19 +394,17 @@ impl Draft {
     }
 }
 
-/// Finished records waiting for the writer: the executor's drafts as they
-/// are, and records written as JSON elsewhere (a shadow's). Writing a
-/// record's JSON on a worker that has just served a request cost that
-/// worker about four times the writing's own time, in caches the rest of
-/// the request path then missed; the writer thread writes the interval's
-/// records in one go, its code and data warm (BENCHMARKS.md §8e). The
-/// queue's buffers keep their capacity from one interval to the next.
+/// Finished records waiting for the writer, as they are: the executor's
+/// drafts, and records built already (a shadow's). Writing a record's JSON
+/// on a worker that has just served a request cost that worker about four
+/// times the writing's own time, in caches the rest of the request path
+/// then missed; the writer thread writes the interval's records in one go,
+/// its code and data warm (BENCHMARKS.md §8e). The queue keeps its capacity
+/// from one take to the next.
 #[derive(Default)]
 struct Queue {
     drafts: Vec<Finished>,
-    /// Each JSON record's team, then its JSON.
-    bytes: Vec<u8>,
-    entries: Vec<Entry>,
+    records: Vec<Record>,
 }
 
 /// A request's draft with how it ended, waiting for the writer.
@@ -417,53 +414,24 @@ struct Finished {
     outcome: Outcome,
 }
 
-#[derive(Clone, Copy)]
-struct Entry {
-    time_ms: u64,
-    start: usize,
-    team_end: usize,
-    end: usize,
-}
-
 impl Queue {
-    /// Appends a record whose JSON `write` appends.
-    fn push_with(&mut self, team: &str, time_ms: u64, write: impl FnOnce(&mut Vec<u8>)) {
-        let start = self.bytes.len();
-        self.bytes.extend_from_slice(team.as_bytes());
-        let team_end = self.bytes.len();
-        write(&mut self.bytes);
-        self.entries.push(Entry {
-            time_ms,
-            start,
-            team_end,
-            end: self.bytes.len(),
-        });
+    fn len(&self) -> usize {
+        self.drafts.len() + self.records.len()
     }
 
-    /// The records: team, arrival and JSON.
-    fn records(&self) -> impl Iterator<Item = (&str, u64, &[u8])> {
-        self.entries.iter().map(|e| {
-            let team = std::str::from_utf8(&self.bytes[e.start..e.team_end]).unwrap_or_default();
-            (team, e.time_ms, &self.bytes[e.team_end..e.end])
-        })
-    }
-
-    /// Empties the queue, keeping its capacity unless a burst grew it past
-    /// `keep` bytes.
-    fn clear(&mut self, keep: usize) {
-        if self.bytes.capacity() > keep {
-            self.bytes = Vec::new();
-            self.entries = Vec::new();
-        } else {
-            self.bytes.clear();
-            self.entries.clear();
+    /// Empties the queue, keeping its capacity unless a burst (a store that
+    /// refused writes) grew it past [`KEEP_QUEUED`] records.
+    fn clear(&mut self) {
+        if self.drafts.capacity() > KEEP_QUEUED {
+            self.drafts = Vec::new();
         }
         self.drafts.clear();
+        self.records.clear();
     }
 }
 
-/// A queue's buffer grown past this is freed once written.
-const KEEP_QUEUE: usize = 16 << 20;
+/// A queue grown past this many drafts is freed once taken.
+const KEEP_QUEUED: usize = 16_384;
 /// Spare batch buffers kept for the next interval, in bytes of capacity.
 const KEEP_SPARE: usize = 8 << 20;
 
@@ -631,17 +599,8 @@ impl RequestLog {
         if !self.settings.enabled {
             return;
         }
-        let json = match serde_json::to_vec(&record) {
-            Ok(json) => json,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot serialise a request log record");
-                return;
-            }
-        };
         if let Some(mut queue) = self.admit() {
-            queue.push_with(&record.team, record.time_ms, |out| {
-                out.extend_from_slice(&json);
-            });
+            queue.records.push(record);
         }
     }
 
@@ -654,8 +613,7 @@ impl RequestLog {
     /// the record is dropped and counted.
     fn admit(&self) -> Option<std::sync::MutexGuard<'_, Queue>> {
         let queue = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
-        let waiting = (queue.entries.len() + queue.drafts.len()) as u64
-            + self.counters.pending.load(Ordering::Relaxed);
+        let waiting = queue.len() as u64 + self.counters.pending.load(Ordering::Relaxed);
         if waiting < self.settings.max_pending as u64 {
             return Some(queue);
         }
@@ -778,10 +736,14 @@ fn writer(
             );
             batches.push(&f.draft.team, f.draft.time_ms, &scratch);
         }
-        for (team, time_ms, json) in taken.records() {
-            batches.push(team, time_ms, json);
+        for record in &taken.records {
+            scratch.clear();
+            match serde_json::to_writer(&mut scratch, record) {
+                Ok(()) => batches.push(&record.team, record.time_ms, &scratch),
+                Err(e) => tracing::error!(error = %e, "cannot serialise a request log record"),
+            }
         }
-        taken.clear(KEEP_QUEUE);
+        taken.clear();
         let pending = batches.records();
         counters.pending.store(pending, Ordering::Relaxed);
         if flush.is_none() && !closed && last_write.elapsed() < WRITE_INTERVAL {
