@@ -45,20 +45,24 @@ pub trait Endpoint {
     }
 }
 
-/// The `x-switchyard-*` headers every answer carries.
+/// The `x-switchyard-*` headers every answer carries, made from the routing
+/// info's text in place (a header value copies it once).
 pub fn routing_headers(headers: &mut HeaderMap, info: &RouteInfo) {
-    let mut set = |name: &'static str, value: String| {
-        if let Ok(v) = HeaderValue::from_str(&value) {
+    let mut set = |name: &'static str, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
             headers.insert(HeaderName::from_static(name), v);
         }
     };
-    set("x-switchyard-provider", info.provider.clone());
-    set("x-switchyard-model", info.model.clone());
-    set("x-switchyard-attempts", info.attempts.to_string());
-    set("x-switchyard-stripped", info.stripped.join(","));
-    set("x-switchyard-label", info.label.clone());
+    set("x-switchyard-provider", &info.provider);
+    set("x-switchyard-model", &info.model);
+    set(
+        "x-switchyard-attempts",
+        itoa::Buffer::new().format(info.attempts),
+    );
+    set("x-switchyard-stripped", &info.stripped.join(","));
+    set("x-switchyard-label", &info.label);
     if let Some(cost) = info.cost_usd {
-        set("x-switchyard-cost-usd", format!("{cost:.8}"));
+        set("x-switchyard-cost-usd", &format!("{cost:.8}"));
     }
 }
 

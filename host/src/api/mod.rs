@@ -191,12 +191,11 @@ pub fn router(state: AppState) -> Router {
 
 /// Counts every response by route and status, whatever produced it.
 async fn count_responses(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    // A matched path is shared (an `Arc`): cloning it copies no text.
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let response = next.run(request).await;
-    state.telemetry.http(&route, response.status().as_u16());
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    state.telemetry.http(route, response.status().as_u16());
     response
 }
 

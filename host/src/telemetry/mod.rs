@@ -116,79 +116,90 @@ pub struct RequestRecord<'a> {
 /// Counters and histograms since start-up.
 #[derive(Default)]
 pub struct Telemetry {
-    http: Mutex<BTreeMap<HttpLabels, u64>>,
-    requests: Mutex<BTreeMap<RequestLabels, u64>>,
-    request_seconds: Mutex<BTreeMap<TeamModelLabels, Histogram>>,
-    attempts: Mutex<BTreeMap<AttemptLabels, u64>>,
-    upstream_seconds: Mutex<BTreeMap<ModelLabels, Histogram>>,
-    ttft_seconds: Mutex<BTreeMap<ModelLabels, Histogram>>,
-    tokens: Mutex<BTreeMap<TokenLabels, u64>>,
-    cost: Mutex<BTreeMap<TeamModelLabels, f64>>,
-    stream_breaks: Mutex<BTreeMap<ModelLabels, u64>>,
-    malformed_events: Mutex<BTreeMap<ModelLabels, u64>>,
-    estimated_usage: Mutex<BTreeMap<ModelLabels, u64>>,
-    rescues: Mutex<BTreeMap<RescueLabels, u64>>,
-    decision_seconds: Mutex<BTreeMap<TeamLabels, Histogram>>,
-    policy_faults: Mutex<BTreeMap<PolicyLabels, u64>>,
-    policy_misbehaviour: Mutex<BTreeMap<PolicyLabels, u64>>,
-    exclusions: Mutex<BTreeMap<ExclusionLabels, u64>>,
-    health_checks: Mutex<BTreeMap<AttemptLabels, u64>>,
-    limiter_rejections: Mutex<BTreeMap<LimiterLabels, u64>>,
-    cooldowns: Mutex<BTreeMap<CooldownLabels, u64>>,
+    http: Mutex<Series<HttpLabels, u64>>,
+    requests: Mutex<Series<RequestLabels, u64>>,
+    request_seconds: Mutex<Series<TeamModelLabels, Histogram>>,
+    attempts: Mutex<Series<AttemptLabels, u64>>,
+    upstream_seconds: Mutex<Series<ModelLabels, Histogram>>,
+    ttft_seconds: Mutex<Series<ModelLabels, Histogram>>,
+    tokens: Mutex<Series<TokenLabels, u64>>,
+    cost: Mutex<Series<TeamModelLabels, f64>>,
+    stream_breaks: Mutex<Series<ModelLabels, u64>>,
+    malformed_events: Mutex<Series<ModelLabels, u64>>,
+    estimated_usage: Mutex<Series<ModelLabels, u64>>,
+    rescues: Mutex<Series<RescueLabels, u64>>,
+    decision_seconds: Mutex<Series<TeamLabels, Histogram>>,
+    policy_faults: Mutex<Series<PolicyLabels, u64>>,
+    policy_misbehaviour: Mutex<Series<PolicyLabels, u64>>,
+    exclusions: Mutex<Series<ExclusionLabels, u64>>,
+    health_checks: Mutex<Series<AttemptLabels, u64>>,
+    limiter_rejections: Mutex<Series<LimiterLabels, u64>>,
+    cooldowns: Mutex<Series<CooldownLabels, u64>>,
     /// Team → plan label → statistics.
     policies: Mutex<BTreeMap<String, BTreeMap<String, PolicyStats>>>,
 }
 
-fn bump<L: LabelSet>(map: &Mutex<BTreeMap<L, u64>>, labels: L, by: u64) {
-    *lock(map).entry(labels).or_default() += by;
-}
+/// One family's series by their labels. Looked up by borrowed labels
+/// ([`LabelSet::Key`]); sorted by labels when rendered.
+type Series<L, V> = hashbrown::HashMap<L, V>;
 
-fn observe<L: LabelSet>(
-    map: &Mutex<BTreeMap<L, Histogram>>,
-    bounds: &'static [f64],
-    labels: L,
-    secs: f64,
-) {
-    lock(map)
-        .entry(labels)
-        .or_insert_with(|| Histogram::new(bounds))
-        .observe(secs);
-}
-
-fn model(provider: &str, model: &str) -> ModelLabels {
-    ModelLabels {
-        provider: provider.to_owned(),
-        model: model.to_owned(),
+/// The series `key` names, made with `new` the first time.
+fn slot<'m, L: LabelSet, V>(
+    map: &'m mut Series<L, V>,
+    key: L::Key<'_>,
+    new: impl FnOnce() -> V,
+) -> &'m mut V {
+    match map.raw_entry_mut().from_key(&key) {
+        hashbrown::hash_map::RawEntryMut::Occupied(e) => e.into_mut(),
+        hashbrown::hash_map::RawEntryMut::Vacant(e) => e.insert(L::from_key(&key), new()).1,
     }
 }
 
-fn team_model(team: &str, provider: &str, model: &str) -> TeamModelLabels {
-    TeamModelLabels {
-        team: team.to_owned(),
-        provider: provider.to_owned(),
-        model: model.to_owned(),
+fn bump<L: LabelSet>(map: &Mutex<Series<L, u64>>, key: L::Key<'_>, by: u64) {
+    *slot(&mut lock(map), key, || 0) += by;
+}
+
+fn observe<L: LabelSet>(
+    map: &Mutex<Series<L, Histogram>>,
+    bounds: &'static [f64],
+    key: L::Key<'_>,
+    secs: f64,
+) {
+    slot(&mut lock(map), key, || Histogram::new(bounds)).observe(secs);
+}
+
+fn model<'a>(provider: &'a str, model: &'a str) -> ModelKey<'a> {
+    ModelKey { provider, model }
+}
+
+fn team_model<'a>(team: &'a str, provider: &'a str, model: &'a str) -> TeamModelKey<'a> {
+    TeamModelKey {
+        team,
+        provider,
+        model,
     }
 }
 
 impl Telemetry {
     /// Counts one HTTP response by route and status.
     pub fn http(&self, route: &str, status: u16) {
-        let labels = HttpLabels {
-            route: route.to_owned(),
-            status: status.to_string(),
+        let mut text = itoa::Buffer::new();
+        let key = HttpKey {
+            route,
+            status: text.format(status),
         };
-        bump(&self.http, labels, 1);
+        bump(&self.http, key, 1);
     }
 
     /// Counts one routed request (answered or not) and its per-policy stats.
     pub fn request(&self, r: &RequestRecord<'_>) {
-        let labels = RequestLabels {
-            team: r.team.to_owned(),
-            provider: r.provider.to_owned(),
-            model: r.model.to_owned(),
+        let key = RequestKey {
+            team: r.team,
+            provider: r.provider,
+            model: r.model,
             outcome: r.outcome,
         };
-        bump(&self.requests, labels, 1);
+        bump(&self.requests, key, 1);
         observe(
             &self.request_seconds,
             LATENCY_BUCKETS,
@@ -231,9 +242,11 @@ impl Telemetry {
     /// Adds spend (e.g. a stream's, known when it ends).
     pub fn cost(&self, team: &str, provider: &str, model: &str, usd: f64) {
         if usd.is_finite() && usd > 0.0 {
-            *lock(&self.cost)
-                .entry(team_model(team, provider, model))
-                .or_default() += usd;
+            *slot(
+                &mut lock(&self.cost),
+                team_model(team, provider, model),
+                || 0.0,
+            ) += usd;
         }
     }
 
@@ -246,12 +259,12 @@ impl Telemetry {
         latency: Option<Duration>,
         ttft: Option<Duration>,
     ) {
-        let labels = AttemptLabels {
-            provider: provider.to_owned(),
-            model: model.to_owned(),
+        let key = AttemptKey {
+            provider,
+            model,
             outcome,
         };
-        bump(&self.attempts, labels, 1);
+        bump(&self.attempts, key, 1);
         if let Some(d) = latency {
             observe(
                 &self.upstream_seconds,
@@ -273,12 +286,12 @@ impl Telemetry {
     /// Adds reported token usage.
     pub fn tokens(&self, provider: &str, model: &str, input: u64, output: u64) {
         for (kind, n) in [(TokenKind::Input, input), (TokenKind::Output, output)] {
-            let labels = TokenLabels {
-                provider: provider.to_owned(),
-                model: model.to_owned(),
+            let key = TokenKey {
+                provider,
+                model,
                 kind,
             };
-            bump(&self.tokens, labels, n);
+            bump(&self.tokens, key, n);
         }
     }
 
@@ -296,13 +309,13 @@ impl Telemetry {
     /// Counts one mid-stream rescue attempt: `kind` continuation or
     /// regenerate, `ok` whether the caller's answer went on.
     pub fn rescue(&self, provider: &str, model: &str, kind: &'static str, ok: bool) {
-        let labels = RescueLabels {
-            provider: provider.to_owned(),
-            model: model.to_owned(),
+        let key = RescueKey {
+            provider,
+            model,
             kind,
             outcome: if ok { "ok" } else { "failed" },
         };
-        bump(&self.rescues, labels, 1);
+        bump(&self.rescues, key, 1);
     }
 
     /// Counts a stream that broke after content had been sent.
@@ -319,22 +332,19 @@ impl Telemetry {
         elapsed: Duration,
         fault: Option<&'static str>,
     ) {
-        let labels = TeamLabels {
-            team: team.to_owned(),
-        };
         observe(
             &self.decision_seconds,
             DECISION_BUCKETS,
-            labels,
+            TeamKey { team },
             elapsed.as_secs_f64(),
         );
         if let Some(kind) = fault {
-            let labels = PolicyLabels {
-                team: team.to_owned(),
-                version: version.to_owned(),
+            let key = PolicyKey {
+                team,
+                version,
                 kind,
             };
-            bump(&self.policy_faults, labels, 1);
+            bump(&self.policy_faults, key, 1);
         }
     }
 
@@ -342,13 +352,13 @@ impl Telemetry {
     /// (`foreign_metric`: a `metric` call naming a candidate it was not
     /// offered); returns the count before.
     pub fn misbehaviour(&self, team: &str, version: &str, kind: &'static str, times: u64) -> u64 {
-        let labels = PolicyLabels {
-            team: team.to_owned(),
-            version: version.to_owned(),
+        let key = PolicyKey {
+            team,
+            version,
             kind,
         };
         let mut counts = lock(&self.policy_misbehaviour);
-        let count = counts.entry(labels).or_default();
+        let count = slot(&mut counts, key, || 0);
         let before = *count;
         *count += times;
         before
@@ -356,42 +366,34 @@ impl Telemetry {
 
     /// Counts a candidate removed before the policy ran, and why.
     pub fn exclusion(&self, provider: &str, model: &str, reason: Exclusion) {
-        let labels = ExclusionLabels {
-            provider: provider.to_owned(),
-            model: model.to_owned(),
+        let key = ExclusionKey {
+            provider,
+            model,
             reason,
         };
-        bump(&self.exclusions, labels, 1);
+        bump(&self.exclusions, key, 1);
     }
 
     /// Counts a request (`scope` team) or an attempt (`scope` account) the
     /// gateway's own rate limiter turned away, and which limit (`rpm`, `tpm`).
     pub fn limiter_rejection(&self, scope: LimitScope, name: &str, limit: &'static str) {
-        let labels = LimiterLabels {
-            scope,
-            name: name.to_owned(),
-            limit,
-        };
-        bump(&self.limiter_rejections, labels, 1);
+        let key = LimiterKey { scope, name, limit };
+        bump(&self.limiter_rejections, key, 1);
     }
 
     /// Counts a cooldown started for an account (`rate_limited`, `quota`).
     pub fn cooldown(&self, provider: &str, reason: &'static str) {
-        let labels = CooldownLabels {
-            provider: provider.to_owned(),
-            reason,
-        };
-        bump(&self.cooldowns, labels, 1);
+        bump(&self.cooldowns, CooldownKey { provider, reason }, 1);
     }
 
     /// Counts one active health check.
     pub fn health_check(&self, provider: &str, model: &str, outcome: &'static str) {
-        let labels = AttemptLabels {
-            provider: provider.to_owned(),
-            model: model.to_owned(),
+        let key = AttemptKey {
+            provider,
+            model,
             outcome,
         };
-        bump(&self.health_checks, labels, 1);
+        bump(&self.health_checks, key, 1);
     }
 
     /// Per-policy statistics, by team then label.
@@ -460,7 +462,7 @@ impl Telemetry {
             "Spend in US dollars from reported usage and catalog prices.",
             "counter",
         );
-        for (labels, v) in cost.iter() {
+        for (labels, v) in sorted(&cost) {
             sample(
                 &mut out,
                 "switchyard_cost_usd_total",
@@ -663,18 +665,25 @@ fn sample(out: &mut String, name: &str, names: &[&str], values: &[&str], le: Opt
     out.push('\n');
 }
 
-fn counter<L: LabelSet>(out: &mut String, name: &str, help: &str, map: &BTreeMap<L, u64>) {
+/// A family's series in the order of their labels.
+fn sorted<L: LabelSet, V>(map: &Series<L, V>) -> Vec<(&L, &V)> {
+    let mut rows: Vec<_> = map.iter().collect();
+    rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    rows
+}
+
+fn counter<L: LabelSet>(out: &mut String, name: &str, help: &str, map: &Series<L, u64>) {
     family_header(out, name, help, "counter");
-    for (labels, v) in map {
+    for (labels, v) in sorted(map) {
         sample(out, name, L::NAMES, &labels.values(), None, *v as f64);
     }
 }
 
-fn histogram<L: LabelSet>(out: &mut String, name: &str, help: &str, map: &BTreeMap<L, Histogram>) {
+fn histogram<L: LabelSet>(out: &mut String, name: &str, help: &str, map: &Series<L, Histogram>) {
     family_header(out, name, help, "histogram");
     let bucket = format!("{name}_bucket");
     let names = L::NAMES;
-    for (labels, h) in map {
+    for (labels, h) in sorted(map) {
         let values = &labels.values();
         let mut cumulative = 0u64;
         for (bound, count) in h.bounds.iter().zip(&h.counts) {
@@ -729,6 +738,36 @@ mod tests {
         assert_eq!(rows.len(), 1);
         let median = rows[0].stats.median_latency_ms().unwrap_or(0.0);
         assert!((median - 30.0).abs() <= 30.0 / 32.0, "{median}");
+    }
+
+    #[test]
+    fn a_series_is_counted_once_per_labels_and_rendered_in_label_order() {
+        let t = Telemetry::default();
+        for (provider, n) in [("zeta", 2), ("alpha", 1), ("zeta", 3), ("mid", 4)] {
+            t.tokens(provider, "m", n, 0);
+        }
+        t.http("/v1/chat/completions", 200);
+        t.http("/v1/chat/completions", 200);
+        t.http("/v1/chat/completions", 429);
+        let text = t.render(&[]);
+        let inputs: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("switchyard_tokens_total{") && l.contains("input"))
+            .collect();
+        assert_eq!(
+            inputs,
+            [
+                "switchyard_tokens_total{provider=\"alpha\",model=\"m\",kind=\"input\"} 1",
+                "switchyard_tokens_total{provider=\"mid\",model=\"m\",kind=\"input\"} 4",
+                "switchyard_tokens_total{provider=\"zeta\",model=\"m\",kind=\"input\"} 5",
+            ]
+        );
+        assert!(text.contains(
+            "switchyard_http_responses_total{route=\"/v1/chat/completions\",status=\"200\"} 2\n"
+        ));
+        assert!(text.contains(
+            "switchyard_http_responses_total{route=\"/v1/chat/completions\",status=\"429\"} 1\n"
+        ));
     }
 
     #[test]
