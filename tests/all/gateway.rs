@@ -206,6 +206,61 @@ async fn pinned_model_fails_over_to_its_second_provider() {
     assert!(sent.body.get("routing").is_none());
 }
 
+/// A provider's answer reaches a Chat Completions caller as the provider
+/// wrote it (its own fields, key order and number spelling), with only the
+/// gateway's `switchyard` object added; a `switchyard` key of the
+/// provider's own is replaced, never passed on beside ours.
+#[tokio::test]
+async fn a_providers_answer_is_relayed_as_written_with_the_routing_object_added() {
+    let env = Env::start().await;
+    let answer = r#"{"id":"chatcmpl-raw","object":"chat.completion","created":1,"model":"gpt-4o-mini","system_fingerprint":"fp_x","choices":[{"index":0,"message":{"role":"assistant","content":"as written"},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7},"service_tier":"default","x_score":1.50}"#;
+    let raw = |body: &str| Behavior::Raw {
+        status: 200,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: body.as_bytes().to_vec(),
+    };
+    env.oa1.set_default(raw(answer));
+    let response = env.chat_with(KEY, hello("gpt-4o-mini")).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        header(response.headers(), "content-type"),
+        "application/json"
+    );
+    let text = response.text().await.expect("body");
+    let provider_part = &answer[..answer.len() - 1];
+    assert!(text.starts_with(provider_part), "{text}");
+    assert!(
+        text[provider_part.len()..].starts_with(r#","switchyard":{"#),
+        "{text}"
+    );
+    let body: Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(body["switchyard"]["provider"], "oa1");
+    assert!(
+        body["switchyard"]["cost_usd"]
+            .as_f64()
+            .is_some_and(|c| c > 0.0),
+        "{body}"
+    );
+
+    let spoofed = answer.replace(
+        r#""x_score":1.50}"#,
+        r#""switchyard":{"provider":"elsewhere","cost_usd":0}}"#,
+    );
+    env.oa1.set_default(raw(&spoofed));
+    let (status, _, body) = env.chat(hello("gpt-4o-mini")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["switchyard"]["provider"], "oa1");
+    assert_eq!(body["service_tier"], "default");
+    let text = env
+        .chat_with(KEY, hello("gpt-4o-mini"))
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert_eq!(text.matches(r#""switchyard""#).count(), 1, "{text}");
+    assert!(!text.contains("elsewhere"), "{text}");
+}
+
 #[tokio::test]
 async fn pinned_provider_down_goes_to_the_same_model_elsewhere() {
     let env = Env::start().await;

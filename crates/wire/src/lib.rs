@@ -26,6 +26,7 @@
 
 pub mod anthropic;
 pub mod candidate;
+pub mod completion;
 pub mod content;
 pub mod error;
 pub mod feature;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 use switchyard_wire::CanonicalRequest;
+use switchyard_wire::completion::Completion;
 
 use super::AppState;
 use super::endpoint::{self, Endpoint};
@@ -104,7 +105,7 @@ impl Endpoint for Chat {
         Ok((request, include_usage))
     }
 
-    fn complete(body: Value, _: bool) -> Value {
+    fn complete(body: Completion, _: bool) -> Completion {
         body
     }
 

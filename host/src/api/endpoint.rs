@@ -5,7 +5,7 @@
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::Value;
+use switchyard_wire::completion::Completion;
 
 use super::intake::{BodyError, json_shape};
 use super::{AppState, authenticate, error_response};
@@ -34,7 +34,7 @@ pub trait Endpoint {
 
     /// The API's answer object for a canonical `chat.completion` (which
     /// carries the routing info under `switchyard`).
-    fn complete(body: Value, echo: Self::Echo) -> Value;
+    fn complete(body: Completion, echo: Self::Echo) -> Completion;
 
     /// The API's stream events.
     fn encoder(echo: Self::Echo) -> Box<dyn StreamEncoder>;
@@ -108,8 +108,10 @@ pub async fn handle<E: Endpoint>(state: AppState, headers: HeaderMap, body: Body
     }
     match state.executor.serve(&entry, request).await {
         Ok(Served::Complete { body, info }) => {
+            let json = HeaderValue::from_static("application/json");
+            let body = E::complete(body, echo).into_bytes();
             let mut response =
-                (StatusCode::OK, axum::Json(E::complete(body, echo))).into_response();
+                (StatusCode::OK, [(header::CONTENT_TYPE, json)], body).into_response();
             routing_headers(response.headers_mut(), &info);
             response
         }

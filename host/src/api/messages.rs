@@ -7,8 +7,9 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::Response;
-use serde_json::{Value, json};
+use serde_json::json;
 use switchyard_wire::Api;
+use switchyard_wire::completion::Completion;
 use switchyard_wire::messages_in::{self as wire, Echo};
 use switchyard_wire::stream::StreamEncoder;
 
@@ -43,8 +44,8 @@ impl Endpoint for Messages {
         Ok((request, Echo::new()))
     }
 
-    fn complete(body: Value, echo: Echo) -> Value {
-        wire::complete(body, echo)
+    fn complete(body: Completion, echo: Echo) -> Completion {
+        Completion::from_value(wire::complete(body.into_value(), echo))
     }
 
     fn encoder(echo: Echo) -> Box<dyn StreamEncoder> {

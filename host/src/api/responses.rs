@@ -5,8 +5,8 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
-use serde_json::Value;
 use switchyard_wire::Api;
+use switchyard_wire::completion::Completion;
 use switchyard_wire::responses_in::{self as wire, Echo};
 use switchyard_wire::stream::StreamEncoder;
 
@@ -32,8 +32,8 @@ impl Endpoint for Responses {
         Ok((request, echo))
     }
 
-    fn complete(body: Value, echo: Echo) -> Value {
-        wire::complete(body, echo)
+    fn complete(body: Completion, echo: Echo) -> Completion {
+        Completion::from_value(wire::complete(body.into_value(), echo))
     }
 
     fn encoder(echo: Echo) -> Box<dyn StreamEncoder> {

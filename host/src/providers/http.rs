@@ -132,6 +132,25 @@ pub async fn send(
 /// is a provider fault (failed over), not something to buffer.
 pub async fn json_body(response: reqwest::Response, limit: usize) -> Result<Value, UpstreamError> {
     let status = response.status().as_u16();
+    let body = body_bytes(response, limit).await?;
+    serde_json::from_slice(&body).map_err(|e| invalid_body(status, e))
+}
+
+/// A provider's body that is not what its API answers.
+pub fn invalid_body(status: u16, e: impl std::fmt::Display) -> UpstreamError {
+    UpstreamError::new(
+        ErrorClass::Protocol,
+        Some(status),
+        format!("invalid response body: {e}"),
+    )
+}
+
+/// Reads a whole response body of at most `limit` bytes (see [`json_body`]).
+pub async fn body_bytes(
+    response: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, UpstreamError> {
+    let status = response.status().as_u16();
     let too_large = |size: u64| {
         UpstreamError::new(
             ErrorClass::Protocol,
@@ -155,13 +174,7 @@ pub async fn json_body(response: reqwest::Response, limit: usize) -> Result<Valu
         }
         body.extend_from_slice(&chunk);
     }
-    serde_json::from_slice(&body).map_err(|e| {
-        UpstreamError::new(
-            ErrorClass::Protocol,
-            Some(status),
-            format!("invalid response body: {e}"),
-        )
-    })
+    Ok(body)
 }
 
 struct SseState<T> {

@@ -18,6 +18,7 @@ use std::time::Duration;
 use futures_util::Stream;
 use futures_util::future::BoxFuture;
 use serde_json::Value;
+use switchyard_wire::completion::Completion;
 use switchyard_wire::{Api, CanonicalRequest, UpstreamError, Usage};
 
 use crate::config::{ProviderAccount, ProviderKind, Secret};
@@ -97,7 +98,7 @@ pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<Value, UpstreamError>> +
 /// What a provider answered.
 pub enum ChatResponse {
     /// A whole OpenAI `chat.completion` object and its usage.
-    Complete { body: Value, usage: Usage },
+    Complete { body: Completion, usage: Usage },
     /// Chunks in OpenAI `chat.completion.chunk` shape, in order; the last one
     /// carries `usage` when the provider reports it.
     Stream(ChunkStream),

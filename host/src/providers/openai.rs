@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
-use serde_json::Value;
+use switchyard_wire::completion::{Completion, CompletionError};
 
 use switchyard_wire::responses_out as responses;
 use switchyard_wire::{Api, ErrorClass, UpstreamError, Usage, openai};
@@ -101,16 +101,18 @@ impl Provider for OpenAi {
                 )));
             }
             let status = response.status().as_u16();
-            let body = http::json_body(response, inner.max_body).await?;
-            if body.get("choices").and_then(Value::as_array).is_none() {
-                return Err(UpstreamError::new(
-                    ErrorClass::Protocol,
-                    Some(status),
-                    "response has no choices",
-                ));
-            }
-            let usage = body
-                .get("usage")
+            let bytes = http::body_bytes(response, inner.max_body).await?;
+            let (body, usage) =
+                Completion::from_openai(bytes, call.api == Api::Chat).map_err(|e| match e {
+                    CompletionError::Invalid(e) => http::invalid_body(status, e),
+                    CompletionError::NoChoices => UpstreamError::new(
+                        ErrorClass::Protocol,
+                        Some(status),
+                        "response has no choices",
+                    ),
+                })?;
+            let usage = usage
+                .as_ref()
                 .and_then(Usage::from_openai)
                 .unwrap_or_default();
             Ok(ChatResponse::Complete { body, usage })
@@ -140,5 +142,8 @@ async fn responses_call(
         e.status = Some(status);
         e
     })?;
-    Ok(ChatResponse::Complete { body, usage })
+    Ok(ChatResponse::Complete {
+        body: Completion::from_value(body),
+        usage,
+    })
 }

@@ -85,7 +85,10 @@ impl Provider for Simulated {
                     "choices": [{ "index": 0, "message": { "role": "assistant", "content": text }, "finish_reason": "stop" }],
                     "usage": usage.to_openai(),
                 });
-                return Ok(ChatResponse::Complete { body, usage });
+                return Ok(ChatResponse::Complete {
+                    body: switchyard_wire::completion::Completion::from_value(body),
+                    usage,
+                });
             }
             let chunk = |delta: Value, finish: Value| {
                 json!({

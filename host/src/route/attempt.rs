@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use switchyard_wire::candidate::CandidateRef;
+use switchyard_wire::completion::Completion;
 use switchyard_wire::feature as features;
 use switchyard_wire::{ErrorClass, UpstreamError, Usage};
 use switchyard_wire::{Feature, FeatureSet};
@@ -425,13 +426,14 @@ impl Executor {
                     cost_usd: Some(cost),
                     ..Tally::default()
                 });
-                if let Value::Object(map) = &mut body {
-                    map.insert("switchyard".into(), json!(info));
-                }
+                body.set_routing(&info);
                 return Served::Complete { body, info };
             }
             // Streaming was stripped: stream the whole answer ourselves.
-            Answer::Complete(body, usage) => (Vec::new(), stream::from_completion(body, usage)),
+            Answer::Complete(body, usage) => (
+                Vec::new(),
+                stream::from_completion(body.into_value(), usage),
+            ),
             Answer::Stream(head, rest) => (head, rest),
         };
         let idle_timeout = sent.timeout.min(self.config.routing.stream_idle_timeout);
@@ -647,7 +649,7 @@ pub(super) fn failure_kind(class: &ErrorClass) -> (Outcome, Verdict) {
 }
 
 pub(super) enum Answer {
-    Complete(Value, Usage),
+    Complete(Completion, Usage),
     Stream(Vec<Value>, ChunkStream),
 }
 

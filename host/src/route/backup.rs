@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use serde_json::{Value, json};
+use switchyard_wire::completion::Completion;
 use switchyard_wire::shape::{self, Problem};
 use switchyard_wire::{Api, CanonicalRequest, Usage};
 
@@ -412,10 +413,12 @@ impl Executor {
         stream: bool,
         served: &Served,
     ) {
-        let (info, completion) = match served {
+        let (info, answer) = match served {
             Served::Complete { body, info } => (info, Some(body)),
             Served::Stream { info, .. } => (info, None),
         };
+        // Read into a value once, and only when a backup takes the request.
+        let mut parsed: Option<Option<Value>> = None;
         for backup in self.backups.covering(team, info.logical_model.as_deref()) {
             let s = &backup.settings;
             if info.provider == s.account && info.model == s.model {
@@ -432,6 +435,9 @@ impl Executor {
             if !backup.admit() {
                 continue;
             }
+            let completion = parsed
+                .get_or_insert_with(|| answer.map(Completion::to_value))
+                .as_ref();
             let primary = Primary {
                 latency_ms: info
                     .trail
@@ -466,7 +472,7 @@ impl Executor {
                 let answer = tokio::time::timeout(deadline, async {
                     match provider.chat(call).await {
                         Ok(ChatResponse::Complete { body, usage }) => Ok(Mirrored {
-                            completion: body,
+                            completion: body.into_value(),
                             usage: Some(usage),
                             latency_ms: started.elapsed().as_secs_f64() * 1e3,
                             ttft_ms: None,

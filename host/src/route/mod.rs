@@ -38,8 +38,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use serde_json::Value;
 use switchyard_wire::candidate::CandidateRef;
+use switchyard_wire::completion::Completion;
 use switchyard_wire::feature as features;
 use switchyard_wire::{Api, CanonicalRequest};
 
@@ -144,7 +144,7 @@ pub struct RouteInfo {
 #[allow(clippy::large_enum_variant)]
 pub enum Served {
     /// A whole `chat.completion` (with `switchyard` added).
-    Complete { body: Value, info: RouteInfo },
+    Complete { body: Completion, info: RouteInfo },
     /// A stream of canonical events; it settles the answer when it ends.
     Stream {
         info: RouteInfo,

@@ -138,7 +138,7 @@ impl Rescuer {
                 let result = match send(provider.as_ref(), chat).await {
                     Ok(Answer::Stream(head, rest)) => Ok((head, rest)),
                     Ok(Answer::Complete(body, usage)) => {
-                        let mut chunks = super::stream::from_completion(body, usage);
+                        let mut chunks = super::stream::from_completion(body.into_value(), usage);
                         let mut head = Vec::new();
                         while let Some(Ok(c)) = chunks.next().await {
                             head.push(c);

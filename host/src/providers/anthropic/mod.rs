@@ -84,7 +84,10 @@ impl Provider for Anthropic {
             let (body, usage) = translate::response(&body, &model, created).map_err(|e| {
                 UpstreamError::new(ErrorClass::Protocol, Some(status), e.to_string())
             })?;
-            Ok(ChatResponse::Complete { body, usage })
+            Ok(ChatResponse::Complete {
+                body: switchyard_wire::completion::Completion::from_value(body),
+                usage,
+            })
         })
     }
 }
