@@ -24,10 +24,7 @@ pub struct Settlement {
     pub(super) metrics: Arc<MetricStore>,
     pub(super) telemetry: Arc<Telemetry>,
     pub(super) breakers: Arc<Breakers>,
-    pub(super) team: String,
     pub(super) candidate: String,
-    pub(super) provider: String,
-    pub(super) model: String,
     /// The features the serving attempt sent.
     pub(super) features: switchyard_wire::FeatureSet,
     /// Whether the answer streams. A whole answer's tokens were recorded
@@ -38,7 +35,8 @@ pub struct Settlement {
     /// when the stream ends (`None`: a whole answer, recorded with its
     /// attempt).
     pub(super) stream_attempt: Option<StreamAttempt>,
-    /// Spend, budgets and the limiter's correction.
+    /// Spend, budgets and the limiter's correction; its team, account and
+    /// model are the answer's labels here too.
     pub(super) charge: Charge,
 }
 
@@ -86,20 +84,25 @@ impl Settlement {
                 },
             );
         }
+        let Charge {
+            team,
+            account: provider,
+            model,
+            ..
+        } = &self.charge;
         if let Some(usage) = &tally.usage {
             if tally.estimated {
-                self.telemetry.estimated_usage(&self.provider, &self.model);
+                self.telemetry.estimated_usage(provider, model);
             }
             self.telemetry.tokens(
-                &self.provider,
-                &self.model,
+                provider,
+                model,
                 usage.prompt_tokens,
                 usage.completion_tokens,
             );
         }
         if let Some(cost) = tally.cost_usd.filter(|_| self.streamed) {
-            self.telemetry
-                .cost(&self.team, &self.provider, &self.model, cost);
+            self.telemetry.cost(team, provider, model, cost);
         }
         if let (Some(usage), Some(cost)) = (&tally.usage, tally.cost_usd) {
             self.charge.settle(usage, cost);
@@ -128,15 +131,16 @@ impl Settlement {
                 output_tokens: usage.map(|u| u.completion_tokens),
             },
         );
+        let (provider, model) = (&self.charge.account, &self.charge.model);
         self.telemetry.attempt(
-            &self.provider,
-            &self.model,
+            provider,
+            model,
             outcome.name(),
             Some(first.ttft),
             Some(first.ttft),
         );
         let verdict = if tally.broken {
-            self.telemetry.stream_break(&self.provider, &self.model);
+            self.telemetry.stream_break(provider, model);
             Verdict::Failure
         } else {
             Verdict::Success

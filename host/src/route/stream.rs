@@ -215,7 +215,7 @@ impl Relay {
             tally.estimated = true;
         }
         if let Some(report) = &self.report {
-            report.settled(&settlement.provider, &settlement.model, &tally);
+            report.settled(&settlement.charge.account, &settlement.charge.model, &tally);
         }
         settlement.settle(tally);
         tally
@@ -241,7 +241,7 @@ impl Relay {
         let (provider, model) = self
             .settlement
             .as_ref()
-            .map(|s| (s.provider.clone(), s.model.clone()))
+            .map(|s| (s.charge.account.clone(), s.charge.model.clone()))
             .unwrap_or_default();
         let used = self.settle_current(true, true);
         if let Some((usage, cost, estimated)) = used {
@@ -319,7 +319,11 @@ impl Drop for Relay {
     fn drop(&mut self) {
         if let Some(settlement) = self.settlement.take() {
             if let Some(report) = &self.report {
-                report.settled(&settlement.provider, &settlement.model, &self.tally);
+                report.settled(
+                    &settlement.charge.account,
+                    &settlement.charge.model,
+                    &self.tally,
+                );
             }
             settlement.settle(self.tally);
         }
