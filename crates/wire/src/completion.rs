@@ -141,23 +141,17 @@ impl Completion {
     pub fn into_value(self) -> Value {
         match self.0 {
             Repr::Value(value) => value,
-            Repr::Raw { bytes, routing } => {
-                // Checked to be a JSON object when it was made.
-                let mut value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-                if let (Value::Object(map), Some(routing)) = (&mut value, routing)
-                    && let Ok(routing) = serde_json::from_slice(&routing)
-                {
-                    map.insert("switchyard".into(), routing);
-                }
-                value
-            }
+            Repr::Raw { bytes, routing } => raw_value(&bytes, routing.as_deref()),
         }
     }
 
     /// The completion as a value, leaving it as it is (a shadow backup's
-    /// comparison).
+    /// comparison): read from the bytes in place, not from a copy.
     pub fn to_value(&self) -> Value {
-        self.clone().into_value()
+        match &self.0 {
+            Repr::Value(value) => value.clone(),
+            Repr::Raw { bytes, routing } => raw_value(bytes, routing.as_deref()),
+        }
     }
 
     /// The JSON the caller gets: the provider's bytes with `,"switchyard":…`
@@ -188,6 +182,18 @@ impl Completion {
             Repr::Raw { bytes, .. } => bytes,
         }
     }
+}
+
+/// A provider's checked bytes read into a value, with the routing object set.
+fn raw_value(bytes: &[u8], routing: Option<&[u8]>) -> Value {
+    // Checked to be a JSON object when it was made.
+    let mut value = serde_json::from_slice(bytes).unwrap_or(Value::Null);
+    if let (Value::Object(map), Some(routing)) = (&mut value, routing)
+        && let Ok(routing) = serde_json::from_slice(routing)
+    {
+        map.insert("switchyard".into(), routing);
+    }
+    value
 }
 
 #[cfg(test)]

@@ -30,6 +30,7 @@ fn a_providers_bytes_are_relayed_with_the_routing_object_appended() {
     let mut expected: Value = serde_json::from_str(ANSWER).unwrap();
     expected["switchyard"] = routing();
     assert_eq!(serde_json::from_slice::<Value>(&bytes).unwrap(), expected);
+    assert_eq!(c.to_value(), expected);
     assert_eq!(c.into_value(), expected);
 }
 
