@@ -21,6 +21,15 @@
 # so target/ is left as it was. Its CPU figures are not comparable (every
 # allocation then bumps a shared atomic), so it reports allocations only.
 #
+# PARTS=chunks (not run by default) states the CPU cost of one relayed SSE
+# chunk: the chat stream at 32 connections against two mocks whose streams
+# differ only in length (3 and 63 content chunks), ROUNDS times alternately,
+# the gateway pinned to core 0 and the mock and wrk to core 1 (taskset); the
+# cost of a chunk is the difference in CPU per request over 60. CHUNK_DELAY_MS
+# spaces the chunks, so each arrives in its own read and leaves in its own
+# write (by default the mock sends a stream at once). PARTS=allocs then also
+# counts the allocations of the 63-chunk stream, and so per chunk.
+#
 # REQUEST_LOG=false runs the gateway with the request log off ([log] enabled),
 # to measure what the log costs on the request path (default: on, as shipped).
 #
@@ -45,6 +54,11 @@ ALLOC_MOCK_PORT=${ALLOC_MOCK_PORT:-9505}
 ALLOC_GATEWAY_PORT=${ALLOC_GATEWAY_PORT:-9506}
 ALLOC_DURATION=${ALLOC_DURATION:-4}
 REQUEST_LOG=${REQUEST_LOG:-true}
+CHUNK_MOCK_PORT=${CHUNK_MOCK_PORT:-9507}
+CHUNK_GATEWAY_PORT=${CHUNK_GATEWAY_PORT:-9508}
+ROUNDS=${ROUNDS:-3}
+CHUNK_DELAY_MS=${CHUNK_DELAY_MS:-0}
+LONG_CHUNKS=63
 
 if ! command -v wrk >/dev/null || ! command -v ss >/dev/null || ! command -v curl >/dev/null; then
   echo "== installing wrk, iproute2 and curl (Debian packages)"
@@ -161,7 +175,7 @@ run() { # $1 label, $2 url, $3 lua, $4 connections, $5 pid of the process servin
   local out="$work/wrk-$1-$4.txt"
   local before after
   before=$(cpu_ticks "$5")
-  timeout $((DURATION + 30)) wrk -t"$threads" -c"$4" -d"${DURATION}s" --timeout 10s --latency \
+  timeout $((DURATION + 30)) ${WRK_PIN:-} wrk -t"$threads" -c"$4" -d"${DURATION}s" --timeout 10s --latency \
     -s "$work/$3.lua" "$2" >"$out"
   after=$(cpu_ticks "$5")
   python3 - "$1" "$4" "$out" "$((after - before))" "$(getconf CLK_TCK)" >>"$results" <<'PY'
@@ -253,9 +267,69 @@ for route in "chat /v1/chat/completions chat" "chat_stream /v1/chat/completions 
   after=$(allocations)
   total=$(awk '/requests in/ {print $1}' "$work/wrk-alloc-$name.txt")
   awk -v n="$name" -v t="$total" -v d="$((after - before - scrape))" \
-    'BEGIN { printf "| %s | %d | %.1f |\n", n, t, d / t }'
+    'BEGIN { printf "| %s | %d | %.1f |\n", n, t, d / t }' | tee -a "$work/allocs.md"
 done
 kill "$gateway_pid" 2>/dev/null || true
+# The same stream with LONG_CHUNKS content chunks instead of 3: the
+# difference is what relaying one chunk allocates.
+bin="$work/switchyard-counting"
+start_pair "$((ALLOC_MOCK_PORT + 10))" "$((ALLOC_GATEWAY_PORT + 10))" --stream-chunks "$LONG_CHUNKS"
+bin=$plain_bin
+agw="http://127.0.0.1:$((ALLOC_GATEWAY_PORT + 10))"
+check "$agw/v1/chat/completions" "$chat_stream" "DONE"
+a0=$(allocations); a1=$(allocations); scrape=$((a1 - a0))
+before=$(allocations)
+timeout $((ALLOC_DURATION + 30)) wrk -t1 -c32 -d"${ALLOC_DURATION}s" --timeout 10s \
+  -s "$work/chat_stream.lua" "$agw/v1/chat/completions" >"$work/wrk-alloc-long.txt"
+after=$(allocations)
+total=$(awk '/requests in/ {print $1}' "$work/wrk-alloc-long.txt")
+short=$(awk -F'|' '$2 ~ /^ chat_stream / {print $4}' "$work/allocs.md")
+awk -v t="$total" -v d="$((after - before - scrape))" -v s="$short" -v n="$LONG_CHUNKS" \
+  'BEGIN { printf "| chat_stream, %d content chunks | %d | %.1f |\n\nper relayed chunk: %.2f allocations\n", n, t, d / t, (d / t - s) / (n - 3) }'
+kill "$gateway_pid" 2>/dev/null || true
+fi
+
+if [[ " $PARTS " == *" chunks "* ]]; then
+echo
+echo "== CPU per relayed chunk: chat stream at 32 connections, 3 vs $LONG_CHUNKS content chunks," \
+  "${DURATION}s per run, $ROUNDS rounds, chunks ${CHUNK_DELAY_MS} ms apart"
+delay=()
+[ "$CHUNK_DELAY_MS" != 0 ] && delay=(--chunk-delay-ms "$CHUNK_DELAY_MS")
+start_pair "$CHUNK_MOCK_PORT" "$CHUNK_GATEWAY_PORT" "${delay[@]}"
+short_mock=$mock_pid short_gw=$gateway_pid
+start_pair "$((CHUNK_MOCK_PORT + 10))" "$((CHUNK_GATEWAY_PORT + 10))" "${delay[@]}" --stream-chunks "$LONG_CHUNKS"
+long_mock=$mock_pid long_gw=$gateway_pid
+check "http://127.0.0.1:$CHUNK_GATEWAY_PORT/v1/chat/completions" "$chat_stream" "DONE"
+check "http://127.0.0.1:$((CHUNK_GATEWAY_PORT + 10))/v1/chat/completions" "$chat_stream" "DONE"
+WRK_PIN=""
+if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
+  taskset -apc 0 "$short_gw" >/dev/null && taskset -apc 0 "$long_gw" >/dev/null
+  taskset -apc 1 "$short_mock" >/dev/null && taskset -apc 1 "$long_mock" >/dev/null
+  WRK_PIN="taskset -c 1"
+fi
+: >"$results"
+for _ in $(seq 1 "$ROUNDS"); do
+  run "short" "http://127.0.0.1:$CHUNK_GATEWAY_PORT/v1/chat/completions" chat_stream 32 "$short_gw"
+  run "long" "http://127.0.0.1:$((CHUNK_GATEWAY_PORT + 10))/v1/chat/completions" chat_stream 32 "$long_gw"
+done
+WRK_PIN=""
+python3 - "$results" "$LONG_CHUNKS" <<'PY'
+import statistics, sys
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+long_n = int(sys.argv[2])
+print()
+print("| round | 3 chunks: req/s | CPU µs/req | %d chunks: req/s | CPU µs/req | CPU µs per chunk |" % long_n)
+print("|---:|---:|---:|---:|---:|---:|")
+per = []
+for i in range(0, len(rows) - 1, 2):
+    s, l = rows[i], rows[i + 1]
+    d = (float(l[6]) - float(s[6])) / (long_n - 3)
+    per.append(d)
+    print(f"| {i // 2 + 1} | {s[2]} | {s[6]} | {l[2]} | {l[6]} | {d:.2f} |")
+print()
+print(f"median CPU per relayed chunk: {statistics.median(per):.2f} µs")
+PY
+kill "$short_gw" "$long_gw" 2>/dev/null || true
 fi
 
 if [[ " $PARTS " == *" memory "* ]]; then

@@ -7,8 +7,12 @@
 //! hits it directly for the baseline, and through the gateway for the
 //! comparison.
 //!
-//! `bench-mock [ADDR] [--chunk-delay-ms N]`: with a delay, a stream's chunks
-//! are spaced N ms apart (the memory benchmark holds 1,000 streams open).
+//! `bench-mock [ADDR] [--chunk-delay-ms N] [--stream-chunks N]`: with a
+//! delay, a stream's chunks are spaced N ms apart (the memory benchmark holds
+//! 1,000 streams open); `--stream-chunks` sets how many content chunks a
+//! stream has (3 by default, the pieces of the same sentence over and over),
+//! so that the cost of one relayed chunk is the difference between two
+//! lengths.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -38,9 +42,21 @@ const RESPONSE: &str = r#"{"id":"resp_bench","object":"response","created_at":17
 
 const NO_STREAMED_RESPONSES: &str = r#"{"error":{"message":"the benchmark provider does not stream the Responses API","type":"invalid_request_error","param":"stream","code":null}}"#;
 
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Settings {
     chunk_delay: Option<Duration>,
+    /// The SSE events of a stream, in order.
+    chunks: std::sync::Arc<Vec<Bytes>>,
+}
+
+/// A stream with `content` content chunks: the role, the pieces of the
+/// sentence over and over, the finish, the usage and `[DONE]`.
+fn stream_chunks(content: usize) -> Vec<Bytes> {
+    let pieces = &CHUNKS[1..4];
+    let mut out = vec![Bytes::from_static(CHUNKS[0].as_bytes())];
+    out.extend((0..content).map(|i| Bytes::from_static(pieces[i % pieces.len()].as_bytes())));
+    out.extend(CHUNKS[4..].iter().map(|c| Bytes::from_static(c.as_bytes())));
+    out
 }
 
 async fn chat(State(settings): State<Settings>, body: Bytes) -> Response<Body> {
@@ -52,19 +68,18 @@ async fn chat(State(settings): State<Settings>, body: Bytes) -> Response<Body> {
         );
         r
     } else {
+        let chunks = settings.chunks.clone();
         let body = match settings.chunk_delay {
-            None => Body::from(CHUNKS.concat()),
-            Some(delay) => Body::from_stream(stream::unfold(0usize, move |i| async move {
-                if i >= CHUNKS.len() {
-                    return None;
+            None => Body::from(chunks.concat()),
+            Some(delay) => Body::from_stream(stream::unfold(0usize, move |i| {
+                let chunks = chunks.clone();
+                async move {
+                    let chunk = chunks.get(i)?.clone();
+                    if i > 0 {
+                        tokio::time::sleep(delay).await;
+                    }
+                    Some((Ok::<_, std::convert::Infallible>(chunk), i + 1))
                 }
-                if i > 0 {
-                    tokio::time::sleep(delay).await;
-                }
-                Some((
-                    Ok::<_, std::convert::Infallible>(Bytes::from_static(CHUNKS[i].as_bytes())),
-                    i + 1,
-                ))
             })),
         };
         let mut r = Response::new(body);
@@ -106,7 +121,8 @@ fn memchr(needle: &[u8], haystack: &[u8]) -> bool {
 #[tokio::main]
 async fn main() {
     let mut addr: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 9500));
-    let mut settings = Settings { chunk_delay: None };
+    let mut chunk_delay = None;
+    let mut content_chunks = 3usize;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -116,17 +132,28 @@ async fn main() {
                     eprintln!("--chunk-delay-ms takes a number of milliseconds");
                     std::process::exit(2);
                 };
-                settings.chunk_delay = Some(Duration::from_millis(ms));
+                chunk_delay = Some(Duration::from_millis(ms));
+            }
+            "--stream-chunks" => {
+                let Some(n) = args.next().and_then(|v| v.parse::<usize>().ok()) else {
+                    eprintln!("--stream-chunks takes a number of content chunks");
+                    std::process::exit(2);
+                };
+                content_chunks = n;
             }
             other => match other.parse() {
                 Ok(a) => addr = a,
                 Err(_) => {
-                    eprintln!("usage: bench-mock [ADDR] [--chunk-delay-ms N]");
+                    eprintln!("usage: bench-mock [ADDR] [--chunk-delay-ms N] [--stream-chunks N]");
                     std::process::exit(2);
                 }
             },
         }
     }
+    let settings = Settings {
+        chunk_delay,
+        chunks: std::sync::Arc::new(stream_chunks(content_chunks)),
+    };
     if !addr.ip().is_loopback() {
         eprintln!("bench-mock only listens on loopback, not {addr}");
         std::process::exit(2);
