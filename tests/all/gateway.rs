@@ -261,6 +261,95 @@ async fn a_providers_answer_is_relayed_as_written_with_the_routing_object_added(
     assert!(!text.contains("elsewhere"), "{text}");
 }
 
+/// A streamed answer reaches a Chat Completions caller as the provider wrote
+/// each chunk (its own fields, key order and number spelling): the gateway
+/// adds its `switchyard` object to the first chunk (the routing) and to the
+/// usage chunk (the cost) and passes every other chunk on untouched.
+#[tokio::test]
+async fn a_providers_stream_is_relayed_chunk_by_chunk_as_written() {
+    let env = Env::start().await;
+    let chunks = [
+        r#"{"id":"chatcmpl-s","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini","system_fingerprint":"fp_s","choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}],"obfuscation":"x1"}"#,
+        r#"{"id":"chatcmpl-s","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini","system_fingerprint":"fp_s","choices":[{"index":0,"delta":{"content":"as \u0022written\u0022"},"logprobs":null,"finish_reason":null}],"x_score":1.50}"#,
+        r#"{"id":"chatcmpl-s","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini","system_fingerprint":"fp_s","choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}]}"#,
+        r#"{"id":"chatcmpl-s","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}"#,
+    ];
+    let body: String = chunks
+        .iter()
+        .map(|c| format!("data: {c}\n\n"))
+        .chain(["data: [DONE]\n\n".to_string()])
+        .collect();
+    env.oa1.set_default(Behavior::Raw {
+        status: 200,
+        headers: vec![("content-type".into(), "text/event-stream".into())],
+        body: body.into_bytes(),
+    });
+    let mut request = hello("gpt-4o-mini");
+    request["stream"] = json!(true);
+    request["stream_options"] = json!({"include_usage": true});
+    let response = env.chat_with(KEY, request).await;
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.expect("body");
+    let events: Vec<&str> = text
+        .split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .collect();
+    assert_eq!(events.len(), 5, "{text}");
+    assert_eq!(events[4], "[DONE]");
+    for (i, (sent, got)) in chunks.iter().zip(&events).enumerate() {
+        if i == 0 || i == 3 {
+            let provider_part = &sent[..sent.len() - 1];
+            assert!(got.starts_with(provider_part), "chunk {i}: {got}");
+            assert!(
+                got[provider_part.len()..].starts_with(r#","switchyard":{"#),
+                "chunk {i}: {got}"
+            );
+            let value: Value = serde_json::from_str(got).expect("JSON");
+            if i == 0 {
+                assert_eq!(value["switchyard"]["provider"], "oa1", "{got}");
+            }
+        } else {
+            assert_eq!(got, sent, "chunk {i} is the provider's text");
+        }
+    }
+    let usage: Value = serde_json::from_str(events[3]).expect("JSON");
+    assert!(
+        usage["switchyard"]["cost_usd"]
+            .as_f64()
+            .is_some_and(|c| c > 0.0),
+        "{usage}"
+    );
+}
+
+/// A stream that ends cleanly with a finish and no content (an empty
+/// answer) is an answer: the caller gets its chunks and `[DONE]`. The gateway
+/// used to poll the ended upstream again and drop the connection.
+#[tokio::test]
+async fn an_empty_streamed_answer_ends_with_done() {
+    let env = Env::start().await;
+    let body = concat!(
+        r#"data: {"id":"e","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#,
+        "\n\n",
+        r#"data: {"id":"e","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#,
+        "\n\n",
+        "data: [DONE]\n\n",
+    );
+    env.oa1.set_default(Behavior::Raw {
+        status: 200,
+        headers: vec![("content-type".into(), "text/event-stream".into())],
+        body: body.as_bytes().to_vec(),
+    });
+    let mut request = hello("gpt-4o-mini");
+    request["stream"] = json!(true);
+    let response = env.chat_with(KEY, request).await;
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.expect("a whole body");
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    assert!(text.contains(r#""finish_reason":"stop""#), "{text}");
+    let (status, _, _) = env.chat(hello("gpt-4o-mini")).await;
+    assert_eq!(status, 200, "and the gateway keeps serving");
+}
+
 #[tokio::test]
 async fn pinned_provider_down_goes_to_the_same_model_elsewhere() {
     let env = Env::start().await;

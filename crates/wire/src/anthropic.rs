@@ -1301,7 +1301,34 @@ impl Events {
 }
 
 impl crate::sse::Translate for Events {
-    fn event(&mut self, event: &SseEvent) -> Result<Vec<Value>, UpstreamError> {
+    fn event(&mut self, event: &mut SseEvent) -> Result<Vec<crate::chunk::Chunk>, UpstreamError> {
+        let chunks = Events::event(self, event)?;
+        Ok(chunks
+            .into_iter()
+            .map(crate::chunk::Chunk::from_value)
+            .collect())
+    }
+
+    fn finish(&mut self) -> Result<Vec<crate::chunk::Chunk>, UpstreamError> {
+        let chunks = Events::finish(self)?;
+        Ok(chunks
+            .into_iter()
+            .map(crate::chunk::Chunk::from_value)
+            .collect())
+    }
+
+    fn ended(&self) -> bool {
+        self.translator.finished()
+    }
+
+    fn malformed(&self) -> u64 {
+        self.malformed
+    }
+}
+
+impl Events {
+    /// The chunks (as values) for one event; see [`crate::sse::Translate::event`].
+    pub fn event(&mut self, event: &SseEvent) -> Result<Vec<Value>, UpstreamError> {
         let data = match serde_json::from_str::<Value>(&event.data) {
             Ok(data) if data.is_object() => data,
             _ => {
@@ -1324,20 +1351,14 @@ impl crate::sse::Translate for Events {
         Ok(chunks)
     }
 
-    fn finish(&mut self) -> Result<Vec<Value>, UpstreamError> {
+    /// The final chunks (as values); see [`crate::sse::Translate::finish`].
+    pub fn finish(&mut self) -> Result<Vec<Value>, UpstreamError> {
         if self.stopped && !self.usage_sent {
             self.usage_sent = true;
             return Ok(vec![self.translator.usage_chunk()]);
         }
         crate::sse::stream_end(self.translator.finished() || self.stopped, "message_stop")
-    }
-
-    fn ended(&self) -> bool {
-        self.translator.finished()
-    }
-
-    fn malformed(&self) -> u64 {
-        self.malformed
+            .map(|_| Vec::new())
     }
 }
 

@@ -18,6 +18,7 @@
 //! | [`error`] | [`RequestError`]: why an inbound body was refused, with a typed [`error::RequestCode`] |
 //! | [`responses_in`] | OpenAI Responses ⇄ canonical, caller side: request translation, answers and SSE events |
 //! | [`messages_in`] | Anthropic Messages ⇄ canonical, caller side: request translation, answers and SSE events |
+//! | [`chunk`] | one streamed `chat.completion.chunk`: a provider's text relayed as sent (read once for what the gateway needs), or a value the gateway built |
 //! | [`stream`] | a streamed answer between executor and edge: [`stream::StreamEvent`], the [`stream::StreamEncoder`] trait, the Chat Completions encoder |
 //! | [`openai`] | OpenAI Chat Completions upstream: its SSE chunks and error bodies |
 //! | [`anthropic`] | canonical (Chat Completions) ⇄ Anthropic Messages, upstream side |
@@ -26,6 +27,7 @@
 
 pub mod anthropic;
 pub mod candidate;
+pub mod chunk;
 pub mod completion;
 pub mod content;
 pub mod error;

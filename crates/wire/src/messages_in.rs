@@ -644,7 +644,9 @@ impl Encoder {
 }
 
 impl StreamEncoder for Encoder {
-    fn chunk(&mut self, chunk: Value, out: &mut Vec<u8>) {
+    fn chunk(&mut self, chunk: crate::chunk::Chunk, out: &mut Vec<u8>) {
+        // Translated: read into a value.
+        let chunk = chunk.into_value();
         keep_routing_info(&mut self.switchyard, &chunk);
         self.start(out, chunk.get("model"));
         if let Some(usage) = chunk.get("usage").filter(|u| !u.is_null()) {

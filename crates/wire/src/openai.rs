@@ -4,6 +4,7 @@
 
 use serde_json::Value;
 
+use crate::chunk::{Chunk, ChunkError};
 use crate::sse::{SseEvent, Translate, stream_end};
 use crate::{ErrorClass, UpstreamError};
 
@@ -40,7 +41,7 @@ pub struct Chunks {
 }
 
 impl Translate for Chunks {
-    fn event(&mut self, event: &SseEvent) -> Result<Vec<Value>, UpstreamError> {
+    fn event(&mut self, event: &mut SseEvent) -> Result<Vec<Chunk>, UpstreamError> {
         let data = event.data.trim();
         if data == "[DONE]" {
             self.done = true;
@@ -49,40 +50,25 @@ impl Translate for Chunks {
         if data.is_empty() {
             return Ok(Vec::new());
         }
-        let Ok(chunk) = serde_json::from_str::<Value>(data) else {
-            self.malformed += 1;
-            return Ok(Vec::new());
-        };
-        if !chunk.is_object() {
-            self.malformed += 1;
-            return Ok(Vec::new());
-        }
-        if let Some(error) = chunk.get("error").filter(|e| !e.is_null()) {
-            let message = error
-                .get("message")
-                .and_then(Value::as_str)
-                .unwrap_or("the provider reported an error mid-stream")
-                .to_string();
-            return Err(UpstreamError::new(
+        match Chunk::from_openai(std::mem::take(&mut event.data)) {
+            Ok(chunk) => {
+                self.finished |= chunk.any_finished();
+                Ok(vec![chunk])
+            }
+            Err(ChunkError::Malformed(text)) => {
+                event.data = text;
+                self.malformed += 1;
+                Ok(Vec::new())
+            }
+            Err(ChunkError::Reported(message)) => Err(UpstreamError::new(
                 ErrorClass::Retryable,
                 Some(200),
                 message,
-            ));
+            )),
         }
-        if chunk
-            .get("choices")
-            .and_then(Value::as_array)
-            .is_some_and(|c| {
-                c.iter()
-                    .any(|c| c.get("finish_reason").is_some_and(|f| !f.is_null()))
-            })
-        {
-            self.finished = true;
-        }
-        Ok(vec![chunk])
     }
 
-    fn finish(&mut self) -> Result<Vec<Value>, UpstreamError> {
+    fn finish(&mut self) -> Result<Vec<Chunk>, UpstreamError> {
         stream_end(self.done || self.finished, "[DONE]")
     }
 

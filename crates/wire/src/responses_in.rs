@@ -896,7 +896,9 @@ impl Encoder {
 }
 
 impl StreamEncoder for Encoder {
-    fn chunk(&mut self, chunk: Value, out: &mut Vec<u8>) {
+    fn chunk(&mut self, chunk: crate::chunk::Chunk, out: &mut Vec<u8>) {
+        // Translated: read into a value.
+        let chunk = chunk.into_value();
         if self.model.is_null()
             && let Some(model) = chunk.get("model")
         {

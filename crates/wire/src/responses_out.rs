@@ -10,6 +10,7 @@
 
 use serde_json::{Map, Value, json};
 
+use crate::chunk::Chunk;
 use crate::request::{CanonicalRequest, Message, ToolChoice};
 use crate::sse::{SseEvent, Translate, stream_end};
 use crate::{ErrorClass, UpstreamError, Usage, content_text};
@@ -385,7 +386,27 @@ impl Events {
 }
 
 impl Translate for Events {
-    fn event(&mut self, event: &SseEvent) -> Result<Vec<Value>, UpstreamError> {
+    fn event(&mut self, event: &mut SseEvent) -> Result<Vec<Chunk>, UpstreamError> {
+        let chunks = Events::event(self, event)?;
+        Ok(chunks.into_iter().map(Chunk::from_value).collect())
+    }
+
+    fn finish(&mut self) -> Result<Vec<Chunk>, UpstreamError> {
+        stream_end(self.done, "response.completed")
+    }
+
+    fn ended(&self) -> bool {
+        self.done
+    }
+
+    fn malformed(&self) -> u64 {
+        self.malformed
+    }
+}
+
+impl Events {
+    /// The chunks (as values) for one event; see [`Translate::event`].
+    pub fn event(&mut self, event: &SseEvent) -> Result<Vec<Value>, UpstreamError> {
         let raw = event.data.trim();
         if raw.is_empty() || raw == "[DONE]" {
             return Ok(Vec::new());
@@ -478,18 +499,6 @@ impl Translate for Events {
             }
             _ => Vec::new(),
         })
-    }
-
-    fn finish(&mut self) -> Result<Vec<Value>, UpstreamError> {
-        stream_end(self.done, "response.completed")
-    }
-
-    fn ended(&self) -> bool {
-        self.done
-    }
-
-    fn malformed(&self) -> u64 {
-        self.malformed
     }
 }
 

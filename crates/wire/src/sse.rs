@@ -11,8 +11,7 @@
 //! `\r` and `\n`: lines are decoded only once complete (invalid UTF-8 is
 //! replaced with U+FFFD).
 
-use serde_json::Value;
-
+use crate::chunk::Chunk;
 use crate::upstream::{ErrorClass, UpstreamError};
 
 /// Default bound on a single event (its data plus the pending line): 16 MiB.
@@ -239,10 +238,12 @@ pub trait Translate: Send + 'static {
     /// An event whose data is not JSON is skipped (no chunks) and counted in
     /// [`Translate::malformed`], not an error: one bad event does not end an
     /// answer.
-    fn event(&mut self, event: &SseEvent) -> Result<Vec<Value>, UpstreamError>;
+    /// It may take the event's data (then it leaves it as it was if the
+    /// event is malformed, for the warning that names it).
+    fn event(&mut self, event: &mut SseEvent) -> Result<Vec<Chunk>, UpstreamError>;
     /// At the end of the body: final chunks, or an error if the stream was
     /// cut before its answer was complete.
-    fn finish(&mut self) -> Result<Vec<Value>, UpstreamError>;
+    fn finish(&mut self) -> Result<Vec<Chunk>, UpstreamError>;
     /// Whether the stream's end marker (`[DONE]`, `message_stop`,
     /// `response.completed`) has arrived: the answer is whole, and nothing
     /// after it is read, even if the provider keeps the connection open.
@@ -253,7 +254,7 @@ pub trait Translate: Send + 'static {
 
 /// The end of an upstream stream: fine if the translator saw its proper end
 /// (`done`), otherwise a cut connection naming the event that never came.
-pub fn stream_end(done: bool, missing: &str) -> Result<Vec<Value>, UpstreamError> {
+pub fn stream_end(done: bool, missing: &str) -> Result<Vec<Chunk>, UpstreamError> {
     if done {
         Ok(Vec::new())
     } else {

@@ -217,13 +217,21 @@ fn encode_multi_line_round_trips() {
 fn run<T: Translate>(
     t: &mut T,
     events: &[SseEvent],
-) -> (Vec<Value>, Result<Vec<Value>, UpstreamError>, bool) {
+) -> (
+    Vec<serde_json::Value>,
+    Result<Vec<serde_json::Value>, UpstreamError>,
+    bool,
+) {
     let mut chunks = Vec::new();
     for e in events {
-        chunks.extend(t.event(e).expect("no error event"));
+        let out = t.event(&mut e.clone()).expect("no error event");
+        chunks.extend(out.into_iter().map(crate::chunk::Chunk::into_value));
     }
     let ended = t.ended();
-    (chunks, t.finish(), ended)
+    let end = t
+        .finish()
+        .map(|c| c.into_iter().map(crate::chunk::Chunk::into_value).collect());
+    (chunks, end, ended)
 }
 
 fn openai(delta: &str, finish: Option<&str>) -> SseEvent {

@@ -5,6 +5,7 @@
 use serde_json::{Value, json};
 
 use crate::Usage;
+use crate::chunk::Chunk;
 use crate::sse;
 
 /// One step of a streamed answer, in canonical form.
@@ -13,7 +14,7 @@ pub enum StreamEvent {
     /// An OpenAI `chat.completion.chunk` object. The first carries the
     /// routing info under `switchyard`; the chunk with `usage` carries
     /// `switchyard.cost_usd`.
-    Chunk(Value),
+    Chunk(Chunk),
     /// The answer is complete.
     Done,
     /// The upstream broke after content reached the caller: the caller must
@@ -27,7 +28,7 @@ pub enum StreamEvent {
 /// or [`StreamEncoder::error`].
 pub trait StreamEncoder: Send + 'static {
     /// The events for one chunk (possibly none).
-    fn chunk(&mut self, chunk: Value, out: &mut Vec<u8>);
+    fn chunk(&mut self, chunk: Chunk, out: &mut Vec<u8>);
     /// The events that end a complete answer.
     fn done(&mut self, out: &mut Vec<u8>);
     /// The events that end an answer whose upstream broke after content.
@@ -57,41 +58,9 @@ pub fn keep_routing_info(slot: &mut Option<Value>, chunk: &Value) {
     }
 }
 
-/// Whether a chunk carries usage and no choices (the last chunk of an
-/// OpenAI stream asked to include usage).
-pub fn is_usage_only(chunk: &Value) -> bool {
-    chunk.get("usage").is_some_and(|u| !u.is_null())
-        && chunk
-            .get("choices")
-            .and_then(Value::as_array)
-            .is_none_or(|c| c.is_empty())
-}
-
-/// Shapes a chunk for a caller who did not ask for usage: `None` when the
-/// chunk only carried usage, else the chunk without `usage` and without the
-/// cost the executor added beside it.
-pub fn without_usage(mut chunk: Value) -> Option<Value> {
-    if chunk.get("usage").is_none_or(Value::is_null) {
-        return Some(chunk);
-    }
-    if is_usage_only(&chunk) {
-        return None;
-    }
-    if let Value::Object(map) = &mut chunk {
-        map.remove("usage");
-        if let Some(Value::Object(info)) = map.get_mut("switchyard") {
-            info.remove("cost_usd");
-            if info.is_empty() {
-                map.remove("switchyard");
-            }
-        }
-    }
-    Some(chunk)
-}
-
 /// The chunks of a whole `chat.completion`, for callers that asked to stream
 /// when the serving attempt could not (streaming was stripped).
-pub fn completion_chunks(body: Value, usage: Usage) -> Vec<Value> {
+pub fn completion_chunks(body: Value, usage: Usage) -> Vec<Chunk> {
     let id = body
         .get("id")
         .cloned()
@@ -135,7 +104,7 @@ pub fn completion_chunks(body: Value, usage: Usage) -> Vec<Value> {
             delta[key] = v;
         }
     }
-    vec![
+    [
         chunk(delta, Value::Null),
         chunk(json!({}), finish),
         json!({
@@ -143,6 +112,9 @@ pub fn completion_chunks(body: Value, usage: Usage) -> Vec<Value> {
             "choices": [], "usage": usage.to_openai()
         }),
     ]
+    .into_iter()
+    .map(Chunk::from_value)
+    .collect()
 }
 
 /// Chat Completions SSE: one `data:` frame per chunk, `[DONE]` at the end,
@@ -152,8 +124,8 @@ pub struct ChatEncoder {
 }
 
 impl StreamEncoder for ChatEncoder {
-    fn chunk(&mut self, chunk: Value, out: &mut Vec<u8>) {
-        out.extend_from_slice(sse::encode(None, &chunk.to_string()).as_bytes());
+    fn chunk(&mut self, chunk: Chunk, out: &mut Vec<u8>) {
+        chunk.write_sse(out);
     }
 
     fn done(&mut self, out: &mut Vec<u8>) {

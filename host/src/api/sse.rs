@@ -5,7 +5,7 @@ use std::convert::Infallible;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt, future};
-use switchyard_wire::stream::{StreamEncoder, StreamEvent, without_usage};
+use switchyard_wire::stream::{StreamEncoder, StreamEvent};
 
 use crate::route::EventStream;
 use std::pin::Pin;
@@ -72,7 +72,7 @@ pub fn render(
                 let chunk = if encoder.wants_usage() {
                     Some(chunk)
                 } else {
-                    without_usage(chunk)
+                    chunk.without_usage()
                 };
                 if let Some(chunk) = chunk {
                     encoder.chunk(chunk, &mut out);

@@ -9,6 +9,7 @@ use futures_util::{StreamExt, stream};
 use reqwest::header::HeaderMap;
 use serde_json::Value;
 
+use switchyard_wire::chunk::Chunk;
 use switchyard_wire::sse::{SseDecoder, SseEvent, Translate};
 use switchyard_wire::{ErrorClass, UpstreamError};
 
@@ -183,7 +184,7 @@ struct SseState<T> {
     decoder: SseDecoder,
     translate: T,
     /// Chunks translated and not yet yielded.
-    pending: std::collections::VecDeque<Value>,
+    pending: std::collections::VecDeque<Chunk>,
     /// An error to yield once `pending` is empty; then the stream ends.
     error: Option<UpstreamError>,
     ended: bool,
@@ -191,9 +192,9 @@ struct SseState<T> {
 
 impl<T: Translate> SseState<T> {
     fn translate_all(&mut self, events: Vec<SseEvent>) {
-        for event in events {
+        for mut event in events {
             let malformed = self.translate.malformed();
-            match self.translate.event(&event) {
+            match self.translate.event(&mut event) {
                 Ok(chunks) => self.pending.extend(chunks),
                 Err(e) => {
                     self.error = Some(e);

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use futures_util::Stream;
 use futures_util::future::BoxFuture;
-use serde_json::Value;
+use switchyard_wire::chunk::Chunk;
 use switchyard_wire::completion::Completion;
 use switchyard_wire::{Api, CanonicalRequest, UpstreamError, Usage};
 
@@ -93,7 +93,7 @@ impl std::fmt::Debug for Malformed {
 }
 
 /// A stream of OpenAI `chat.completion.chunk` objects.
-pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<Value, UpstreamError>> + Send>>;
+pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<Chunk, UpstreamError>> + Send>>;
 
 /// What a provider answered.
 pub enum ChatResponse {

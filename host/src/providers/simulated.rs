@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures_util::future::BoxFuture;
 use futures_util::stream;
 use serde_json::{Value, json};
+use switchyard_wire::chunk::Chunk;
 
 use switchyard_wire::{ErrorClass, UpstreamError, Usage};
 
@@ -118,7 +119,7 @@ impl Provider for Simulated {
                     if !first {
                         tokio::time::sleep(delay).await;
                     }
-                    Some((Ok(chunk), (it, false)))
+                    Some((Ok(Chunk::from_value(chunk)), (it, false)))
                 },
             );
             Ok(ChatResponse::Stream(Box::pin(stream)))

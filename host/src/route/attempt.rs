@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use switchyard_wire::candidate::CandidateRef;
+use switchyard_wire::chunk::Chunk;
 use switchyard_wire::completion::Completion;
 use switchyard_wire::feature as features;
 use switchyard_wire::{ErrorClass, UpstreamError, Usage};
@@ -456,8 +457,12 @@ impl Executor {
                 })
             })
             .flatten();
+        let routing = match json!(info) {
+            Value::Object(map) => map,
+            _ => serde_json::Map::new(),
+        };
         let events = stream::relay(
-            json!(info),
+            routing,
             head,
             rest,
             w.model.clone(),
@@ -647,7 +652,7 @@ pub(super) fn failure_kind(class: &ErrorClass) -> (Outcome, Verdict) {
 
 pub(super) enum Answer {
     Complete(Completion, Usage),
-    Stream(Vec<Value>, ChunkStream),
+    Stream(Vec<Chunk>, ChunkStream),
 }
 
 /// What the attempts of one request have gathered so far, for the error the
@@ -830,28 +835,6 @@ fn describe_attempt(a: &AttemptRecord) -> String {
     )
 }
 
-/// Whether a chunk carries content the client would see: text, a tool call,
-/// reasoning, or a refusal.
-fn has_content(chunk: &Value) -> bool {
-    let Some(choices) = chunk.get("choices").and_then(Value::as_array) else {
-        return false;
-    };
-    choices.iter().any(|c| {
-        let Some(delta) = c.get("delta") else {
-            return false;
-        };
-        ["content", "reasoning_content", "refusal"].iter().any(|k| {
-            delta
-                .get(*k)
-                .and_then(Value::as_str)
-                .is_some_and(|s| !s.is_empty())
-        }) || delta
-            .get("tool_calls")
-            .and_then(Value::as_array)
-            .is_some_and(|a| !a.is_empty())
-    })
-}
-
 /// Reads the upstream until its first content chunk (returning everything read
 /// so far) — or fails, so the executor can try the next attempt with nothing
 /// yet sent to the client.
@@ -859,7 +842,7 @@ async fn first_content(
     upstream: &mut ChunkStream,
     deadline: tokio::time::Instant,
     limit: Duration,
-) -> Result<Vec<Value>, UpstreamError> {
+) -> Result<Vec<Chunk>, UpstreamError> {
     let mut head = Vec::new();
     loop {
         match tokio::time::timeout_at(deadline, upstream.next()).await {
@@ -873,10 +856,9 @@ async fn first_content(
             Ok(None) => {
                 // A stream that ends cleanly with only a finish reason (an empty
                 // answer) is an answer; one that just stops is a failure.
-                if head.iter().any(|c: &Value| {
-                    c.pointer("/choices/0/finish_reason")
-                        .is_some_and(|f| !f.is_null())
-                }) {
+                if head.iter().any(Chunk::finished) {
+                    // The upstream has ended: the relay must not poll it again.
+                    *upstream = Box::pin(futures_util::stream::empty());
                     return Ok(head);
                 }
                 return Err(UpstreamError::new(
@@ -887,7 +869,7 @@ async fn first_content(
             }
             Ok(Some(Err(e))) => return Err(e),
             Ok(Some(Ok(chunk))) => {
-                let content = has_content(&chunk);
+                let content = chunk.has_content();
                 head.push(chunk);
                 if content {
                     return Ok(head);

@@ -481,7 +481,8 @@ impl Executor {
                             let mut all = Vec::new();
                             let mut ttft = None;
                             while let Some(chunk) = chunks.next().await {
-                                let chunk = chunk.map_err(|e| e.class.name().to_owned())?;
+                                let chunk =
+                                    chunk.map_err(|e| e.class.name().to_owned())?.into_value();
                                 if ttft.is_none()
                                     && chunk["choices"][0]["delta"].as_object().is_some_and(|d| {
                                         d.get("content")

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use serde_json::Value;
+use switchyard_wire::chunk::Chunk;
 use switchyard_wire::request::Message;
 use switchyard_wire::{FeatureSet, UpstreamError, Usage};
 
@@ -56,7 +57,7 @@ pub struct Rescued {
     pub provider: String,
     pub model_name: String,
     /// Chunks to forward first: the new content after what the caller has.
-    pub head: Vec<Value>,
+    pub head: Vec<Chunk>,
     pub rest: ChunkStream,
     pub model: Model,
     pub settlement: Settlement,
@@ -307,19 +308,25 @@ fn with_prefill(req: &RouteRequest, delivered: &str) -> RouteRequest {
 /// `role`, and without the whitespace the prefill was trimmed of (providers
 /// refuse a prefill that ends in whitespace, so its continuation restarts
 /// with it) when the caller already has it.
-fn continued(mut head: Vec<Value>, delivered: &str) -> Vec<Value> {
+fn continued(mut head: Vec<Chunk>, delivered: &str) -> Vec<Chunk> {
     let mut pending = &delivered[delivered.trim_end().len()..];
     for chunk in &mut head {
         if pending.is_empty() {
             break;
         }
-        let Some(text) = content_mut(chunk) else {
+        let Some(text) = chunk.text() else {
             continue;
         };
         let keep = strip_common_prefix(text, pending);
-        pending = &pending[keep..];
         let past = keep < text.len();
-        text.drain(..keep);
+        pending = &pending[keep..];
+        if keep > 0 {
+            chunk.edit(|v| {
+                if let Some(text) = content_mut(v) {
+                    text.drain(..keep);
+                }
+            });
+        }
         if past {
             break;
         }
@@ -336,9 +343,15 @@ fn strip_common_prefix(text: &str, pending: &str) -> usize {
         .map_or(0, |((i, c), _)| i + c.len_utf8())
 }
 
-/// The text delta of a chunk's first choice, to rewrite in place.
+/// The text delta of a chunk's first choice (`index` 0), to rewrite in
+/// place.
 fn content_mut(chunk: &mut Value) -> Option<&mut String> {
-    match chunk.pointer_mut("/choices/0/delta/content") {
+    let choice = chunk
+        .get_mut("choices")?
+        .as_array_mut()?
+        .iter_mut()
+        .find(|c| c.get("index").and_then(Value::as_u64).unwrap_or(0) == 0)?;
+    match choice.get_mut("delta")?.get_mut("content") {
         Some(Value::String(s)) => Some(s),
         _ => None,
     }
@@ -356,14 +369,14 @@ struct Diverged {
 /// it begins with exactly that text: the chunks after it (the first one cut
 /// to what is new), or why not.
 async fn skip_delivered(
-    head: Vec<Value>,
+    head: Vec<Chunk>,
     mut rest: ChunkStream,
     delivered: &str,
     idle: Duration,
-) -> Result<(Vec<Value>, ChunkStream), Diverged> {
+) -> Result<(Vec<Chunk>, ChunkStream), Diverged> {
     let mut seen = 0usize;
     let mut out = Vec::new();
-    let mut pending: VecDeque<Value> = head.into();
+    let mut pending: VecDeque<Chunk> = head.into();
     let diverged = |why: String, read: usize| Diverged { why, read };
     loop {
         let mut chunk = match pending.pop_front() {
@@ -396,28 +409,30 @@ async fn skip_delivered(
             out.extend(pending);
             return Ok((out, rest));
         }
-        let Some(text) = content_mut(&mut chunk) else {
-            if chunk
-                .pointer("/choices/0/delta/tool_calls")
-                .is_some_and(|t| !t.is_null())
-            {
+        let Some(text) = chunk.text() else {
+            if chunk.tool_call() {
                 return Err(diverged("it answered with a tool call".into(), seen));
             }
             continue; // a role chunk, or one without content
         };
         let want = &delivered[seen..];
         let common = strip_common_prefix(text, want);
-        if common < text.len().min(want.len()) {
+        let len = text.len();
+        if common < len.min(want.len()) {
             let why = format!(
                 "its answer differs from the caller's after {} bytes",
                 seen + common
             );
-            return Err(diverged(why, seen + text.len()));
+            return Err(diverged(why, seen + len));
         }
         seen += common;
-        if common < text.len() {
+        if common < len {
             // This chunk goes past what the caller has: forward the rest.
-            *text = text[common..].to_owned();
+            chunk.edit(|v| {
+                if let Some(text) = content_mut(v) {
+                    text.drain(..common);
+                }
+            });
             out.push(chunk);
             out.extend(pending);
             return Ok((out, rest));
@@ -431,15 +446,14 @@ mod tests {
     use futures_util::stream;
     use serde_json::json;
 
-    fn chunk(text: &str) -> Value {
-        json!({ "choices": [{ "index": 0, "delta": { "content": text } }] })
+    fn chunk(text: &str) -> Chunk {
+        Chunk::from_value(json!({ "choices": [{ "index": 0, "delta": { "content": text } }] }))
     }
 
-    fn texts(chunks: &[Value]) -> Vec<String> {
+    fn texts(chunks: &[Chunk]) -> Vec<String> {
         chunks
             .iter()
-            .filter_map(|c| c.pointer("/choices/0/delta/content"))
-            .filter_map(|v| v.as_str().map(str::to_owned))
+            .filter_map(|c| c.text().map(str::to_owned))
             .collect()
     }
 
@@ -451,7 +465,7 @@ mod tests {
     #[tokio::test]
     async fn regenerate_skips_what_the_caller_has() {
         let head = vec![
-            json!({"choices": [{"index": 0, "delta": {"role": "assistant"}}]}),
+            Chunk::from_value(json!({"choices": [{"index": 0, "delta": {"role": "assistant"}}]})),
             chunk("The"),
         ];
         let rest = upstream(&[" quick", " brown", " fox"]);

@@ -11,8 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{Stream, StreamExt, stream};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use switchyard_wire::Usage;
+use switchyard_wire::chunk::Chunk;
 use switchyard_wire::stream::StreamEvent;
 
 use super::AttemptRecord;
@@ -25,10 +26,10 @@ use crate::providers::ChunkStream;
 pub type EventStream = Pin<Box<dyn Stream<Item = StreamEvent> + Send>>;
 
 struct Relay {
-    head: VecDeque<Value>,
+    head: VecDeque<Chunk>,
     rest: ChunkStream,
     /// The routing info, for the first chunk.
-    info: Option<Value>,
+    info: Option<Map<String, Value>>,
     model: Model,
     idle_timeout: Duration,
     tally: Tally,
@@ -112,37 +113,24 @@ struct Answer {
 impl Answer {
     /// Notes what `chunk` adds; its text is kept only when a rescue may need
     /// it (`keep_text`), its length always (a broken stream's estimate).
-    fn note(&mut self, chunk: &Value, keep_text: bool) {
+    fn note(&mut self, chunk: &Chunk, keep_text: bool) {
         if self.id.is_none() {
-            self.id = chunk.get("id").cloned();
+            self.id = chunk.id();
         }
-        let Some(choices) = chunk.get("choices").and_then(Value::as_array) else {
-            return;
-        };
-        // `get`, not `pointer`: this runs for every chunk, and a JSON pointer
-        // allocates for each of its segments.
-        for choice in choices {
-            if choice.get("index").and_then(Value::as_u64).unwrap_or(0) != 0 {
-                self.unrescuable = true;
-                continue;
+        if chunk.other_choice() {
+            self.unrescuable = true;
+        }
+        if chunk.finished() {
+            self.finished = true;
+        }
+        if self.finished || chunk.tool_call() {
+            self.unrescuable = true;
+        }
+        if let Some(text) = chunk.text() {
+            if keep_text {
+                self.text.push_str(text);
             }
-            let delta = choice.get("delta");
-            if choice.get("finish_reason").is_some_and(|f| !f.is_null()) {
-                self.finished = true;
-            }
-            if self.finished
-                || delta
-                    .and_then(|d| d.get("tool_calls"))
-                    .is_some_and(|t| !t.is_null())
-            {
-                self.unrescuable = true;
-            }
-            if let Some(text) = delta.and_then(|d| d.get("content")).and_then(Value::as_str) {
-                if keep_text {
-                    self.text.push_str(text);
-                }
-                self.from_current += text.len();
-            }
+            self.from_current += text.len();
         }
     }
 }
@@ -151,24 +139,23 @@ impl Relay {
     /// Adds the routing info to the first chunk and the cost beside the
     /// usage, and tallies the usage. After a rescue the chunk keeps the
     /// stream's first id, and its usage and cost add the broken attempts'.
-    fn chunk(&mut self, mut chunk: Value) -> StreamEvent {
+    fn chunk(&mut self, mut chunk: Chunk) -> StreamEvent {
         if let Some(info) = self.info.take() {
-            chunk["switchyard"] = info;
+            chunk.set_routing(info);
         }
         if !self.rescues.is_empty() {
-            if let Some(id) = &self.answer.id {
-                chunk["id"] = id.clone();
-            }
-            if let Some(Value::Object(delta)) = chunk.pointer_mut("/choices/0/delta") {
-                delta.remove("role");
-            }
+            let id = self.answer.id.clone();
+            chunk.edit(|chunk| {
+                if let Some(id) = id {
+                    chunk["id"] = id;
+                }
+                if let Some(Value::Object(delta)) = chunk.pointer_mut("/choices/0/delta") {
+                    delta.remove("role");
+                }
+            });
         }
         self.answer.note(&chunk, self.rescuer.is_some());
-        if let Some(usage) = chunk
-            .get("usage")
-            .filter(|u| !u.is_null())
-            .and_then(Usage::from_openai)
-        {
+        if let Some(usage) = chunk.usage() {
             let cost = self.model.cost(&usage);
             self.tally.usage = Some(usage);
             self.tally.cost_usd = Some(cost);
@@ -178,12 +165,15 @@ impl Relay {
                 total.completion_tokens += earlier.completion_tokens;
                 total.cached_tokens += earlier.cached_tokens;
                 total_cost += earlier_cost;
-                chunk["usage"] = total.to_openai();
-                chunk["switchyard"]["usage_estimated"] = json!(estimated);
-                chunk["switchyard"]["rescues"] = json!(self.rescues);
-                chunk["switchyard"]["rescue_trail"] = json!(self.rescue_trail);
+                chunk.edit(|chunk| chunk["usage"] = total.to_openai());
+                let routing = chunk.routing_mut();
+                routing.insert("usage_estimated".into(), json!(estimated));
+                routing.insert("rescues".into(), json!(self.rescues));
+                routing.insert("rescue_trail".into(), json!(self.rescue_trail));
             }
-            chunk["switchyard"]["cost_usd"] = json!(total_cost);
+            chunk
+                .routing_mut()
+                .insert("cost_usd".into(), json!(total_cost));
         }
         StreamEvent::Chunk(chunk)
     }
@@ -335,8 +325,8 @@ impl Drop for Relay {
 /// `rescuer` continues it elsewhere if it breaks after content.
 #[allow(clippy::too_many_arguments)]
 pub fn relay(
-    info: Value,
-    head: Vec<Value>,
+    info: Map<String, Value>,
+    head: Vec<Chunk>,
     rest: ChunkStream,
     model: Model,
     idle_timeout: Duration,
