@@ -208,7 +208,7 @@ pub(super) fn record(
         .map(|body| Signals::of(body, prompt_bytes));
     request(o.key("request"), draft, prompt.as_ref());
     array(o.key("candidates"), &draft.candidates, candidate);
-    metrics(o.key("metrics"), &draft.metrics);
+    metrics(o.key("metrics"), &draft.metrics.to_spec());
     if let Some(d) = &draft.decision {
         decision(o.key("decision"), d);
     }
@@ -404,6 +404,7 @@ mod tests {
 
     use super::*;
     use crate::policy::{Price, Routing};
+    use crate::request_log::SeenMetrics;
     use crate::request_log::{Decision, PlanStep, Record};
 
     fn candidate(i: usize) -> Candidate {
@@ -543,17 +544,15 @@ mod tests {
         d.request = Some(request(variant.is_multiple_of(2)));
         d.candidates = (0..variant).map(candidate).collect();
         if variant.is_multiple_of(2) {
-            d.metrics
-                .entry("acct-0/model \"0\"".into())
+            let mut spec = MetricSpec::new();
+            spec.entry("acct-0/model \"0\"".into())
                 .or_default()
                 .insert("latency_ms@900".into(), 12.5);
-            d.metrics
-                .entry("acct-1/\"odd\"\n".into())
-                .or_default()
-                .extend([
-                    ("uptime@60".to_string(), 0.999),
-                    ("p95_latency@\"x\"".into(), 1e300),
-                ]);
+            spec.entry("acct-1/\"odd\"\n".into()).or_default().extend([
+                ("uptime@60".to_string(), 0.999),
+                ("p95_\"x\"@30".into(), 1e300),
+            ]);
+            d.metrics = SeenMetrics::from_spec(&spec);
         }
         d.decision = Some(Decision {
             policy: "v3".into(),

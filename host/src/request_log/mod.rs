@@ -246,66 +246,137 @@ pub fn millis(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
 }
 
-/// A metric value a decision read.
-#[derive(Debug, Clone)]
-struct Seen {
-    candidate: String,
-    name: String,
+/// The metric values a decision read, as the request path keeps them: each
+/// candidate and metric name once, and per read their positions, the window
+/// and the value. Grouped into a record's `metrics` ([`Self::to_spec`]) by
+/// the log's writer, off the request path.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SeenMetrics {
+    candidates: Vec<String>,
+    names: Vec<String>,
+    reads: Vec<Read>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Read {
+    candidate: u32,
+    name: u32,
     window: u32,
     value: f64,
+}
+
+/// The position of `item` in `list`, added at the end if it is new.
+fn position(list: &mut Vec<String>, item: &str) -> u32 {
+    let at = list.iter().position(|x| x == item).unwrap_or_else(|| {
+        list.push(item.to_owned());
+        list.len() - 1
+    });
+    u32::try_from(at).unwrap_or(u32::MAX)
+}
+
+impl SeenMetrics {
+    /// As a record's `metrics`: per candidate, `name@window` → value.
+    pub fn to_spec(&self) -> MetricSpec {
+        let mut spec = MetricSpec::new();
+        for r in &self.reads {
+            let (Some(candidate), Some(name)) = (
+                self.candidates.get(r.candidate as usize),
+                self.names.get(r.name as usize),
+            ) else {
+                continue;
+            };
+            spec.entry(candidate.clone())
+                .or_default()
+                .insert(format!("{name}@{}", r.window), r.value);
+        }
+        spec
+    }
+
+    /// The values of a record's `metrics` (a test's, or one read back).
+    pub fn from_spec(spec: &MetricSpec) -> Self {
+        let mut seen = Self::default();
+        for (candidate, values) in spec {
+            for (key, value) in values {
+                let (name, window) = key
+                    .rsplit_once('@')
+                    .and_then(|(n, w)| Some((n, w.parse().ok()?)))
+                    .unwrap_or((key.as_str(), 0));
+                seen.push(candidate, name, window, *value);
+            }
+        }
+        seen
+    }
+
+    fn push(&mut self, candidate: &str, name: &str, window: u32, value: f64) {
+        let candidate = position(&mut self.candidates, candidate);
+        let name = position(&mut self.names, name);
+        self.reads.push(Read {
+            candidate,
+            name,
+            window,
+            value,
+        });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.reads.is_empty()
+    }
 }
 
 /// A metric source that remembers what the policy read, for the record.
 pub struct Recorder {
     inner: Arc<dyn MetricSource>,
-    seen: Mutex<Vec<Seen>>,
+    seen: Mutex<SeenMetrics>,
 }
 
 impl Recorder {
     pub fn new(inner: Arc<dyn MetricSource>) -> Self {
         Self {
             inner,
-            seen: Mutex::new(Vec::new()),
+            seen: Mutex::new(SeenMetrics::default()),
         }
     }
 
-    /// What was read, as a record's `metrics` (values without data left out).
-    pub fn take(&self) -> MetricSpec {
-        let seen = std::mem::take(&mut *self.seen.lock().unwrap_or_else(|e| e.into_inner()));
-        let mut spec = MetricSpec::new();
-        for s in seen {
-            spec.entry(s.candidate)
-                .or_default()
-                .insert(format!("{}@{}", s.name, s.window), s.value);
-        }
-        spec
+    /// What was read, for a record's `metrics` (values without data left out).
+    pub fn take(&self) -> SeenMetrics {
+        std::mem::take(&mut *self.seen.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
 
 impl MetricSource for Recorder {
     fn metric(&self, candidate: &str, name: &str, window_secs: u32) -> Option<f64> {
         let value = self.inner.metric(candidate, name, window_secs)?;
-        self.seen
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(Seen {
-                candidate: candidate.to_owned(),
-                name: name.to_owned(),
-                window: window_secs,
-                value,
-            });
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).push(
+            candidate,
+            name,
+            window_secs,
+            value,
+        );
         Some(value)
     }
 
     fn metric_each(&self, candidates: &[String], name: &str, window_secs: u32, out: &mut Vec<f64>) {
         let start = out.len();
         self.inner.metric_each(candidates, name, window_secs, out);
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        for (candidate, value) in candidates.iter().zip(&out[start..]) {
+        let mut guard = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let seen = &mut *guard;
+        // A policy reads each declared metric for the same candidates: they
+        // are kept once, in the order offered, and read by position.
+        if seen.candidates.is_empty() {
+            seen.candidates = candidates.to_vec();
+        }
+        let same = seen.candidates.as_slice() == candidates;
+        let name_at = position(&mut seen.names, name);
+        for (i, (candidate, value)) in candidates.iter().zip(&out[start..]).enumerate() {
             if value.is_finite() {
-                seen.push(Seen {
-                    candidate: candidate.clone(),
-                    name: name.to_owned(),
+                let at = if same {
+                    u32::try_from(i).unwrap_or(u32::MAX)
+                } else {
+                    position(&mut seen.candidates, candidate)
+                };
+                seen.reads.push(Read {
+                    candidate: at,
+                    name: name_at,
                     window: window_secs,
                     value: *value,
                 });
@@ -333,7 +404,7 @@ pub struct Draft {
     /// last user turn and system prompt to `[log] prompt_bytes`.
     pub prompt: Option<Arc<CanonicalRequest>>,
     pub candidates: Vec<Candidate>,
-    pub metrics: MetricSpec,
+    pub metrics: SeenMetrics,
     pub decision: Option<Decision>,
 }
 
@@ -350,7 +421,7 @@ impl Draft {
             request: None,
             prompt: None,
             candidates: Vec::new(),
-            metrics: MetricSpec::new(),
+            metrics: SeenMetrics::default(),
             decision: None,
         }
     }
@@ -384,7 +455,7 @@ impl Draft {
             api: self.api.to_owned(),
             stream: self.stream,
             candidates: self.candidates.iter().map(CandidateSpec::from).collect(),
-            metrics: self.metrics,
+            metrics: self.metrics.to_spec(),
             decision: self.decision,
             attempts,
             result: outcome,
@@ -815,6 +886,46 @@ mod tests {
             duration_ms: 1.0,
             ..Outcome::default()
         }
+    }
+
+    /// A source whose value is the length of the candidate's id, with no
+    /// data for ids starting with `none`.
+    struct Lengths;
+    impl MetricSource for Lengths {
+        fn metric(&self, candidate: &str, _name: &str, window_secs: u32) -> Option<f64> {
+            (!candidate.starts_with("none"))
+                .then(|| candidate.len() as f64 + f64::from(window_secs))
+        }
+    }
+
+    #[test]
+    fn the_recorder_keeps_every_value_read_and_only_those() {
+        let recorder = Recorder::new(Arc::new(Lengths));
+        let offered: Vec<String> = ["a/x", "none/y", "bb/z"].map(String::from).into();
+        let mut out = Vec::new();
+        recorder.metric_each(&offered, "uptime", 60, &mut out);
+        recorder.metric_each(&offered, "p95_latency", 900, &mut out);
+        assert_eq!(recorder.metric("bb/z", "uptime", 300), Some(304.0));
+        assert_eq!(recorder.metric("none/q", "uptime", 300), None);
+        recorder.metric_each(&offered[2..], "p95_latency", 30, &mut out);
+        let mut expected = MetricSpec::new();
+        for (id, key, value) in [
+            ("a/x", "uptime@60", 63.0),
+            ("a/x", "p95_latency@900", 903.0),
+            ("bb/z", "uptime@60", 64.0),
+            ("bb/z", "p95_latency@900", 904.0),
+            ("bb/z", "uptime@300", 304.0),
+            ("bb/z", "p95_latency@30", 34.0),
+        ] {
+            expected
+                .entry(id.to_string())
+                .or_default()
+                .insert(key.to_string(), value);
+        }
+        let seen = recorder.take();
+        assert_eq!(seen.to_spec(), expected);
+        assert_eq!(SeenMetrics::from_spec(&expected).to_spec(), expected);
+        assert!(recorder.take().is_empty(), "taken once");
     }
 
     #[test]
