@@ -20,6 +20,7 @@ use serde::de::{self, IgnoredAny};
 use serde_json::{Map, Value};
 
 use crate::Usage;
+use crate::completion::{Present, close_with_routing};
 use crate::sse;
 
 /// A `chat.completion.chunk` object.
@@ -254,6 +255,28 @@ impl Chunk {
         out
     }
 
+    /// Cuts the first `n` bytes off the first choice's text delta (a
+    /// rescue's continuation, past what the caller already has); nothing
+    /// when `n` is not within the text or not at a character's start.
+    pub fn drain_text(&mut self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        self.edit(|value| {
+            let text = value
+                .get_mut("choices")
+                .and_then(Value::as_array_mut)
+                .and_then(|choices| choices.iter_mut().find(|c| is_first(c)))
+                .and_then(|choice| choice.get_mut("delta"))
+                .and_then(|delta| delta.get_mut("content"));
+            if let Some(Value::String(text)) = text
+                && text.is_char_boundary(n)
+            {
+                text.drain(..n);
+            }
+        });
+    }
+
     /// The chunk as a value (for a translation).
     pub fn into_value(self) -> Value {
         match self.repr {
@@ -289,14 +312,11 @@ impl Chunk {
                 ..
             } => {
                 // A JSON object, trimmed: its last byte is its closing brace.
-                let body = &text[..text.len() - 1];
-                out.extend_from_slice(body.as_bytes());
-                if !body[1..].trim_start().is_empty() {
-                    out.push(b',');
-                }
-                out.extend_from_slice(b"\"switchyard\":");
-                let _ = serde_json::to_writer(&mut *out, routing);
-                out.push(b'}');
+                let start = out.len();
+                out.extend_from_slice(&text.as_bytes()[..text.len() - 1]);
+                close_with_routing(out, start, |out| {
+                    let _ = serde_json::to_writer(out, routing);
+                });
             }
         }
     }
@@ -369,13 +389,18 @@ fn raw_value(text: &str, routing: Option<Map<String, Value>>) -> Value {
     value
 }
 
-/// The first choice: the one whose `index` is 0 (or missing).
+/// Whether a choice is the first: its `index` is 0 (or missing).
+fn is_first(choice: &Value) -> bool {
+    choice.get("index").and_then(Value::as_u64).unwrap_or(0) == 0
+}
+
+/// The first choice.
 fn first_choice(value: &Value) -> Option<&Value> {
     value
         .get("choices")?
         .as_array()?
         .iter()
-        .find(|c| c.get("index").and_then(Value::as_u64).unwrap_or(0) == 0)
+        .find(|c| is_first(c))
 }
 
 /// What the gateway reads of a chunk it holds as a value.
@@ -396,7 +421,7 @@ fn facts_of(value: &Value) -> Facts {
             .is_some_and(|s| !s.is_empty())
     };
     for choice in choices {
-        let first = choice.get("index").and_then(Value::as_u64).unwrap_or(0) == 0;
+        let first = is_first(choice);
         let delta = choice.get("delta");
         let finished = choice.get("finish_reason").is_some_and(|f| !f.is_null());
         let calls = delta.and_then(|d| d.get("tool_calls"));
@@ -628,16 +653,6 @@ impl<'de> Deserialize<'de> for Calls {
             }
         }
         d.deserialize_any(Visitor)
-    }
-}
-
-/// Whether a key was there, whatever its value (`null` included).
-#[derive(Default)]
-struct Present(bool);
-
-impl<'de> Deserialize<'de> for Present {
-    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        IgnoredAny::deserialize(d).map(|_| Present(true))
     }
 }
 

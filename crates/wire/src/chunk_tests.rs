@@ -246,3 +246,24 @@ fn a_chunk_written_over_several_lines_stays_one_event() {
     raw(TEXT).write_sse(&mut one_line);
     assert_eq!(one_line, format!("data: {TEXT}\n\n").into_bytes());
 }
+
+#[test]
+fn a_rescue_cuts_what_the_caller_has_off_the_first_choices_text() {
+    let mut chunk = raw(
+        r#"{"choices":[{"index":1,"delta":{"content":"other"}},{"index":0,"delta":{"content":"héllo"}}]}"#,
+    );
+    chunk.drain_text(2);
+    assert_eq!(
+        chunk.text(),
+        Some("héllo"),
+        "not at a character's start: left whole"
+    );
+    let mut chunk = raw(
+        r#"{"choices":[{"index":1,"delta":{"content":"other"}},{"index":0,"delta":{"content":"héllo"}}]}"#,
+    );
+    chunk.drain_text(3);
+    assert_eq!(chunk.text(), Some("llo"));
+    chunk.drain_text(99);
+    assert_eq!(chunk.text(), Some("llo"), "past the end: left whole");
+    assert!(chunk.other_choice() && chunk.has_content());
+}

@@ -71,7 +71,7 @@ impl<'de> Deserialize<'de> for Seq {
 
 /// Whether a key was there, whatever its value (`null` included).
 #[derive(Default)]
-struct Present(bool);
+pub(crate) struct Present(pub(crate) bool);
 
 impl<'de> Deserialize<'de> for Present {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -170,18 +170,31 @@ impl Completion {
                     .unwrap_or(0);
                 bytes.truncate(end);
                 let start = bytes.iter().position(|b| *b == b'{').unwrap_or(0);
-                let empty = bytes[start + 1..].iter().all(u8::is_ascii_whitespace);
-                if !empty {
-                    bytes.push(b',');
-                }
-                bytes.extend_from_slice(b"\"switchyard\":");
-                bytes.extend_from_slice(&routing);
-                bytes.push(b'}');
+                close_with_routing(&mut bytes, start, |out| out.extend_from_slice(&routing));
                 bytes
             }
             Repr::Raw { bytes, .. } => bytes,
         }
     }
+}
+
+/// Closes a JSON object whose text `out` holds from `start` up to, not
+/// including, its closing brace, with `"switchyard":` and the routing object
+/// that `routing` writes as its last member.
+pub(crate) fn close_with_routing(
+    out: &mut Vec<u8>,
+    start: usize,
+    routing: impl FnOnce(&mut Vec<u8>),
+) {
+    let empty = out
+        .get(start + 1..)
+        .is_none_or(|members| members.iter().all(u8::is_ascii_whitespace));
+    if !empty {
+        out.push(b',');
+    }
+    out.extend_from_slice(b"\"switchyard\":");
+    routing(out);
+    out.push(b'}');
 }
 
 /// A provider's checked bytes read into a value, with the routing object set.

@@ -292,7 +292,8 @@ impl SeenMetrics {
         spec
     }
 
-    /// The values of a record's `metrics` (a test's, or one read back).
+    /// The values of a record's `metrics`, for a test's draft.
+    #[cfg(test)]
     pub fn from_spec(spec: &MetricSpec) -> Self {
         let mut seen = Self::default();
         for (candidate, values) in spec {

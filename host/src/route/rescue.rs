@@ -320,13 +320,7 @@ fn continued(mut head: Vec<Chunk>, delivered: &str) -> Vec<Chunk> {
         let keep = strip_common_prefix(text, pending);
         let past = keep < text.len();
         pending = &pending[keep..];
-        if keep > 0 {
-            chunk.edit(|v| {
-                if let Some(text) = content_mut(v) {
-                    text.drain(..keep);
-                }
-            });
-        }
+        chunk.drain_text(keep);
         if past {
             break;
         }
@@ -341,20 +335,6 @@ fn strip_common_prefix(text: &str, pending: &str) -> usize {
         .take_while(|((_, a), b)| a == b)
         .last()
         .map_or(0, |((i, c), _)| i + c.len_utf8())
-}
-
-/// The text delta of a chunk's first choice (`index` 0), to rewrite in
-/// place.
-fn content_mut(chunk: &mut Value) -> Option<&mut String> {
-    let choice = chunk
-        .get_mut("choices")?
-        .as_array_mut()?
-        .iter_mut()
-        .find(|c| c.get("index").and_then(Value::as_u64).unwrap_or(0) == 0)?;
-    match choice.get_mut("delta")?.get_mut("content") {
-        Some(Value::String(s)) => Some(s),
-        _ => None,
-    }
 }
 
 /// Why a regenerated answer could not continue the caller's, and how many
@@ -428,11 +408,7 @@ async fn skip_delivered(
         seen += common;
         if common < len {
             // This chunk goes past what the caller has: forward the rest.
-            chunk.edit(|v| {
-                if let Some(text) = content_mut(v) {
-                    text.drain(..common);
-                }
-            });
+            chunk.drain_text(common);
             out.push(chunk);
             out.extend(pending);
             return Ok((out, rest));
